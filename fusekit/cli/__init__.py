@@ -1,0 +1,126 @@
+"""The ``fusekit`` command line.
+
+The click group is built by :func:`make_cli` from a plugin host, so tests can
+build one with their own plugins and plugins can add sub-commands through the
+``register_commands`` hook. Errors fusekit raises on purpose become one line
+on stderr and exit status 1; ``--traceback`` shows the full trace instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import FusekitError
+from ..io import FusekitWarning
+from ..plugins import PluginHost, get_host, warn_failures
+
+
+@dataclass
+class CliState:
+    """What every sub-command gets as ``ctx.obj``."""
+
+    host: PluginHost
+    traceback: bool = False
+
+
+def echo_error(message: str) -> None:
+    """Print one error line on stderr."""
+    click.echo(f"error: {message}", err=True)
+
+
+class FusekitGroup(click.Group):
+    """A click group that turns fusekit errors into one-line messages."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise
+        except FusekitError as exc:
+            if ctx.params.get("traceback"):
+                raise
+            echo_error(str(exc))
+            ctx.exit(1)
+        except Exception as exc:  # unexpected: still one line unless asked
+            if ctx.params.get("traceback"):
+                raise
+            echo_error(f"{type(exc).__name__}: {exc} (rerun with --traceback for details)")
+            ctx.exit(2)
+
+
+def _show_warning(message: Any, category: type, filename: str, lineno: int,
+                  file: Any = None, line: Any = None) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+def make_cli(host: PluginHost | None = None) -> click.Group:
+    """Build the ``fusekit`` click group.
+
+    Parameters
+    ----------
+    host : PluginHost, optional
+        Plugins to use; default: the process-wide host (built-ins plus the
+        ``fusekit`` entry-point group).
+    """
+    host = host if host is not None else get_host()
+
+    @click.group(cls=FusekitGroup, context_settings={"help_option_names": ["-h", "--help"]})
+    @click.version_option(__version__, prog_name="fusekit")
+    @click.option("--traceback", is_flag=True, help="Show full tracebacks on errors.")
+    @click.pass_context
+    def cli(ctx: click.Context, traceback: bool) -> None:
+        """fusekit: fuse infrared-visible, medical, multi-focus and multi-exposure images.
+
+        \b
+        Examples:
+          fusekit fuse --method refusion --task ivif ir.png vi.png -o fused.png
+          fusekit fuse --method average ir/ vi/ -o fused/
+          fusekit eval data/ivif/tno/test --method refusion --method average
+          fusekit methods
+        """
+        ctx.obj = CliState(host=host, traceback=traceback)
+        catcher = warnings.catch_warnings()
+        ctx.with_resource(catcher)
+        warnings.simplefilter("always", FusekitWarning)
+        warnings.showwarning = _show_warning
+        if ctx.invoked_subcommand != "plugins":
+            warn_failures(host, lambda line: click.echo(line, err=True))
+
+    from .fuse import fuse_command
+    from .info import methods_command, plugins_command
+
+    for command in (fuse_command, methods_command, plugins_command):
+        cli.add_command(command)
+    for module_name, attr in (("eval", "eval_command"), ("train", "train_command")):
+        command = _optional_command(module_name, attr)
+        if command is not None:
+            cli.add_command(command)
+    host.add_commands(cli)
+    return cli
+
+
+def _optional_command(module_name: str, attr: str) -> click.Command | None:
+    import importlib
+
+    try:
+        module = importlib.import_module(f"{__name__}.{module_name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__name__}.{module_name}":
+            return None
+        raise
+    return getattr(module, attr)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    make_cli()(args=argv, prog_name="fusekit")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main(sys.argv[1:])

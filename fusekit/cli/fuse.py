@@ -1,0 +1,145 @@
+"""``fusekit fuse``: fuse one set of images, or every matching set in folders."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..api import fuse_files
+from ..errors import FusekitError, InputError, ParameterError
+from ..interfaces import TASKS, Fuser
+from ..io import is_image_file
+from . import CliState, echo_error
+
+
+def parse_param(text: str) -> tuple[str, Any]:
+    """Parse ``KEY=VALUE``; VALUE as a Python literal (number, bool, None) or a string."""
+    key, sep, raw = text.partition("=")
+    key = key.strip().replace("-", "_")
+    if not sep or not key:
+        raise ParameterError(f"option {text!r} is not KEY=VALUE; write e.g. -p levels=4")
+    lowered = raw.strip().lower()
+    if lowered in ("true", "yes", "on"):
+        return key, True
+    if lowered in ("false", "no", "off"):
+        return key, False
+    try:
+        return key, ast.literal_eval(raw.strip())
+    except (ValueError, SyntaxError):
+        return key, raw
+
+
+def match_folders(folders: list[Path]) -> tuple[dict[str, list[Path]], dict[str, str]]:
+    """Group image files of several folders by file name without extension.
+
+    Returns
+    -------
+    sets : dict
+        name -> one path per folder, for names present exactly once in each.
+    problems : dict
+        name -> why the set cannot be fused (missing in a folder, ambiguous).
+    """
+    listings: list[dict[str, list[Path]]] = []
+    for folder in folders:
+        by_stem: dict[str, list[Path]] = {}
+        for path in sorted(folder.iterdir()):
+            if path.is_file() and is_image_file(path):
+                by_stem.setdefault(path.stem, []).append(path)
+        listings.append(by_stem)
+    sets: dict[str, list[Path]] = {}
+    problems: dict[str, str] = {}
+    for name in sorted(set().union(*listings)):
+        missing = [str(f) for f, listing in zip(folders, listings) if name not in listing]
+        ambiguous = [p for listing in listings for p in listing.get(name, []) if len(listing[name]) > 1]
+        if missing:
+            problems[name] = f"no image named {name!r} in {', '.join(missing)}"
+        elif ambiguous:
+            problems[name] = f"several files named {name!r}: {', '.join(map(str, ambiguous))}; keep one"
+        else:
+            sets[name] = [listing[name][0] for listing in listings]
+    return sets, problems
+
+
+@click.command("fuse")
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Output image (or output folder when the sources are folders).")
+@click.option("-m", "--method", default="refusion", show_default=True,
+              help="Fusion method; 'fusekit methods' lists them.")
+@click.option("--task", type=click.Choice(TASKS), default=None,
+              help="Task the method's weights were trained for (learned methods).")
+@click.option("--weights", type=click.Path(path_type=Path), default=None,
+              help="Weights file for learned methods (.safetensors, or the authors' .pth).")
+@click.option("--device", default=None, help="cpu, cuda or auto (learned methods).")
+@click.option("--stretch/--no-stretch", default=None,
+              help="Min-max stretch the network output (ReFusion default: on).")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Method option, repeatable, e.g. -p levels=4.")
+@click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None,
+              help="Output bit depth (default: 16 if any source is 16-bit, else 8).")
+@click.option("--ext", default="png", show_default=True,
+              help="Output file extension in folder mode.")
+@click.pass_obj
+def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, method: str,
+                 task: str | None, weights: Path | None, device: str | None,
+                 stretch: bool | None, params: tuple[str, ...], bit_depth: str | None,
+                 ext: str) -> None:
+    """Fuse SOURCES (two or more images, or two or more folders) into OUTPUT.
+
+    \b
+    Images:  fusekit fuse -m average ir.png vi.png -o fused.png
+    Folders: fusekit fuse -m average ir/ vi/ -o fused/
+             (fuses every set of files that share a name, any extension)
+
+    Source order matters for learned methods: infrared then visible,
+    CT/PET/SPECT then MRI, near then far focus, under then over exposure.
+    """
+    options: dict[str, Any] = dict(parse_param(p) for p in params)
+    for key, value in (("task", task), ("weights", weights), ("device", device), ("stretch", stretch)):
+        if value is not None:
+            options[key] = str(value) if isinstance(value, Path) else value
+    fuser = state.host.fusers.get(method).create(**options)
+    depth = int(bit_depth) if bit_depth else None
+    missing = [str(s) for s in sources if not s.exists()]
+    if missing:
+        raise InputError(f"{missing[0]}: file not found; check the path")
+    folders = [s.is_dir() for s in sources]
+    if any(folders) and not all(folders):
+        raise InputError("sources mix folders and files; pass only image files or only folders")
+    if all(folders):
+        _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."))
+        return
+    if output.is_dir():
+        raise InputError(f"{output}: is a folder; give an output file name such as {output / 'fused.png'}")
+    fuser.prepare()
+    fuse_files(fuser, sources, output, bit_depth=depth)
+    click.echo(f"wrote {output}", err=True)
+
+
+def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | None, ext: str) -> None:
+    from tqdm import tqdm
+
+    if output.exists() and not output.is_dir():
+        raise InputError(f"{output}: exists and is not a folder; in folder mode -o names a folder")
+    sets, problems = match_folders(folders)
+    if not sets and not problems:
+        raise InputError(f"no images in {', '.join(map(str, folders))}; expected files with matching names")
+    fuser.prepare()
+    failures = dict(problems)
+    done = 0
+    for name, paths in tqdm(sets.items(), desc=f"fuse {fuser.name}", unit="set", disable=None):
+        try:
+            fuse_files(fuser, paths, output / f"{name}.{ext}", bit_depth=depth)
+            done += 1
+        except FusekitError as exc:
+            failures[name] = str(exc)
+    total = len(sets) + len(problems)
+    click.echo(f"fused {done} of {total} sets into {output}", err=True)
+    if failures:
+        click.echo(f"{len(failures)} failed:", err=True)
+        for name in sorted(failures):
+            echo_error(f"{name}: {failures[name]}")
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,38 @@
+"""``fusekit methods`` and ``fusekit plugins``: what is installed."""
+
+from __future__ import annotations
+
+import click
+
+from . import CliState
+
+
+def format_table(header: list[str], rows: list[list[str]]) -> str:
+    """Plain fixed-width text table (left aligned, two spaces between columns)."""
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(row, widths)).rstrip()
+             for row in [header, ["-" * w for w in widths], *rows]]
+    return "\n".join(lines)
+
+
+@click.command("methods")
+@click.pass_obj
+def methods_command(state: CliState) -> None:
+    """List fusion methods: name, tasks, number of inputs, plugin."""
+    rows = [[e.name, ",".join(e.obj.tasks), e.obj.inputs_text(), e.plugin, e.obj.summary]
+            for e in state.host.fusers]
+    click.echo(format_table(["method", "tasks", "inputs", "plugin", "summary"], rows))
+
+
+@click.command("plugins")
+@click.pass_obj
+def plugins_command(state: CliState) -> None:
+    """List plugins: name, version, what each registered, or why it failed."""
+    rows = []
+    for info in state.host.plugins:
+        if info.error:
+            what = f"FAILED: {info.error}"
+        else:
+            what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registered.items()) or "-"
+        rows.append([info.name, info.version or "?", "built-in" if info.builtin else "external", what])
+    click.echo(format_table(["plugin", "version", "kind", "registered"], rows))

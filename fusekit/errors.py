@@ -1,0 +1,59 @@
+"""Exceptions raised by fusekit.
+
+Every error a user can cause derives from :class:`FusekitError` and from the
+builtin exception that matches its meaning, so ``except ValueError`` keeps
+working for callers that do not know fusekit. Messages say what was expected,
+what came, and how to fix it; the command line prints them as one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Iterable
+
+
+class FusekitError(Exception):
+    """Base class of every error fusekit raises on purpose."""
+
+
+class InputError(FusekitError, ValueError):
+    """An input image, pair or folder cannot be used (missing, unreadable, mismatched)."""
+
+
+class ParameterError(FusekitError, ValueError):
+    """A method option is unknown or outside its valid range."""
+
+
+class WeightsError(FusekitError, ValueError):
+    """A weights file is missing, corrupt, or not compatible with the network."""
+
+
+class PluginError(FusekitError, RuntimeError):
+    """A plugin could not be loaded or registered something invalid."""
+
+
+class UnknownNameError(FusekitError, LookupError):
+    """A method, metric, profile or other name is not registered.
+
+    Parameters
+    ----------
+    kind : str
+        What was looked up, e.g. ``"method"`` or ``"metric"``.
+    name : str
+        The name that was asked for.
+    known : iterable of str
+        The names that exist; close ones are suggested in the message.
+    """
+
+    def __init__(self, kind: str, name: str, known: Iterable[str]):
+        self.kind = kind
+        self.name = name
+        self.known = sorted(known)
+        close = difflib.get_close_matches(name, self.known, n=3, cutoff=0.5)
+        hint = f"did you mean {', '.join(repr(c) for c in close)}?" if close else (
+            f"known: {', '.join(self.known) if self.known else '(none)'}"
+        )
+        super().__init__(f"unknown {kind} {name!r}; {hint}")
+
+    def __str__(self) -> str:  # LookupError would otherwise quote the message
+        return self.args[0]

@@ -1,0 +1,206 @@
+"""Reading and writing images: the only module that touches image files.
+
+Inside fusekit every image is float32 in [0, 1], ``H x W`` (grey) or
+``H x W x 3`` (RGB). Files may be PNG, JPEG, BMP or TIFF, 8- or 16-bit, grey,
+grey stored as three equal channels (read as grey), RGB, or RGBA (alpha
+dropped with a warning). Writes are atomic: the image goes to a temporary file
+in the target folder, which is then renamed over the target, so a failed or
+interrupted write never leaves a half-written image.
+
+Examples
+--------
+>>> img = read_image("examples/data/vi.png")          # doctest: +SKIP
+>>> img.dtype, img.min() >= 0, img.max() <= 1          # doctest: +SKIP
+(dtype('float32'), True, True)
+>>> write_image("out.png", img)                         # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import InputError
+
+#: File extensions fusekit reads and writes (lower case, with dot).
+IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+#: Channels differing by at most this much (on a 0-255 scale) count as grey;
+#: JPEG compression leaves one-level differences in grey images stored as RGB.
+_GREY_TOLERANCE_8BIT = 2
+
+
+class FusekitWarning(UserWarning):
+    """Something was changed in the input that the user should know about."""
+
+
+@dataclass(frozen=True)
+class LoadedImage:
+    """An image read from disk.
+
+    Attributes
+    ----------
+    data : ndarray
+        float32 in [0, 1], ``H x W`` or ``H x W x 3``.
+    bit_depth : int
+        8 or 16: the sample depth stored in the file.
+    path : Path
+        Where it was read from.
+    """
+
+    data: np.ndarray
+    bit_depth: int
+    path: Path
+
+    @property
+    def is_color(self) -> bool:
+        """Whether the image has three (non-equal) colour channels."""
+        return self.data.ndim == 3
+
+
+def is_image_file(path: str | os.PathLike) -> bool:
+    """Whether ``path`` has an image extension fusekit reads."""
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+def load_image(path: str | os.PathLike) -> LoadedImage:
+    """Read an image file with its bit depth.
+
+    Parameters
+    ----------
+    path : path-like
+        PNG, JPEG, BMP or TIFF file.
+
+    Returns
+    -------
+    LoadedImage
+        Data as float32 in [0, 1]; ``H x W`` if the file is grey (or three
+        equal channels), else ``H x W x 3``.
+
+    Raises
+    ------
+    InputError
+        The file is missing, unreadable, truncated, or holds an unsupported
+        layout (the message names the file and the fix).
+    """
+    import imageio.v3 as iio
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found; check the path")
+    if path.is_dir():
+        raise InputError(f"{path}: is a folder, expected an image file")
+    try:
+        raw = np.asarray(iio.imread(path, index=0) if path.suffix.lower() in (".tif", ".tiff")
+                         else iio.imread(path))
+    except Exception as exc:  # imageio raises many types for bad files
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"{path}: cannot read image ({reason}); is it a complete PNG, JPEG, BMP or TIFF file?"
+        ) from None
+    return LoadedImage(*_normalise(raw, path), path=path)
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Read an image as float32 in [0, 1] (``H x W`` or ``H x W x 3``).
+
+    See :func:`load_image` for the rules; this returns only the pixels.
+    """
+    return load_image(path).data
+
+
+def _normalise(raw: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+    """Convert decoded file data to float32 [0, 1] grey or RGB, and its bit depth."""
+    from skimage.util import img_as_float32
+
+    if raw.ndim == 3 and raw.shape[2] in (2, 4):
+        warnings.warn(f"{path}: alpha channel dropped", FusekitWarning, stacklevel=3)
+        raw = raw[..., :-1]
+    if raw.ndim == 3 and raw.shape[2] == 1:
+        raw = raw[..., 0]
+    if raw.ndim not in (2, 3) or (raw.ndim == 3 and raw.shape[2] != 3):
+        raise InputError(
+            f"{path}: unsupported image layout {raw.shape}; expected grey, RGB or RGBA"
+        )
+    if raw.dtype == np.uint8 or raw.dtype == bool:
+        bit_depth = 8
+    elif raw.dtype == np.uint16:
+        bit_depth = 16
+    elif raw.dtype.kind == "f":
+        bit_depth = 16
+        if np.nanmin(raw) < 0 or np.nanmax(raw) > 1 or np.isnan(raw).any():
+            raise InputError(f"{path}: floating-point image outside [0, 1]; rescale it to [0, 1]")
+    else:
+        raise InputError(f"{path}: unsupported sample type {raw.dtype}; save it as 8- or 16-bit")
+    data = img_as_float32(raw)
+    if data.ndim == 3:
+        spread = data.max(axis=2) - data.min(axis=2)
+        if float(spread.max(initial=0.0)) <= _GREY_TOLERANCE_8BIT / 255.0 + 1e-6:
+            data = data[..., 0] if float(spread.max(initial=0.0)) == 0 else data.mean(axis=2)
+    return np.ascontiguousarray(data, dtype=np.float32), bit_depth
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> Path:
+    """Write ``image`` atomically.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file; the extension picks the format. Missing parent folders
+        are created.
+    image : ndarray
+        float in [0, 1] (values outside are clipped), ``H x W`` or
+        ``H x W x 3``.
+    bit_depth : {8, 16}
+        Sample depth. Formats without 16-bit support (JPEG, BMP) are written
+        as 8-bit with a warning.
+
+    Returns
+    -------
+    Path
+        The written path.
+
+    Raises
+    ------
+    InputError
+        Unknown extension, or the folder cannot be created or written.
+    """
+    import imageio.v3 as iio
+    from skimage.util import img_as_ubyte, img_as_uint
+
+    path = Path(path)
+    ext = path.suffix.lower()
+    if ext not in IMAGE_EXTENSIONS:
+        raise InputError(
+            f"{path}: unknown output format {ext or '(no extension)'!r}; use one of "
+            + ", ".join(IMAGE_EXTENSIONS)
+        )
+    if bit_depth not in (8, 16):
+        raise InputError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")
+    if bit_depth == 16 and ext in (".jpg", ".jpeg", ".bmp"):
+        warnings.warn(f"{path}: {ext} holds 8 bits only; writing 8-bit (use .png or .tif for 16-bit)",
+                      FusekitWarning, stacklevel=2)
+        bit_depth = 8
+    clipped = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+    pixels = img_as_uint(clipped) if bit_depth == 16 else img_as_ubyte(clipped)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=ext, dir=folder)
+    except OSError as exc:
+        raise InputError(
+            f"{path}: cannot write to folder {folder} ({exc.strerror or exc}); choose a writable output path"
+        ) from None
+    os.close(fd)
+    try:
+        iio.imwrite(tmp_name, pixels, extension=ext)
+        os.replace(tmp_name, path)
+    except Exception as exc:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise InputError(f"{path}: cannot write image ({exc}); check free space and permissions") from None
+    return path

@@ -1,0 +1,69 @@
+"""Name -> object tables, remembering which plugin registered each name."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterator
+
+from .errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One registered object.
+
+    Attributes
+    ----------
+    name : str
+        The key users type.
+    obj : object
+        The registered class or instance.
+    plugin : str
+        Name of the plugin that registered it.
+    """
+
+    name: str
+    obj: Any
+    plugin: str
+
+
+class Registry:
+    """A table of named objects of one kind (fusers, metrics, ...).
+
+    Parameters
+    ----------
+    kind : str
+        Singular noun used in messages, e.g. ``"method"``.
+    """
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self._entries: dict[str, Entry] = {}
+
+    def add(self, entry: Entry) -> None:
+        """Add ``entry``; the caller has already checked for duplicates."""
+        self._entries[entry.name] = entry
+
+    def entry(self, name: str) -> Entry:
+        """The entry for ``name``; :class:`UnknownNameError` with suggestions if absent."""
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.kind, name, self._entries) from None
+
+    def get(self, name: str) -> Any:
+        """The object registered as ``name``."""
+        return self.entry(name).obj
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(sorted(self._entries.values(), key=lambda e: e.name))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def names(self) -> list[str]:
+        """Registered names, sorted."""
+        return sorted(self._entries)

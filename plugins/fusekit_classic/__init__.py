@@ -1,0 +1,1 @@
+"""fusekit_classic: traditional image-fusion baselines, shipped as a fusekit plugin."""
