@@ -1,0 +1,1 @@
+"""An example fusekit plugin: fusion weighted by local energy."""

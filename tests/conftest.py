@@ -1,0 +1,42 @@
+"""Shared fixtures: real data paths, demo images, a CLI runner over a given plugin host."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+#: The benchmark data live beside the repository (../shared/data), in CI too.
+DATA = REPO.parent / "shared" / "data"
+EXAMPLES = REPO / "examples" / "data"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    if not DATA.is_dir():
+        pytest.skip(f"benchmark data not found at {DATA}")
+    return DATA
+
+
+@pytest.fixture(scope="session")
+def demo_pair() -> tuple[np.ndarray, np.ndarray]:
+    """The README's infrared (grey) and visible (colour) demo images, float32 [0, 1]."""
+    from fusekit.io import read_image
+
+    return read_image(EXAMPLES / "ir.png"), read_image(EXAMPLES / "vi.png")
+
+
+@pytest.fixture
+def run_cli():
+    """Run the fusekit CLI in-process: ``run_cli(args, host=None) -> click Result``."""
+    from click.testing import CliRunner
+
+    from fusekit.cli import make_cli
+
+    def run(args, host=None):
+        runner = CliRunner()
+        return runner.invoke(make_cli(host), [str(a) for a in args], catch_exceptions=False)
+
+    return run

@@ -1,0 +1,143 @@
+"""`fusekit fuse` end to end: single sets, folders, and every bad input."""
+
+from __future__ import annotations
+
+import types
+
+import imageio.v3 as iio
+import numpy as np
+import pytest
+
+from fusekit import Fuser, hookimpl
+from fusekit.plugins import build_host
+
+from .conftest import EXAMPLES
+
+
+class FirstOfTwo(Fuser):
+    """A strictly two-input test method."""
+
+    name = "first-of-two"
+    tasks = ("ivif",)
+    max_sources = 2
+
+    def fuse(self, sources):
+        return sources[0].copy()
+
+
+@pytest.fixture(scope="module")
+def host():
+    @hookimpl
+    def register_fusers(register):
+        register(FirstOfTwo)
+
+    return build_host(entry_points=False,
+                      extra=[(types.SimpleNamespace(register_fusers=register_fusers), "test")])
+
+
+def write(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, array)
+    return path
+
+
+def test_fuse_demo_pair(run_cli, host, tmp_path):
+    out = tmp_path / "fused.png"
+    result = run_cli(["fuse", "--method", "average", EXAMPLES / "ir.png", EXAMPLES / "vi.png", "-o", out],
+                     host=host)
+    assert result.exit_code == 0, result.output
+    fused = iio.imread(out)
+    assert fused.shape == (480, 640, 3) and fused.dtype == np.uint8
+
+
+def test_three_sources_and_16bit_output(run_cli, host, tmp_path):
+    rng = np.random.default_rng(0)
+    paths = [write(tmp_path / f"s{i}.png", rng.integers(0, 65536, (32, 40), dtype=np.uint16))
+             for i in range(3)]
+    out = tmp_path / "f.png"
+    result = run_cli(["fuse", "-m", "average", *paths, "-o", out], host=host)
+    assert result.exit_code == 0, result.output
+    fused = iio.imread(out)
+    assert fused.dtype == np.uint16
+    expected = np.mean([iio.imread(p) / 65535.0 for p in paths], axis=0)
+    np.testing.assert_allclose(fused / 65535.0, expected, atol=2e-5)
+    result = run_cli(["fuse", "-m", "average", *paths, "-o", tmp_path / "g.png", "--bit-depth", "8"], host=host)
+    assert iio.imread(tmp_path / "g.png").dtype == np.uint8
+
+
+def test_rgba_source_warns_and_fuses(run_cli, host, tmp_path):
+    rgba = np.zeros((16, 16, 4), np.uint8)
+    rgba[..., 1] = 120
+    rgba[..., 3] = 255
+    a = write(tmp_path / "a.png", rgba)
+    b = write(tmp_path / "b.png", np.full((16, 16), 50, np.uint8))
+    result = run_cli(["fuse", "-m", "average", a, b, "-o", tmp_path / "f.png"], host=host)
+    assert result.exit_code == 0
+    assert "alpha channel dropped" in result.stderr
+    assert iio.imread(tmp_path / "f.png").shape == (16, 16, 3)
+
+
+def one_line_error(result, *needles):
+    assert result.exit_code != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, result.stderr
+    assert "Traceback" not in result.output
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def test_bad_inputs_give_one_line_errors_and_no_output(run_cli, host, tmp_path):
+    a = write(tmp_path / "a.png", np.zeros((20, 20), np.uint8))
+    b = write(tmp_path / "b.png", np.zeros((20, 20), np.uint8))
+    small = write(tmp_path / "small.png", np.zeros((10, 20), np.uint8))
+    truncated = tmp_path / "trunc.png"
+    truncated.write_bytes(a.read_bytes()[:40])
+    out = tmp_path / "out.png"
+    cases = [
+        (["-m", "average", a, tmp_path / "missing.png"], ["missing.png", "not found"]),
+        (["-m", "average", a, truncated], ["trunc.png", "cannot read"]),
+        (["-m", "average", a, small], ["small.png", "differs"]),
+        (["-m", "first-of-two", a, b, a], ["takes 2 sources, got 3"]),
+        (["-m", "first-of-two", a], ["takes 2 sources, got 1"]),
+        (["-m", "averag", a, b], ["unknown method 'averag'", "did you mean 'average'"]),
+        (["-m", "average", "-p", "nonsense=1", a, b], ["no option nonsense"]),
+    ]
+    for args, needles in cases:
+        result = run_cli(["fuse", *args, "-o", out], host=host)
+        one_line_error(result, *needles)
+        assert not out.exists()
+    blocker = tmp_path / "blocker"
+    blocker.write_text("x")
+    one_line_error(run_cli(["fuse", "-m", "average", a, b, "-o", blocker / "out.png"], host=host),
+                   "cannot write to folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "b.png", "blocker", "small.png", "trunc.png"]
+
+
+def test_traceback_flag_shows_the_trace(run_cli, host, tmp_path):
+    from fusekit.errors import InputError
+
+    with pytest.raises(InputError):
+        run_cli(["--traceback", "fuse", "-m", "average", tmp_path / "x.png", tmp_path / "y.png",
+                 "-o", tmp_path / "o.png"], host=host)
+
+
+def test_folder_mode_fuses_matching_names_and_reports_failures(run_cli, host, tmp_path):
+    rng = np.random.default_rng(2)
+    for name in ("one", "two", "three"):
+        write(tmp_path / "ir" / f"{name}.png", rng.integers(0, 256, (12, 12), dtype=np.uint8))
+    write(tmp_path / "vi" / "one.jpg", rng.integers(0, 256, (12, 12, 3), dtype=np.uint8))  # any extension
+    write(tmp_path / "vi" / "two.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))      # wrong size
+    write(tmp_path / "vi" / "four.png", rng.integers(0, 256, (12, 12), dtype=np.uint8))   # no partner
+    out = tmp_path / "fused"
+    result = run_cli(["fuse", "-m", "average", tmp_path / "ir", tmp_path / "vi", "-o", out], host=host)
+    assert result.exit_code == 1
+    assert sorted(p.name for p in out.iterdir()) == ["one.png"]
+    assert "fused 1 of 4 sets" in result.stderr
+    for name in ("two", "three", "four"):
+        assert f"error: {name}:" in result.stderr
+
+
+def test_methods_table_lists_tasks_inputs_and_plugin(run_cli, host):
+    result = run_cli(["methods"], host=host)
+    row = next(line for line in result.stdout.splitlines() if line.startswith("first-of-two"))
+    assert "ivif" in row and " 2 " in row and "test" in row
