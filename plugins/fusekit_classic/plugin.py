@@ -1,10 +1,16 @@
-"""Registers the classic methods through fusekit's plugin hooks."""
+"""Registers the classic methods through fusekit's plugin hooks.
+
+This module only holds hook implementations; the method modules are
+imported when the hook runs (numpy/scipy/PyWavelets only, never torch).
+"""
 
 from fusekit.hookspecs import hookimpl
 
 
 @hookimpl
 def register_fusers(register):
-    from .simple import Average
+    """Register every classic fuser class (see :data:`fusekit_classic.METHODS`)."""
+    from . import METHODS
 
-    register(Average)
+    for cls in METHODS:
+        register(cls)

@@ -1,0 +1,227 @@
+"""Exposure fusion (Mertens, Kautz & Van Reeth 2007) on colour exposure brackets."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
+
+import numpy as np
+from scipy import ndimage
+
+from fusekit.interfaces import Fuser
+
+from ._validate import check_float, check_int, finish, stack_sources
+from .pyramid import collapse, expand, gaussian_pyramid, max_levels
+
+#: BT.601 luma weights for R, G, B (the ``Y`` of :mod:`fusekit.color`).
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+#: Added to every weight so pixels where all measures vanish fall back to equal weights.
+_EPS = np.float32(1e-12)
+
+
+class Exposure(Fuser):
+    """Exposure fusion of a bracket: quality-weighted blending in a Laplacian pyramid.
+
+    For every source ``k`` and pixel, three quality measures are computed
+    (Mertens et al. 2007, section 3.1):
+
+    * contrast ``C``: absolute response of the 3x3 Laplacian filter
+      ``[[0,1,0],[1,-4,1],[0,1,0]]`` on the BT.601 luminance;
+    * saturation ``S``: standard deviation of R, G and B (left out when
+      every source is grey, R = G = B, where it would be 0 everywhere);
+    * well-exposedness ``E = prod_c exp(-(I_c - 0.5)^2 / (2 sigma^2))``.
+
+    The weight ``W_k = C^wc * S^ws * E^we + 1e-12`` is normalised over the
+    sources. The sources' Laplacian pyramids are blended with the Gaussian
+    pyramids of the weights and the result collapsed (section 3.2), then
+    clipped to [0, 1]. The pyramid goes down to 1-2 pixels
+    (``floor(log2(min(H, W)))`` levels) unless ``levels`` is given, the
+    depth OpenCV uses; see ``BENCHMARKS.md`` for the agreement with
+    ``cv2.createMergeMertens``.
+
+    Parameters
+    ----------
+    contrast_weight : float, default 1.0
+        Exponent ``wc`` of the contrast measure, >= 0 (0 switches it off).
+    saturation_weight : float, default 1.0
+        Exponent ``ws`` of the saturation measure, >= 0.
+    exposure_weight : float, default 1.0
+        Exponent ``we`` of the well-exposedness measure, >= 0.
+    sigma : float, default 0.2
+        Width of the well-exposedness Gaussian around 0.5, > 0.
+    levels : int or None, default None
+        Pyramid depth (REDUCE steps), >= 1; ``None`` for the full depth.
+        Capped at the full depth for small images.
+    workers : int or None, default None
+        Threads used to process sources in parallel, >= 1; ``None`` uses one
+        per CPU (at most one per source). Not part of the method: the result
+        is the same for any value.
+
+    Notes
+    -----
+    ``needs_color`` is set: :meth:`fuse` receives ``H x W x 3`` RGB float32
+    in [0, 1] (the core replicates grey sources) and returns ``H x W x 3``.
+
+    References
+    ----------
+    T. Mertens, J. Kautz and F. Van Reeth, "Exposure fusion", Pacific
+    Graphics 2007, 382-390; extended in Computer Graphics Forum 28(1),
+    161-171, 2009.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> dark = rng.random((32, 32, 3), dtype=np.float32) * 0.3
+    >>> fused = Exposure().fuse([dark, np.clip(dark * 3, 0, 1)])
+    >>> fused.shape, fused.dtype
+    ((32, 32, 3), dtype('float32'))
+    """
+
+    name = "exposure"
+    tasks = ("meif",)
+    max_sources = None
+    needs_color = True
+    summary = "exposure fusion: contrast/saturation/exposedness weights in a pyramid (Mertens)"
+
+    def __init__(self, *, contrast_weight: float = 1.0, saturation_weight: float = 1.0,
+                 exposure_weight: float = 1.0, sigma: float = 0.2, levels: int | None = None,
+                 workers: int | None = None) -> None:
+        super().__init__()
+        m = self.name
+        self.contrast_weight = check_float(m, "contrast_weight", contrast_weight, minimum=0.0)
+        self.saturation_weight = check_float(m, "saturation_weight", saturation_weight, minimum=0.0)
+        self.exposure_weight = check_float(m, "exposure_weight", exposure_weight, minimum=0.0)
+        self.sigma = check_float(m, "sigma", sigma, minimum=0.0, min_inclusive=False)
+        self.levels = None if levels is None else check_int(m, "levels", levels, minimum=1, maximum=30)
+        self.workers = (os.cpu_count() or 1) if workers is None else check_int(m, "workers", workers, minimum=1)
+
+    def quality(self, colour: np.ndarray, *, saturation: bool = True) -> np.ndarray:
+        """Unnormalised weight ``C^wc * S^ws * E^we`` of one source.
+
+        Parameters
+        ----------
+        colour : ndarray
+            ``3 x H x W`` float32 RGB planes in [0, 1].
+        saturation : bool
+            Include the saturation term (off for grey brackets).
+
+        Returns
+        -------
+        ndarray
+            ``H x W`` float32, >= 0.
+        """
+        red, green, blue = colour[0], colour[1], colour[2]
+        gray = red * _LUMA[0]
+        gray += green * _LUMA[1]
+        gray += blue * _LUMA[2]
+        weight = _power(np.abs(laplacian(gray[None]))[0], self.contrast_weight)
+        if saturation and self.saturation_weight != 0.0:
+            mean = red + green
+            mean += blue
+            mean *= np.float32(1.0 / 3.0)
+            var = np.square(red - mean)
+            var += np.square(green - mean)
+            var += np.square(blue - mean)
+            var *= np.float32(1.0 / 3.0)
+            weight *= _power(np.sqrt(var, out=var), self.saturation_weight)
+        if self.exposure_weight != 0.0:
+            half = np.float32(0.5)
+            dist = np.square(red - half)
+            dist += np.square(green - half)
+            dist += np.square(blue - half)
+            dist *= np.float32(-self.exposure_weight / (2.0 * self.sigma ** 2))
+            weight *= np.exp(dist, out=dist)   # (prod_c E_c) ** we
+        return weight
+
+    def weights(self, sources: Sequence[np.ndarray]) -> np.ndarray:
+        """Normalised weight maps ``S x H x W`` of ``S`` RGB sources ``H x W x 3``."""
+        stack = stack_sources(self.name, sources, ndim=3)
+        colour = np.ascontiguousarray(stack.transpose(0, 3, 1, 2))
+        saturation = not _all_grey(colour)
+        weight = np.stack([self.quality(c, saturation=saturation) for c in colour])
+        weight += _EPS
+        weight /= weight.sum(axis=0, keepdims=True)
+        return weight
+
+    def fuse(self, sources: Sequence[np.ndarray]) -> np.ndarray:
+        stack = stack_sources(self.name, sources, ndim=3)
+        n, h, w, _ = stack.shape
+        # per source: R, G, B planes and the weight map, so one Gaussian
+        # pyramid serves image and weight alike
+        planes = np.empty((n, 4, h, w), dtype=np.float32)
+        planes[:, :3] = stack.transpose(0, 3, 1, 2)
+        saturation = not _all_grey(planes[:, :3])
+        depth = max_levels(h, w)
+        if self.levels is not None:
+            depth = min(depth, self.levels)
+
+        def weigh(k: int) -> None:
+            planes[k, 3] = self.quality(planes[k, :3], saturation=saturation)
+
+        # Sources are independent until the sums below, so they run in threads
+        # (numpy releases the GIL); sums keep source order: results do not
+        # depend on the thread count.
+        with ThreadPoolExecutor(max_workers=min(n, self.workers)) as pool:
+            list(pool.map(weigh, range(n)))
+            wsum = planes[:, 3].sum(axis=0) + n * _EPS
+            planes[:, 3] += _EPS
+            planes[:, 3] /= wsum
+            parts = list(pool.map(lambda k: _weighted_laplacian(planes[k], depth), range(n)))
+        blended = parts[0]
+        for part in parts[1:]:
+            for acc, level in zip(blended, part):
+                acc += level
+        fused = collapse(blended)            # 3 x H x W
+        return finish(np.ascontiguousarray(fused.transpose(1, 2, 0)))
+
+
+def _all_grey(colour: np.ndarray) -> bool:
+    """True if every source has R = G = B everywhere (``S x 3 x H x W``)."""
+    return bool(np.array_equal(colour[:, 0], colour[:, 1]) and np.array_equal(colour[:, 1], colour[:, 2]))
+
+
+def _weighted_laplacian(planes: np.ndarray, depth: int) -> list[np.ndarray]:
+    """Laplacian pyramid of RGB planes ``planes[:3]`` times the Gaussian pyramid of ``planes[3]``.
+
+    Returns ``depth + 1`` arrays ``3 x h x w``, finest first.
+    """
+    gauss = gaussian_pyramid(planes, depth)
+    out = []
+    for level, g in enumerate(gauss):
+        if level < depth:
+            lap = g[:3] - expand(gauss[level + 1][:3], g.shape[1:3])
+            lap *= g[3]
+        else:
+            lap = g[:3] * g[3]
+        out.append(lap)
+    return out
+
+
+def laplacian(stack: np.ndarray) -> np.ndarray:
+    """3x3 Laplacian ``[[0,1,0],[1,-4,1],[0,1,0]]`` of a stack ``S x H x W``, reflect-101 borders."""
+    if min(stack.shape[1:3]) < 2:
+        return ndimage.laplace(stack, mode="mirror", axes=(1, 2)).astype(np.float32)
+    out = stack * np.float32(-4.0)
+    for axis in (1, 2):
+        lo = [slice(None)] * 3
+        hi = [slice(None)] * 3
+        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
+        out[tuple(hi)] += stack[tuple(lo)]        # left/upper neighbour
+        out[tuple(lo)] += stack[tuple(hi)]        # right/lower neighbour
+        first, second = [slice(None)] * 3, [slice(None)] * 3
+        first[axis], second[axis] = 0, 1
+        out[tuple(first)] += stack[tuple(second)]     # mirror: x[-1] = x[1]
+        first[axis], second[axis] = -1, -2
+        out[tuple(first)] += stack[tuple(second)]     # mirror: x[n] = x[n-2]
+    return out
+
+
+def _power(x: np.ndarray, exponent: float) -> np.ndarray:
+    """``x ** exponent`` as a new float32 array, skipping the power for 1 and 0."""
+    if exponent == 1.0:
+        return x.astype(np.float32, copy=True)
+    if exponent == 0.0:
+        return np.ones_like(x, dtype=np.float32)
+    return np.power(x, np.float32(exponent), dtype=np.float32)

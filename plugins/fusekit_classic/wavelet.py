@@ -1,0 +1,80 @@
+"""Discrete-wavelet-transform fusion (PyWavelets)."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pywt
+
+from fusekit.errors import InputError
+from fusekit.interfaces import TASKS, Fuser
+
+from ._validate import check_choice, check_int, finish, stack_sources
+from .pyramid import select_max_abs
+
+
+class DWT(Fuser):
+    """Wavelet fusion: max-abs detail coefficients, mean approximation.
+
+    Every source is decomposed with a 2-D discrete wavelet transform
+    (``pywt.wavedec2``, symmetric border extension). In each detail sub-band
+    (horizontal, vertical, diagonal, at every level) the fused coefficient is
+    the one with the largest magnitude over the sources; the approximation
+    sub-band is averaged. The inverse transform gives the fused image, cropped
+    to the input size and clipped to [0, 1]. This is the coefficient-wise
+    "maximum selection" rule of Li, Manjunath & Mitra (1995), without their
+    window-based activity and consistency verification. Fusing an image with
+    itself returns it.
+
+    Parameters
+    ----------
+    wavelet : str, default "db2"
+        Any discrete wavelet known to PyWavelets (``pywt.wavelist(kind="discrete")``).
+        The paper compares several; the 4-tap Daubechies wavelet is a common
+        choice in later comparisons and avoids the blockiness of Haar.
+    levels : int, default 3
+        Decomposition depth, >= 1. Images too small for that depth use the
+        largest depth PyWavelets allows for their size
+        (``pywt.dwt_max_level``); images too small for even one level raise
+        :class:`~fusekit.errors.InputError`.
+
+    References
+    ----------
+    H. Li, B. S. Manjunath and S. K. Mitra, "Multisensor image fusion using
+    the wavelet transform", Graphical Models and Image Processing 57(3),
+    235-245, 1995.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> a = np.random.default_rng(0).random((32, 32), dtype=np.float32)
+    >>> float(np.abs(DWT().fuse([a, a]) - a).max()) < 1e-5
+    True
+    """
+
+    name = "dwt"
+    tasks = TASKS
+    max_sources = None
+    summary = "wavelet transform: max-abs details, mean approximation"
+
+    def __init__(self, *, wavelet: str = "db2", levels: int = 3) -> None:
+        super().__init__()
+        self.wavelet = check_choice(self.name, "wavelet", wavelet, pywt.wavelist(kind="discrete"))
+        self.levels = check_int(self.name, "levels", levels, minimum=1, maximum=30)
+
+    def fuse(self, sources: Sequence[np.ndarray]) -> np.ndarray:
+        stack = stack_sources(self.name, sources)
+        h, w = stack.shape[1:3]
+        wav = pywt.Wavelet(self.wavelet)
+        depth = min(self.levels, pywt.dwt_max_level(min(h, w), wav.dec_len))
+        if depth < 1:
+            raise InputError(
+                f"dwt: images of {h}x{w} pixels are too small for wavelet {self.wavelet!r} "
+                f"(needs at least {wav.dec_len - 1} pixels per side); use wavelet='haar' or a larger image")
+        coeffs = pywt.wavedec2(stack, wav, mode="symmetric", level=depth, axes=(1, 2))
+        fused = [coeffs[0].mean(axis=0)]
+        for bands in coeffs[1:]:
+            fused.append(tuple(select_max_abs(band) for band in bands))
+        image = pywt.waverec2(fused, wav, mode="symmetric", axes=(0, 1))
+        return finish(image[:h, :w])
