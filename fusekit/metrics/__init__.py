@@ -1,0 +1,37 @@
+"""Fusion quality metrics with named profiles.
+
+Fusion has no ground truth, so the fused image F is scored against its
+sources (A, B) with no-reference metrics. Built-in metrics: ``en``, ``sd``,
+``sf``, ``ag`` (of F alone), ``mi``, ``scd``, ``vif``, ``qabf``, ``ssim``,
+``psnr``, ``cc``, ``nabf``. Plugins add more through the
+``register_metrics`` hook. Every metric is computed on luminance (Y of
+BT.601 YCbCr) on a 0-255 scale.
+
+A *profile* fixes the conventions that differ between the widely used
+scripts (:mod:`fusekit.metrics.profiles`): ``standard`` (textbook, default)
+and ``cddfuse`` (reproduces CDDFuse's ``utils/Evaluator.py``).
+
+Examples
+--------
+>>> import numpy as np
+>>> from fusekit.metrics import compute
+>>> rng = np.random.default_rng(0)
+>>> a = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+>>> b = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+>>> f = np.maximum(a, b)
+>>> s = compute(f, [a, b], metrics="mi,ssim", profile="cddfuse")
+>>> s["mi"].unit
+'nats'
+"""
+
+from __future__ import annotations
+
+from .base import Metric, MetricContext, Score
+from .catalog import BUILTIN_METRICS, BUILTIN_ORDER
+from .compute import compute, list_metrics, resolve_metrics
+from .profiles import PROFILES, Profile, get_profile
+
+__all__ = [
+    "Metric", "MetricContext", "Score", "Profile", "PROFILES", "BUILTIN_METRICS", "BUILTIN_ORDER",
+    "compute", "list_metrics", "resolve_metrics", "get_profile",
+]

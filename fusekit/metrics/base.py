@@ -1,0 +1,151 @@
+"""The metric object, the value it returns, and the per-image computation context.
+
+A :class:`Metric` is plain data plus a function. The function receives a
+:class:`MetricContext` holding the fused image and the sources (luminance,
+float64, 0-255 scale, already prepared by the profile) and returns a float.
+The context caches intermediate results (histograms, gradients, local
+statistics) so that metrics computed together on one image share them: the
+fused image's Sobel gradients, for instance, are computed once for Q^{AB/F}
+and N^{AB/F}.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .profiles import Profile
+
+
+class MetricContext:
+    """Images of one evaluation and a cache shared by the metrics computed on them.
+
+    Parameters
+    ----------
+    fused : ndarray, shape (H, W)
+        Fused luminance, 0-255 scale.
+    sources : sequence of ndarray, each (H, W)
+        Source luminances, 0-255 scale, same size as ``fused``.
+    profile : Profile
+        The profile the metrics follow (:mod:`fusekit.metrics.profiles`).
+
+    Attributes
+    ----------
+    fused : ndarray, float64, shape (H, W)
+    sources : tuple of ndarray, float64, each (H, W)
+    images : tuple of ndarray
+        ``(fused, *sources)``; index 0 is the fused image. Cache keys use
+        these indices.
+    profile : Profile
+    """
+
+    def __init__(self, fused: np.ndarray, sources: tuple[np.ndarray, ...] | list[np.ndarray],
+                 profile: "Profile") -> None:
+        self.fused = np.asarray(fused, dtype=np.float64)
+        self.sources = tuple(np.asarray(s, dtype=np.float64) for s in sources)
+        self.images = (self.fused, *self.sources)
+        self.profile = profile
+        self._cache: dict[Hashable, Any] = {}
+
+    def cached(self, key: Hashable, factory: Callable[[], Any]) -> Any:
+        """Return the value stored under ``key``, computing it with ``factory()`` once."""
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = self._cache[key] = factory()
+            return value
+
+    def float32(self, index: int) -> np.ndarray:
+        """Image ``index`` (0 = fused) as float32, for profiles that reproduce float32 scripts."""
+        return self.cached(("float32", index), lambda: self.images[index].astype(np.float32))
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A fusion quality metric and what its number means.
+
+    Parameters
+    ----------
+    name : str
+        Registry key, short and lowercase (``"en"``, ``"ssim"``).
+    full_name : str
+        Human-readable name.
+    unit : str
+        Unit of the value (``"bits"``, ``"dB"``, ``""`` for dimensionless).
+    higher_is_better : bool
+        Direction of the metric.
+    needs_sources : bool
+        ``False`` for metrics of the fused image alone (EN, SD, SF, AG).
+    reference : str
+        The paper that defines it.
+    function : callable
+        ``function(ctx: MetricContext) -> float``.
+    description : str
+        One line on how sources are combined (sum, mean) and conventions.
+    profile_units : mapping of str to str
+        Units that differ by profile (MI is in nats under ``cddfuse``).
+    sources : tuple of int or None
+        Numbers of sources the metric is defined for; ``None`` means any.
+
+    Examples
+    --------
+    A plugin metric (registered from a ``register_metrics`` hook)::
+
+        from fusekit.metrics import Metric
+
+        def _mean(ctx):
+            return float(ctx.fused.mean())
+
+        MEAN = Metric("mean", "mean grey level", "grey levels", True, False,
+                      "-", _mean)
+    """
+
+    name: str
+    full_name: str
+    unit: str
+    higher_is_better: bool
+    needs_sources: bool
+    reference: str
+    function: Callable[[MetricContext], float] = field(repr=False, compare=False)
+    description: str = ""
+    profile_units: Mapping[str, str] = field(default_factory=dict, compare=False)
+    sources: tuple[int, ...] | None = None
+
+    def unit_for(self, profile: str) -> str:
+        """The unit of this metric's value under ``profile``."""
+        return self.profile_units.get(profile, self.unit)
+
+    @property
+    def arrow(self) -> str:
+        """``"↑"`` if higher is better, else ``"↓"``."""
+        return "\u2191" if self.higher_is_better else "\u2193"
+
+
+class Score(float):
+    """A metric value that knows its metric, unit and direction.
+
+    Behaves as a ``float``; ``str`` / ``repr`` add the unit.
+
+    Attributes
+    ----------
+    metric : str
+    unit : str
+    higher_is_better : bool
+    """
+
+    def __new__(cls, value: float, metric: str = "", unit: str = "",
+                higher_is_better: bool = True) -> "Score":
+        obj = super().__new__(cls, value)
+        obj.metric = metric
+        obj.unit = unit
+        obj.higher_is_better = higher_is_better
+        return obj
+
+    def __repr__(self) -> str:
+        number = float.__repr__(float(self))
+        return f"{number} {self.unit}" if self.unit else number
+
+    __str__ = __repr__

@@ -1,0 +1,22 @@
+"""The built-in metrics, in the order reports list them."""
+
+from __future__ import annotations
+
+from . import correlation, edges, fidelity, information, intensity, structural, vif
+from .base import Metric
+
+#: Built-in metrics in report order (the order of ReFusion's tables, then the rest).
+BUILTIN_METRICS: tuple[Metric, ...] = (
+    *intensity.METRICS,        # en, sd, sf, ag
+    *information.METRICS,      # mi
+    correlation.SCD,
+    *vif.METRICS,              # vif
+    edges.QABF,
+    *structural.METRICS,       # ssim
+    *fidelity.METRICS,         # psnr
+    correlation.CC,
+    edges.NABF,
+)
+
+#: Names of :data:`BUILTIN_METRICS`, in order.
+BUILTIN_ORDER: tuple[str, ...] = tuple(m.name for m in BUILTIN_METRICS)

@@ -1,0 +1,158 @@
+"""Metric profiles: which conventions a set of numbers follows.
+
+The same metric name gives different numbers in different evaluation scripts
+(MI in bits or nats, SSIM windows and ranges, three PSNR formulas; see
+``METRICS.md`` of the project notes). A profile fixes those conventions:
+
+``standard`` (default)
+    Textbook definitions: luminance Y (BT.601) on a 0-255 scale, not
+    rounded except where a histogram needs 256 grey levels (EN, MI); MI in
+    bits; SSIM with an 11 x 11 Gaussian window (sigma 1.5), L = 255,
+    population covariance, valid region, summed over sources; PSNR =
+    10 log10(255^2 / mean MSE); AG with forward differences over
+    (M-1)(N-1) pixels; Q^{AB/F} as printed by Xydeas & Petrovic with
+    mirrored borders.
+``cddfuse``
+    Reproduces ``utils/Evaluator.py`` of the CDDFuse repository
+    (Zhao et al., CVPR 2023), which many later papers copy: images read as
+    8-bit, converted to grey with OpenCV's float32 weights and rounded; MI in
+    nats (scikit-learn's ``mutual_info_score``); SSIM with scikit-image 0.19
+    defaults (7 x 7 uniform window, sample covariance, data_range 2 on 0-255
+    data, computed in float32); AG with central differences averaged over all
+    pixels; PSNR with peak max(F); Q^{AB/F} with zero-padded borders and the
+    script's handling of equal gradient magnitudes.
+
+Both profiles share EN, SD, SF, SCD, VIF, CC and N^{AB/F}. Where the script
+returns NaN (a correlation with a constant image, 0/0), fusekit returns the
+documented value instead (see :mod:`fusekit.metrics.correlation`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import InputError, UnknownNameError
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named set of metric conventions.
+
+    Attributes
+    ----------
+    name : str
+        Key used by ``--profile``.
+    summary : str
+        One line shown in reports.
+    reference : str
+        Where the conventions come from.
+    """
+
+    name: str
+    summary: str
+    reference: str
+
+    def prepare(self, image: np.ndarray, data_range: float | None = None) -> np.ndarray:
+        """Turn an image into the luminance array the metrics of this profile expect.
+
+        Parameters
+        ----------
+        image : ndarray, shape (H, W) or (H, W, 3)
+            Grey or RGB. uint8 (0-255), uint16 (0-65535) or float on a
+            0-``data_range`` scale.
+        data_range : float, optional
+            Full scale of float input; default 255. Pass 1 for float
+            images in [0, 1] (as :func:`fusekit.io.read_image` returns).
+
+        Returns
+        -------
+        ndarray, shape (H, W), float64
+            Luminance on a 0-255 scale.
+        """
+        arr = np.asarray(image)
+        if arr.ndim == 3 and arr.shape[2] == 4:
+            arr = arr[..., :3]
+        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
+            raise InputError(f"expected an H x W or H x W x 3 image, got shape {arr.shape}")
+        if arr.size == 0:
+            raise InputError("empty image; pass an image of at least 1 x 1 pixels")
+        if arr.dtype == np.uint8 or arr.dtype == bool:
+            scale = 1.0
+        elif arr.dtype == np.uint16:
+            scale = 255.0 / 65535.0
+        elif arr.dtype.kind in "fiu":
+            full = 255.0 if data_range is None else float(data_range)
+            if not full > 0:
+                raise InputError(f"data_range must be positive, got {data_range}")
+            scale = 255.0 / full
+        else:
+            raise InputError(f"unsupported image dtype {arr.dtype}; use uint8, uint16 or float")
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            raise InputError("image holds NaN or infinite values; metrics need finite pixels")
+        return self._grey(arr.astype(np.float64) * scale if scale != 1.0 else arr.astype(np.float64))
+
+    def _grey(self, arr: np.ndarray) -> np.ndarray:
+        from .. import color
+
+        if arr.ndim == 3:
+            return color.luminance(arr / 255.0).astype(np.float64) * 255.0
+        return arr
+
+
+class _CDDFuseProfile(Profile):
+    """Profile that reads images the way CDDFuse's evaluation programs do."""
+
+    def _grey(self, arr: np.ndarray) -> np.ndarray:
+        # cv2.imread gives 8-bit BGR; the script casts to float32, calls
+        # cvtColor(BGR2GRAY) and rounds. OpenCV's float32 kernel computes
+        # t = G * 0.587f; t = fma(B, 0.114f, t); t = fma(R, 0.299f, t), each
+        # step rounded to float32 (checked bit for bit against OpenCV on all
+        # 2^24 8-bit colours). The products of 8-bit values and float32
+        # coefficients and their sums are exact in float64, so rounding the
+        # float64 sum to float32 reproduces each fused multiply-add.
+        if arr.ndim == 3:
+            rgb = np.rint(arr)
+            cr, cg, cb = (float(np.float32(c)) for c in (0.299, 0.587, 0.114))
+            t = (rgb[..., 1] * cg).astype(np.float32)
+            t = (rgb[..., 2] * cb + t).astype(np.float32)
+            grey = (rgb[..., 0] * cr + t).astype(np.float32)
+        else:
+            grey = arr.astype(np.float32)
+        return np.rint(grey).astype(np.float64)
+
+
+STANDARD = Profile(
+    name="standard",
+    summary="textbook definitions; luminance Y (BT.601), 0-255; MI in bits; "
+            "SSIM 11x11 Gaussian, L=255, summed over sources",
+    reference="definitions from the papers cited by each metric",
+)
+
+CDDFUSE = _CDDFuseProfile(
+    name="cddfuse",
+    summary="reproduces CDDFuse utils/Evaluator.py: grey rounded inputs, MI in nats, "
+            "skimage-0.19 SSIM (7x7 uniform, data_range 2), PSNR peak max(F)",
+    reference="Zhao et al., CDDFuse, CVPR 2023; github.com/Zhaozixiang1228/MMIF-CDDFuse "
+              "utils/Evaluator.py (commit fd8da1f)",
+)
+
+#: Profiles by name.
+PROFILES: dict[str, Profile] = {p.name: p for p in (STANDARD, CDDFUSE)}
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    """The :class:`Profile` called ``profile`` (a Profile passes through).
+
+    Raises
+    ------
+    UnknownNameError
+        No such profile; the message suggests close names.
+    """
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise UnknownNameError("profile", str(profile), PROFILES) from None
