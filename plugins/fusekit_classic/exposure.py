@@ -118,13 +118,14 @@ class Exposure(Fuser):
         gray += blue * _LUMA[2]
         weight = _power(np.abs(laplacian(gray[None]))[0], self.contrast_weight)
         if saturation and self.saturation_weight != 0.0:
-            mean = red + green
-            mean += blue
-            mean *= np.float32(1.0 / 3.0)
-            var = np.square(red - mean)
-            var += np.square(green - mean)
-            var += np.square(blue - mean)
-            var *= np.float32(1.0 / 3.0)
+            # population variance of (R, G, B) from pairwise differences:
+            # exactly 0 for grey pixels, where ``mean = (R+G+B)/3`` leaves
+            # float32 rounding noise (~1e-8) that would outweigh the 1e-12
+            # floor and hand such pixels to the wrong source
+            var = np.square(red - green)
+            var += np.square(green - blue)
+            var += np.square(blue - red)
+            var *= np.float32(1.0 / 9.0)
             weight *= _power(np.sqrt(var, out=var), self.saturation_weight)
         if self.exposure_weight != 0.0:
             half = np.float32(0.5)
@@ -200,21 +201,28 @@ def _weighted_laplacian(planes: np.ndarray, depth: int) -> list[np.ndarray]:
 
 
 def laplacian(stack: np.ndarray) -> np.ndarray:
-    """3x3 Laplacian ``[[0,1,0],[1,-4,1],[0,1,0]]`` of a stack ``S x H x W``, reflect-101 borders."""
+    """3x3 Laplacian ``[[0,1,0],[1,-4,1],[0,1,0]]`` of a stack ``S x H x W``, reflect-101 borders.
+
+    Summed as ``(x[i-1] + x[i+1]) - 2 x[i]`` per axis, which is exactly 0 on
+    flat patches in float32 (``-4 x + x + x + x + x`` is not: ``-3 x``
+    rounds). Exposure-fusion weights are products of small numbers, so such
+    1e-8 residues would decide which source wins in flat regions.
+    """
     if min(stack.shape[1:3]) < 2:
         return ndimage.laplace(stack, mode="mirror", axes=(1, 2)).astype(np.float32)
-    out = stack * np.float32(-4.0)
-    for axis in (1, 2):
-        lo = [slice(None)] * 3
-        hi = [slice(None)] * 3
-        lo[axis], hi[axis] = slice(None, -1), slice(1, None)
-        out[tuple(hi)] += stack[tuple(lo)]        # left/upper neighbour
-        out[tuple(lo)] += stack[tuple(hi)]        # right/lower neighbour
-        first, second = [slice(None)] * 3, [slice(None)] * 3
-        first[axis], second[axis] = 0, 1
-        out[tuple(first)] += stack[tuple(second)]     # mirror: x[-1] = x[1]
-        first[axis], second[axis] = -1, -2
-        out[tuple(first)] += stack[tuple(second)]     # mirror: x[n] = x[n-2]
+    return _second_difference(stack, 1) + _second_difference(stack, 2)
+
+
+def _second_difference(x: np.ndarray, axis: int) -> np.ndarray:
+    """``x[i-1] + x[i+1] - 2 x[i]`` along ``axis`` (1 or 2), reflect-101 borders."""
+    def at(sl: slice | int) -> tuple:
+        return (slice(None),) * axis + (sl,)
+
+    out = np.empty_like(x)
+    np.add(x[at(slice(None, -2))], x[at(slice(2, None))], out=out[at(slice(1, -1))])
+    out[at(0)] = x[at(1)] * np.float32(2.0)      # x[-1] = x[1]
+    out[at(-1)] = x[at(-2)] * np.float32(2.0)    # x[n] = x[n-2]
+    out -= x * np.float32(2.0)
     return out
 
 

@@ -31,8 +31,10 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     Parameters
     ----------
     guide, src : ndarray
-        Stacks ``S x H x W`` (computed in float64; ``eps`` as small as 1e-6
-        is below float32 resolution of the window variance).
+        Stacks ``S x H x W``. Computed in float64 when ``eps < 1e-3``: the
+        window variance ``mean(I^2) - mean(I)^2`` loses about 1e-7 to float32
+        cancellation, which matters against an ``eps`` of 1e-6 but not
+        against 0.3.
     radius : int
         Window radius ``r`` in pixels.
     eps : float
@@ -41,15 +43,16 @@ def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -
     Returns
     -------
     ndarray
-        ``S x H x W`` float64.
+        ``S x H x W``, float64 or float32 (see above).
 
     References
     ----------
     K. He, J. Sun and X. Tang, "Guided image filtering", ECCV 2010; IEEE
     TPAMI 35(6), 1397-1409, 2013.
     """
-    guide = guide.astype(np.float64)
-    src = src.astype(np.float64)
+    dtype = np.float64 if eps < 1e-3 else np.float32
+    guide = guide.astype(dtype, copy=False)
+    src = src.astype(dtype, copy=False)
     mean_i = box_mean(guide, radius)
     mean_p = box_mean(src, radius)
     var_i = box_mean(guide * guide, radius) - mean_i * mean_i
@@ -137,7 +140,7 @@ class GuidedFilter(Fuser):
         base = ndimage.uniform_filter(stack, size=self.base_size, mode="reflect", axes=(1, 2))
         detail = stack - base
         sal = self.saliency(stack)
-        winners = (sal == sal.max(axis=0, keepdims=True)).astype(np.float64)
+        winners = (sal == sal.max(axis=0, keepdims=True)).astype(np.float32)
         winners /= winners.sum(axis=0, keepdims=True)
         w_base = _normalise(guided_filter(stack, winners, self.r1, self.eps1))
         w_detail = _normalise(guided_filter(stack, winners, self.r2, self.eps2))
