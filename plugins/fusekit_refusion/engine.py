@@ -1,0 +1,451 @@
+"""Fast, memory-bounded inference for :class:`~fusekit_refusion.network.ReFusionNet`.
+
+The engine computes exactly what :meth:`ReFusionNet.forward` computes (equal
+to float rounding, about 1e-6), but
+
+* keeps features channels-last (``H x W x C`` in memory), so the per-pixel
+  layer norm is one fused, contiguous :func:`torch.nn.functional.layer_norm`,
+  every 1x1 convolution is one matrix product, and depthwise convolutions
+  use the fast channels-last kernels;
+* folds constants into the weights once per network: the layer-norm scale
+  and shift into the following 1x1 convolution, and each head's small
+  ``(C/h) x (C/h)`` attention matrix together with the output projection into
+  one ``C x C`` matrix, so ``softmax(q k^T) v`` followed by the projection is a
+  single matrix product added in place to the residual;
+* never forms the L2-normalised q and k: the ``q k^T`` Gram matrix and the
+  squared norms are sums over pixels, accumulated and divided afterwards;
+* processes the image in row strips of about ``chunk_pixels`` pixels with a
+  halo of two rows, so temporaries stay small and memory is one
+  ``H x W x 32`` feature buffer (updated in place) plus the strips.
+
+Why strips are exact: apart from the attention matrices every operation is
+local (1x1 and 3x3 convolutions, pointwise functions), and a 3x3 convolution
+with zero padding reads at most one row beyond its output. A transformer
+block (attention then feed-forward, two depthwise 3x3) therefore needs two
+rows of input beyond the rows it writes; strips are cut with that halo and at
+the image border the zero padding of the strip is the image's own padding.
+The attention matrix of each block is global: ``q k^T`` and the norms of q and
+k are sums over all pixels. When the image is split in several strips a first
+pass accumulates those sums over the strips (computing only q and k), the
+softmax matrix is formed from the totals, and a second pass applies the block.
+The result therefore does not depend on the strip size (up to the order of
+floating-point summation).
+
+Examples
+--------
+>>> import torch
+>>> from fusekit_refusion.network import ReFusionNet
+>>> from fusekit_refusion.engine import infer
+>>> net = ReFusionNet().eval()
+>>> x = torch.rand(1, 2, 24, 20)
+>>> with torch.no_grad():
+...     ref = net(x)
+>>> bool((infer(net, x, chunk_pixels=100) - ref).abs().max() < 1e-5)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .network import LN_EPS, ReFusionNet, TransformerBlock
+
+__all__ = ["DEFAULT_CHUNK_PIXELS", "infer", "prepare"]
+
+#: Default pixels per strip: 2**17 keeps the largest temporary (128 channels)
+#: at 64 MiB and the two-row halo cheap even on 4096-pixel-wide images.
+DEFAULT_CHUNK_PIXELS = 1 << 17
+
+#: Rows of context a strip needs on each side (two 3x3 convolutions deep).
+HALO = 2
+
+#: ``F.normalize``'s epsilon: norms are clamped to at least this value.
+NORM_EPS = 1e-12
+
+
+# --------------------------------------------------------------------------
+# Weights prepared once per network
+# --------------------------------------------------------------------------
+@dataclass
+class _Block:
+    """A transformer block with the layer norms folded into the 1x1 convs.
+
+    Matrices are stored transposed (``C_in x C_out``) for ``pixels @ W``.
+    """
+
+    dim: int
+    heads: int
+    qkv_w: torch.Tensor  # C x 3C  (LN1 scale folded)
+    qkv_b: torch.Tensor  # 3C      (LN1 shift through qkv)
+    qkv_dw: torch.Tensor  # 3C x 1 x 3 x 3
+    temperature: torch.Tensor  # heads
+    proj_w: torch.Tensor  # C x C (out projection, not transposed: C_out x C_in)
+    ffn_in_w: torch.Tensor  # C x 2H (LN2 scale folded)
+    ffn_in_b: torch.Tensor  # 2H
+    ffn_dw: torch.Tensor  # 2H x 1 x 3 x 3
+    ffn_out_w: torch.Tensor  # H x C
+
+
+@dataclass
+class _Fusion:
+    """The cross-attention fusion block (authors' ``FM``), weights transposed."""
+
+    dim: int
+    heads: int
+    qkv1_w: torch.Tensor
+    qkv1_dw: torch.Tensor
+    qkv2_w: torch.Tensor
+    qkv2_dw: torch.Tensor
+    t1: torch.Tensor
+    t2: torch.Tensor
+    mid1: torch.Tensor  # C_out x C_in
+    mid2: torch.Tensor
+    e_w: torch.Tensor  # 2C x 8C
+    e_dw: torch.Tensor
+    e1_w: torch.Tensor  # C x 4C
+    e1_dw: torch.Tensor
+    e2_w: torch.Tensor
+    e2_dw: torch.Tensor
+    out1_w: torch.Tensor  # 4C x 2C
+    out2_w: torch.Tensor
+
+
+@dataclass
+class _Prepared:
+    dim: int
+    stem_w: torch.Tensor  # 2C x 1 x 3 x 3 (both stems, grouped conv)
+    enc1: list
+    enc2: list
+    fusion: _Fusion
+    dec: list
+    head0: torch.Tensor
+    head1: torch.Tensor
+
+
+def _pw(conv: torch.nn.Conv2d) -> torch.Tensor:
+    """1x1 conv weight ``C_out x C_in x 1 x 1`` -> ``C_in x C_out`` (contiguous)."""
+    return conv.weight.detach()[:, :, 0, 0].t().contiguous()
+
+
+def _prep_block(blk: TransformerBlock) -> _Block:
+    attn, ffn = blk.attn, blk.ffn
+    w1, b1 = blk.norm1.weight.detach(), blk.norm1.bias.detach()
+    w2, b2 = blk.norm2.weight.detach(), blk.norm2.bias.detach()
+    qkv = attn.qkv.weight.detach()[:, :, 0, 0]  # 3C x C
+    fin = ffn.project_in.weight.detach()[:, :, 0, 0]  # 2H x C
+    return _Block(
+        dim=qkv.shape[1],
+        heads=attn.heads,
+        qkv_w=(qkv * w1).t().contiguous(),
+        qkv_b=qkv @ b1,
+        qkv_dw=attn.qkv_dwconv.weight.detach(),
+        temperature=attn.temperature.detach().reshape(-1),
+        proj_w=attn.project_out.weight.detach()[:, :, 0, 0],
+        ffn_in_w=(fin * w2).t().contiguous(),
+        ffn_in_b=fin @ b2,
+        ffn_dw=ffn.dwconv.weight.detach(),
+        ffn_out_w=_pw(ffn.project_out),
+    )
+
+
+def prepare(net: ReFusionNet) -> _Prepared:
+    """Fold and transpose the weights of ``net`` for the engine (cheap, no copies kept in ``net``)."""
+    fm = net.FM
+    fusion = _Fusion(
+        dim=net.dim, heads=fm.heads,
+        qkv1_w=_pw(fm.qkv1), qkv1_dw=fm.qkv1_dwconv.weight.detach(),
+        qkv2_w=_pw(fm.qkv2), qkv2_dw=fm.qkv2_dwconv.weight.detach(),
+        t1=fm.temperature1.detach().reshape(-1), t2=fm.temperature2.detach().reshape(-1),
+        mid1=fm.project_mid1.weight.detach()[:, :, 0, 0], mid2=fm.project_mid2.weight.detach()[:, :, 0, 0],
+        e_w=_pw(fm.project_E), e_dw=fm.project_E_d.weight.detach(),
+        e1_w=_pw(fm.project_E1), e1_dw=fm.project_E1_d.weight.detach(),
+        e2_w=_pw(fm.project_E2), e2_dw=fm.project_E2_d.weight.detach(),
+        out1_w=_pw(fm.project_out1), out2_w=_pw(fm.project_out2),
+    )
+    return _Prepared(
+        dim=net.dim,
+        stem_w=torch.cat([net.project_in_1.weight.detach(), net.project_in_2.weight.detach()], 0),
+        enc1=[_prep_block(b) for b in net.encoder1],
+        enc2=[_prep_block(b) for b in net.encoder2],
+        fusion=fusion,
+        dec=[_prep_block(b) for b in net.decoder],
+        head0=net.project_out_0.weight.detach(),
+        head1=net.project_out_1.weight.detach(),
+    )
+
+
+# --------------------------------------------------------------------------
+# Small helpers on channels-last pixel matrices (P x C, P = rows * W)
+# --------------------------------------------------------------------------
+def _dw(x: torch.Tensor, rows: int, width: int, weight: torch.Tensor) -> torch.Tensor:
+    """Depthwise 3x3 (zero padding 1) of a ``P x C`` channels-last strip -> ``P x C``."""
+    c = x.shape[1]
+    img = x.view(1, rows, width, c).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
+    out = F.conv2d(img, weight, padding=1, groups=c)
+    return out.permute(0, 2, 3, 1).reshape(rows * width, c)
+
+
+def _conv3x3(x: torch.Tensor, rows: int, width: int, weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
+    """Dense (or grouped) 3x3 conv, zero padding 1, ``P x C_in`` -> ``P x C_out``."""
+    img = x.view(1, rows, width, x.shape[1]).permute(0, 3, 1, 2)
+    out = F.conv2d(img, weight, padding=1, groups=groups)
+    return out.permute(0, 2, 3, 1).reshape(rows * width, weight.shape[0])
+
+
+def _ln(x: torch.Tensor) -> torch.Tensor:
+    """Per-pixel standardisation over channels (layer norm without affine)."""
+    return F.layer_norm(x, (x.shape[1],), None, None, LN_EPS)
+
+
+class _Stats:
+    """Sums over pixels that define one transposed attention: ``q^T k`` and squared norms."""
+
+    def __init__(self) -> None:
+        self.gram = None
+        self.qq = None
+        self.kk = None
+
+    def add(self, q: torch.Tensor, k: torch.Tensor) -> None:
+        """Accumulate pixels ``q, k`` (``P x C`` each, float64 accumulation)."""
+        g = (q.t() @ k).double()
+        qq = q.square().sum(0, dtype=torch.float64)
+        kk = k.square().sum(0, dtype=torch.float64)
+        if self.gram is None:
+            self.gram, self.qq, self.kk = g, qq, kk
+        else:
+            self.gram += g
+            self.qq += qq
+            self.kk += kk
+
+    def mixing(self, temperature: torch.Tensor, heads: int, proj: torch.Tensor) -> torch.Tensor:
+        """Return ``M^T`` with ``M = proj @ blockdiag(softmax per head)``, ``C x C``.
+
+        Adding ``v @ M^T`` to the residual equals the authors'
+        ``project_out(softmax(norm(q) norm(k)^T * t) @ v)``.
+        """
+        c = self.gram.shape[0]
+        ch = c // heads
+        nq = self.qq.sqrt().clamp_min(NORM_EPS)
+        nk = self.kk.sqrt().clamp_min(NORM_EPS)
+        corr = (self.gram / nq[:, None] / nk[None, :]).float()
+        idx = torch.arange(c, device=corr.device).view(heads, ch)
+        blocks = corr[idx[:, :, None], idx[:, None, :]]  # heads x ch x ch diagonal blocks
+        mix = torch.block_diag(*torch.softmax(blocks * temperature.view(heads, 1, 1), dim=-1))
+        return (proj @ mix).t().contiguous()
+
+
+# --------------------------------------------------------------------------
+# Per-strip computations
+# --------------------------------------------------------------------------
+def _block_qk(p: _Block, x: torch.Tensor, rows: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """q and k (``P x C`` each) of a block's attention on a strip."""
+    c = p.dim
+    qk = torch.addmm(p.qkv_b[: 2 * c], _ln(x), p.qkv_w[:, : 2 * c])
+    qk = _dw(qk, rows, width, p.qkv_dw[: 2 * c])
+    return qk[:, :c], qk[:, c:]
+
+
+def _block_apply(p: _Block, x: torch.Tensor, rows: int, width: int, stats: _Stats | None) -> None:
+    """Apply a transformer block in place to strip ``x`` (``P x C`` contiguous).
+
+    ``stats=None`` means the strip is the whole image: the attention sums are
+    taken from this strip's q and k.
+    """
+    c = p.dim
+    qkv = _dw(torch.addmm(p.qkv_b, _ln(x), p.qkv_w), rows, width, p.qkv_dw)
+    if stats is None:
+        stats = _Stats()
+        stats.add(qkv[:, :c], qkv[:, c: 2 * c])
+    mix_t = stats.mixing(p.temperature, p.heads, p.proj_w)
+    x.addmm_(qkv[:, 2 * c:], mix_t)
+    del qkv
+    h = _dw(torch.addmm(p.ffn_in_b, _ln(x), p.ffn_in_w), rows, width, p.ffn_dw)
+    hid = h.shape[1] // 2
+    gated = F.gelu(h[:, :hid]).mul_(h[:, hid:])
+    del h
+    x.addmm_(gated, p.ffn_out_w)
+
+
+def _fusion_qkv(f: _Fusion, x: torch.Tensor, rows: int, width: int):
+    c = f.dim
+    qkv1 = _dw(x[:, :c] @ f.qkv1_w, rows, width, f.qkv1_dw)
+    qkv2 = _dw(x[:, c:] @ f.qkv2_w, rows, width, f.qkv2_dw)
+    return qkv1, qkv2
+
+
+def _fusion_stats_add(f: _Fusion, s1: _Stats, s2: _Stats, qkv1, qkv2) -> None:
+    c = f.dim
+    s1.add(qkv2[:, :c], qkv1[:, c: 2 * c])  # queries of stream 2, keys of stream 1
+    s2.add(qkv1[:, :c], qkv2[:, c: 2 * c])  # queries of stream 1, keys of stream 2
+
+
+def _fusion_apply(f: _Fusion, x: torch.Tensor, rows: int, width: int,
+                  stats: tuple[_Stats, _Stats] | None) -> None:
+    """Apply the fusion block in place to strip ``x`` (``P x 2C``: stream 1 | stream 2)."""
+    c = f.dim
+    qkv1, qkv2 = _fusion_qkv(f, x, rows, width)
+    if stats is None:
+        stats = (_Stats(), _Stats())
+        _fusion_stats_add(f, stats[0], stats[1], qkv1, qkv2)
+    m1 = stats[0].mixing(f.t1, f.heads, f.mid1)
+    m2 = stats[1].mixing(f.t2, f.heads, f.mid2)
+    x1, x2 = x[:, :c], x[:, c:]
+    x1.addmm_(qkv1[:, 2 * c:], m1)
+    x2.addmm_(qkv2[:, 2 * c:], m2)
+    del qkv1, qkv2
+    g = _dw(x @ f.e_w, rows, width, f.e_dw)
+    half = g.shape[1] // 2
+    t1 = F.gelu(g[:, :half]).mul_(_dw(x1 @ f.e1_w, rows, width, f.e1_dw))
+    t2 = F.gelu(g[:, half:]).mul_(_dw(x2 @ f.e2_w, rows, width, f.e2_dw))
+    del g
+    x.addmm_(t1, f.out1_w)
+    x.addmm_(t2, f.out2_w)
+
+
+# --------------------------------------------------------------------------
+# Strip scheduling over a full H x W x C buffer
+# --------------------------------------------------------------------------
+def _strips(height: int, width: int, chunk_pixels: int) -> list[tuple[int, int]]:
+    rows = max(1, min(height, chunk_pixels // max(width, 1)))
+    n = math.ceil(height / rows)
+    rows = math.ceil(height / n)  # balance strip heights
+    return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+
+
+def _accumulate(buf: torch.Tensor, ch: slice, strips, halo: int, fn) -> None:
+    """Call ``fn(strip_pixels, rows, lo, hi)`` on read-only strips of ``buf[..., ch]``.
+
+    ``lo:hi`` are the rows of the strip that belong to the output interval.
+    """
+    height, width = buf.shape[:2]
+    for r0, r1 in strips:
+        a, b = max(0, r0 - halo), min(height, r1 + halo)
+        s = buf[a:b, :, ch].reshape((b - a) * width, -1)
+        fn(s, b - a, r0 - a, r1 - a)
+
+
+def _inplace(buf: torch.Tensor, ch: slice, strips, halo: int, fn) -> None:
+    """Run ``fn(strip_pixels, rows)`` on every strip (with halo) and write the interior back.
+
+    Strips go top to bottom and overwrite ``buf``; the original rows the next
+    strip needs as its upper halo are kept aside before they are overwritten.
+    """
+    height, width = buf.shape[:2]
+    if len(strips) == 1:  # whole image: work on the buffer itself when possible
+        flat = buf[:, :, ch]
+        whole = flat.is_contiguous()
+        flat = flat.reshape(height * width, -1) if whole else flat.contiguous().view(height * width, -1)
+        fn(flat, height)
+        if not whole:
+            buf[:, :, ch] = flat.view(height, width, -1)
+        return
+    carry = None  # original content of rows [max(0, r0 - halo), r0)
+    for r0, r1 in strips:
+        a, b = max(0, r0 - halo), min(height, r1 + halo)
+        below = buf[r0:b, :, ch]
+        s = below.clone(memory_format=torch.contiguous_format) if carry is None else torch.cat([carry, below], 0)
+        carry = s[max(0, r1 - halo) - a: r1 - a].clone() if r1 < height else None
+        rows = b - a
+        flat = s.view(rows * width, -1)
+        fn(flat, rows)
+        buf[r0:r1, :, ch] = flat.view(rows, width, -1)[r0 - a: r1 - a]
+
+
+def _run_block(p: _Block, buf: torch.Tensor, ch: slice, strips) -> None:
+    width = buf.shape[1]
+    if len(strips) == 1:
+        _inplace(buf, ch, strips, HALO, lambda s, rows: _block_apply(p, s, rows, width, None))
+        return
+    stats = _Stats()
+
+    def acc(s, rows, lo, hi):
+        q, k = _block_qk(p, _contig(s), rows, width)
+        stats.add(q[lo * width: hi * width], k[lo * width: hi * width])
+
+    _accumulate(buf, ch, strips, 1, acc)
+    _inplace(buf, ch, strips, HALO, lambda s, rows: _block_apply(p, s, rows, width, stats))
+
+
+def _run_fusion(f: _Fusion, buf: torch.Tensor, strips) -> None:
+    width = buf.shape[1]
+    ch = slice(None)
+    if len(strips) == 1:
+        _inplace(buf, ch, strips, HALO, lambda s, rows: _fusion_apply(f, s, rows, width, None))
+        return
+    s1, s2 = _Stats(), _Stats()
+
+    def acc(s, rows, lo, hi):
+        qkv1, qkv2 = _fusion_qkv(f, _contig(s), rows, width)
+        sl = slice(lo * width, hi * width)
+        _fusion_stats_add(f, s1, s2, qkv1[sl], qkv2[sl])
+
+    _accumulate(buf, ch, strips, 1, acc)
+    _inplace(buf, ch, strips, HALO, lambda s, rows: _fusion_apply(f, s, rows, width, (s1, s2)))
+
+
+def _contig(s: torch.Tensor) -> torch.Tensor:
+    return s if s.is_contiguous() else s.contiguous()
+
+
+def _infer_one(p: _Prepared, src: torch.Tensor, chunk_pixels: int) -> torch.Tensor:
+    """``2 x H x W`` -> ``H x W`` for one image."""
+    _, height, width = src.shape
+    c2 = 2 * p.dim
+    strips = _strips(height, width, chunk_pixels)
+    buf = torch.empty(height, width, c2, dtype=torch.float32, device=src.device)
+    src_cl = src.permute(1, 2, 0)  # H x W x 2 view
+    for r0, r1 in strips:  # stems: both 3x3 convs as one grouped conv
+        a, b = max(0, r0 - 1), min(height, r1 + 1)
+        s = src_cl[a:b].reshape((b - a) * width, 2)
+        out = _conv3x3(s, b - a, width, p.stem_w, groups=2)
+        buf[r0:r1] = out.view(b - a, width, c2)[r0 - a: r1 - a]
+    all_ch = slice(None)
+    s1, s2 = slice(0, p.dim), slice(p.dim, c2)
+    for blk in p.enc1:
+        _run_block(blk, buf, s1, strips)
+    for blk in p.enc2:
+        _run_block(blk, buf, s2, strips)
+    _run_fusion(p.fusion, buf, strips)
+    for blk in p.dec:
+        _run_block(blk, buf, all_ch, strips)
+    out = torch.empty(height, width, dtype=torch.float32, device=src.device)
+    for r0, r1 in strips:  # head: 3x3 conv, LeakyReLU, 3x3 conv, sigmoid
+        a, b = max(0, r0 - HALO), min(height, r1 + HALO)
+        s = buf[a:b].reshape((b - a) * width, c2)
+        h = F.leaky_relu_(_conv3x3(s, b - a, width, p.head0), 0.01)
+        y = _conv3x3(h, b - a, width, p.head1)
+        out[r0:r1] = torch.sigmoid_(y.view(b - a, width)[r0 - a: r1 - a])
+    return out
+
+
+def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUNK_PIXELS) -> torch.Tensor:
+    """Run ``net`` on ``x`` (``N x 2 x H x W``) -> ``N x 1 x H x W``, without autograd.
+
+    Parameters
+    ----------
+    net : ReFusionNet
+        The network (any device; ``x`` must be on the same device).
+    x : Tensor
+        ``N x 2 x H x W`` float32 sources in [0, 1].
+    chunk_pixels : int
+        Approximate pixels per strip (at least one full row is always used).
+        Smaller saves memory, larger saves the second attention pass.
+
+    Returns
+    -------
+    Tensor
+        ``N x 1 x H x W`` float32 in (0, 1), equal to ``net(x)`` up to float
+        rounding.
+    """
+    if x.ndim != 4 or x.shape[1] != 2:
+        raise ValueError(f"expected sources of shape N x 2 x H x W, got {tuple(x.shape)}")
+    if chunk_pixels < 1:
+        raise ValueError(f"chunk_pixels must be a positive integer, got {chunk_pixels}")
+    with torch.inference_mode():
+        p = prepare(net)
+        x = x.float()
+        return torch.stack([_infer_one(p, x[i], chunk_pixels) for i in range(x.shape[0])])[:, None]

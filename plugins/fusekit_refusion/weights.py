@@ -1,0 +1,148 @@
+"""The weights fusekit ships for ReFusion, declared as data.
+
+``weights/registry.json`` (inside this package) lists one entry per trained
+task. Until an entry exists for a task, asking for ``refusion`` on that task
+raises :class:`~fusekit.errors.WeightsError`: fusekit never runs the network
+with random weights.
+
+Registry format
+---------------
+::
+
+    {
+      "format": 1,
+      "weights": [
+        {
+          "task": "ivif",                              # one of fusekit.TASKS
+          "file": "refusion_ivif.safetensors",         # relative to weights/
+          "sha256": "<64 hex digits of the file>",
+          "card": {                                    # free-form training card
+            "trained_with": "fusekit train ...",      # exact command
+            "data": "ivif/msrs/train + ivif/roadscene/train",
+            "epochs": 10, "date": "2026-11-27",
+            "metrics": {"en": 6.8, "ssim": 0.71}       # on the test split, say which
+          }
+        }
+      ]
+    }
+
+Fields: ``task`` (str, required, unique), ``file`` (str, required, a
+safetensors file beside the registry), ``sha256`` (str, required, checked
+before loading), ``card`` (dict, required, shown to users; say how the
+weights were trained and how they score). The safetensors file holds the
+state dict of :class:`~fusekit_refusion.network.ReFusionNet` under its own
+names (``safetensors.torch.save_file(net.state_dict(), path)``); the
+authors' key layout is accepted too.
+
+Examples
+--------
+>>> from fusekit_refusion.weights import installed_tasks
+>>> isinstance(installed_tasks(), list)
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fusekit.errors import WeightsError
+from fusekit.interfaces import TASKS
+
+__all__ = ["WEIGHTS_DIR", "REGISTRY", "WeightsEntry", "read_registry", "entry_for", "installed_tasks",
+           "sha256_of"]
+
+#: Folder of the shipped weights and their registry.
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+#: The registry file.
+REGISTRY = WEIGHTS_DIR / "registry.json"
+
+
+@dataclass(frozen=True)
+class WeightsEntry:
+    """One shipped weights file.
+
+    Attributes
+    ----------
+    task : str
+        Fusion task (``ivif``, ``mif``, ``mfif``, ``meif``).
+    path : Path
+        Absolute path of the safetensors file.
+    sha256 : str
+        Expected SHA-256 of the file, lowercase hex.
+    card : dict
+        Training card: how the weights were made and how they score.
+    """
+
+    task: str
+    path: Path
+    sha256: str
+    card: dict = field(default_factory=dict)
+
+
+def sha256_of(path: Path) -> str:
+    """SHA-256 of a file, lowercase hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_registry(registry: Path = REGISTRY) -> list[WeightsEntry]:
+    """Parse and validate the registry; raise WeightsError naming the problem."""
+    try:
+        data = json.loads(Path(registry).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{registry}: unreadable weights registry ({exc}); reinstall fusekit") from exc
+    items = data.get("weights") if isinstance(data, dict) else None
+    if data.get("format") != 1 or not isinstance(items, list):
+        raise WeightsError(f"{registry}: expected {{'format': 1, 'weights': [...]}}; reinstall fusekit")
+    entries: list[WeightsEntry] = []
+    for i, item in enumerate(items):
+        if not isinstance(item, dict) or not {"task", "file", "sha256", "card"} <= set(item):
+            raise WeightsError(f"{registry}: entry {i} needs task, file, sha256 and card; fix the registry")
+        if item["task"] not in TASKS:
+            raise WeightsError(f"{registry}: entry {i} has task {item['task']!r}, expected one of {', '.join(TASKS)}")
+        if any(e.task == item["task"] for e in entries):
+            raise WeightsError(f"{registry}: two entries for task {item['task']!r}; keep one")
+        if not isinstance(item["card"], dict):
+            raise WeightsError(f"{registry}: entry {i} card must be a JSON object")
+        entries.append(WeightsEntry(task=item["task"], path=Path(registry).parent / item["file"],
+                                    sha256=str(item["sha256"]).lower(), card=item["card"]))
+    return entries
+
+
+def installed_tasks(registry: Path = REGISTRY) -> list[str]:
+    """Tasks for which trained weights ship with fusekit."""
+    return [e.task for e in read_registry(registry)]
+
+
+def entry_for(task: str, registry: Path = REGISTRY, *, verify: bool = True) -> WeightsEntry:
+    """The shipped weights of ``task``, with the file present and its sha256 checked.
+
+    Raises
+    ------
+    WeightsError
+        No weights for the task, the file is missing, or its checksum differs.
+    """
+    for entry in read_registry(registry):
+        if entry.task == task:
+            break
+    else:
+        raise WeightsError(
+            f"no trained weights installed for task {task}; pass --weights FILE "
+            f"(a .pth from the authors or a .safetensors trained with fusekit train)")
+    if not entry.path.is_file():
+        raise WeightsError(f"{entry.path}: shipped weights for task {task} are missing; reinstall fusekit "
+                           f"or pass --weights FILE")
+    if verify:
+        actual = sha256_of(entry.path)
+        if actual != entry.sha256:
+            raise WeightsError(f"{entry.path}: sha256 {actual[:12]}... does not match the registry "
+                               f"({entry.sha256[:12]}...); the file is damaged, reinstall fusekit")
+    return entry
