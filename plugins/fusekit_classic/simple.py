@@ -96,8 +96,9 @@ class PCA(Fuser):
         """Return the fusion weights, shape ``(S,)``, non-negative, summing to 1."""
         stack = stack_sources(self.name, sources)
         flat = stack.reshape(stack.shape[0], -1).astype(np.float64)
-        cov = np.atleast_2d(np.cov(flat))
-        if not np.all(np.isfinite(cov)) or np.trace(cov) <= 1e-12:
+        flat -= flat.mean(axis=1, keepdims=True)
+        cov = flat @ flat.T / flat.shape[1]
+        if np.trace(cov) <= 1e-12:
             return np.full(stack.shape[0], 1.0 / stack.shape[0])
         _, vectors = np.linalg.eigh(cov)
         v = np.abs(vectors[:, -1])

@@ -71,7 +71,8 @@ class DWT(Fuser):
         if depth < 1:
             raise InputError(
                 f"dwt: images of {h}x{w} pixels are too small for wavelet {self.wavelet!r} "
-                f"(needs at least {wav.dec_len - 1} pixels per side); use wavelet='haar' or a larger image")
+                f"(one level needs at least {2 * (wav.dec_len - 1)} pixels per side); "
+                f"use wavelet='haar' (2 pixels) or a larger image")
         coeffs = pywt.wavedec2(stack, wav, mode="symmetric", level=depth, axes=(1, 2))
         fused = [coeffs[0].mean(axis=0)]
         for bands in coeffs[1:]:
