@@ -11,3 +11,19 @@ def register_fusers(register):
     from .fuser import ReFusion
 
     register(ReFusion)
+
+
+@hookimpl
+def register_loss_proposers(register):
+    """Register the ``refusion`` loss proposal network (meta-learned loss)."""
+    from .loss_proposer import ReFusionLossProposer
+
+    register(ReFusionLossProposer)
+
+
+@hookimpl
+def register_reconstructors(register):
+    """Register the ``refusion`` reconstruction network."""
+    from .reconstructor import ReFusionReconstructor
+
+    register(ReFusionReconstructor)

@@ -1,0 +1,179 @@
+"""``fusekit train``: train a network fuser with a (learned or fixed) loss proposer."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..errors import InputError, ParameterError
+from ..interfaces import TASKS, LossProposer, Reconstructor, TorchFuser
+from . import CliState
+
+
+def _instantiate(cls: type, kind: str, name: str, task: str, **extra: Any) -> Any:
+    """Create a registered class, passing ``task`` (and ``extra``) only where accepted."""
+    import inspect
+
+    params = inspect.signature(cls.__init__).parameters
+    kwargs = {k: v for k, v in {"task": task, **extra}.items() if k in params}
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise ParameterError(f"{kind} {name!r} cannot be created without options ({exc})") from exc
+
+
+def _machine(device: str) -> str:
+    import torch
+
+    text = f"{platform.node() or 'unknown'} ({platform.machine()}, {platform.system()}, torch {torch.__version__}"
+    if device.startswith("cuda") and torch.cuda.is_available():
+        text += f", {torch.cuda.get_device_name(torch.device(device))}"
+    else:
+        text += f", {torch.get_num_threads()} CPU threads"
+    return text + ")"
+
+
+@click.command("train")
+@click.argument("data_dirs", nargs=-1, type=click.Path(path_type=Path))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
+              help="Fuser weights to write (.safetensors, written atomically at the end).")
+@click.option("-m", "--method", default="refusion", show_default=True, help="Network fuser to train.")
+@click.option("--task", required=True, type=click.Choice(TASKS), help="Fusion task (decides the source order).")
+@click.option("--loss-proposer", default="refusion", show_default=True,
+              help="Loss proposer: 'refusion' (meta-learned) or 'fixed' (hand-made loss).")
+@click.option("--reconstructor", default="refusion", show_default=True, help="Reconstruction network.")
+@click.option("--patches", "patch_files", multiple=True, type=click.Path(path_type=Path),
+              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable.")
+@click.option("--steps", type=int, default=2000, show_default=True, help="Total training steps.")
+@click.option("--batch-size", type=int, default=8, show_default=True,
+              help="Patch pairs per batch (doubled by the swapped-order copy).")
+@click.option("--patch-size", type=int, default=64, show_default=True, help="Patch side in pixels.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate of fuser and reconstructor.")
+@click.option("--lr-proposer", type=float, default=1e-3, show_default=True, help="Peak learning rate of the loss proposer.")
+@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)
+@click.option("--lambda-grad", type=float, default=1.0, show_default=True, help="Final weight of the gradient terms.")
+@click.option("--meta-steps", type=int, default=5, show_default=True, help="Meta steps per cycle.")
+@click.option("--fusion-steps", type=int, default=20, show_default=True, help="Fusion steps per cycle.")
+@click.option("--no-swap", is_flag=True, help="Do not feed pairs in swapped order too.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
+              help="Checkpoint file (default: OUTPUT with suffix .ckpt).")
+@click.option("--checkpoint-every", type=int, default=500, show_default=True,
+              help="Save a checkpoint every N steps (0: only at the end).")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue from this checkpoint.")
+@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None, help="CSV log of losses per step.")
+@click.option("--card", type=click.Path(path_type=Path), default=None,
+              help="Training card (JSON) to write (default: OUTPUT with suffix .json).")
+@click.option("--max-minutes", type=float, default=None,
+              help="Stop cleanly after this much wall time, saving checkpoint and weights.")
+@click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
+@click.pass_obj
+def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, method: str, task: str,
+                  loss_proposer: str, reconstructor: str, patch_files: tuple[Path, ...], steps: int,
+                  batch_size: int, patch_size: int, lr: float, lr_proposer: float, lr_schedule: str,
+                  lambda_grad: float, meta_steps: int, fusion_steps: int, no_swap: bool, seed: int,
+                  device: str, threads: int | None, checkpoint: Path | None, checkpoint_every: int,
+                  resume: Path | None, log_path: Path | None, card: Path | None, max_minutes: float | None,
+                  progress: bool | None) -> None:
+    """Train METHOD's network for one task on DATA_DIRS, writing weights to OUTPUT.
+
+    Each DATA_DIR holds one sub-folder per modality with matching file names
+    (the layout of 'fusekit eval'): ir/ + vi/ (ivif), ct/|pet/|spect/ + mri/
+    (mif), a/ + b/ (mfif), under/ + over/ (meif).
+
+    \b
+    Examples:
+      fusekit train --task ivif data/ivif/tno/train data/ivif/roadscene/train -o ivif.safetensors
+      fusekit train --task ivif --loss-proposer fixed DATA -o ivif-fixed.safetensors
+      fusekit train --task mif --patches mif.npz --device cuda --max-minutes 30 -o mif.safetensors
+      fusekit train --task ivif DATA -o ivif.safetensors --resume ivif.ckpt
+
+    The meta-learning scheme is ReFusion's (Bai et al., IJCV 2024): the loss
+    proposer learns pixel-wise loss weights so that the reconstructor can
+    rebuild every source from the fused image. '--loss-proposer fixed'
+    trains the same network with the classic hand-made loss instead.
+    """
+    from ..training.data import PatchSampler, find_pairs, load_pairs, load_patch_file
+    from ..training.trainer import TrainConfig, Trainer, TrainingInterrupted
+
+    config = TrainConfig(task=task, steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
+                         lr_proposer=lr_proposer, lr_schedule=lr_schedule, lambda_grad=lambda_grad,
+                         meta_steps=meta_steps, fusion_steps=fusion_steps, swap=not no_swap, seed=seed,
+                         device=device, checkpoint_every=checkpoint_every, max_minutes=max_minutes)
+    config.validate()
+    host = state.host
+    fuser_cls = host.fusers.get(method)
+    proposer_cls = host.loss_proposers.get(loss_proposer)
+    recon_cls = host.reconstructors.get(reconstructor)
+    if not (isinstance(fuser_cls, type) and issubclass(fuser_cls, TorchFuser)):
+        raise ParameterError(f"method {method!r} has no network to train; pick a network method "
+                             f"such as 'refusion'")
+    if task not in fuser_cls.tasks:
+        raise ParameterError(f"method {method!r} is for tasks {', '.join(fuser_cls.tasks)}, not {task!r}")
+    if not issubclass(proposer_cls, LossProposer) or not issubclass(recon_cls, Reconstructor):
+        raise ParameterError("registered loss proposer / reconstructor do not implement the interfaces")
+    if not data_dirs and not patch_files:
+        raise InputError("no training data; pass DATA_DIR folders and/or --patches FILE.npz")
+    if output.suffix != ".safetensors":
+        raise ParameterError(f"output {output} should end in .safetensors")
+    if output.is_dir():
+        raise InputError(f"output {output} is a folder; give a file name such as {output / 'weights.safetensors'}")
+
+    # everything that can be wrong with the input is checked before training
+    images: list[Any] = []
+    data_desc: list[dict[str, Any]] = []
+    if data_dirs:
+        pairs = find_pairs(data_dirs, task)
+        images.extend(load_pairs(pairs, patch_size))
+        for d in data_dirs:
+            data_desc.append({"folder": str(d), "pairs": sum(1 for a, _ in pairs if a.parent.parent == Path(d))})
+    for pf in patch_files:
+        patches = load_patch_file(pf, patch_size)
+        images.extend(list(patches))
+        data_desc.append({"patch_file": str(pf), "patches": int(len(patches)), "patch_side": int(patches.shape[2])})
+    sampler = PatchSampler(images, patch_size, seed=seed, augment=True)
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    fuser = _instantiate(fuser_cls, "method", method, task, device=device)
+    proposer = _instantiate(proposer_cls, "loss proposer", loss_proposer, task)
+    recon = _instantiate(recon_cls, "reconstructor", reconstructor, task)
+    checkpoint = checkpoint or output.with_suffix(".ckpt")
+    card = card or output.with_suffix(".json")
+    trainer = Trainer(fuser, proposer, recon, sampler, config,
+                      names={"method": method, "loss_proposer": loss_proposer, "reconstructor": reconstructor},
+                      checkpoint_path=checkpoint, log_path=log_path, progress=progress)
+    if resume is not None:
+        trainer.load_checkpoint(resume)
+        click.echo(f"resumed from {resume} at step {trainer.step}", err=True)
+
+    started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    try:
+        result = trainer.run()
+    except TrainingInterrupted as exc:
+        click.echo(f"error: {exc}", err=True)
+        raise click.exceptions.Exit(130) from None
+    trainer.export(output, result)
+    card_data = {
+        "method": method, "task": task, "loss_proposer": loss_proposer, "reconstructor": reconstructor,
+        "weights": str(output), "data": data_desc, "steps": result.step, "stopped": result.stopped,
+        "train_seconds": round(result.elapsed_s, 1), "seed": seed, "device": str(trainer.device),
+        "machine": _machine(str(trainer.device)), "started_utc": started,
+        "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "final_losses": {k: round(v, 6) for k, v in result.losses.items()},
+        "config": json.loads(json.dumps(trainer.config.__dict__)),
+        "checkpoint": str(checkpoint), "log": str(log_path) if log_path else None,
+    }
+    card.parent.mkdir(parents=True, exist_ok=True)
+    card.write_text(json.dumps(card_data, indent=2) + "\n")
+    note = " (time budget reached)" if result.stopped == "time" else ""
+    click.echo(f"trained {result.step} steps in {result.elapsed_s:.0f} s{note}; wrote {output} and {card}", err=True)

@@ -1,0 +1,322 @@
+"""Training data: source pairs from dataset folders, random patches, augmentation.
+
+A data folder has the layout used by ``fusekit eval``: one sub-folder per
+modality, the two images of a pair having the same file name::
+
+    DATA_DIR/ir/0001.png   DATA_DIR/vi/0001.png
+    DATA_DIR/ir/0002.png   DATA_DIR/vi/0002.png
+
+Images are read with :func:`fusekit.io.read_image` and reduced to luminance
+with :func:`fusekit.color.luminance` (float32 in [0, 1]). Sources are stacked
+in the task's canonical order (:data:`SOURCE_ORDER`), the order the published
+ReFusion networks expect.
+
+For fast runs (a GPU that would otherwise wait for image decoding) patches can
+be extracted once into a ``.npz`` file holding ``patches``, a uint8 array
+``N x 2 x P x P`` (see ``benchmarks/make_patches.py``), and sampled with
+:func:`load_patch_file`.
+
+This module uses numpy only; tensors are made by the trainer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import InputError, ParameterError
+from ..interfaces import TASKS
+
+__all__ = [
+    "SOURCE_ORDER", "IMAGE_SUFFIXES", "find_pairs", "load_pairs", "load_patch_file",
+    "PatchSampler", "swap_augment",
+]
+
+#: Per task: for each source position, the accepted modality folder names.
+#: IVIF (infrared, visible); MIF (CT | PET | SPECT, MRI); MFIF (near focus ``a``,
+#: far focus ``b``); MEIF (under-exposed, over-exposed).
+SOURCE_ORDER: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "ivif": (("ir",), ("vi",)),
+    "mif": (("ct", "pet", "spect"), ("mri",)),
+    "mfif": (("a",), ("b",)),
+    "meif": (("under",), ("over",)),
+}
+
+#: File suffixes treated as images (lower case).
+IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
+
+
+def _check_task(task: str) -> None:
+    if task not in SOURCE_ORDER:
+        raise ParameterError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
+
+
+def _modality_dir(data_dir: Path, names: tuple[str, ...], task: str) -> Path:
+    found = [data_dir / n for n in names if (data_dir / n).is_dir()]
+    if len(found) == 1:
+        return found[0]
+    present = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
+    if not found:
+        raise InputError(
+            f"{data_dir}: task {task!r} needs a sub-folder named {' or '.join(names)}, found "
+            f"{', '.join(present) if present else 'no sub-folders'}; point DATA_DIR at a folder "
+            f"with one sub-folder per modality")
+    raise InputError(f"{data_dir}: found several of {', '.join(p.name for p in found)}; "
+                     f"use one data folder per modality pair")
+
+
+def _images_in(folder: Path) -> dict[str, Path]:
+    """Image files of ``folder`` keyed by name without extension (as ``fusekit fuse`` matches)."""
+    found: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or p.name.startswith("."):
+            continue
+        if p.stem in found:
+            raise InputError(f"{folder}: several files named {p.stem!r} ({found[p.stem].name}, {p.name}); keep one")
+        found[p.stem] = p
+    return found
+
+
+def find_pairs(data_dirs: Sequence[str | Path], task: str) -> list[tuple[Path, Path]]:
+    """List the source pairs of one or more data folders, in canonical order.
+
+    Parameters
+    ----------
+    data_dirs : sequence of path
+        Folders with one sub-folder per modality (see the module docstring).
+    task : {"ivif", "mif", "mfif", "meif"}
+        Decides the modality folders and their order.
+
+    Returns
+    -------
+    list of (Path, Path)
+        ``(first source, second source)`` per pair, e.g. ``(ir, vi)``.
+
+    Raises
+    ------
+    InputError
+        A folder is missing, lacks a modality sub-folder, holds no pair, or
+        holds images without a partner of the same name.
+    """
+    _check_task(task)
+    if not data_dirs:
+        raise InputError("no data folder given; pass at least one DATA_DIR")
+    pairs: list[tuple[Path, Path]] = []
+    for raw in data_dirs:
+        data_dir = Path(raw)
+        if not data_dir.is_dir():
+            raise InputError(f"data folder {data_dir} does not exist or is not a folder")
+        first, second = (_modality_dir(data_dir, names, task) for names in SOURCE_ORDER[task])
+        a, b = _images_in(first), _images_in(second)
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        if only_a or only_b:
+            lonely = [f"{first.name}/{a[n].name}" for n in only_a] + [f"{second.name}/{b[n].name}" for n in only_b]
+            raise InputError(
+                f"{data_dir}: {len(lonely)} image(s) have no partner of the same name "
+                f"(e.g. {', '.join(lonely[:3])}); pairs must share file names (any extension) across "
+                f"{first.name}/ and {second.name}/")
+        if not a:
+            raise InputError(f"{data_dir}: no images in {first.name}/ and {second.name}/; "
+                             f"expected matching files such as {first.name}/0001.png and {second.name}/0001.png")
+        pairs.extend((a[n], b[n]) for n in sorted(a))
+    return pairs
+
+
+def _read_luminance(path: Path) -> np.ndarray:
+    from ..color import luminance
+    from ..io import read_image
+
+    return luminance(read_image(path))
+
+
+def load_pairs(pairs: Sequence[tuple[Path, Path]], patch_size: int) -> list[np.ndarray]:
+    """Read every pair as a ``2 x H x W`` float32 luminance stack.
+
+    Parameters
+    ----------
+    pairs : sequence of (Path, Path)
+        From :func:`find_pairs`.
+    patch_size : int
+        Side of the training patches in pixels; every image must be at least
+        this large.
+
+    Returns
+    -------
+    list of ndarray
+        ``2 x H x W`` float32 in [0, 1] per pair.
+
+    Raises
+    ------
+    InputError
+        The two images of a pair differ in size, or an image is smaller than
+        ``patch_size``.
+    """
+    stacks = []
+    for pa, pb in pairs:
+        a, b = _read_luminance(pa), _read_luminance(pb)
+        if a.shape != b.shape:
+            raise InputError(f"{pa.name}: the two sources differ in size ({a.shape[1]}x{a.shape[0]} in "
+                             f"{pa.parent.name}/, {b.shape[1]}x{b.shape[0]} in {pb.parent.name}/); "
+                             f"register and crop the pair to one size")
+        if min(a.shape) < patch_size:
+            raise InputError(f"{pa}: image is {a.shape[1]}x{a.shape[0]} pixels, smaller than the "
+                             f"{patch_size}-pixel patch size; use a smaller --patch-size or remove it")
+        stacks.append(np.stack([a, b]).astype(np.float32, copy=False))
+    return stacks
+
+
+def load_patch_file(path: str | Path, patch_size: int) -> np.ndarray:
+    """Load pre-extracted training patches.
+
+    Parameters
+    ----------
+    path : path
+        ``.npz`` file whose array ``patches`` is uint8 ``N x 2 x P x P``
+        (sources in canonical order, 0..255 meaning [0, 1]).
+    patch_size : int
+        Training patch side; must not exceed ``P`` (smaller patches are
+        random crops).
+
+    Returns
+    -------
+    ndarray
+        The uint8 ``N x 2 x P x P`` array.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"patch file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            if "patches" not in npz.files:
+                raise InputError(f"{path}: no array named 'patches' (found {', '.join(npz.files) or 'none'}); "
+                                 f"create it with benchmarks/make_patches.py")
+            patches = npz["patches"]
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"{path}: not a readable .npz file ({exc})") from exc
+    if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[1] != 2 or patches.shape[2] != patches.shape[3]:
+        raise InputError(f"{path}: expected uint8 patches of shape N x 2 x P x P, got {patches.dtype} "
+                         f"{tuple(patches.shape)}")
+    if len(patches) == 0:
+        raise InputError(f"{path}: holds no patches")
+    if patches.shape[2] < patch_size:
+        raise InputError(f"{path}: patches are {patches.shape[2]} pixels, smaller than --patch-size "
+                         f"{patch_size}; use --patch-size {patches.shape[2]} or less")
+    return patches
+
+
+@dataclass
+class PatchSampler:
+    """Draws random patch pairs from ``2 x H x W`` image stacks.
+
+    A patch is taken from an image chosen with probability proportional to
+    its number of patch positions (so every position is equally likely), at
+    a uniform random position, then flipped / rotated by a random multiple
+    of 90 degrees (both sources alike) when ``augment`` is set. Patches in
+    which *both* sources are nearly flat (standard deviation below
+    ``min_std``) are skipped: they carry no information to fuse.
+
+    Parameters
+    ----------
+    images : sequence of ndarray
+        ``2 x H x W`` stacks, float32 in [0, 1] or uint8 (0..255); a uint8
+        array ``N x 2 x P x P`` works too.
+    patch_size : int
+        Patch side in pixels.
+    seed : int
+        Seed of the sampler's own :class:`numpy.random.Generator`.
+    min_std : float
+        Contrast threshold on [0, 1] intensities.
+    augment : bool
+        Random flips and 90-degree rotations.
+    """
+
+    images: Sequence[np.ndarray]
+    patch_size: int
+    seed: int = 0
+    min_std: float = 0.02
+    augment: bool = True
+    max_rejections: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.patch_size < 8:
+            raise ParameterError(f"patch size must be at least 8 pixels, got {self.patch_size}")
+        if len(self.images) == 0:
+            raise InputError("no training images to sample patches from")
+        p = self.patch_size
+        counts = []
+        for i in range(len(self.images)):
+            h, w = self.images[i].shape[-2:]
+            if h < p or w < p:
+                raise InputError(f"training image {i} is {w}x{h} pixels, smaller than the {p}-pixel patch size; "
+                                 f"use a smaller --patch-size")
+            counts.append((h - p + 1) * (w - p + 1))
+        counts = np.asarray(counts, dtype=np.float64)
+        self._cdf = np.cumsum(counts) / counts.sum()
+        self.rng = np.random.default_rng(self.seed)
+
+    def _one(self) -> np.ndarray:
+        p = self.patch_size
+        for _ in range(self.max_rejections):
+            i = min(int(np.searchsorted(self._cdf, self.rng.random(), side="right")), len(self._cdf) - 1)
+            img = self.images[i]
+            h, w = img.shape[-2:]
+            y = int(self.rng.integers(0, h - p + 1))
+            x = int(self.rng.integers(0, w - p + 1))
+            patch = np.asarray(img[:, y:y + p, x:x + p])
+            patch = patch.astype(np.float32) / 255.0 if patch.dtype == np.uint8 else patch.astype(np.float32)
+            if patch.reshape(2, -1).std(axis=1).max() >= self.min_std:
+                break
+        else:
+            raise InputError(f"found no patch with contrast (standard deviation >= {self.min_std}) in "
+                             f"{self.max_rejections} tries; the training images look flat")
+        if self.augment:
+            k = int(self.rng.integers(0, 4))
+            patch = np.rot90(patch, k, axes=(1, 2))
+            if self.rng.random() < 0.5:
+                patch = patch[:, :, ::-1]
+        return np.ascontiguousarray(patch)
+
+    def sample(self, batch_size: int) -> np.ndarray:
+        """Return ``batch_size x 2 x P x P`` float32 patches in [0, 1]."""
+        return np.stack([self._one() for _ in range(batch_size)])
+
+    # -- state for checkpoints ------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """JSON-serialisable state of the random generator."""
+        return self.rng.bit_generator.state
+
+    def set_state(self, state: dict[str, Any]) -> None:
+        """Restore a state returned by :meth:`state`."""
+        self.rng.bit_generator.state = state
+
+
+def swap_augment(patches: np.ndarray, swap: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Feed every pair in both orders, keeping reconstruction targets in source order.
+
+    Parameters
+    ----------
+    patches : ndarray
+        ``N x 2 x P x P`` in canonical source order.
+    swap : bool
+        If false, return the batch unchanged (inputs and targets alike).
+
+    Returns
+    -------
+    inputs : ndarray
+        ``2N x 2 x P x P``: the pairs as given, then the same pairs with the
+        sources swapped. These go into the fuser and the loss proposer.
+    targets : ndarray
+        ``2N x 2 x P x P``: the pairs in canonical order, twice. The
+        reconstructor must rebuild source 0 in channel 0 whatever the order
+        the fuser saw, so it learns what each modality looks like.
+    """
+    if not swap:
+        return patches, patches
+    inputs = np.concatenate([patches, patches[:, ::-1]])
+    targets = np.concatenate([patches, patches])
+    return np.ascontiguousarray(inputs), targets

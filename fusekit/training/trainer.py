@@ -1,0 +1,615 @@
+"""The alternating meta-learning schedule of ReFusion, generic over its three parts.
+
+Three networks train in turn (H. Bai et al., "ReFusion: Learning Image
+Fusion from Reconstruction with Learnable Loss via Meta-Learning", IJCV 2024,
+arXiv:2312.07943):
+
+* the fusion network F (any :class:`~fusekit.interfaces.TorchFuser`),
+* the loss proposal network P (any :class:`~fusekit.interfaces.LossProposer`),
+  whose pixel-wise weights define ``L_fuse``,
+* the reconstruction network R (any :class:`~fusekit.interfaces.Reconstructor`),
+  which rebuilds the sources from the fused image (``L_rec``).
+
+Training runs in cycles of ``meta_steps`` meta steps followed by
+``fusion_steps`` fusion steps:
+
+**Meta step** (updates P only). On a batch, P's weights (not detached) give
+``L_fuse`` of F; one *virtual* SGD step ``theta' = theta - lr * dL_fuse/dtheta``
+is taken with the graph kept back to P (:func:`torch.func.functional_call`
+runs F with ``theta'``, no copy of the network is made). R takes a virtual
+step on ``L_rec`` of the detached fused image. On a fresh batch, F with
+``theta'`` fuses, R with its virtual weights reconstructs, and ``L_rec`` is
+back-propagated into P only. The meta-gradient is scaled by the inner
+learning rate and therefore tiny; it is divided by its largest absolute entry
+before an Adam step, so the step size is set by P's learning rate alone.
+
+**Fusion step** (P frozen). F is trained on ``L_fuse`` with P's (detached)
+weights, R on ``L_rec`` of the detached fused image, both with Adam.
+
+A proposer with ``learnable = False`` (the hand-made ``fixed`` loss) skips
+meta steps. The gradient weight ``lambda_grad`` ramps linearly from
+``lambda_grad_start`` to ``lambda_grad`` over the first ``ramp_fraction`` of
+training; learning rates follow a linear warm-up and a cosine decay (or stay
+constant). Every random draw comes from the seed, so two runs with the same
+seed, data and device give the same weights, and a run resumed from a
+checkpoint continues exactly as if it had not stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from .. import __version__
+from ..errors import InputError, ParameterError, WeightsError
+from ..interfaces import LossProposer, Reconstructor, TorchFuser
+from .data import PatchSampler, swap_augment
+from .losses import fusion_loss, reconstruction_loss
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "save_weights",
+           "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+
+#: Identifies a fusekit training checkpoint, and the version of its layout.
+CHECKPOINT_FORMAT = "fusekit-train-checkpoint"
+CHECKPOINT_VERSION = 1
+
+_LOG_COLUMNS = ("step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec",
+                "elapsed_s")
+
+
+@dataclass
+class TrainConfig:
+    """Settings of a training run (all have laptop-CPU defaults).
+
+    Attributes
+    ----------
+    task : str
+        ``ivif``, ``mif``, ``mfif`` or ``meif``.
+    steps : int
+        Total iterations (meta steps and fusion steps together).
+    batch_size : int
+        Patch pairs per batch, before the swapped-order copy doubles it.
+    patch_size : int
+        Patch side in pixels.
+    lr : float
+        Peak Adam learning rate of F and R; also the inner (virtual) step size.
+    lr_proposer : float
+        Peak Adam learning rate of P (on the normalised meta-gradient).
+    lr_schedule : {"cosine", "constant"}
+        Cosine decay to ``lr * lr_min_ratio`` after a linear warm-up of
+        ``warmup_steps`` (at most a tenth of ``steps``), or constant.
+    lambda_grad, lambda_grad_start : float
+        Final and initial weight of the gradient terms of ``L_fuse``.
+    ramp_fraction : float
+        Fraction of ``steps`` over which ``lambda_grad`` ramps up (0: none).
+    meta_steps, fusion_steps : int
+        Length of the two phases of a cycle.
+    swap : bool
+        Feed each pair in both source orders.
+    augment : bool
+        Random flips and 90-degree rotations of patches.
+    min_std : float
+        Patches whose two sources both have a standard deviation below this
+        (intensities in [0, 1]) are skipped.
+    seed : int
+        Seeds network initialisation and patch sampling.
+    device : str
+        ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
+    checkpoint_every : int
+        Save a checkpoint every this many steps (0: only at the end).
+    max_minutes : float or None
+        Stop cleanly (checkpoint saved) after this much wall time.
+    """
+
+    task: str
+    steps: int = 2000
+    batch_size: int = 8
+    patch_size: int = 64
+    lr: float = 1e-3
+    lr_proposer: float = 1e-3
+    lr_schedule: str = "cosine"
+    lr_min_ratio: float = 0.02
+    warmup_steps: int = 50
+    lambda_grad: float = 1.0
+    lambda_grad_start: float = 0.1
+    ramp_fraction: float = 0.3
+    meta_steps: int = 5
+    fusion_steps: int = 20
+    swap: bool = True
+    augment: bool = True
+    min_std: float = 0.02
+    seed: int = 0
+    device: str = "cpu"
+    checkpoint_every: int = 500
+    max_minutes: float | None = None
+
+    def validate(self) -> None:
+        """Raise :class:`ParameterError` for values out of range."""
+        positive = {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
+                    "lr_proposer": self.lr_proposer, "fusion_steps": self.fusion_steps}
+        for key, value in positive.items():
+            if not value > 0:
+                raise ParameterError(f"{key.replace('_', '-')} must be positive, got {value}")
+        if self.patch_size < 8:
+            raise ParameterError(f"patch-size must be at least 8 pixels, got {self.patch_size}")
+        if self.meta_steps < 0 or self.checkpoint_every < 0 or self.warmup_steps < 0:
+            raise ParameterError("meta-steps, checkpoint-every and warmup-steps must be >= 0")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ParameterError(f"lr schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}")
+        if not 0 <= self.ramp_fraction <= 1 or not 0 < self.lr_min_ratio <= 1:
+            raise ParameterError("ramp-fraction must be in [0, 1] and lr-min-ratio in (0, 1]")
+        if self.lambda_grad < 0 or self.lambda_grad_start < 0:
+            raise ParameterError("lambda-grad values must be >= 0")
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            raise ParameterError(f"max-minutes must be positive, got {self.max_minutes}")
+
+    # -- schedules ------------------------------------------------------------
+    def lr_factor(self, step: int) -> float:
+        """Multiplier of the peak learning rates at ``step`` (0-based)."""
+        warmup = min(self.warmup_steps, self.steps // 10)
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if self.lr_schedule == "constant":
+            return 1.0
+        span = max(1, self.steps - warmup)
+        t = min(1.0, (step - warmup) / span)
+        return self.lr_min_ratio + (1 - self.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+
+    def lambda_at(self, step: int) -> float:
+        """Gradient-term weight at ``step`` (linear ramp, then constant)."""
+        ramp = self.ramp_fraction * self.steps
+        if ramp <= 0 or step >= ramp:
+            return self.lambda_grad
+        return self.lambda_grad_start + (self.lambda_grad - self.lambda_grad_start) * step / ramp
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.run` returns.
+
+    Attributes
+    ----------
+    step : int
+        Steps completed (including those of resumed runs).
+    elapsed_s : float
+        Wall time of all sessions, seconds.
+    stopped : str
+        ``"done"`` (all steps), ``"time"`` (``max_minutes`` reached).
+    losses : dict of str to float
+        Mean losses over the last logged steps (``fuse``, ``rec``, ``meta_rec``).
+    """
+
+    step: int
+    elapsed_s: float
+    stopped: str
+    losses: dict[str, float] = field(default_factory=dict)
+
+
+class TrainingInterrupted(Exception):
+    """Raised after Ctrl-C once the checkpoint is saved; ``.checkpoint`` says where."""
+
+    def __init__(self, step: int, checkpoint: Path | None) -> None:
+        self.step = step
+        self.checkpoint = checkpoint
+        where = f"checkpoint saved to {checkpoint}; continue with --resume {checkpoint}" if checkpoint else \
+            "no checkpoint path was set, nothing saved"
+        super().__init__(f"interrupted at step {step}; {where}")
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % (2 ** 32))
+
+
+def save_weights(state: dict[str, torch.Tensor], path: str | Path, metadata: dict[str, Any]) -> Path:
+    """Write a state dict as safetensors, atomically (temporary file + rename).
+
+    Parameters
+    ----------
+    state : dict of str to Tensor
+        Network weights (copied to CPU).
+    path : path
+        Target ``.safetensors`` file.
+    metadata : dict
+        Stored as strings in the safetensors header (task, method, steps...).
+    """
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in state.items()}
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+class Trainer:
+    """Train a fuser with a loss proposer and a reconstructor.
+
+    Parameters
+    ----------
+    fuser : TorchFuser
+        Its :meth:`~fusekit.interfaces.TorchFuser.build_network` gives F
+        (trained from scratch).
+    proposer : LossProposer
+        Gives P; ``learnable = False`` skips the meta phase.
+    reconstructor : Reconstructor
+        Gives R.
+    sampler : PatchSampler
+        Source of ``2 x P x P`` patch pairs in canonical order.
+    config : TrainConfig
+        Settings.
+    names : dict of str to str, optional
+        Registry names (``method``, ``loss_proposer``, ``reconstructor``),
+        stored in checkpoints and checked on resume.
+    checkpoint_path : path, optional
+        Where checkpoints go (every ``checkpoint_every`` steps, at the end,
+        on Ctrl-C and when the time budget ends).
+    log_path : path, optional
+        CSV file with one row of losses per step.
+    progress : bool or None
+        tqdm progress bar; ``None`` shows it only on a terminal.
+
+    Examples
+    --------
+    >>> trainer = Trainer(fuser, proposer, reconstructor, sampler,     # doctest: +SKIP
+    ...                   TrainConfig(task="ivif", steps=100))
+    >>> result = trainer.run()                                       # doctest: +SKIP
+    >>> trainer.fuser_net.state_dict()                               # doctest: +SKIP
+    """
+
+    def __init__(self, fuser: TorchFuser, proposer: LossProposer, reconstructor: Reconstructor,
+                 sampler: PatchSampler, config: TrainConfig, *, names: dict[str, str] | None = None,
+                 checkpoint_path: str | Path | None = None, log_path: str | Path | None = None,
+                 progress: bool | None = None) -> None:
+        config.validate()
+        if not isinstance(fuser, TorchFuser):
+            raise ParameterError(f"method {type(fuser).__name__} is not a TorchFuser; only network "
+                                 f"methods can be trained")
+        self.config = config
+        self.names = dict(names or {})
+        self.names.setdefault("method", fuser.name)
+        self.names.setdefault("loss_proposer", proposer.name)
+        self.names.setdefault("reconstructor", reconstructor.name)
+        self.sampler = sampler
+        self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
+        self.log_path = Path(log_path) if log_path else None
+        self.progress = progress
+        self.device = _resolve_device(config.device)
+        self.learnable = bool(proposer.learnable)
+
+        _seed_everything(config.seed)
+        self.fuser_net = fuser.build_network().to(self.device).train()
+        self.proposer_net = proposer.build_network().to(self.device).train()
+        self.recon_net = reconstructor.build_network().to(self.device).train()
+        p_params = list(self.proposer_net.parameters())
+        if self.learnable and not p_params:
+            raise ParameterError(f"loss proposer {self.names['loss_proposer']!r} is learnable but has no "
+                                 f"parameters; set learnable = False")
+        if not self.learnable:
+            for p in p_params:
+                p.requires_grad_(False)
+        self.opt_fuser = torch.optim.Adam(self.fuser_net.parameters(), lr=config.lr)
+        self.opt_recon = torch.optim.Adam(self.recon_net.parameters(), lr=config.lr)
+        self.opt_proposer = torch.optim.Adam(p_params, lr=config.lr_proposer) if self.learnable else None
+        self.step = 0
+        self.elapsed_before = 0.0
+        self._recent: list[dict[str, float]] = []
+
+    # -- phases ---------------------------------------------------------------
+    def phase_of(self, step: int) -> str:
+        """``"meta"`` or ``"fusion"`` for 0-based ``step``."""
+        c = self.config
+        if not self.learnable or c.meta_steps == 0:
+            return "fusion"
+        return "meta" if step % (c.meta_steps + c.fusion_steps) < c.meta_steps else "fusion"
+
+    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        patches = self.sampler.sample(self.config.batch_size)
+        inputs, targets = swap_augment(patches, self.config.swap)
+        return (torch.from_numpy(np.ascontiguousarray(inputs)).to(self.device),
+                torch.from_numpy(np.ascontiguousarray(targets)).to(self.device))
+
+    def _check_finite(self, value: torch.Tensor, what: str) -> None:
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"{what} became {value.item()} at step {self.step + 1}; "
+                                     f"lower --lr or --lambda-grad")
+
+    def fusion_step(self, lr: float, lam: float) -> dict[str, float]:
+        """One fusion step: F on ``L_fuse`` (P frozen), R on ``L_rec``."""
+        x, t = self._batch()
+        with torch.no_grad():
+            w_int, w_grad = self.proposer_net(x)
+        fused = self.fuser_net(x)
+        loss_f, parts = fusion_loss(x, fused, w_int, w_grad, lam)
+        self._check_finite(loss_f, "the fusion loss")
+        self.opt_fuser.zero_grad(set_to_none=True)
+        loss_f.backward()
+        _set_lr(self.opt_fuser, lr)
+        self.opt_fuser.step()
+        rec = self.recon_net(fused.detach())
+        loss_r = reconstruction_loss(t, rec)
+        self._check_finite(loss_r, "the reconstruction loss")
+        self.opt_recon.zero_grad(set_to_none=True)
+        loss_r.backward()
+        _set_lr(self.opt_recon, lr)
+        self.opt_recon.step()
+        return {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
+                "rec": loss_r.item()}
+
+    def meta_step(self, lr: float, lr_p: float, lam: float) -> dict[str, float]:
+        """One meta step: virtual steps of F and R, then an update of P by ``L_rec``."""
+        f_params = {k: v for k, v in self.fuser_net.named_parameters() if v.requires_grad}
+        r_params = {k: v for k, v in self.recon_net.named_parameters() if v.requires_grad}
+        # inner: virtual SGD step of F under P's (non-detached) loss
+        x, t = self._batch()
+        w_int, w_grad = self.proposer_net(x)
+        fused = functional_call(self.fuser_net, f_params, (x,))
+        loss_f, parts = fusion_loss(x, fused, w_int, w_grad, lam)
+        self._check_finite(loss_f, "the fusion loss")
+        grads = torch.autograd.grad(loss_f, list(f_params.values()), create_graph=True, allow_unused=True)
+        f_virtual = {k: (v - lr * g if g is not None else v) for (k, v), g in zip(f_params.items(), grads)}
+        # inner: virtual step of R on the detached fused image (no path to P)
+        rec = functional_call(self.recon_net, r_params, (fused.detach(),))
+        loss_r = reconstruction_loss(t, rec)
+        r_grads = torch.autograd.grad(loss_r, list(r_params.values()), allow_unused=True)
+        r_virtual = {k: (v.detach() - lr * g if g is not None else v.detach())
+                     for (k, v), g in zip(r_params.items(), r_grads)}
+        # outer: fresh batch through the virtual F and R; L_rec moves P only
+        x2, t2 = self._batch()
+        fused2 = functional_call(self.fuser_net, f_virtual, (x2,))
+        rec2 = functional_call(self.recon_net, r_virtual, (fused2,))
+        meta = reconstruction_loss(t2, rec2)
+        self._check_finite(meta, "the meta reconstruction loss")
+        p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
+        p_grads = torch.autograd.grad(meta, p_params, allow_unused=True)
+        scale = max((g.detach().abs().max() for g in p_grads if g is not None),
+                    default=torch.tensor(0.0, device=self.device))
+        self.opt_proposer.zero_grad(set_to_none=True)
+        if scale > 0:
+            for p, g in zip(p_params, p_grads):
+                p.grad = None if g is None else (g.detach() / scale)
+            _set_lr(self.opt_proposer, lr_p)
+            self.opt_proposer.step()
+        return {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
+                "rec": loss_r.item(), "meta_rec": meta.item()}
+
+    # -- the loop ---------------------------------------------------------------
+    def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+        """Train until ``config.steps`` or the time budget; returns a :class:`TrainResult`.
+
+        Raises
+        ------
+        TrainingInterrupted
+            On Ctrl-C, after saving a checkpoint.
+        """
+        from tqdm.auto import tqdm
+
+        c = self.config
+        start = time.monotonic()
+        log_file, writer = self._open_log()
+        bar = tqdm(total=c.steps, initial=self.step, disable=(None if self.progress is None else not self.progress),
+                   desc=f"train {self.names['method']}/{c.task}", unit="step", dynamic_ncols=True)
+        stopped = "done"
+        try:
+            while self.step < c.steps:
+                if c.max_minutes is not None and time.monotonic() - start >= c.max_minutes * 60:
+                    stopped = "time"
+                    break
+                factor = c.lr_factor(self.step)
+                lr, lam = c.lr * factor, c.lambda_at(self.step)
+                phase = self.phase_of(self.step)
+                if phase == "meta":
+                    losses = self.meta_step(lr, c.lr_proposer * factor, lam)
+                else:
+                    losses = self.fusion_step(lr, lam)
+                self.step += 1
+                elapsed = self.elapsed_before + time.monotonic() - start
+                self._recent = (self._recent + [losses])[-50:]
+                if writer is not None:
+                    writer.writerow({"step": self.step, "phase": phase, "lr": f"{lr:.3e}",
+                                     "lambda_grad": f"{lam:.4f}", "elapsed_s": f"{elapsed:.2f}",
+                                     **{k: f"{v:.6g}" for k, v in losses.items()}})
+                    if self.step % 20 == 0:
+                        log_file.flush()
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.4f}" for k, v in losses.items() if k in ("fuse", "rec", "meta_rec")},
+                                refresh=False)
+                if on_step is not None:
+                    on_step(self.step, losses)
+                if c.checkpoint_every and self.step % c.checkpoint_every == 0 and self.step < c.steps:
+                    self.elapsed_before += time.monotonic() - start
+                    start = time.monotonic()
+                    self.save_checkpoint()
+        except KeyboardInterrupt:
+            self.elapsed_before += time.monotonic() - start
+            bar.close()
+            if log_file is not None:
+                log_file.close()
+            saved = self.save_checkpoint() if self.checkpoint_path else None
+            raise TrainingInterrupted(self.step, saved) from None
+        finally:
+            bar.close()
+            if log_file is not None and not log_file.closed:
+                log_file.close()
+        self.elapsed_before += time.monotonic() - start
+        if self.checkpoint_path:
+            self.save_checkpoint()
+        return TrainResult(step=self.step, elapsed_s=self.elapsed_before, stopped=stopped,
+                           losses=self.recent_losses())
+
+    def recent_losses(self) -> dict[str, float]:
+        """Mean of each loss over the last (up to 50) steps that reported it."""
+        out: dict[str, float] = {}
+        for key in ("fuse", "fuse_int", "fuse_grad", "rec", "meta_rec"):
+            values = [r[key] for r in self._recent if key in r]
+            if values:
+                out[key] = float(np.mean(values))
+        return out
+
+    def _open_log(self) -> tuple[Any, Any]:
+        if self.log_path is None:
+            return None, None
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        kept: list[dict[str, str]] = []
+        if self.step > 0 and self.log_path.exists():  # resumed: drop rows after the checkpoint
+            with open(self.log_path, newline="") as fh:
+                kept = [row for row in csv.DictReader(fh) if row.get("step", "").isdigit()
+                        and int(row["step"]) <= self.step]
+        fh = open(self.log_path, "w", newline="")
+        writer = csv.DictWriter(fh, fieldnames=_LOG_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(kept)
+        return fh, writer
+
+    # -- checkpoints ------------------------------------------------------------
+    def _identity(self) -> dict[str, Any]:
+        return {"format": CHECKPOINT_FORMAT, "format_version": CHECKPOINT_VERSION,
+                "method": self.names["method"], "loss_proposer": self.names["loss_proposer"],
+                "reconstructor": self.names["reconstructor"], "task": self.config.task}
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Save everything needed to resume (atomic). Returns the path."""
+        path = Path(path) if path else self.checkpoint_path
+        if path is None:
+            raise ParameterError("no checkpoint path set")
+        state = {
+            **self._identity(),
+            "fusekit_version": __version__,
+            "step": self.step,
+            "elapsed_s": float(self.elapsed_before),
+            "config": json.dumps(asdict(self.config)),
+            "sampler_state": json.dumps(self.sampler.state()),
+            "recent_losses": json.dumps(self._recent),
+            "fuser": self.fuser_net.state_dict(),
+            "proposer": self.proposer_net.state_dict(),
+            "reconstructor_net": self.recon_net.state_dict(),
+            "opt_fuser": self.opt_fuser.state_dict(),
+            "opt_recon": self.opt_recon.state_dict(),
+            "opt_proposer": self.opt_proposer.state_dict() if self.opt_proposer is not None else {},
+        }
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        try:
+            torch.save(state, tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a checkpoint saved by :meth:`save_checkpoint`.
+
+        Raises
+        ------
+        WeightsError
+            The file is not a fusekit checkpoint, comes from another layout
+            version, method, loss proposer, reconstructor or task, or does not
+            fit the networks.
+        """
+        state = read_checkpoint(path)
+        mine = self._identity()
+        for key in ("format_version", "method", "loss_proposer", "reconstructor", "task"):
+            if state.get(key) != mine[key]:
+                raise WeightsError(f"{path}: checkpoint is for {key.replace('_', ' ')} {state.get(key)!r}, "
+                                   f"this run uses {mine[key]!r}; resume with matching settings or start afresh")
+        try:
+            self.fuser_net.load_state_dict(state["fuser"])
+            self.proposer_net.load_state_dict(state["proposer"])
+            self.recon_net.load_state_dict(state["reconstructor_net"])
+            self.opt_fuser.load_state_dict(state["opt_fuser"])
+            self.opt_recon.load_state_dict(state["opt_recon"])
+            if self.opt_proposer is not None:
+                self.opt_proposer.load_state_dict(state["opt_proposer"])
+            self.sampler.set_state(json.loads(state["sampler_state"]))
+        except (RuntimeError, KeyError, ValueError, TypeError) as exc:
+            raise WeightsError(f"{path}: checkpoint does not fit the networks of this run "
+                               f"({type(exc).__name__}: {str(exc).splitlines()[0]}); start afresh") from exc
+        self.step = int(state["step"])
+        self.elapsed_before = float(state["elapsed_s"])
+        self._recent = json.loads(state.get("recent_losses", "[]"))
+        if self.step > self.config.steps:
+            raise ParameterError(f"{path}: checkpoint is at step {self.step}, beyond --steps "
+                                 f"{self.config.steps}; raise --steps to continue training")
+
+    def weights_metadata(self, result: TrainResult | None = None) -> dict[str, str]:
+        """Metadata stored with the exported fuser weights."""
+        c = self.config
+        meta = {"format": "fusekit-weights", "fusekit_version": __version__, "method": self.names["method"],
+                "task": c.task, "loss_proposer": self.names["loss_proposer"],
+                "reconstructor": self.names["reconstructor"], "steps": str(self.step), "seed": str(c.seed),
+                "batch_size": str(c.batch_size), "patch_size": str(c.patch_size),
+                "device": str(self.device), "machine": platform.node() or "unknown"}
+        if result is not None:
+            meta["train_seconds"] = f"{result.elapsed_s:.1f}"
+            meta["final_losses"] = json.dumps({k: round(v, 6) for k, v in result.losses.items()})
+        return meta
+
+    def export(self, path: str | Path, result: TrainResult | None = None) -> Path:
+        """Write F's weights as safetensors with :meth:`weights_metadata`."""
+        return save_weights(self.fuser_net.state_dict(), path, self.weights_metadata(result))
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint safely (``weights_only=True``) and check its format.
+
+    Raises
+    ------
+    InputError
+        The file does not exist.
+    WeightsError
+        It is not a fusekit training checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"checkpoint {path} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path}: not a readable training checkpoint ({type(exc).__name__}); "
+                           f"pass a file written by 'fusekit train --checkpoint'") from exc
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise WeightsError(f"{path}: not a fusekit training checkpoint; pass a file written by "
+                           f"'fusekit train --checkpoint'")
+    if state.get("format_version") != CHECKPOINT_VERSION:
+        raise WeightsError(f"{path}: checkpoint layout version {state.get('format_version')!r}, this fusekit "
+                           f"reads version {CHECKPOINT_VERSION}; retrain or use the fusekit that wrote it")
+    return state
+
+
+def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ParameterError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ParameterError("device 'cuda' asked for but CUDA is not available here; use --device cpu")
+    return device
+
+
+def config_fields() -> list[str]:
+    """Names of the :class:`TrainConfig` fields (for command-line wiring)."""
+    return [f.name for f in fields(TrainConfig)]
