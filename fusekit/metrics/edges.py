@@ -47,22 +47,24 @@ from .base import Metric, MetricContext
 from .filters import sobel
 
 
-def _gradients(ctx: MetricContext, index: int, mode: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cached ``(gx, gy, g^2)`` of image ``index`` with the given border mode."""
+def _edges(ctx: MetricContext, index: int, mode: str, quirks: bool
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cached ``(g^2, g, alpha)`` of image ``index`` (0 = fused).
+
+    ``alpha = arctan(gy / gx)``; where ``gx == 0`` it is ``pi/2`` with
+    ``quirks`` (the script), else ``sign(gy) pi/2`` (0 where ``gy`` is 0 too).
+    """
     def make() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         gx, gy = sobel(ctx.images[index], mode)
-        return gx, gy, gx * gx + gy * gy
+        g2 = gx * gx
+        g2 += gy * gy
+        zero = gx == 0
+        with np.errstate(divide="ignore", invalid="ignore"):
+            alpha = np.arctan(gy / gx)
+        np.copyto(alpha, (np.pi / 2) if quirks else np.sign(gy) * (np.pi / 2), where=zero)
+        return g2, np.sqrt(g2), alpha
 
-    return ctx.cached(("sobel", index, mode), make)
-
-
-def _angle(gx: np.ndarray, gy: np.ndarray, zero_x: float | None) -> np.ndarray:
-    """``arctan(gy / gx)``; where ``gx == 0``: ``zero_x`` if given, else ``+-pi/2`` (0 if gy == 0)."""
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.arctan(gy / gx)
-    if zero_x is not None:
-        return np.where(gx == 0, zero_x, a)
-    return np.where(gx == 0, np.sign(gy) * (np.pi / 2), a)
+    return ctx.cached(("edges", index, mode, quirks), make)
 
 
 def _check_two(ctx: MetricContext, name: str) -> None:
@@ -71,23 +73,39 @@ def _check_two(ctx: MetricContext, name: str) -> None:
                          "drop it from the metric list for this data")
 
 
-def _qabf_pair(ctx: MetricContext, s: int, mode: str, quirks: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``(Q^{SF}, g_S)`` for source index ``s`` (1-based in ``ctx.images``)."""
-    fx, fy, f2 = _gradients(ctx, 0, mode)
-    sx, sy, s2 = _gradients(ctx, s, mode)
-    gf = ctx.cached(("g", 0, mode), lambda: np.sqrt(f2))
-    gs = ctx.cached(("g", s, mode), lambda: np.sqrt(s2))
-    zero_x = np.pi / 2 if quirks else None
-    af = ctx.cached(("angle", 0, mode, quirks), lambda: _angle(fx, fy, zero_x))
-    as_ = _angle(sx, sy, zero_x)
+def _relative_strength(gs: np.ndarray, gf: np.ndarray) -> np.ndarray:
+    """``min(g_S, g_F) / max(g_S, g_F)``; NaN where both are 0 (callers fix that)."""
+    hi = np.maximum(gs, gf)
+    lo = np.minimum(gs, gf)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(s2 > f2, gf / gs, gs / gf)
-    equal = s2 == f2  # exact: squared magnitudes of integer-valued inputs are exact
-    ratio = np.where(equal, gf if quirks else 1.0, ratio)
-    orient = 1.0 - np.abs(as_ - af) / (np.pi / 2)
-    qg = 0.9994 / (1.0 + np.exp(-15.0 * (ratio - 0.5)))
-    qa = 0.9879 / (1.0 + np.exp(-22.0 * (orient - 0.8)))
-    return qg * qa, gs
+        lo /= hi
+    return lo
+
+
+def _sigmoid(x: np.ndarray, scale: float, k: float, centre: float) -> np.ndarray:
+    """``scale / (1 + exp(-k (x - centre)))``, overwriting ``x``."""
+    x -= centre
+    x *= -k
+    np.exp(x, out=x)
+    x += 1.0
+    np.divide(scale, x, out=x)
+    return x
+
+
+def _qabf_source(ctx: MetricContext, s: int, mode: str, quirks: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(Q^{SF}, g_S)`` for source index ``s`` (1-based in ``ctx.images``)."""
+    f2, gf, af = _edges(ctx, 0, mode, quirks)
+    s2, gs, as_ = _edges(ctx, s, mode, quirks)
+    ratio = _relative_strength(gs, gf)
+    # where the strengths are equal: 1 (paper) or g_F (script); exact test on g^2
+    np.copyto(ratio, gf if quirks else 1.0, where=s2 == f2)
+    orient = np.subtract(as_, af)
+    np.abs(orient, out=orient)
+    orient *= -2.0 / np.pi
+    orient += 1.0
+    q = _sigmoid(ratio, 0.9994, 15.0, 0.5)
+    q *= _sigmoid(orient, 0.9879, 22.0, 0.8)
+    return q, gs
 
 
 def qabf(ctx: MetricContext) -> float:
@@ -95,40 +113,47 @@ def qabf(ctx: MetricContext) -> float:
     _check_two(ctx, "qabf")
     quirks = ctx.profile.name == "cddfuse"
     mode = "constant" if quirks else "mirror"
-    qa, ga = _qabf_pair(ctx, 1, mode, quirks)
-    qb, gb = _qabf_pair(ctx, 2, mode, quirks)
-    den = float(np.sum(ga) + np.sum(gb))
+    qa, ga = _qabf_source(ctx, 1, mode, quirks)
+    qb, gb = _qabf_source(ctx, 2, mode, quirks)
+    den = float(ga.sum() + gb.sum())
     if den == 0.0:
         return 0.0  # no edges in either source: nothing to preserve, nothing preserved
-    return float(np.sum(qa * ga + qb * gb) / den)
+    qa *= ga
+    qb *= gb
+    return float((qa.sum() + qb.sum()) / den)
 
 
 def nabf(ctx: MetricContext) -> float:
     """Modified N^{AB/F} (Shreyamsha Kumar 2013) in [0, 1]; lower is better."""
     _check_two(ctx, "nabf")
+    # Kumar's Sobel kernels are divided by 8: strengths scale, ratios and angles do not
     mode = "mirror"
-    fx, fy, f2 = _gradients(ctx, 0, mode)
-    gf = ctx.cached(("g", 0, mode), lambda: np.sqrt(f2)) / 8.0
-    af = _angle(fx, fy, None)
-    af = np.where((fx == 0) & (fy == 0), 0.0, af)
-    strengths, terms = [], []
+    _, gf, af = _edges(ctx, 0, mode, False)
+    artefact = np.ones(gf.shape, dtype=bool)
+    num = 0.0
+    den = 0.0
+    terms = []
     for s in (1, 2):
-        sx, sy, s2 = _gradients(ctx, s, mode)
-        gs = ctx.cached(("g", s, mode), lambda: np.sqrt(s2)) / 8.0
-        as_ = np.where((sx == 0) & (sy == 0), 0.0, _angle(sx, sy, None))
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.where(gs > gf, gf / gs, gs / gf)
-        ratio = np.where((gs == 0) | (gf == 0), 0.0, ratio)
-        orient = np.abs(np.abs(as_ - af) - np.pi / 2) * (2.0 / np.pi)
-        qg = 0.9999 / (1.0 + np.exp(-19.0 * (ratio - 0.5)))
-        qa = 0.9995 / (1.0 + np.exp(-22.0 * (orient - 0.5)))
-        q = np.sqrt(qg * qa)
-        w = np.where(gs >= 2.0, gs ** 1.5, 0.001)
-        strengths.append(gs)
-        terms.append(((1.0 - q) * w, w))
-    artefact = (gf > strengths[0]) & (gf > strengths[1])
-    den = float(terms[0][1].sum() + terms[1][1].sum())
-    return float(np.sum(np.where(artefact, terms[0][0] + terms[1][0], 0.0)) / den)
+        _, gs, as_ = _edges(ctx, s, mode, False)
+        artefact &= gf > gs
+        ratio = _relative_strength(gs, gf)
+        np.copyto(ratio, 0.0, where=(gs == 0) | (gf == 0))
+        orient = np.subtract(as_, af)
+        np.abs(orient, out=orient)
+        orient -= np.pi / 2
+        np.abs(orient, out=orient)
+        orient *= 2.0 / np.pi
+        q = _sigmoid(ratio, 0.9999, 19.0, 0.5)
+        q *= _sigmoid(orient, 0.9995, 22.0, 0.5)
+        np.sqrt(q, out=q)
+        g8 = gs / 8.0
+        w = np.where(g8 >= 2.0, g8 * np.sqrt(g8), 0.001)
+        den += float(w.sum())
+        np.subtract(1.0, q, out=q)
+        q *= w
+        terms.append(q)
+    num = float(np.sum(terms[0] + terms[1], where=artefact))
+    return num / den
 
 
 QABF = Metric("qabf", "edge information preserved (Q^{AB/F})", "", True, True,

@@ -42,6 +42,7 @@ def _scale_terms(mu: np.ndarray, sq: np.ndarray, cross: np.ndarray) -> tuple[np.
     """
     mu2 = mu[0]
     sigma2_sq = np.maximum(sq[0] - mu2 * mu2, 0.0)
+    flat2 = sigma2_sq < _EPS
     nums, dens = [], []
     for s in range(1, mu.shape[0]):
         mu1 = mu[s]
@@ -50,19 +51,23 @@ def _scale_terms(mu: np.ndarray, sq: np.ndarray, cross: np.ndarray) -> tuple[np.
         g = sigma12 / (sigma1_sq + _EPS)
         sv_sq = sigma2_sq - g * sigma12
         flat1 = sigma1_sq < _EPS
-        g = np.where(flat1, 0.0, g)
-        sv_sq = np.where(flat1, sigma2_sq, sv_sq)
-        sigma1_sq = np.where(flat1, 0.0, sigma1_sq)
-        flat2 = sigma2_sq < _EPS
-        g = np.where(flat2, 0.0, g)
-        sv_sq = np.where(flat2, 0.0, sv_sq)
+        np.copyto(g, 0.0, where=flat1)
+        np.copyto(sv_sq, sigma2_sq, where=flat1)
+        np.copyto(sigma1_sq, 0.0, where=flat1)
+        np.copyto(g, 0.0, where=flat2)
+        np.copyto(sv_sq, 0.0, where=flat2)
         negative = g < 0
-        sv_sq = np.where(negative, sigma2_sq, sv_sq)
-        g = np.where(negative, 0.0, g)
-        sv_sq = np.maximum(sv_sq, _EPS)
+        np.copyto(sv_sq, sigma2_sq, where=negative)
+        np.copyto(g, 0.0, where=negative)
+        np.maximum(sv_sq, _EPS, out=sv_sq)
         # log base cancels in num / den; log1p keeps small terms exact
-        nums.append(np.log1p(g * g * sigma1_sq / (sv_sq + _SIGMA_NSQ)).sum())
-        dens.append(np.log1p(sigma1_sq / _SIGMA_NSQ).sum())
+        g *= g
+        g *= sigma1_sq
+        sv_sq += _SIGMA_NSQ
+        g /= sv_sq
+        nums.append(np.log1p(g).sum())
+        sigma1_sq /= _SIGMA_NSQ
+        dens.append(np.log1p(sigma1_sq).sum())
     return np.array(nums), np.array(dens)
 
 
