@@ -27,6 +27,7 @@ from .registry import Entry, Registry
 #: Modules of the plugins that ship with fusekit, loaded before entry points.
 BUILTIN_PLUGINS: tuple[str, ...] = (
     "fusekit.metrics.plugin",
+    "fusekit.training.plugin",
     "fusekit_classic.plugin",
     "fusekit_refusion.plugin",
 )
