@@ -335,3 +335,36 @@ def test_wrong_shapes_called_directly_fail_clearly():
         fc.LaplacianPyramid().fuse([a, np.zeros((8, 9), np.float32)])
     with pytest.raises(InputError, match="H x W x 3"):
         fc.Exposure().fuse([a, a])
+
+
+# -- through the command line ----------------------------------------------
+
+def _write_bracket(tmp_path, crops, count):
+    from fusekit.io import write_image
+
+    paths = []
+    for k, image in enumerate(_sources(fc.Exposure, crops, count)):
+        paths.append(write_image(tmp_path / f"src{k}.png", image))
+    return paths
+
+
+@pytest.mark.parametrize("method,count", [("exposure", 3), ("focus", 4), ("laplacian-pyramid", 4)])
+def test_cli_fuses_n_sources(run_cli, tmp_path, crops, method, count):
+    from fusekit.io import read_image
+
+    paths = _write_bracket(tmp_path, crops, count)
+    out = tmp_path / "fused.png"
+    result = run_cli(["fuse", "-m", method, *paths, "-o", out])
+    assert result.exit_code == 0, result.output
+    fused = read_image(out)
+    assert fused.shape == crops["colour"][0].shape
+
+
+def test_cli_bad_parameter_is_one_clear_line(run_cli, tmp_path, crops):
+    paths = _write_bracket(tmp_path, crops, 2)
+    result = run_cli(["fuse", "-m", "laplacian-pyramid", "-p", "levels=0", *paths, "-o", tmp_path / "f.png"])
+    assert result.exit_code != 0
+    text = result.output.strip()
+    assert "levels" in text and "[1, 30]" in text
+    assert len(text.splitlines()) == 1
+    assert not (tmp_path / "f.png").exists()

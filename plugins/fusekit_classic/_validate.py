@@ -96,12 +96,39 @@ def check_choice(method: str, name: str, value: object, choices: Sequence[str]) 
     return value
 
 
-def stack_sources(method: str, sources: Sequence[np.ndarray], *, ndim: int = 2) -> np.ndarray:
-    """Stack sources into a new float32 array ``S x H x W`` (or ``S x H x W x 3``).
+def check_sources(method: str, sources: Sequence[np.ndarray], *, ndim: int = 2) -> None:
+    """Raise :class:`InputError` unless ``sources`` are images of one shape.
 
     The core validates sources before calling a fuser; this re-checks the
-    dimensionality so a fuser called directly fails with a clear message. The
-    result is always a copy, so fusers may work on it in place without
+    dimensionality so a fuser called directly fails with a clear message.
+
+    Parameters
+    ----------
+    method : str
+        Method key, used in the message.
+    sources : sequence of ndarray
+        ``S`` images of one shape.
+    ndim : int
+        2 for ``H x W`` luminance sources, 3 for ``H x W x 3`` colour.
+    """
+    if len(sources) == 0:
+        raise InputError(f"{method}: got no source images; pass at least 2")
+    shape = np.shape(sources[0])
+    want = "H x W" if ndim == 2 else "H x W x 3"
+    for src in sources:
+        s = np.shape(src)
+        if len(s) != ndim or (ndim == 3 and s[-1] != 3):
+            raise InputError(f"{method}: each source must be {want}, got shape {s}; "
+                             f"convert the images first (fusekit.fuse does this)")
+        if s != shape:
+            raise InputError(f"{method}: sources must share one shape, got {shape} and {s}; "
+                             f"register or resize them first")
+
+
+def stack_sources(method: str, sources: Sequence[np.ndarray], *, ndim: int = 2) -> np.ndarray:
+    """Check the sources and stack them into a new float32 array ``S x H x W`` (or ``S x H x W x 3``).
+
+    The result is always a copy, so fusers may work on it in place without
     touching the caller's arrays.
 
     Parameters
@@ -113,19 +140,8 @@ def stack_sources(method: str, sources: Sequence[np.ndarray], *, ndim: int = 2) 
     ndim : int
         2 for ``H x W`` luminance sources, 3 for ``H x W x 3`` colour.
     """
-    arrays = [np.asarray(s) for s in sources]
-    if not arrays:
-        raise InputError(f"{method}: got no source images; pass at least 2")
-    shape = arrays[0].shape
-    want = "H x W" if ndim == 2 else "H x W x 3"
-    for a in arrays:
-        if a.ndim != ndim or (ndim == 3 and a.shape[-1] != 3):
-            raise InputError(f"{method}: each source must be {want}, got shape {a.shape}; "
-                             f"convert the images first (fusekit.fuse does this)")
-        if a.shape != shape:
-            raise InputError(f"{method}: sources must share one shape, got {shape} and {a.shape}; "
-                             f"register or resize them first")
-    return np.stack(arrays).astype(np.float32, copy=False)
+    check_sources(method, sources, ndim=ndim)
+    return np.stack([np.asarray(s) for s in sources]).astype(np.float32, copy=False)
 
 
 def finish(image: np.ndarray) -> np.ndarray:

@@ -11,8 +11,8 @@ from scipy import ndimage
 
 from fusekit.interfaces import Fuser
 
-from ._validate import check_float, check_int, finish, stack_sources
-from .pyramid import collapse, expand, gaussian_pyramid, max_levels
+from ._validate import check_float, check_int, check_sources, stack_sources
+from .pyramid import expand, gaussian_pyramid, max_levels
 
 #: BT.601 luma weights for R, G, B (the ``Y`` of :mod:`fusekit.color`).
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -116,7 +116,8 @@ class Exposure(Fuser):
         gray = red * _LUMA[0]
         gray += green * _LUMA[1]
         gray += blue * _LUMA[2]
-        weight = _power(np.abs(laplacian(gray[None]))[0], self.contrast_weight)
+        contrast = laplacian(gray[None])[0]
+        weight = _power(np.abs(contrast, out=contrast), self.contrast_weight, inplace=True)
         if saturation and self.saturation_weight != 0.0:
             # population variance of (R, G, B) from pairwise differences:
             # exactly 0 for grey pixels, where ``mean = (R+G+B)/3`` leaves
@@ -126,7 +127,7 @@ class Exposure(Fuser):
             var += np.square(green - blue)
             var += np.square(blue - red)
             var *= np.float32(1.0 / 9.0)
-            weight *= _power(np.sqrt(var, out=var), self.saturation_weight)
+            weight *= _power(np.sqrt(var, out=var), self.saturation_weight, inplace=True)
         if self.exposure_weight != 0.0:
             half = np.float32(0.5)
             dist = np.square(red - half)
@@ -147,12 +148,14 @@ class Exposure(Fuser):
         return weight
 
     def fuse(self, sources: Sequence[np.ndarray]) -> np.ndarray:
-        stack = stack_sources(self.name, sources, ndim=3)
-        n, h, w, _ = stack.shape
+        check_sources(self.name, sources, ndim=3)
+        n = len(sources)
+        h, w, _ = np.shape(sources[0])
         # per source: R, G, B planes and the weight map, so one Gaussian
-        # pyramid serves image and weight alike
+        # pyramid serves image and weight alike (a copy: inputs stay untouched)
         planes = np.empty((n, 4, h, w), dtype=np.float32)
-        planes[:, :3] = stack.transpose(0, 3, 1, 2)
+        for k, src in enumerate(sources):
+            planes[k, :3] = np.asarray(src).transpose(2, 0, 1)
         saturation = not _all_grey(planes[:, :3])
         depth = max_levels(h, w)
         if self.levels is not None:
@@ -174,8 +177,17 @@ class Exposure(Fuser):
         for part in parts[1:]:
             for acc, level in zip(blended, part):
                 acc += level
-        fused = collapse(blended)            # 3 x H x W
-        return finish(np.ascontiguousarray(fused.transpose(1, 2, 0)))
+        fused = np.empty((h, w, 3), dtype=np.float32)
+        # collapse, writing the finest level straight into the H x W x 3 result
+        image = blended[-1]
+        for detail in reversed(blended[1:-1]):
+            image = expand(image, detail.shape[1:3])
+            image += detail
+        if depth > 0:
+            np.add(expand(image, (h, w)), blended[0], out=fused.transpose(2, 0, 1))
+        else:
+            fused.transpose(2, 0, 1)[...] = image
+        return np.clip(fused, 0.0, 1.0, out=fused)
 
 
 def _all_grey(colour: np.ndarray) -> bool:
@@ -192,7 +204,8 @@ def _weighted_laplacian(planes: np.ndarray, depth: int) -> list[np.ndarray]:
     out = []
     for level, g in enumerate(gauss):
         if level < depth:
-            lap = g[:3] - expand(gauss[level + 1][:3], g.shape[1:3])
+            lap = expand(gauss[level + 1][:3], g.shape[1:3])
+            np.subtract(g[:3], lap, out=lap)
             lap *= g[3]
         else:
             lap = g[:3] * g[3]
@@ -226,10 +239,13 @@ def _second_difference(x: np.ndarray, axis: int) -> np.ndarray:
     return out
 
 
-def _power(x: np.ndarray, exponent: float) -> np.ndarray:
-    """``x ** exponent`` as a new float32 array, skipping the power for 1 and 0."""
+def _power(x: np.ndarray, exponent: float, *, inplace: bool = False) -> np.ndarray:
+    """``x ** exponent`` as float32, skipping the power for exponents 1 and 0.
+
+    With ``inplace`` the result may be ``x`` itself (overwritten).
+    """
     if exponent == 1.0:
-        return x.astype(np.float32, copy=True)
+        return x if inplace else x.astype(np.float32, copy=True)
     if exponent == 0.0:
         return np.ones_like(x, dtype=np.float32)
-    return np.power(x, np.float32(exponent), dtype=np.float32)
+    return np.power(x, np.float32(exponent), out=x if inplace else None, dtype=np.float32)
