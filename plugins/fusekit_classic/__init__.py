@@ -4,18 +4,18 @@ Each method is a :class:`fusekit.interfaces.Fuser` subclass implemented from
 its paper (cited in the class docstring), with the paper's parameters as
 keyword options:
 
-==================== ===================== ======= =======================
-name                 class                 tasks   inputs
-==================== ===================== ======= =======================
-``average``          :class:`Average`      all     2+
-``max``              :class:`Maximum`      ivif,mif 2+
-``pca``              :class:`PCA`          all     2+
-``laplacian-pyramid`` :class:`LaplacianPyramid` all 2+
-``dwt``              :class:`DWT`          all     2+
-``guided-filter``    :class:`GuidedFilter` all     2+
-``exposure``         :class:`Exposure`     meif    2+, RGB (``needs_color``)
-``focus``            :class:`Focus`        mfif    2+
-==================== ===================== ======= =======================
+===================== ============================ ========== ==========================
+name                  class                        tasks      inputs
+===================== ============================ ========== ==========================
+``average``           :class:`Average`             all        2+
+``max``               :class:`Maximum`             ivif, mif  2+
+``pca``               :class:`PCA`                 all        2+
+``laplacian-pyramid`` :class:`LaplacianPyramid`    all        2+
+``dwt``               :class:`DWT`                 all        2+
+``guided-filter``     :class:`GuidedFilter`        all        2+
+``exposure``          :class:`Exposure`            meif       2+, RGB (``needs_color``)
+``focus``             :class:`Focus`               mfif       2+
+===================== ============================ ========== ==========================
 
 Use them through :func:`fusekit.fuse` (``method="guided-filter"``) or the
 ``fusekit fuse --method NAME`` command; the classes also work directly on
