@@ -494,7 +494,7 @@ class EvaluationReport:
 
     def _label(self, m: Metric) -> str:
         unit = m.unit_for(self.profile.name)
-        return f"{m.name.upper() if len(m.name) <= 4 else m.name} {m.arrow}" + (f" ({unit})" if unit else "")
+        return f"{m.display} {m.arrow}" + (f" ({unit})" if unit else "")
 
     def format_table(self) -> str:
         """Terminal table: one row per metric (arrow, unit), one column per method (mean ± std)."""

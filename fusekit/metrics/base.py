@@ -89,6 +89,8 @@ class Metric:
         Units that differ by profile (MI is in nats under ``cddfuse``).
     sources : tuple of int or None
         Numbers of sources the metric is defined for; ``None`` means any.
+    label : str
+        Short display name for tables (default: the name in capitals).
 
     Examples
     --------
@@ -113,6 +115,12 @@ class Metric:
     description: str = ""
     profile_units: Mapping[str, str] = field(default_factory=dict, compare=False)
     sources: tuple[int, ...] | None = None
+    label: str = ""
+
+    @property
+    def display(self) -> str:
+        """Name shown in tables: ``label`` or the name in capitals."""
+        return self.label or self.name.upper()
 
     def unit_for(self, profile: str) -> str:
         """The unit of this metric's value under ``profile``."""

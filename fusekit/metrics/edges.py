@@ -159,10 +159,10 @@ def nabf(ctx: MetricContext) -> float:
 QABF = Metric("qabf", "edge information preserved (Q^{AB/F})", "", True, True,
               "Xydeas & Petrovic, Electronics Letters 2000", qabf,
               description="gradient-weighted edge preservation of A and B in F",
-              sources=(2,))
+              sources=(2,), label="Qabf")
 NABF = Metric("nabf", "fusion artefacts (modified N^{AB/F})", "", False, True,
               "Shreyamsha Kumar, Signal Image Video Process. 2013", nabf,
               description="edges in F stronger than in both sources, weighted",
-              sources=(2,))
+              sources=(2,), label="Nabf")
 
 METRICS = (QABF, NABF)

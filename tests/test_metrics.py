@@ -1,0 +1,334 @@
+"""Fusion metrics on hand-computable cases, against independent implementations, and errors."""
+
+from __future__ import annotations
+
+import math
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.signal import convolve2d
+
+from fusekit.errors import InputError, UnknownNameError
+from fusekit.hookspecs import hookimpl
+from fusekit.metrics import PROFILES, Metric, Score, compute, list_metrics
+from fusekit.plugins import build_host
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+BUILTIN = ("en", "sd", "sf", "ag", "mi", "scd", "vif", "qabf", "ssim", "psnr", "cc", "nabf")
+
+
+def _crop(rel: str, y: int = 100, x: int = 100, size: int = 64) -> np.ndarray:
+    from fusekit.io import read_image
+
+    path = DATA / rel
+    if not path.exists():
+        pytest.skip(f"{path} not available")
+    img = read_image(path)
+    if img.ndim == 3:
+        from fusekit.color import luminance
+
+        img = luminance(img)
+    return np.round(img[y:y + size, x:x + size].astype(np.float64) * 255.0)
+
+
+@pytest.fixture(scope="module")
+def pair() -> tuple[np.ndarray, np.ndarray]:
+    return _crop("ivif/tno/test/ir/01.png", 200, 300), _crop("ivif/tno/test/vi/01.png", 200, 300)
+
+
+def test_builtin_metrics_registered_with_metadata():
+    metrics = {m.name: m for m in list_metrics()}
+    for name in BUILTIN:
+        m = metrics[name]
+        assert isinstance(m, Metric)
+        assert m.full_name and m.reference
+        assert isinstance(m.higher_is_better, bool)
+    assert metrics["nabf"].higher_is_better is False
+    assert not metrics["en"].needs_sources and metrics["mi"].needs_sources
+    assert metrics["mi"].unit_for("standard") == "bits"
+    assert metrics["mi"].unit_for("cddfuse") == "nats"
+    assert set(PROFILES) == {"standard", "cddfuse"}
+
+
+def test_scores_carry_unit_and_direction(pair):
+    a, b = pair
+    s = compute((a + b) / 2, [a, b], metrics=["psnr", "nabf"])
+    assert list(s) == ["psnr", "nabf"]
+    assert isinstance(s["psnr"], Score) and s["psnr"].unit == "dB" and s["psnr"].higher_is_better
+    assert s["nabf"].higher_is_better is False
+    assert "dB" in repr(s["psnr"])
+
+
+def test_default_without_sources_computes_fused_only_metrics(pair):
+    a, _ = pair
+    assert set(compute(a, [])) == {"en", "sd", "sf", "ag"}
+
+
+# -- hand-computable values ---------------------------------------------------
+
+
+def test_entropy_of_two_equal_levels_is_one_bit_and_constant_is_zero():
+    img = np.zeros((8, 8), np.uint8)
+    img[:, 4:] = 200
+    assert compute(img, [], metrics="en")["en"] == pytest.approx(1.0, abs=1e-12)
+    assert compute(np.full((8, 8), 7, np.uint8), [], metrics="en")["en"] == 0.0
+
+
+def test_sd_sf_ag_on_a_ramp():
+    img = np.tile(np.arange(6, dtype=np.float64) * 10.0, (4, 1))  # +10 per column
+    s = compute(img, [], metrics="sd,sf,ag")
+    assert s["sd"] == pytest.approx(np.std(np.arange(6) * 10.0))
+    assert s["sf"] == pytest.approx(10.0)           # sqrt(10^2 + 0)
+    assert s["ag"] == pytest.approx(10.0 / math.sqrt(2))
+    cdd = compute(img, [], metrics="ag", profile="cddfuse")["ag"]
+    assert cdd == pytest.approx(10.0 / math.sqrt(2))  # central differences of a ramp agree
+
+
+def test_ag_profiles_differ_as_documented():
+    img = np.zeros((5, 5))
+    img[2, 2] = 100.0
+    std = compute(img, [], metrics="ag")["ag"]
+    cdd = compute(img, [], metrics="ag", profile="cddfuse")["ag"]
+    gy, gx = np.gradient(img)
+    assert cdd == pytest.approx(np.mean(np.sqrt((gx ** 2 + gy ** 2) / 2)))
+    dx = img[:-1, 1:] - img[:-1, :-1]
+    dy = img[1:, :-1] - img[:-1, :-1]
+    assert std == pytest.approx(np.mean(np.sqrt((dx ** 2 + dy ** 2) / 2)))
+
+
+def test_mutual_information_bits_and_nats():
+    a = np.repeat(np.array([0, 60, 120, 180], np.uint8), 16).reshape(8, 8)  # 4 equiprobable levels
+    b = np.full((8, 8), 50, np.uint8)                                        # constant: I = 0
+    std = compute(a, [a, b], metrics="mi")["mi"]
+    cdd = compute(a, [a, b], metrics="mi", profile="cddfuse")["mi"]
+    assert std == pytest.approx(2.0) and std.unit == "bits"
+    assert cdd == pytest.approx(2.0 * math.log(2.0)) and cdd.unit == "nats"
+
+
+def test_mutual_information_matches_scikit_learn(pair):
+    skm = pytest.importorskip("sklearn.metrics")
+    a, b = pair
+    f = np.maximum(a, b)
+    expected = (skm.mutual_info_score(f.ravel(), a.ravel())
+                + skm.mutual_info_score(f.ravel(), b.ravel()))
+    assert compute(f, [a, b], metrics="mi", profile="cddfuse")["mi"] == pytest.approx(expected, rel=1e-10)
+
+
+def test_cc_and_scd(pair):
+    a, b = pair
+    f = 0.6 * a + 0.4 * b
+    r = lambda x, y: np.corrcoef(x.ravel(), y.ravel())[0, 1]  # noqa: E731
+    s = compute(f, [a, b], metrics="cc,scd")
+    assert s["cc"] == pytest.approx((r(a, f) + r(b, f)) / 2)
+    assert s["scd"] == pytest.approx(r(f - b, a) + r(f - a, b))
+    assert compute(2 * a + 3, [a, a], metrics="cc")["cc"] == pytest.approx(1.0)
+
+
+def test_constant_images_give_documented_values_not_nan(pair):
+    a, b = pair
+    flat = np.full_like(a, 90.0)
+    s = compute(flat, [a, b])
+    assert all(not math.isnan(v) for v in s.values())
+    assert s["cc"] == 0.0                       # r with a constant image is defined as 0
+    assert s["vif"] == 0.0                      # nothing of either source survives
+    r = np.corrcoef((b - a).ravel(), b.ravel())[0, 1]
+    assert compute(b, [a, b], metrics="scd")["scd"] == pytest.approx(r)  # F - B constant: term 0
+    assert compute(a, [flat, flat], metrics="vif")["vif"] == 2.0        # source without information
+
+
+def test_psnr_profiles(pair):
+    a, b = pair
+    f = (a + b) / 2
+    mse = (np.mean((f - a) ** 2) + np.mean((f - b) ** 2)) / 2
+    assert compute(f, [a, b], metrics="psnr")["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse))
+    cdd = compute(f, [a, b], metrics="psnr", profile="cddfuse")["psnr"]
+    fr, ar, br = np.round(f), a, b
+    mse_r = (np.mean((fr - ar) ** 2) + np.mean((fr - br) ** 2)) / 2
+    assert cdd == pytest.approx(10 * np.log10(fr.max() ** 2 / mse_r))
+    assert compute(a, [a, a], metrics="psnr")["psnr"] == math.inf
+
+
+def test_identical_images_give_maximal_similarity(pair):
+    a, _ = pair
+    s = compute(a, [a, a], metrics="ssim,vif,qabf,nabf,cc")
+    assert s["ssim"] == pytest.approx(2.0)
+    assert s["vif"] == pytest.approx(2.0, rel=1e-6)
+    assert s["cc"] == pytest.approx(1.0)
+    assert s["nabf"] == 0.0
+    q = 0.9994 / (1 + math.exp(-15 * 0.5)) * 0.9879 / (1 + math.exp(-22 * 0.2))
+    assert s["qabf"] == pytest.approx(q)
+
+
+def test_ssim_matches_scikit_image(pair):
+    from skimage.metrics import structural_similarity as ssim
+
+    a, b = pair
+    f = np.maximum(a, b)
+    std = sum(ssim(f, s, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                   data_range=255) for s in (a, b))
+    assert compute(f, [a, b], metrics="ssim")["ssim"] == pytest.approx(std, rel=1e-6)
+    f32, a32, b32 = (x.astype(np.float32) for x in (f, a, b))
+    cdd = ssim(f32, a32, data_range=2) + ssim(f32, b32, data_range=2)
+    assert compute(f, [a, b], metrics="ssim", profile="cddfuse")["ssim"] == pytest.approx(cdd, rel=1e-7)
+
+
+def _vifp_direct(ref, dist):
+    """Sheikh's VIFp written plainly with 2-D windows (the script's formulation)."""
+    num = den = 0.0
+    for scale in range(1, 5):
+        n = 2 ** (5 - scale) + 1
+        half = (n - 1) / 2
+        y, x = np.ogrid[-half:half + 1, -half:half + 1]
+        win = np.exp(-(x * x + y * y) / (2 * (n / 5.0) ** 2))
+        win /= win.sum()
+        if scale > 1:
+            ref = convolve2d(ref, win, mode="valid")[::2, ::2]
+            dist = convolve2d(dist, win, mode="valid")[::2, ::2]
+        mu1, mu2 = convolve2d(ref, win, mode="valid"), convolve2d(dist, win, mode="valid")
+        s1 = np.maximum(convolve2d(ref * ref, win, mode="valid") - mu1 ** 2, 0)
+        s2 = np.maximum(convolve2d(dist * dist, win, mode="valid") - mu2 ** 2, 0)
+        s12 = convolve2d(ref * dist, win, mode="valid") - mu1 * mu2
+        g = s12 / (s1 + 1e-10)
+        sv = s2 - g * s12
+        g[s1 < 1e-10], sv[s1 < 1e-10] = 0, s2[s1 < 1e-10]
+        s1[s1 < 1e-10] = 0
+        g[s2 < 1e-10], sv[s2 < 1e-10] = 0, 0
+        sv[g < 0] = s2[g < 0]
+        g[g < 0] = 0
+        sv[sv <= 1e-10] = 1e-10
+        num += np.sum(np.log10(1 + g * g * s1 / (sv + 2)))
+        den += np.sum(np.log10(1 + s1 / 2))
+    return num / den
+
+
+def test_vif_matches_direct_formulation(pair):
+    a, b = pair
+    f = np.maximum(a, b)
+    expected = _vifp_direct(a, f) + _vifp_direct(b, f)
+    assert compute(f, [a, b], metrics="vif")["vif"] == pytest.approx(expected, rel=1e-9)
+
+
+def _nabf_loops(f, a, b):
+    """Shreyamsha Kumar's modified N^{AB/F}, transcribed pixel by pixel."""
+    vt = np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]]) / 8.0
+    ht = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]]) / 8.0
+
+    def grads(x):
+        ext = np.pad(x, 1, mode="reflect")
+        gv, gh = convolve2d(ext, vt, mode="valid"), convolve2d(ext, ht, mode="valid")
+        return np.sqrt(gv ** 2 + gh ** 2), gv, gh
+
+    (ga, va, ha), (gb, vb, hb), (gf, vf, hf) = grads(a), grads(b), grads(f)
+    num = den = 0.0
+    for i in range(f.shape[0]):
+        for j in range(f.shape[1]):
+            def ang(v, h):
+                if v[i, j] == 0 and h[i, j] == 0:
+                    return 0.0
+                return math.atan(v[i, j] / h[i, j]) if h[i, j] != 0 else math.copysign(math.pi / 2, v[i, j])
+
+            qs, ws = [], []
+            for g, v, h in ((ga, va, ha), (gb, vb, hb)):
+                if g[i, j] == 0 or gf[i, j] == 0:
+                    rel = 0.0
+                elif g[i, j] > gf[i, j]:
+                    rel = gf[i, j] / g[i, j]
+                else:
+                    rel = g[i, j] / gf[i, j]
+                orient = abs(abs(ang(v, h) - ang(vf, hf)) - math.pi / 2) * 2 / math.pi
+                qg = 0.9999 / (1 + math.exp(-19 * (rel - 0.5)))
+                qa = 0.9995 / (1 + math.exp(-22 * (orient - 0.5)))
+                qs.append(math.sqrt(qg * qa))
+                ws.append(g[i, j] ** 1.5 if g[i, j] >= 2 else 0.001)
+            den += ws[0] + ws[1]
+            if gf[i, j] > ga[i, j] and gf[i, j] > gb[i, j]:
+                num += (1 - qs[0]) * ws[0] + (1 - qs[1]) * ws[1]
+    return num / den
+
+
+def test_nabf_matches_pixelwise_transcription(pair):
+    a, b = (x[:20, :20] for x in pair)
+    f = np.clip(np.round(1.3 * np.maximum(a, b) - 20), 0, 255)  # sharper than both: artefacts
+    value = compute(f, [a, b], metrics="nabf")["nabf"]
+    assert value > 0
+    assert value == pytest.approx(_nabf_loops(f, a, b), rel=1e-9)
+
+
+def _qabf_script(f, a, b):
+    """Q^{AB/F} as CDDFuse's script computes it (zero-padded Sobel, its quirks)."""
+    def edges(x):
+        sx = convolve2d(x, np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float), mode="same")
+        sy = convolve2d(x, np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], float), mode="same")
+        ang = np.full_like(x, math.pi / 2)
+        nz = sx != 0
+        ang[nz] = np.arctan(sy[nz] / sx[nz])
+        return np.sqrt(sx ** 2 + sy ** 2), ang
+
+    def q(ga, aa, gf, af):
+        rel = np.zeros_like(ga)
+        rel[ga > gf] = gf[ga > gf] / ga[ga > gf]
+        rel[ga == gf] = gf[ga == gf]
+        rel[ga < gf] = ga[ga < gf] / gf[ga < gf]
+        orient = 1 - np.abs(aa - af) / (math.pi / 2)
+        return 0.9994 / (1 + np.exp(-15 * (rel - 0.5))) * 0.9879 / (1 + np.exp(-22 * (orient - 0.8)))
+
+    (ga, aa), (gb, ab), (gf, af) = edges(a), edges(b), edges(f)
+    return np.sum(q(ga, aa, gf, af) * ga + q(gb, ab, gf, af) * gb) / np.sum(ga + gb)
+
+
+def test_qabf_cddfuse_matches_script_formulation(pair):
+    a, b = pair
+    f = np.round((a + b) / 2)
+    value = compute(f, [a, b], metrics="qabf", profile="cddfuse")["qabf"]
+    assert value == pytest.approx(_qabf_script(f, a, b), rel=1e-9)
+
+
+def test_colour_input_is_scored_on_luminance(pair):
+    a, b = pair
+    rgb = np.repeat(a[..., None], 3, axis=2)
+    assert compute(rgb, [a, b], metrics="ssim")["ssim"] == pytest.approx(
+        compute(a, [a, b], metrics="ssim")["ssim"], rel=1e-6)
+    as_unit = compute(a / 255.0, [a / 255.0, b / 255.0], metrics="mi", data_range=1.0)["mi"]
+    assert as_unit == pytest.approx(compute(a, [a, b], metrics="mi")["mi"])
+
+
+# -- errors and plugins -------------------------------------------------------
+
+
+def test_unknown_metric_and_profile_suggest_close_names(pair):
+    a, b = pair
+    with pytest.raises(UnknownNameError, match="did you mean 'ssim'"):
+        compute(a, [a, b], metrics="ssin")
+    with pytest.raises(UnknownNameError, match="did you mean 'cddfuse'"):
+        compute(a, [a, b], profile="cdfuse")
+
+
+def test_bad_inputs_raise_input_errors(pair):
+    a, b = pair
+    with pytest.raises(InputError, match="one size"):
+        compute(a, [a[:-1], b[:-1]], metrics="mi")
+    with pytest.raises(InputError, match="needs the source"):
+        compute(a, [], metrics="mi")
+    with pytest.raises(InputError, match="2 sources"):
+        compute(a, [a, b, b], metrics="scd")
+    with pytest.raises(InputError, match="smaller than"):
+        compute(a[:10, :10], [a[:10, :10], b[:10, :10]], metrics="vif")
+
+
+def test_plugin_metric_is_registered_and_nan_is_not_silent(pair):
+    def mean_grey(ctx):
+        return float(ctx.fused.mean())
+
+    plugin = types.SimpleNamespace()
+    plugin.register_metrics = hookimpl(lambda register: [
+        register(Metric("meangrey", "mean grey level", "grey levels", True, False, "-", mean_grey)),
+        register(Metric("broken", "always undefined", "", True, False, "-", lambda ctx: math.nan)),
+    ])
+    host = build_host(entry_points=False, extra=[(plugin, "test-metrics")])
+    assert {"meangrey", "broken", "ssim"} <= {m.name for m in list_metrics(host)}
+    a, b = pair
+    assert compute(a, [a, b], metrics="meangrey", host=host)["meangrey"] == pytest.approx(a.mean())
+    with pytest.raises(ArithmeticError, match="undefined"):
+        compute(a, [a, b], metrics="broken", host=host)
