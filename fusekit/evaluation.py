@@ -294,14 +294,30 @@ def _folder_specs(fused: str | os.PathLike | Sequence[str | os.PathLike] | Mappi
 
 
 @dataclass(frozen=True)
+class _State:
+    """What every work item shares: the metrics and the profile."""
+
+    metrics: tuple[Metric, ...]
+    profile: Profile
+
+
+@dataclass(frozen=True)
 class _Task:
     image: str
     method: str
     sources: tuple[str, ...]
     fused: str | None
     produce: FusedMethod | None
-    metrics: tuple[Metric, ...]
-    profile: Profile
+    state: _State | None = None  # None: use the worker's state (set by _init_worker)
+
+
+#: State of this worker process (or of the main process for in-process runs).
+_WORKER_STATE: _State | None = None
+
+
+def _init_worker(state: _State | None) -> None:
+    global _WORKER_STATE
+    _WORKER_STATE = state
 
 
 @dataclass
@@ -351,6 +367,10 @@ def run_task(task: _Task) -> _Outcome:
     from .metrics.compute import evaluate_metric, make_context
 
     outcome = _Outcome(task.image, task.method, {}, [])
+    state = task.state or _WORKER_STATE
+    if state is None:
+        outcome.errors.append((None, "internal: work item without metrics"))
+        return outcome
     try:
         fused_path = task.fused
         if fused_path is None:
@@ -359,13 +379,13 @@ def run_task(task: _Task) -> _Outcome:
         sources = [read_image(p) for p in task.sources]
         fused = read_image(fused_path)
         try:
-            ctx = make_context(fused, sources, task.profile, data_range=1.0)
+            ctx = make_context(fused, sources, state.profile, data_range=1.0)
         except InputError as exc:
             raise InputError(f"{Path(fused_path).name}: {exc}") from None
     except Exception as exc:  # any failure of this image is reported, the run goes on
         outcome.errors.append((None, _message(exc)))
         return outcome
-    for metric in task.metrics:
+    for metric in state.metrics:
         try:
             outcome.values[metric.name] = float(evaluate_metric(metric, ctx))
         except Exception as exc:
@@ -708,13 +728,13 @@ def evaluate(dataset: str | os.PathLike, *,
                 if found is None:
                     report.failures.append(Failure(name, spec.label, why))
                     continue
-                tasks.append(_Task(name, spec.label, srcs, str(found), None, tuple(chosen), prof))
+                tasks.append(_Task(name, spec.label, srcs, str(found), None))
             else:
                 cached = spec.folder / f"{name}.png"
                 tasks.append(_Task(name, spec.label, srcs, str(cached) if cached.is_file() else None,
-                                   spec, tuple(chosen), prof))
+                                   spec))
 
-    outcomes = _run(tasks, jobs, executor, progress)
+    outcomes = _run(tasks, _State(tuple(chosen), prof), jobs, executor, progress)
     order = {label: i for i, label in enumerate(labels)}
     outcomes.sort(key=lambda o: (order[o.method], o.image))
     for o in outcomes:
@@ -729,28 +749,44 @@ def evaluate(dataset: str | os.PathLike, *,
     return report
 
 
-def _run(tasks: list[_Task], jobs: int, executor: cf.Executor | None,
+def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | None,
          progress: bool | None) -> list[_Outcome]:
+    """Run the work items in-process, in a process pool, or on ``executor``."""
+    import dataclasses
+    import multiprocessing
+
     from tqdm import tqdm
 
     bar = tqdm(total=len(tasks), desc="eval", unit="image", file=sys.stderr,
                disable=None if progress is None else not progress, leave=False)
     outcomes: list[_Outcome] = []
+    previous = _WORKER_STATE
     try:
         if executor is None and jobs == 1:
+            _init_worker(state)
             for t in tasks:
                 outcomes.append(run_task(t))
                 bar.update(1)
             return outcomes
         owned = executor is None
-        pool = executor or cf.ProcessPoolExecutor(max_workers=jobs)
+        if executor is not None:
+            # a foreign executor (threads, Dask): every item carries the metrics
+            tasks = [dataclasses.replace(t, state=state) for t in tasks]
+            pool = executor
+        elif "fork" in multiprocessing.get_all_start_methods():
+            # forked workers inherit the state as is, so metrics from plugins
+            # (even lambdas) work; only the small work items are pickled
+            pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
+                                          initializer=_init_worker, initargs=(state,))
+        else:
+            pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(state,))
         try:
             futures = {pool.submit(run_task, t): t for t in tasks}
             for fut in cf.as_completed(futures):
                 t = futures[fut]
                 try:
                     outcomes.append(fut.result())
-                except Exception as exc:  # a worker died or could not unpickle the task
+                except Exception as exc:  # a worker died or could not unpickle the item
                     outcomes.append(_Outcome(t.image, t.method, {}, [(None, _message(exc))]))
                 bar.update(1)
         finally:
@@ -758,4 +794,5 @@ def _run(tasks: list[_Task], jobs: int, executor: cf.Executor | None,
                 pool.shutdown(cancel_futures=True)
         return outcomes
     finally:
+        _init_worker(previous)
         bar.close()

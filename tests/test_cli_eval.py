@@ -1,0 +1,90 @@
+"""``fusekit eval`` through click's CliRunner."""
+
+from __future__ import annotations
+
+import csv
+import json
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fusekit.hookspecs import hookimpl
+from fusekit.io import read_image, write_image
+from fusekit.metrics import Metric
+from fusekit.plugins import build_host
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture()
+def dataset(tmp_path: Path) -> Path:
+    """Two real MRI/PET crops (PET in colour) in mri/ and pet/ sub-folders."""
+    src = DATA / "mif" / "harvard_mri_pet" / "test"
+    if not src.is_dir():
+        pytest.skip(f"{src} not available")
+    root = tmp_path / "mri_pet"
+    for name in ("14", "37"):
+        for mod in ("mri", "pet"):
+            write_image(root / mod / f"{name}.png", read_image(src / mod / f"{name}.png")[80:160, 60:160])
+    return root
+
+
+def test_eval_methods_table_csv_and_cache(run_cli, dataset: Path, tmp_path: Path):
+    cache, out = tmp_path / "cache", tmp_path / "scores.csv"
+    args = ["eval", dataset, "-m", "average", "-m", "max", "--metrics", "en,mi,ssim,nabf",
+            "--cache", cache, "-o", out, "--no-progress"]
+    result = run_cli(args)
+    assert result.exit_code == 0, result.output
+    assert "profile standard" in result.output and "sources pet, mri" in result.output
+    assert "MI ↑ (bits)" in result.output and "Nabf ↓" in result.output and "±" in result.output
+    rows = list(csv.DictReader(out.open()))
+    assert [(r["image"], r["method"]) for r in rows] == [("14", "average"), ("37", "average"),
+                                                         ("14", "max"), ("37", "max")]
+    assert set(rows[0]) == {"image", "method", "en", "mi", "ssim", "nabf"}
+    assert len(list(cache.rglob("*.png"))) == 4
+    again = run_cli(args)
+    assert again.exit_code == 0 and "fused 4 image" not in again.output
+    assert list(csv.DictReader(out.open())) == rows
+
+
+def test_eval_fused_folder_json_to_stdout_and_failures(run_cli, dataset: Path, tmp_path: Path):
+    fused = tmp_path / "other_tool"
+    a = read_image(dataset / "pet" / "14.png")
+    write_image(fused / "14.jpg", a)                  # any extension
+    result = run_cli(["eval", dataset, "--fused", fused, "--metrics", "en,psnr",
+                      "--profile", "cddfuse", "--format", "json", "--no-progress"])
+    assert result.exit_code == 1                       # 37 has no fused image
+    data = json.loads(result.stdout)
+    assert data["profile"]["name"] == "cddfuse" and data["rows"][0]["method"] == "other_tool"
+    assert "no fused image named '37'" in result.stderr
+
+
+def test_eval_sources_option_and_markdown(run_cli, dataset: Path, tmp_path: Path):
+    out = tmp_path / "r.md"
+    result = run_cli(["eval", dataset, "--sources", "mri,pet", "-m", "average", "--metrics", "sd,cc",
+                      "--cache", tmp_path / "c", "-o", out, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "sources mri, pet" in result.output
+    assert "## Per image" in out.read_text()
+
+
+def test_eval_unknown_names_suggest(run_cli, dataset: Path, tmp_path: Path):
+    result = run_cli(["eval", dataset, "-m", "average", "--metrics", "en,ssin", "--cache", tmp_path])
+    assert result.exit_code == 1 and "did you mean 'ssim'" in result.stderr
+    result = run_cli(["eval", dataset, "-m", "average", "--profile", "cdfuse", "--cache", tmp_path])
+    assert result.exit_code == 1 and "did you mean 'cddfuse'" in result.stderr
+    result = run_cli(["eval", dataset, "--cache", tmp_path])
+    assert result.exit_code == 2 and "--fused" in result.stderr
+
+
+def test_eval_uses_plugin_metrics_of_the_host(run_cli, dataset: Path, tmp_path: Path):
+    plugin = types.SimpleNamespace(register_metrics=hookimpl(lambda register: register(
+        Metric("brightest", "maximum grey level", "grey levels", True, False, "-",
+               lambda ctx: float(np.max(ctx.fused))))))
+    host = build_host(entry_points=False, extra=[(plugin, "test-plugin")])
+    result = run_cli(["eval", dataset, "-m", "average", "--metrics", "brightest,en",
+                      "--cache", tmp_path, "-j", "2", "--no-progress"], host=host)
+    assert result.exit_code == 0, result.output
+    assert "BRIGHTEST ↑ (grey levels)" in result.output
