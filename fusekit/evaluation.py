@@ -376,8 +376,9 @@ def run_task(task: _Task) -> _Outcome:
         if fused_path is None:
             fused_path = _produce(task)
             outcome.produced = True
-        sources = [read_image(p) for p in task.sources]
-        fused = read_image(fused_path)
+        # RGB kept as stored: each profile converts colour to grey its own way
+        sources = [read_image(p, near_grey="keep") for p in task.sources]
+        fused = read_image(fused_path, near_grey="keep")
         try:
             ctx = make_context(fused, sources, state.profile, data_range=1.0)
         except InputError as exc:

@@ -68,13 +68,18 @@ def is_image_file(path: str | os.PathLike) -> bool:
     return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
-def load_image(path: str | os.PathLike) -> LoadedImage:
+def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedImage:
     """Read an image file with its bit depth.
 
     Parameters
     ----------
     path : path-like
         PNG, JPEG, BMP or TIFF file.
+    near_grey : {"mean", "keep"}
+        What to do with three channels that differ by at most 2 levels (grey
+        content with JPEG noise): average them (default), or keep the RGB
+        data (metrics that reproduce a script's own grey conversion need it).
+        Exactly equal channels are always read as grey.
 
     Returns
     -------
@@ -91,6 +96,8 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
     import imageio.v3 as iio
 
     path = Path(path)
+    if near_grey not in ("mean", "keep"):
+        raise InputError(f"near_grey must be 'mean' or 'keep', got {near_grey!r}")
     if not path.exists():
         raise InputError(f"{path}: file not found; check the path")
     if path.is_dir():
@@ -103,18 +110,18 @@ def load_image(path: str | os.PathLike) -> LoadedImage:
         raise InputError(
             f"{path}: cannot read image ({reason}); is it a complete PNG, JPEG, BMP or TIFF file?"
         ) from None
-    return LoadedImage(*_normalise(raw, path), path=path)
+    return LoadedImage(*_normalise(raw, path, near_grey == "keep"), path=path)
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+def read_image(path: str | os.PathLike, *, near_grey: str = "mean") -> np.ndarray:
     """Read an image as float32 in [0, 1] (``H x W`` or ``H x W x 3``).
 
     See :func:`load_image` for the rules; this returns only the pixels.
     """
-    return load_image(path).data
+    return load_image(path, near_grey=near_grey).data
 
 
-def _normalise(raw: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
+def _normalise(raw: np.ndarray, path: Path, keep_near_grey: bool = False) -> tuple[np.ndarray, int]:
     """Convert decoded file data to float32 [0, 1] grey or RGB, and its bit depth."""
     from skimage.util import img_as_float32
 
@@ -140,8 +147,10 @@ def _normalise(raw: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
     data = img_as_float32(raw)
     if data.ndim == 3:
         spread = data.max(axis=2) - data.min(axis=2)
-        if float(spread.max(initial=0.0)) <= _GREY_TOLERANCE_8BIT / 255.0 + 1e-6:
-            data = data[..., 0] if float(spread.max(initial=0.0)) == 0 else data.mean(axis=2)
+        if float(spread.max(initial=0.0)) == 0:
+            data = data[..., 0]
+        elif not keep_near_grey and float(spread.max(initial=0.0)) <= _GREY_TOLERANCE_8BIT / 255.0 + 1e-6:
+            data = data.mean(axis=2)
     return np.ascontiguousarray(data, dtype=np.float32), bit_depth
 
 

@@ -69,3 +69,16 @@ def test_standard_profile_differs_only_where_documented():
     assert std["mi"] == pytest.approx(cdd["mi"] / math.log(2.0), rel=1e-12)  # bits vs nats
     for name in ("ag", "ssim", "psnr", "qabf"):
         assert std[name] != pytest.approx(cdd[name], rel=1e-6), name
+
+
+def test_near_grey_rgb_keeps_opencv_grey_conversion(tmp_path):
+    """JPEG-noisy grey stored as RGB: read with near_grey="keep", converted like OpenCV."""
+    cv2 = pytest.importorskip("cv2")
+    from fusekit.io import write_image
+
+    rng = np.random.default_rng(1)
+    grey = rng.integers(2, 250, (32, 32))
+    rgb = np.stack([grey, grey + rng.integers(0, 3, grey.shape), grey - 1], axis=2).astype(np.uint8)
+    path = write_image(tmp_path / "near_grey.png", rgb / 255.0)
+    expected = np.round(cv2.cvtColor(cv2.imread(str(path)).astype(np.float32), cv2.COLOR_BGR2GRAY))
+    np.testing.assert_array_equal(CDDFUSE.prepare(read_image(path, near_grey="keep"), 1.0), expected)
