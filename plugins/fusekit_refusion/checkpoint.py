@@ -30,6 +30,7 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Mapping
 
@@ -51,6 +52,17 @@ def _listing(keys) -> str:
     keys = sorted(keys)
     shown = ", ".join(keys[:_MAX_LISTED])
     return shown + (f" (+{len(keys) - _MAX_LISTED} more)" if len(keys) > _MAX_LISTED else "")
+
+
+def _reason(exc: Exception) -> str:
+    """A short, single-line reason for a failed load."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip()
+    if "Weights only load failed" in text:
+        return "it holds Python objects other than tensors, which are never unpickled for safety"
+    first = text.splitlines()[0] if text else ""
+    if len(first) < 8:  # e.g. a bare opcode number from the unpickler
+        return f"{type(exc).__name__}: corrupt or not a weights file"
+    return first[:120].rstrip(" .") + ("..." if len(first) > 120 else "")
 
 
 def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -85,8 +97,7 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated pickle, disallowed globals, bad header...
         kind = "safetensors" if is_safetensors else "PyTorch checkpoint"
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise WeightsError(f"{path}: not a readable {kind} ({reason[:160]}); {FIX_HINT}") from exc
+        raise WeightsError(f"{path}: not a readable {kind} ({_reason(exc)}); {FIX_HINT}") from exc
     if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
         state = state["state_dict"]  # a training checkpoint wrapping the weights
     if not isinstance(state, Mapping) or not all(

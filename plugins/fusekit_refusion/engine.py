@@ -210,10 +210,10 @@ class _Stats:
         self.kk = None
 
     def add(self, q: torch.Tensor, k: torch.Tensor) -> None:
-        """Accumulate pixels ``q, k`` (``P x C`` each, float64 accumulation)."""
+        """Accumulate pixels ``q, k`` (``P x C`` each); strip totals are summed in float64."""
         g = (q.t() @ k).double()
-        qq = q.square().sum(0, dtype=torch.float64)
-        kk = k.square().sum(0, dtype=torch.float64)
+        qq = torch.linalg.vector_norm(q, dim=0).double().square()
+        kk = torch.linalg.vector_norm(k, dim=0).double().square()
         if self.gram is None:
             self.gram, self.qq, self.kk = g, qq, kk
         else:

@@ -1,0 +1,161 @@
+"""ReFusion network: published size, the fast engine equals the plain forward, strips are exact."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fusekit_refusion.engine import infer  # noqa: E402
+from fusekit_refusion.network import (PARAMETER_COUNT, LayerNorm2d, ReFusionNet,  # noqa: E402
+                                      TransformerBlock)
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+
+def load_benchmark():
+    """The plain reference implementation kept in benchmarks/refusion.py."""
+    spec = importlib.util.spec_from_file_location("refusion_benchmark", REPO / "benchmarks" / "refusion.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny test images: one thread avoids OpenMP overhead on shared cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def bench():
+    return load_benchmark()
+
+
+@pytest.fixture(scope="module")
+def seeded(bench):
+    """(plain reference net, our net) with the same deterministic weights."""
+    from fusekit_refusion.checkpoint import load_into
+
+    plain = bench.seeded_plain(0)
+    ours = ReFusionNet().eval()
+    load_into(ours, plain.state_dict(), source="seeded")
+    return plain, ours
+
+
+def real_pair(h=72, w=96):
+    """A real MSRS infrared/visible crop pair as an ``1 x 2 x h x w`` tensor."""
+    if not DATA.is_dir():
+        pytest.skip(f"benchmark data not found at {DATA}")
+    from fusekit.color import luminance
+    from fusekit.io import read_image
+
+    ir = read_image(DATA / "ivif/msrs/test/ir/00537D.png")
+    vi = read_image(DATA / "ivif/msrs/test/vi/00537D.png")
+    ir = luminance(ir) if ir.ndim == 3 else ir
+    vi = luminance(vi)
+    crop = np.stack([ir[200:200 + h, 300:300 + w], vi[200:200 + h, 300:300 + w]])
+    return torch.from_numpy(crop[None].astype(np.float32))
+
+
+def test_parameter_count_is_the_published_one():
+    net = ReFusionNet()
+    assert sum(p.numel() for p in net.parameters()) == PARAMETER_COUNT == 59_856
+    assert len(net.state_dict()) == 86
+    assert not any(m.bias is not None for m in net.modules() if isinstance(m, torch.nn.Conv2d))
+
+
+def test_blocks_reusable_with_other_widths():
+    blk = TransformerBlock(32, 8, 2)
+    y = blk(torch.rand(2, 32, 9, 11))
+    assert y.shape == (2, 32, 9, 11)
+    y.sum().backward()  # differentiable, for the trainer
+    assert blk.attn.temperature.grad is not None
+
+
+def test_layernorm2d_equals_layernorm_over_permuted_channels():
+    ln = LayerNorm2d(6)
+    with torch.no_grad():
+        ln.weight.copy_(torch.linspace(0.5, 2, 6))
+        ln.bias.copy_(torch.linspace(-1, 1, 6))
+    x = torch.randn(2, 6, 5, 7) * 3 + 1
+    ref = torch.nn.functional.layer_norm(x.permute(0, 2, 3, 1), (6,), ln.weight, ln.bias, 1e-5).permute(0, 3, 1, 2)
+    torch.testing.assert_close(ln(x), ref, rtol=0, atol=1e-5)
+
+
+def test_our_forward_equals_plain_reference(seeded):
+    plain, ours = seeded
+    x = real_pair(40, 52)
+    with torch.no_grad():
+        ref = plain(x)
+        out = ours(x)
+    assert out.shape == (1, 1, 40, 52)
+    assert float(ref.std()) > 1e-3  # the seeded weights give a non-trivial image
+    assert float((out - ref).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("size, chunk", [((72, 96), 10**7), ((72, 96), 96 * 18), ((72, 96), 96 * 5),
+                                         ((14, 20), 1)], ids=["whole", "4-strips", "15-strips", "1-row"])
+def test_engine_equals_forward_at_any_strip_size(seeded, size, chunk):
+    """Strips with halo + attention sums accumulated over strips == whole-image forward."""
+    _, ours = seeded
+    x = real_pair(*size)
+    with torch.no_grad():
+        ref = ours(x)
+    out = infer(ours, x, chunk_pixels=chunk)
+    assert out.shape == ref.shape
+    assert float((out - ref).abs().max()) <= 1e-5
+
+
+def test_engine_batch_odd_sizes_and_range(seeded):
+    _, ours = seeded
+    x = torch.rand(2, 2, 13, 7)
+    with torch.no_grad():
+        ref = ours(x)
+    out = ours.infer(x, chunk_pixels=20)
+    assert out.shape == (2, 1, 13, 7)
+    assert float((out - ref).abs().max()) <= 1e-5
+    assert float(out.min()) >= 0 and float(out.max()) <= 1
+
+
+def test_bad_input_shape_raises():
+    with pytest.raises(ValueError, match="N x 2 x H x W"):
+        ReFusionNet()(torch.rand(1, 3, 8, 8))
+    with pytest.raises(ValueError, match="N x 2 x H x W"):
+        infer(ReFusionNet(), torch.rand(2, 8, 8))
+
+
+def test_loading_the_plugin_does_not_import_torch():
+    code = ("import sys; from fusekit.plugins import build_host; "
+            "h = build_host(entry_points=False); assert 'refusion' in h.fusers.names(); "
+            "print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu(seeded):
+    from fusekit_refusion.fuser import ReFusion
+
+    _, ours = seeded
+    x = real_pair(64, 80)
+    cpu = infer(ours, x)
+    gpu_net = ReFusionNet().cuda().eval()
+    gpu_net.load_state_dict(ours.state_dict())
+    gpu = infer(gpu_net, x.cuda(), chunk_pixels=80 * 16).cpu()
+    assert float((gpu - cpu).abs().max()) <= 1e-4
+    fuser = ReFusion(device="cuda", weights=None)
+    fuser._network = gpu_net
+    fused = fuser.fuse([x[0, 0].numpy(), x[0, 1].numpy()])
+    assert fused.shape == (64, 80) and fused.dtype == np.float32
