@@ -52,7 +52,7 @@ def test_plugin_registers_every_method():
         assert "classic" in entry.plugin
     assert {c.name for c in fc.METHODS} >= {"average", "max", "pca", "laplacian-pyramid", "dwt",
                                             "guided-filter", "exposure", "focus"}
-    assert [c.name for c in fc.METHODS if c.needs_color] == ["exposure"]
+    assert [c.name for c in fc.METHODS if c.needs_color] == ["exposure", "focus"]
     assert fc.Exposure.tasks == ("meif",) and fc.Focus.tasks == ("mfif",)
     assert set(fc.Maximum.tasks) == {"ivif", "mif"}
     assert all(c.max_sources is None and c.min_sources == 2 for c in fc.METHODS)
@@ -135,6 +135,24 @@ def test_focus_stack_of_four_picks_the_sharp_quadrant():
     err = np.abs(fused - sharp)
     assert err.mean() < 0.02
     assert err.mean() < 0.25 * np.abs(fc.Average().fuse(stack) - sharp).mean()
+
+
+def test_focus_takes_colour_from_the_sharp_source():
+    """Whole RGB pixels come from the sharp source: no chroma of blurred objects leaks in."""
+    rng = np.random.default_rng(11)
+    sharp = ndimage.gaussian_filter(rng.random((64, 64, 3)), (1, 1, 0)).astype(np.float32)
+    sharp = (sharp - sharp.min()) / (sharp.max() - sharp.min())
+    blurred = ndimage.gaussian_filter(sharp, (4, 4, 0))
+    blurred[..., 0] = np.clip(blurred[..., 0] + 0.3, 0, 1)   # a red cast on the blurred parts
+    left = np.arange(64)[None, :, None] < 32
+    near = np.where(left, sharp, blurred).astype(np.float32)
+    far = np.where(left, blurred, sharp).astype(np.float32)
+    fused = fusekit.fuse([near, far], method="focus")
+    assert fused.shape == (64, 64, 3)
+    err = np.abs(fused - sharp)[:, 8:-8]
+    assert err.mean() < 0.03 and err[..., 0].mean() < 0.05
+    grey = fusekit.fuse([near[..., 1], far[..., 1]], method="focus")
+    assert grey.ndim == 2   # grey in, grey out
 
 
 def test_exposure_bracket_of_three_prefers_well_exposed():

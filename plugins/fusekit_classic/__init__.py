@@ -14,7 +14,7 @@ name                  class                        tasks      inputs
 ``dwt``               :class:`DWT`                 all        2+
 ``guided-filter``     :class:`GuidedFilter`        all        2+
 ``exposure``          :class:`Exposure`            meif       2+, RGB (``needs_color``)
-``focus``             :class:`Focus`               mfif       2+
+``focus``             :class:`Focus`               mfif       2+, RGB (``needs_color``)
 ===================== ============================ ========== ==========================
 
 Use them through :func:`fusekit.fuse` (``method="guided-filter"``) or the

@@ -12,6 +12,8 @@ from fusekit.interfaces import Fuser
 from ._validate import check_choice, check_float, check_int, finish, stack_sources
 
 MEASURES = ("sml", "sf")
+#: BT.601 luma weights for R, G, B (the ``Y`` of :mod:`fusekit.color`).
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def sum_modified_laplacian(stack: np.ndarray, window: int) -> np.ndarray:
@@ -85,7 +87,9 @@ class Focus(Fuser):
        copy the chosen source exactly.
 
     Ties (identical sources) go to the first source, so fusing an image with
-    itself returns it.
+    itself returns it. The method works in colour (``needs_color``): the
+    decision is made on luminance and applied to whole RGB pixels, so the
+    colour of a region comes from the source that is sharp there.
 
     Parameters
     ----------
@@ -131,6 +135,7 @@ class Focus(Fuser):
     name = "focus"
     tasks = ("mfif",)
     max_sources = None
+    needs_color = True
     summary = "multi-focus: focus-measure decision map, consistency check, soft seams"
 
     def __init__(self, *, measure: str = "sml", window: int = 7, consistency: int = 21,
@@ -145,14 +150,18 @@ class Focus(Fuser):
         self.blend_sigma = check_float(m, "blend_sigma", blend_sigma, minimum=0.0)
 
     def focus_measure(self, stack: np.ndarray) -> np.ndarray:
-        """Focus measure maps ``S x H x W`` (larger is sharper)."""
+        """Focus measure maps ``S x H x W`` of a luminance stack (larger is sharper)."""
         if self.measure == "sml":
             return sum_modified_laplacian(stack, self.window)
         return spatial_frequency(stack, self.window)
 
     def decision_map(self, sources: Sequence[np.ndarray]) -> np.ndarray:
-        """Cleaned decision map ``H x W`` of int source indices (before blending)."""
-        stack = stack_sources(self.name, sources)
+        """Cleaned decision map ``H x W`` of int source indices (before blending).
+
+        ``sources``: ``H x W`` luminance or ``H x W x 3`` RGB images (their
+        BT.601 luminance is used).
+        """
+        stack = _luminance_stack(self.name, sources)
         n = stack.shape[0]
         labels = np.argmax(self.focus_measure(stack), axis=0)
         if self.consistency > 1:
@@ -164,15 +173,38 @@ class Focus(Fuser):
             labels = _remove_small_regions(labels, n, min_area)
         return labels
 
-    def fuse(self, sources: Sequence[np.ndarray]) -> np.ndarray:
-        stack = stack_sources(self.name, sources)
-        n = stack.shape[0]
-        labels = self.decision_map(stack)
+    def weights(self, sources: Sequence[np.ndarray]) -> np.ndarray:
+        """Per-source blending weights ``S x H x W``: the decision map with soft seams."""
+        labels = self.decision_map(sources)
+        n = len(sources)
         onehot = (labels[None] == np.arange(n)[:, None, None]).astype(np.float32)
         if self.blend_sigma > 0:
             onehot = ndimage.gaussian_filter(onehot, sigma=self.blend_sigma, mode="reflect", axes=(1, 2))
             onehot /= onehot.sum(axis=0, keepdims=True)
-        return finish((onehot * stack).sum(axis=0))
+        return onehot
+
+    def fuse(self, sources: Sequence[np.ndarray]) -> np.ndarray:
+        """Fuse ``H x W x 3`` RGB sources (``H x W`` grey ones work too).
+
+        The weights apply to whole pixels, all channels alike, so colour comes
+        from the sharp source too (a chroma blend would leak the colour of
+        blurred objects into the sharp regions).
+        """
+        weights = self.weights(sources)
+        ndim = np.ndim(sources[0])
+        stack = stack_sources(self.name, sources, ndim=ndim)
+        if ndim == 3:
+            weights = weights[..., None]
+        return finish((weights * stack).sum(axis=0))
+
+
+def _luminance_stack(method: str, sources: Sequence[np.ndarray]) -> np.ndarray:
+    """``S x H x W`` float32 luminance of grey (``H x W``) or RGB (``H x W x 3``) sources."""
+    ndim = np.ndim(sources[0]) if len(sources) else 2
+    stack = stack_sources(method, sources, ndim=3 if ndim == 3 else 2)
+    if stack.ndim == 4:
+        stack = stack @ _LUMA
+    return stack
 
 
 def _remove_small_regions(labels: np.ndarray, n: int, min_area: int) -> np.ndarray:
