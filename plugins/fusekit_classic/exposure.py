@@ -18,6 +18,8 @@ from .pyramid import expand, gaussian_pyramid, max_levels
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 #: Added to every weight so pixels where all measures vanish fall back to equal weights.
 _EPS = np.float32(1e-12)
+#: Rows per band in the per-pixel weight terms (cache-sized temporaries).
+_BAND = 32
 
 
 class Exposure(Fuser):
@@ -118,24 +120,43 @@ class Exposure(Fuser):
         gray += blue * _LUMA[2]
         contrast = laplacian(gray[None])[0]
         weight = _power(np.abs(contrast, out=contrast), self.contrast_weight, inplace=True)
+        # the per-pixel colour terms, a band of rows at a time so that the
+        # temporaries stay in the CPU cache (about 1.5x faster than whole planes)
+        for top in range(0, weight.shape[0], _BAND):
+            rows = slice(top, top + _BAND)
+            self._colour_terms(weight[rows], colour[:, rows], saturation)
+        return weight
+
+    def _colour_terms(self, weight: np.ndarray, colour: np.ndarray, saturation: bool) -> None:
+        """Multiply ``weight`` (``h x W``) in place by ``S^ws * E^we`` of ``colour`` (``3 x h x W``)."""
+        red, green, blue = colour[0], colour[1], colour[2]
         if saturation and self.saturation_weight != 0.0:
             # population variance of (R, G, B) from pairwise differences:
             # exactly 0 for grey pixels, where ``mean = (R+G+B)/3`` leaves
             # float32 rounding noise (~1e-8) that would outweigh the 1e-12
             # floor and hand such pixels to the wrong source
-            var = np.square(red - green)
-            var += np.square(green - blue)
-            var += np.square(blue - red)
+            var = red - green
+            var *= var
+            diff = green - blue
+            diff *= diff
+            var += diff
+            np.subtract(blue, red, out=diff)
+            diff *= diff
+            var += diff
             var *= np.float32(1.0 / 9.0)
             weight *= _power(np.sqrt(var, out=var), self.saturation_weight, inplace=True)
         if self.exposure_weight != 0.0:
             half = np.float32(0.5)
-            dist = np.square(red - half)
-            dist += np.square(green - half)
-            dist += np.square(blue - half)
+            dist = red - half
+            dist *= dist
+            diff = green - half
+            diff *= diff
+            dist += diff
+            np.subtract(blue, half, out=diff)
+            diff *= diff
+            dist += diff
             dist *= np.float32(-self.exposure_weight / (2.0 * self.sigma ** 2))
             weight *= np.exp(dist, out=dist)   # (prod_c E_c) ** we
-        return weight
 
     def weights(self, sources: Sequence[np.ndarray]) -> np.ndarray:
         """Normalised weight maps ``S x H x W`` of ``S`` RGB sources ``H x W x 3``."""
