@@ -11,8 +11,9 @@ What it measures
 * Median wall time of ``Fuser.fuse`` (the method alone, no file I/O or colour
   conversion) over ``--repeats`` runs after one warm-up, at 640x480 and
   1024x768: the luminance methods on a real infrared/visible pair (MSRS
-  00537D, 640x480, and M3FD 00471, 1024x768, both native size), ``exposure``
-  on an MEFB exposure pair (ArchSequence) resized to both sizes.
+  00537D, 640x480, and M3FD 00471, 1024x768, both native size), the colour
+  methods (``exposure``, ``focus``) on an MEFB pair (ArchSequence) resized to
+  both sizes.
 * Peak memory of one call as seen by ``tracemalloc`` (numpy buffers are
   traced), a separate run so tracing does not slow the timing.
 * ``exposure`` against ``cv2.createMergeMertens(1, 1, 1)`` on the same
@@ -195,8 +196,8 @@ def render(rows, cv_rows, agree, repeats: int, command: str, load: tuple[float, 
              f"by up to about 2x between runs; numpy {np.__version__}, OpenCV {cv2.__version__}).", "",
              f"Median of {repeats} calls of `Fuser.fuse` after a warm-up (method only, no I/O); "
              "peak memory by `tracemalloc` in a separate call. Luminance methods on a real "
-             "infrared/visible pair (MSRS 00537D at 640x480, M3FD 00471 at 1024x768); `exposure` on "
-             "the MEFB ArchSequence bracket resized to each size, RGB.", "",
+             "infrared/visible pair (MSRS 00537D at 640x480, M3FD 00471 at 1024x768); the colour "
+             "methods (`exposure`, `focus`) on the MEFB ArchSequence pair resized to each size, RGB.", "",
              "| method | 640x480 s | 1024x768 s | 640x480 peak MiB | 1024x768 peak MiB | < 0.5 s at 640x480 |",
              "|---|---:|---:|---:|---:|:---:|"]
     by = {(r["method"], r["size"]): r for r in rows}
