@@ -1,0 +1,127 @@
+"""``fusekit train`` end to end on tiny crops: outputs, card, log, resume, and bad input."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from fusekit.plugins import BUILTIN_PLUGINS, build_host  # noqa: E402
+
+from .conftest import DATA  # noqa: E402
+
+FAST = ["--steps", "3", "--batch-size", "1", "--patch-size", "16", "--meta-steps", "1", "--fusion-steps", "1",
+        "--threads", "1", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def host():
+    builtins = tuple(dict.fromkeys(BUILTIN_PLUGINS + ("fusekit.training.plugin",)))
+    return build_host(builtins=builtins, entry_points=False, strict=True)
+
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Tiny tensors: one thread is fastest and does not fight other tests for cores."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+def _write(path: Path, array: np.ndarray) -> None:
+    from fusekit.io import write_image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_image(path, array)
+
+
+@pytest.fixture(scope="module")
+def ivif_dir(tmp_path_factory) -> Path:
+    """Two 48 x 48 IVIF pairs: crops of real MSRS train images (noise if the data are absent)."""
+    from fusekit.io import read_image
+
+    root = tmp_path_factory.mktemp("ivif")
+    src = DATA / "ivif" / "msrs" / "train"
+    names = sorted(p.name for p in (src / "ir").iterdir())[:2] if src.is_dir() else ["a.png", "b.png"]
+    rng = np.random.default_rng(0)
+    for name in names:
+        for mod in ("ir", "vi"):
+            img = read_image(src / mod / name)[200:248, 300:348] if src.is_dir() else rng.random((48, 48))
+            _write(root / mod / Path(name).with_suffix(".png").name, np.asarray(img, np.float32))
+    return root
+
+
+def test_train_writes_weights_card_and_log(run_cli, host, ivif_dir, tmp_path):
+    out = tmp_path / "w.safetensors"
+    log = tmp_path / "log.csv"
+    result = run_cli(["train", "--task", "ivif", ivif_dir, "-o", out, "--log", log, "--seed", "3", *FAST], host=host)
+    assert result.exit_code == 0, result.output
+    from safetensors import safe_open
+
+    with safe_open(str(out), "pt") as fh:
+        meta = fh.metadata()
+        assert len(list(fh.keys())) == 86  # the ReFusion network's tensors
+    assert meta["task"] == "ivif" and meta["method"] == "refusion" and meta["steps"] == "3"
+    assert meta["seed"] == "3" and meta["loss_proposer"] == "refusion"
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["steps"] == 3 and card["data"][0]["pairs"] == 2 and set(card["final_losses"]) >= {"fuse", "rec"}
+    rows = list(csv.DictReader(log.open()))
+    assert [r["phase"] for r in rows] == ["meta", "fusion", "meta"]
+    assert all(float(r["fuse"]) >= 0 for r in rows)
+    # the trained weights load into the fuser
+    from fusekit_refusion.fuser import ReFusion
+
+    fused = ReFusion(weights=str(out)).fuse([np.full((20, 20), 0.2, np.float32), np.full((20, 20), 0.7, np.float32)])
+    assert fused.shape == (20, 20)
+
+
+def test_fixed_loss_from_a_patch_file_and_resume(run_cli, host, tmp_path):
+    patches = tmp_path / "p.npz"
+    rng = np.random.default_rng(0)
+    np.savez_compressed(patches, patches=rng.integers(0, 256, (5, 2, 24, 24), dtype=np.uint8))
+    out = tmp_path / "f.safetensors"
+    args = ["train", "--task", "meif", "--patches", patches, "-o", out, "--loss-proposer", "fixed", *FAST]
+    assert run_cli(args, host=host).exit_code == 0
+    ckpt = out.with_suffix(".ckpt")
+    assert ckpt.is_file()
+    more = [a if a != "3" else "5" for a in args]  # --steps 5, continuing from step 3
+    result = run_cli([*more, "--resume", ckpt], host=host)
+    assert result.exit_code == 0, result.output
+    assert "resumed from" in result.output and json.loads(out.with_suffix(".json").read_text())["steps"] == 5
+
+
+def test_bad_input_fails_before_training(run_cli, host, ivif_dir, tmp_path):
+    out = tmp_path / "w.safetensors"
+    empty = tmp_path / "empty"
+    (empty / "ir").mkdir(parents=True)
+    (empty / "vi").mkdir()
+    cases = [
+        ([empty], [], "no images"),
+        ([ivif_dir], ["--patch-size", "64"], "smaller than the 64-pixel patch size"),
+        ([ivif_dir], ["--loss-proposer", "fixd"], "did you mean 'fixed'"),
+        ([ivif_dir], ["--task", "mif"], "needs a sub-folder named ct or pet or spect"),
+        ([], [], "no training data"),
+    ]
+    for dirs, extra, message in cases:
+        args = ["train", "--task", "ivif", *dirs, "-o", out, *FAST, *extra]
+        result = run_cli(args, host=host)
+        assert result.exit_code == 1, (extra, result.output)
+        assert message in result.output, result.output
+    assert not out.exists()
+
+
+def test_resume_from_another_method_is_rejected(run_cli, host, ivif_dir, tmp_path):
+    fixed_out = tmp_path / "fixed.safetensors"
+    assert run_cli(["train", "--task", "ivif", ivif_dir, "-o", fixed_out, "--loss-proposer", "fixed",
+                    *FAST], host=host).exit_code == 0
+    out = tmp_path / "learned.safetensors"
+    result = run_cli(["train", "--task", "ivif", ivif_dir, "-o", out, "--resume", fixed_out.with_suffix(".ckpt"),
+                      *FAST], host=host)
+    assert result.exit_code == 1 and "checkpoint is for loss proposer 'fixed'" in result.output
+    assert not out.exists()
