@@ -3,14 +3,10 @@
 A *dataset* is a folder with one sub-folder per source modality, holding
 files that share names (any image extension):
 
-=================  ==================================  ======
-layout             sub-folders, in source order        task
-=================  ==================================  ======
-infrared-visible   ``ir`` (``infrared``), ``vi`` (``visible``)   ivif
-medical            ``ct`` | ``pet`` | ``spect``, ``mri``      mif
-multi-focus        ``a`` (``near``), ``b`` (``far``)        mfif
-multi-exposure     ``under``, ``over``                  meif
-=================  ==================================  ======
+* infrared-visible (``ivif``): ``ir`` then ``vi`` (also ``infrared``, ``visible``);
+* medical (``mif``): ``ct``, ``pet`` or ``spect``, then ``mri``;
+* multi-focus (``mfif``): ``a`` then ``b`` (also ``near``, ``far``);
+* multi-exposure (``meif``): ``under`` then ``over``.
 
 This is the layout of ``shared/data/<task>/<dataset>/<split>/`` and the
 source order ReFusion's test script uses (the functional image before MRI);

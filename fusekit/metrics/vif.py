@@ -60,14 +60,16 @@ def _scale_terms(mu: np.ndarray, sq: np.ndarray, cross: np.ndarray) -> tuple[np.
         np.copyto(sv_sq, sigma2_sq, where=negative)
         np.copyto(g, 0.0, where=negative)
         np.maximum(sv_sq, _EPS, out=sv_sq)
-        # log base cancels in num / den; log1p keeps small terms exact
+        # log(1 + x) as the script's log10(1 + x): the base cancels in num / den
         g *= g
         g *= sigma1_sq
         sv_sq += _SIGMA_NSQ
         g /= sv_sq
-        nums.append(np.log1p(g).sum())
-        sigma1_sq /= _SIGMA_NSQ
-        dens.append(np.log1p(sigma1_sq).sum())
+        g += 1.0
+        nums.append(np.log(g).sum())
+        sigma1_sq *= 1.0 / _SIGMA_NSQ
+        sigma1_sq += 1.0
+        dens.append(np.log(sigma1_sq).sum())
     return np.array(nums), np.array(dens)
 
 
