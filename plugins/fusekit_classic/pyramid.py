@@ -47,7 +47,7 @@ def _index(ndim: int, axis: int, sl: slice | int) -> tuple:
     return (slice(None),) * axis + (sl,) + (slice(None),) * (ndim - axis - 1)
 
 
-def _reduce_axis(x: np.ndarray, axis: int) -> np.ndarray:
+def _reduce_axis(x: np.ndarray, axis: int, out: np.ndarray | None = None) -> np.ndarray:
     """Blur with ``[1,4,6,4,1]/16`` along ``axis`` and keep even samples.
 
     Output ``j`` is ``(x[2j-2] + 4 x[2j-1] + 6 x[2j] + 4 x[2j+1] + x[2j+2]) / 16``
@@ -56,13 +56,17 @@ def _reduce_axis(x: np.ndarray, axis: int) -> np.ndarray:
     """
     n = x.shape[axis]
     if n < 4:
-        return _reduce_axis_small(x, axis)
+        small = _reduce_axis_small(x, axis)
+        if out is None:
+            return small
+        out[...] = small
+        return out
     m = (n + 1) // 2
     nd = x.ndim
     ix = lambda sl: _index(nd, axis, sl)  # noqa: E731 - local shorthand
     even = x[ix(slice(0, None, 2))]                     # x[2j], m samples
     odd4 = x[ix(slice(1, None, 2))] * np.float32(4.0)   # 4 x[2j+1], n // 2 samples
-    out = even * np.float32(6.0)
+    out = np.multiply(even, np.float32(6.0), out=out)
     out[ix(slice(1, None))] += even[ix(slice(None, -1))]     # x[2j-2]
     out[ix(slice(None, -1))] += even[ix(slice(1, None))]     # x[2j+2]
     out[ix(slice(0, n // 2))] += odd4                        # x[2j+1]
@@ -91,7 +95,7 @@ def _reduce_axis_small(x: np.ndarray, axis: int) -> np.ndarray:
     return np.ascontiguousarray(np.moveaxis(out, 0, axis))
 
 
-def _expand_axis(x: np.ndarray, axis: int, n_out: int) -> np.ndarray:
+def _expand_axis(x: np.ndarray, axis: int, n_out: int, out: np.ndarray | None = None) -> np.ndarray:
     """Upsample by 2 along ``axis`` to ``n_out`` samples with the Burt-Adelson EXPAND.
 
     Even outputs are ``(x[i-1] + 6 x[i] + x[i+1]) / 8`` and odd outputs
@@ -99,32 +103,35 @@ def _expand_axis(x: np.ndarray, axis: int, n_out: int) -> np.ndarray:
     zero-interleaved signal). Beyond the ends ``x[-1] = x[1]`` (reflect-101)
     and ``x[m] = x[m-1]``; an odd ``n_out`` drops the last sample. This is
     the border rule of OpenCV's ``pyrUp``, so :mod:`fusekit_classic.exposure`
-    matches ``cv2.createMergeMertens`` at image borders too.
+    matches ``cv2.createMergeMertens`` at image borders too. ``n_out`` must be
+    ``2m - 1`` or ``2m`` for ``m`` input samples; the result goes to ``out``
+    when given.
     """
     m = x.shape[axis]
     nd = x.ndim
     ix = lambda sl: _index(nd, axis, sl)  # noqa: E731 - local shorthand
-    shape = list(x.shape)
-    shape[axis] = 2 * m
-    out = np.empty(shape, dtype=x.dtype)
-    even = out[ix(slice(0, None, 2))]
-    odd = out[ix(slice(1, None, 2))]
+    if out is None:
+        shape = list(x.shape)
+        shape[axis] = n_out
+        out = np.empty(shape, dtype=x.dtype)
+    even = out[ix(slice(0, None, 2))]     # m samples
+    odd = out[ix(slice(1, None, 2))]      # m or m - 1 samples
     if m == 1:
         even[...] = x
-        odd[...] = x
-    else:
-        np.multiply(x, np.float32(6.0), out=even)
-        even[ix(slice(1, None))] += x[ix(slice(None, -1))]
-        even[ix(slice(None, -1))] += x[ix(slice(1, None))]
-        even[ix(0)] += x[ix(1)]
-        even[ix(m - 1)] += x[ix(m - 1)]
-        even *= np.float32(0.125)
-        np.add(x[ix(slice(None, -1))], x[ix(slice(1, None))], out=odd[ix(slice(None, -1))])
-        odd[ix(slice(None, -1))] *= np.float32(0.5)
-        odd[ix(m - 1)] = x[ix(m - 1)]
-    if n_out == 2 * m:
+        odd[...] = x[ix(slice(0, odd.shape[axis]))]
         return out
-    return np.ascontiguousarray(out[ix(slice(0, n_out))])
+    np.multiply(x, np.float32(6.0), out=even)
+    even[ix(slice(1, None))] += x[ix(slice(None, -1))]
+    even[ix(slice(None, -1))] += x[ix(slice(1, None))]
+    even[ix(0)] += x[ix(1)]
+    even[ix(m - 1)] += x[ix(m - 1)]
+    even *= np.float32(0.125)
+    inner = odd[ix(slice(0, m - 1))]
+    np.add(x[ix(slice(None, -1))], x[ix(slice(1, None))], out=inner)
+    inner *= np.float32(0.5)
+    if odd.shape[axis] == m:
+        odd[ix(m - 1)] = x[ix(m - 1)]
+    return out
 
 
 def reduce(stack: np.ndarray) -> np.ndarray:
@@ -139,7 +146,7 @@ def reduce(stack: np.ndarray) -> np.ndarray:
         return _reduce_axis(_reduce_axis(stack, 1), 2)
     out = np.empty((stack.shape[0], (h + 1) // 2, (w + 1) // 2) + stack.shape[3:], dtype=stack.dtype)
     for i, image in enumerate(stack):
-        out[i] = _reduce_axis(_reduce_axis(image, 0), 1)
+        _reduce_axis(_reduce_axis(image, 0), 1, out=out[i])
     return out
 
 
@@ -153,7 +160,7 @@ def expand(stack: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
         return _expand_axis(_expand_axis(stack, 2, shape[1]), 1, shape[0])
     out = np.empty((stack.shape[0],) + tuple(shape) + stack.shape[3:], dtype=stack.dtype)
     for i, image in enumerate(stack):
-        out[i] = _expand_axis(_expand_axis(image, 1, shape[1]), 0, shape[0])
+        _expand_axis(_expand_axis(image, 1, shape[1]), 0, shape[0], out=out[i])
     return out
 
 
