@@ -65,6 +65,13 @@ class Exposure(Fuser):
     ``needs_color`` is set: :meth:`fuse` receives ``H x W x 3`` RGB float32
     in [0, 1] (the core replicates grey sources) and returns ``H x W x 3``.
 
+    The result matches OpenCV's ``cv2.createMergeMertens(1, 1, 1)`` (OpenCV's
+    own default sets the exposedness exponent to 0, unlike the paper) to
+    40-100 dB PSNR on the MEFB pairs. The differences are in pixels where
+    every source's weight is below about 1e-6, where float32 rounding picks
+    the winner; here the Laplacian and the saturation are computed so that
+    they are exactly 0 on flat and on grey pixels.
+
     References
     ----------
     T. Mertens, J. Kautz and F. Van Reeth, "Exposure fusion", Pacific
