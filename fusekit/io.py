@@ -146,11 +146,14 @@ def _normalise(raw: np.ndarray, path: Path, keep_near_grey: bool = False) -> tup
         raise InputError(f"{path}: unsupported sample type {raw.dtype}; save it as 8- or 16-bit")
     data = img_as_float32(raw)
     if data.ndim == 3:
-        spread = data.max(axis=2) - data.min(axis=2)
-        if float(spread.max(initial=0.0)) == 0:
-            data = data[..., 0]
-        elif not keep_near_grey and float(spread.max(initial=0.0)) <= _GREY_TOLERANCE_8BIT / 255.0 + 1e-6:
-            data = data.mean(axis=2)
+        # element-wise over channel views: much faster than reducing along the short last axis
+        c0, c1, c2 = data[..., 0], data[..., 1], data[..., 2]
+        if np.array_equal(c0, c1) and np.array_equal(c1, c2):
+            data = c0
+        elif not keep_near_grey:
+            spread = np.maximum(np.maximum(c0, c1), c2) - np.minimum(np.minimum(c0, c1), c2)
+            if float(spread.max(initial=0.0)) <= _GREY_TOLERANCE_8BIT / 255.0 + 1e-6:
+                data = data.mean(axis=2)
     return np.ascontiguousarray(data, dtype=np.float32), bit_depth
 
 

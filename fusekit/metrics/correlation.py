@@ -29,9 +29,10 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
 
 def _centred(ctx: MetricContext, key: object, image: np.ndarray) -> tuple[np.ndarray, float]:
     def make() -> tuple[np.ndarray, float]:
-        if image.max() == image.min():  # exactly constant: no variance at all
-            return np.zeros_like(image), 0.0
-        d = image - image.mean()
+        d = image - image.flat[0]
+        if not d.any():  # exactly constant: no variance at all
+            return d, 0.0
+        d -= d.mean()
         return d, _dot(d, d)
 
     return ctx.cached(("centred", key), make)
@@ -40,7 +41,7 @@ def _centred(ctx: MetricContext, key: object, image: np.ndarray) -> tuple[np.nda
 def pearson(x: tuple[np.ndarray, float], y: tuple[np.ndarray, float]) -> float:
     """Pearson correlation of two centred images given as ``(centred, sum of squares)``.
 
-    Returns 0 when either image is constant (``max == min``).
+    Returns 0 when either image is exactly constant.
     """
     (dx, sx), (dy, sy) = x, y
     if sx == 0.0 or sy == 0.0:
