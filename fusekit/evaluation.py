@@ -258,9 +258,12 @@ def _method_specs(methods: str | Sequence[str] | Mapping[str, Mapping[str, Any]]
             opts["task"] = task_for
         cls.create(**opts)  # validate options now, once, instead of per image
         items = tuple(sorted(opts.items()))
-        label = name + ("[" + ",".join(f"{k}={v}" for k, v in items) + "]" if items else "")
+        # the label shows the options the caller chose; the cache folder names them all
+        shown = tuple(sorted(dict(options).items()))
+        label = name + ("[" + ",".join(f"{k}={v}" for k, v in shown) + "]" if shown else "")
+        key = name + "".join(f"-{k}={v}" for k, v in items)
         specs.append(FusedMethod(label, cls, items, cache_root / "fused" / _dataset_key(dataset.root)
-                                 / _slug(label)))
+                                 / _slug(key)))
     return specs
 
 
