@@ -704,6 +704,9 @@ def evaluate(dataset: str | os.PathLike, *,
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ParameterError(f"jobs must be a positive integer, got {jobs!r}")
     data = find_dataset(dataset, sources)
+    if metrics is None:  # "all": only those defined for this many sources
+        n = len(data.modalities)
+        chosen = [m for m in chosen if m.sources is None or n in m.sources]
     cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     specs: list[FusedFolder | FusedMethod] = [*_folder_specs(fused),
                                               *_method_specs(methods, data, cache_root, host, task)]

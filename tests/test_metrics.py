@@ -313,8 +313,12 @@ def test_bad_inputs_raise_input_errors(pair):
         compute(a, [], metrics="mi")
     with pytest.raises(InputError, match="2 sources"):
         compute(a, [a, b, b], metrics="scd")
-    with pytest.raises(InputError, match="smaller than"):
-        compute(a[:10, :10], [a[:10, :10], b[:10, :10]], metrics="vif")
+    with pytest.raises(InputError, match="at least 41x41"):
+        compute(a[:40, :50], [a[:40, :50], b[:40, :50]], metrics="vif")
+    with pytest.raises(InputError, match="smaller than its 11x11 window"):
+        compute(a[:10, :10], [a[:10, :10], b[:10, :10]], metrics="ssim")
+    with pytest.raises(InputError, match="at least 7x7"):
+        compute(a[:6, :6], [a[:6, :6], b[:6, :6]], metrics="ssim", profile="cddfuse")
 
 
 def test_plugin_metric_is_registered_and_nan_is_not_silent(pair):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..errors import InputError
 from .base import Metric, MetricContext
 from .filters import filter_valid, gaussian_kernel
 
@@ -68,6 +69,9 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
         f = ctx.float32(0)
         return ndimage.uniform_filter(f, size=win), ndimage.uniform_filter(f * f, size=win)
 
+    if min(ctx.fused.shape) < win:
+        raise InputError(f"ssim needs images of at least {win}x{win} pixels, got "
+                         f"{ctx.fused.shape[1]}x{ctx.fused.shape[0]}")
     ux, uxx = ctx.cached(("ssim-cdd", 0), fused_stats)
     f = ctx.float32(0)
     total = 0.0

@@ -27,11 +27,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InputError
 from .base import Metric, MetricContext
 from .filters import filter_valid, filter_valid_decimate, gaussian_kernel
 
 _SIGMA_NSQ = 2.0
 _EPS = 1e-10
+#: Smallest side for which all 4 scales have a valid window (17, then 9, 5, 3 taps).
+_MIN_SIZE = 41
 
 
 def _scale_terms(mu: np.ndarray, sq: np.ndarray, cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +78,10 @@ def _scale_terms(mu: np.ndarray, sq: np.ndarray, cross: np.ndarray) -> tuple[np.
 
 def vif(ctx: MetricContext) -> float:
     """``sum_s VIFp(S_s, F)`` (see module docstring); typically 0-2 for two sources."""
+    h, w = ctx.fused.shape
+    if min(h, w) < _MIN_SIZE:
+        raise InputError(f"vif needs images of at least {_MIN_SIZE}x{_MIN_SIZE} pixels for its 4 scales, "
+                         f"got {w}x{h}; drop vif for such small images")
     images = np.stack(ctx.images)
     n = len(ctx.sources)
     num = np.zeros(n)
