@@ -9,8 +9,6 @@ pixel, with the same values up to floating-point rounding.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-
 from ..errors import InputError
 
 
@@ -61,6 +59,8 @@ def filter_valid(image: np.ndarray, kernel: np.ndarray, what: str = "metric") ->
     InputError
         The image is smaller than the window.
     """
+    from scipy import ndimage  # imported on use: registering metrics stays cheap
+
     k = len(kernel)
     r = k // 2
     h, w = image.shape[-2:]
@@ -84,6 +84,8 @@ def filter_valid_decimate(image: np.ndarray, kernel: np.ndarray, what: str = "me
     -------
     ndarray, shape (..., ceil((H - k + 1) / 2), ceil((W - k + 1) / 2))
     """
+    from scipy import ndimage
+
     k = len(kernel)
     r = k // 2
     h, w = image.shape[-2:]

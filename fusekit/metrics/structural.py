@@ -24,8 +24,6 @@ Transactions on Image Processing 13 (2004) 600-612.
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
-
 from ..errors import InputError
 from .base import Metric, MetricContext
 from .filters import filter_valid, gaussian_kernel
@@ -59,6 +57,8 @@ def _ssim_standard(ctx: MetricContext) -> float:
 def _ssim_cddfuse(ctx: MetricContext) -> float:
     # Mirrors skimage.metrics.structural_similarity(F, S, data_range=2) on
     # float32 input: same filters, operation order and dtype.
+    from scipy import ndimage
+
     win = 7
     cov_norm = win * win / (win * win - 1.0)
     c1 = (_K1 * 2.0) ** 2
