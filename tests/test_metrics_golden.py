@@ -61,12 +61,15 @@ def test_grey_conversion_matches_opencv():
 
 
 def test_standard_profile_differs_only_where_documented():
-    f, a, b = _load(next(r for r in ROWS if r["case"] == "tno07"))
+    row = next(r for r in ROWS if r["case"] == "tno07")
+    f, a, b = _load(row)
     std = compute(f, [a, b], metrics=METRICS, profile="standard")
     cdd = compute(f, [a, b], metrics=METRICS, profile="cddfuse")
-    for name in ("en", "sd", "sf", "scd", "vif", "cc"):
+    for name in ("en", "sd", "sf", "scd", "vif", "cc"):  # same definitions: same numbers
         assert std[name] == pytest.approx(cdd[name], rel=1e-12), name
+        assert std[name] == pytest.approx(float(row[name]), rel=1e-5), name
     assert std["mi"] == pytest.approx(cdd["mi"] / math.log(2.0), rel=1e-12)  # bits vs nats
+    assert std["mi"] == pytest.approx(float(row["mi"]) / math.log(2.0), rel=1e-5)
     for name in ("ag", "ssim", "psnr", "qabf"):
         assert std[name] != pytest.approx(cdd[name], rel=1e-6), name
 
