@@ -72,7 +72,10 @@ def _machine(device: str) -> str:
 @click.option("--card", type=click.Path(path_type=Path), default=None,
               help="Training card (JSON) to write (default: OUTPUT with suffix .json).")
 @click.option("--max-minutes", type=float, default=None,
-              help="Stop cleanly after this much wall time, saving checkpoint and weights.")
+              help="Stop cleanly after this much wall time (counted from the start of the command), "
+                   "saving checkpoint and weights.")
+@click.option("--time-schedule", is_flag=True,
+              help="With --max-minutes: decay the learning rate over the time budget (not bit-reproducible).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.pass_obj
 def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, method: str, task: str,
@@ -81,7 +84,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                   lambda_grad: float, meta_steps: int, fusion_steps: int, no_swap: bool, seed: int,
                   device: str, threads: int | None, checkpoint: Path | None, checkpoint_every: int,
                   resume: Path | None, log_path: Path | None, card: Path | None, max_minutes: float | None,
-                  progress: bool | None) -> None:
+                  time_schedule: bool, progress: bool | None) -> None:
     """Train METHOD's network for one task on DATA_DIRS, writing weights to OUTPUT.
 
     Each DATA_DIR holds one sub-folder per modality with matching file names
@@ -100,13 +103,15 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     rebuild every source from the fused image. '--loss-proposer fixed'
     trains the same network with the classic hand-made loss instead.
     """
+    clock_start = time.monotonic()  # --max-minutes counts from here: loading data is part of it
     from ..training.data import PatchSampler, find_pairs, load_pairs, load_patch_file
     from ..training.trainer import TrainConfig, Trainer, TrainingInterrupted
 
     config = TrainConfig(task=task, steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
                          lr_proposer=lr_proposer, lr_schedule=lr_schedule, lambda_grad=lambda_grad,
                          meta_steps=meta_steps, fusion_steps=fusion_steps, swap=not no_swap, seed=seed,
-                         device=device, checkpoint_every=checkpoint_every, max_minutes=max_minutes)
+                         device=device, checkpoint_every=checkpoint_every, max_minutes=max_minutes,
+                         time_schedule=time_schedule)
     config.validate()
     host = state.host
     fuser_cls = host.fusers.get(method)
@@ -158,7 +163,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
-        result = trainer.run()
+        result = trainer.run(clock_start=clock_start)
     except TrainingInterrupted as exc:
         click.echo(f"error: {exc}", err=True)
         raise click.exceptions.Exit(130) from None

@@ -111,6 +111,10 @@ class TrainConfig:
         Save a checkpoint every this many steps (0: only at the end).
     max_minutes : float or None
         Stop cleanly (checkpoint saved) after this much wall time.
+    time_schedule : bool
+        With ``max_minutes``: learning-rate decay and gradient ramp follow
+        the larger of step and time progress (see :meth:`progress`). Runs are
+        then no longer bit-reproducible (they depend on speed).
     """
 
     task: str
@@ -134,6 +138,7 @@ class TrainConfig:
     device: str = "cpu"
     checkpoint_every: int = 500
     max_minutes: float | None = None
+    time_schedule: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -156,23 +161,31 @@ class TrainConfig:
             raise ParameterError(f"max-minutes must be positive, got {self.max_minutes}")
 
     # -- schedules ------------------------------------------------------------
-    def lr_factor(self, step: int) -> float:
-        """Multiplier of the peak learning rates at ``step`` (0-based)."""
-        warmup = min(self.warmup_steps, self.steps // 10)
-        if warmup and step < warmup:
-            return (step + 1) / warmup
-        if self.lr_schedule == "constant":
-            return 1.0
-        span = max(1, self.steps - warmup)
-        t = min(1.0, (step - warmup) / span)
-        return self.lr_min_ratio + (1 - self.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t))
+    def progress(self, step: int, elapsed_s: float = 0.0) -> float:
+        """Fraction of training done, in [0, 1]: ``step / steps``, or with
+        ``time_schedule`` and ``max_minutes`` the larger of that and the
+        fraction of the time budget spent (so a budgeted run still completes
+        its learning-rate decay and gradient ramp)."""
+        frac = step / self.steps
+        if self.time_schedule and self.max_minutes:
+            frac = max(frac, elapsed_s / (self.max_minutes * 60))
+        return min(1.0, frac)
 
-    def lambda_at(self, step: int) -> float:
-        """Gradient-term weight at ``step`` (linear ramp, then constant)."""
-        ramp = self.ramp_fraction * self.steps
-        if ramp <= 0 or step >= ramp:
+    def lr_factor(self, step: int, progress: float | None = None) -> float:
+        """Multiplier of the peak learning rates at 0-based ``step`` (and ``progress``)."""
+        t = step / self.steps if progress is None else progress
+        warmup = min(self.warmup_steps, self.steps // 10)
+        warm = (step + 1) / warmup if warmup and step < warmup else 1.0
+        if self.lr_schedule == "constant":
+            return warm
+        return warm * (self.lr_min_ratio + (1 - self.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def lambda_at(self, step: int, progress: float | None = None) -> float:
+        """Gradient-term weight (linear ramp over ``ramp_fraction``, then constant)."""
+        t = step / self.steps if progress is None else progress
+        if self.ramp_fraction <= 0 or t >= self.ramp_fraction:
             return self.lambda_grad
-        return self.lambda_grad_start + (self.lambda_grad - self.lambda_grad_start) * step / ramp
+        return self.lambda_grad_start + (self.lambda_grad - self.lambda_grad_start) * t / self.ramp_fraction
 
 
 @dataclass
@@ -293,6 +306,9 @@ class Trainer:
         self.progress = progress
         self.device = _resolve_device(config.device)
         self.learnable = bool(proposer.learnable)
+        if self.device.type == "cuda":  # TF32 matrix products: ~2x faster, ample precision for training
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
 
         _seed_everything(config.seed)
         self.fuser_net = fuser.build_network().to(self.device).train()
@@ -391,29 +407,39 @@ class Trainer:
                 "rec": loss_r.item(), "meta_rec": meta.item()}
 
     # -- the loop ---------------------------------------------------------------
-    def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None) -> TrainResult:
+    def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None,
+            clock_start: float | None = None) -> TrainResult:
         """Train until ``config.steps`` or the time budget; returns a :class:`TrainResult`.
+
+        Parameters
+        ----------
+        on_step : callable, optional
+            Called as ``on_step(step, losses)`` after every step.
+        clock_start : float, optional
+            :func:`time.monotonic` value from which ``max_minutes`` counts
+            (e.g. when the command started, so loading data counts too);
+            default: now.
 
         Raises
         ------
         TrainingInterrupted
             On Ctrl-C, after saving a checkpoint.
         """
-        from tqdm.auto import tqdm
-
         c = self.config
         start = time.monotonic()
+        budget_start = start if clock_start is None else min(clock_start, start)
         log_file, writer = self._open_log()
-        bar = tqdm(total=c.steps, initial=self.step, disable=(None if self.progress is None else not self.progress),
-                   desc=f"train {self.names['method']}/{c.task}", unit="step", dynamic_ncols=True)
+        bar = _progress_bar(total=c.steps, initial=self.step, show=self.progress,
+                            desc=f"train {self.names['method']}/{c.task}")
         stopped = "done"
         try:
             while self.step < c.steps:
-                if c.max_minutes is not None and time.monotonic() - start >= c.max_minutes * 60:
+                if c.max_minutes is not None and time.monotonic() - budget_start >= c.max_minutes * 60:
                     stopped = "time"
                     break
-                factor = c.lr_factor(self.step)
-                lr, lam = c.lr * factor, c.lambda_at(self.step)
+                frac = c.progress(self.step, time.monotonic() - budget_start)
+                factor = c.lr_factor(self.step, frac)
+                lr, lam = c.lr * factor, c.lambda_at(self.step, frac)
                 phase = self.phase_of(self.step)
                 if phase == "meta":
                     losses = self.meta_step(lr, c.lr_proposer * factor, lam)
@@ -591,6 +617,29 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f"{path}: checkpoint layout version {state.get('format_version')!r}, this fusekit "
                            f"reads version {CHECKPOINT_VERSION}; retrain or use the fusekit that wrote it")
     return state
+
+
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, initial: int, show: bool | None, desc: str) -> Any:
+    """A tqdm bar (``show=None``: only on a terminal), or a silent stand-in."""
+    if show is False:
+        return _NoBar()
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency; keep training without it
+        return _NoBar()
+    return tqdm(total=total, initial=initial, disable=None if show is None else False, desc=desc,
+                unit="step", dynamic_ncols=True)
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
