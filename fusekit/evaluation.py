@@ -332,7 +332,7 @@ _FUSERS: dict[tuple[Any, ...], Any] = {}
 
 
 def _fuser(spec: FusedMethod) -> Any:
-    key = (spec.fuser, spec.options)
+    key = (spec.fuser, repr(spec.options))  # options may hold unhashable values
     if key not in _FUSERS:
         fuser = spec.fuser.create(**dict(spec.options))
         fuser.prepare()
