@@ -8,10 +8,13 @@
 # safetensors, click, pluggy (tqdm optional). Nothing is downloaded or
 # installed: the repo is put on PYTHONPATH.
 #
-# Writes to $OUT (default gpu_out/): per run NAME = <task>-<refusion|fixed>:
+# Writes to $WORK (default gpu_out/): per run NAME = <task>-<refusion|fixed>:
 #   NAME.safetensors (fuser weights + metadata), NAME.json (training card),
 #   NAME.csv (losses per step), NAME.ckpt (resumable checkpoint), NAME.log
 #   (stdout/stderr); env.txt (versions, GPU) and summary.json (all cards).
+# If $OUT is set (the device machine), packs them into three files there:
+#   $OUT/summary.json, $OUT/results.tar.gz (all but checkpoints),
+#   $OUT/checkpoints.tar (the .ckpt files, for --resume).
 #
 # Settings (environment): MINUTES (training budget per run, default 6.5),
 # DEVICE (cuda), PATCH (96), BATCH (8 pairs; 16 with the swapped copies),
@@ -19,7 +22,8 @@
 # PROPOSERS ("refusion fixed"), SEED (0), EXTRA (more 'fusekit train' options).
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-gpu_out}
+WORK=${WORK:-gpu_out}
+PY=${PYTHON:-python3}
 MINUTES=${MINUTES:-6.5}
 DEVICE=${DEVICE:-cuda}
 PATCH=${PATCH:-96}
@@ -29,13 +33,13 @@ TASKS=${TASKS:-"ivif mif mfif meif"}
 PROPOSERS=${PROPOSERS:-"refusion fixed"}
 SEED=${SEED:-0}
 EXTRA=${EXTRA:-}
-mkdir -p "$OUT"
+mkdir -p "$WORK"
 export PYTHONPATH="$PWD:$PWD/plugins${PYTHONPATH:+:$PYTHONPATH}"
 export PYTHONUNBUFFERED=1
 T0=$(date +%s)
 
 # -- preflight: fail in seconds, not after the budget ---------------------------
-python - "$DEVICE" > "$OUT/env.txt" 2>&1 <<'PY'
+"$PY" - "$DEVICE" > "$WORK/env.txt" 2>&1 <<'PY'
 import importlib.util, platform, sys
 missing = [m for m in ("torch", "numpy", "safetensors", "click", "pluggy") if importlib.util.find_spec(m) is None]
 if missing:
@@ -54,15 +58,15 @@ for name in ("refusion", "fixed"):
 host.fusers.get("refusion"); host.reconstructors.get("refusion")
 print("plugins ok; failures:", [(p.name, p.error) for p in host.failures])
 PY
-if [ $? -ne 0 ]; then echo "preflight failed:"; cat "$OUT/env.txt"; exit 2; fi
-cat "$OUT/env.txt"
+if [ $? -ne 0 ]; then echo "preflight failed:"; cat "$WORK/env.txt"; exit 2; fi
+cat "$WORK/env.txt"
 for task in $TASKS; do
   [ -f "gpu_data/$task.npz" ] || { echo "gpu_data/$task.npz missing: run python benchmarks/make_patches.py"; exit 2; }
 done
 
 # the fusekit CLI, with the built-in 'fixed' loss proposer plugin loaded even if
 # fusekit.plugins.BUILTIN_PLUGINS does not list it yet
-FUSEKIT=(python -c 'import sys
+FUSEKIT=("$PY" -c 'import sys
 from fusekit.plugins import BUILTIN_PLUGINS, build_host
 from fusekit.cli import make_cli
 builtins = tuple(dict.fromkeys(BUILTIN_PLUGINS + ("fusekit.training.plugin",)))
@@ -71,7 +75,7 @@ make_cli(build_host(builtins=builtins, entry_points=False))(args=sys.argv[1:], p
 # --max-minutes counts from each command's start and stops training cleanly
 # (checkpoint, weights, card). Hard stop 45 s later in case a process hangs:
 # SIGINT makes fusekit save a checkpoint, exported below.
-LIMIT=$(python -c "print(int(float('$MINUTES') * 60 + 45))")
+LIMIT=$("$PY" -c "print(int(float('$MINUTES') * 60 + 45))")
 pids=(); names=()
 for task in $TASKS; do
   for lp in $PROPOSERS; do
@@ -81,22 +85,22 @@ for task in $TASKS; do
       --loss-proposer "$lp" --device "$DEVICE" --threads "$THREADS" --seed "$SEED" \
       --patch-size "$PATCH" --batch-size "$BATCH" --steps 200000 --max-minutes "$MINUTES" --time-schedule \
       --checkpoint-every 250 --no-progress \
-      -o "$OUT/$name.safetensors" --log "$OUT/$name.csv" $EXTRA > "$OUT/$name.log" 2>&1 &
+      -o "$WORK/$name.safetensors" --log "$WORK/$name.csv" $EXTRA > "$WORK/$name.log" 2>&1 &
     pids+=($!); names+=("$name")
   done
 done
 echo "started ${#pids[@]} runs (${MINUTES} min each) at $(date -u +%H:%M:%S)"
 if [[ "$DEVICE" == cuda* ]] && command -v nvidia-smi > /dev/null; then
-  (sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used,memory.total --format=csv > "$OUT/nvidia-smi.txt" 2>&1) &
+  (sleep 90; nvidia-smi --query-gpu=utilization.gpu,memory.used,memory.total --format=csv > "$WORK/nvidia-smi.txt" 2>&1) &
 fi
 status=0
 for i in "${!pids[@]}"; do
   wait "${pids[$i]}"; rc=$?
-  echo "${names[$i]}: exit $rc, $(tail -n 1 "$OUT/${names[$i]}.log")"
+  echo "${names[$i]}: exit $rc, $(tail -n 1 "$WORK/${names[$i]}.log")"
   [ $rc -eq 0 ] || status=1
 done
 
-python - "$OUT" <<'PY'
+"$PY" - "$WORK" <<'PY'
 import json, sys
 from pathlib import Path
 out = Path(sys.argv[1])
@@ -128,5 +132,11 @@ for name, c in cards.items():
     print(f"{name:16s} steps {c['steps']:6d}  {c['train_seconds']:6.0f} s  {c.get('stopped', '')}  "
           + "  ".join(f"{k} {v:.4f}" for k, v in c["final_losses"].items()))
 PY
+if [ -n "${OUT:-}" ]; then
+  mkdir -p "$OUT"; DEST=$(cd "$OUT" && pwd)
+  cp "$WORK/summary.json" "$DEST/summary.json"
+  (cd "$WORK" && tar czf "$DEST/results.tar.gz" --exclude='*.ckpt' . && tar cf "$DEST/checkpoints.tar" ./*.ckpt)
+  ls -la "$DEST"
+fi
 echo "total wall time $(( $(date +%s) - T0 )) s"
 exit $status
