@@ -130,7 +130,6 @@ def nabf(ctx: MetricContext) -> float:
     mode = "mirror"
     _, gf, af = _edges(ctx, 0, mode, False)
     artefact = np.ones(gf.shape, dtype=bool)
-    num = 0.0
     den = 0.0
     terms = []
     for s in (1, 2):
