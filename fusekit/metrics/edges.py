@@ -15,9 +15,10 @@ Dg = 0.5, Ta = 0.9879, ka = -22, Da = 0.8, weights ``w = g`` (L = 1)::
 
 ``standard`` follows the paper: ``G = 1`` where the strengths are equal,
 ``alpha = +-pi/2`` by the sign of ``gy`` where ``gx = 0`` (0 where both are
-0), mirrored borders. ``cddfuse`` follows the script that nearly all Python
-evaluation code shares: zero-padded borders, ``G = g_F`` (not 1) where
-``g_A == g_F``, and ``alpha = pi/2`` wherever ``gx = 0``.
+0), mirrored borders, float64. ``cddfuse`` follows the script that nearly
+all Python evaluation code shares: zero-padded borders, ``G = g_F`` (not 1)
+where ``g_A == g_F``, ``alpha = pi/2`` wherever ``gx = 0``, and float32
+arithmetic after the (exact) Sobel responses, as in the script.
 
 N^{AB/F} is Shreyamsha Kumar's modified fusion-artefact measure (the same
 in both profiles), with Petrovic's parameters Td = 2, wt_min = 0.001,
@@ -59,10 +60,12 @@ def _edges(ctx: MetricContext, index: int, mode: str, quirks: bool
         g2 = gx * gx
         g2 += gy * gy
         zero = gx == 0
+        if quirks:  # the script works in float32 from here on (its Sobel output is exact)
+            gx, gy = gx.astype(np.float32), gy.astype(np.float32)
         with np.errstate(divide="ignore", invalid="ignore"):
             alpha = np.arctan(gy / gx)
         np.copyto(alpha, (np.pi / 2) if quirks else np.sign(gy) * (np.pi / 2), where=zero)
-        return g2, np.sqrt(g2), alpha
+        return g2, np.sqrt(g2.astype(alpha.dtype)), alpha
 
     return ctx.cached(("edges", index, mode, quirks), make)
 
@@ -115,12 +118,12 @@ def qabf(ctx: MetricContext) -> float:
     mode = "constant" if quirks else "mirror"
     qa, ga = _qabf_source(ctx, 1, mode, quirks)
     qb, gb = _qabf_source(ctx, 2, mode, quirks)
-    den = float(ga.sum() + gb.sum())
+    den = float(ga.sum(dtype=np.float64) + gb.sum(dtype=np.float64))
     if den == 0.0:
         return 0.0  # no edges in either source: nothing to preserve, nothing preserved
     qa *= ga
     qb *= gb
-    return float((qa.sum() + qb.sum()) / den)
+    return float((qa.sum(dtype=np.float64) + qb.sum(dtype=np.float64)) / den)
 
 
 def nabf(ctx: MetricContext) -> float:
