@@ -46,6 +46,7 @@ def _scale_terms(mu: np.ndarray, sq: np.ndarray, cross: np.ndarray) -> tuple[np.
     mu2 = mu[0]
     sigma2_sq = np.maximum(sq[0] - mu2 * mu2, 0.0)
     flat2 = sigma2_sq < _EPS
+    any_flat2 = bool(flat2.any())
     nums, dens = [], []
     for s in range(1, mu.shape[0]):
         mu1 = mu[s]
@@ -54,11 +55,13 @@ def _scale_terms(mu: np.ndarray, sq: np.ndarray, cross: np.ndarray) -> tuple[np.
         g = sigma12 / (sigma1_sq + _EPS)
         sv_sq = sigma2_sq - g * sigma12
         flat1 = sigma1_sq < _EPS
-        np.copyto(g, 0.0, where=flat1)
-        np.copyto(sv_sq, sigma2_sq, where=flat1)
-        np.copyto(sigma1_sq, 0.0, where=flat1)
-        np.copyto(g, 0.0, where=flat2)
-        np.copyto(sv_sq, 0.0, where=flat2)
+        if flat1.any():  # flat regions are rare: skip the masked writes when there are none
+            np.copyto(g, 0.0, where=flat1)
+            np.copyto(sv_sq, sigma2_sq, where=flat1)
+            np.copyto(sigma1_sq, 0.0, where=flat1)
+        if any_flat2:
+            np.copyto(g, 0.0, where=flat2)
+            np.copyto(sv_sq, 0.0, where=flat2)
         negative = g < 0
         np.copyto(sv_sq, sigma2_sq, where=negative)
         np.copyto(g, 0.0, where=negative)
@@ -91,9 +94,12 @@ def vif(ctx: MetricContext) -> float:
         win = gaussian_kernel(size, size / 5.0)
         if scale > 1:
             images = filter_valid_decimate(images, win, "vif")
-        stats = filter_valid(np.concatenate([images, images * images, images[1:] * images[0]]),
-                             win, "vif")
         k = n + 1
+        maps = np.empty((3 * k - 1,) + images.shape[1:])
+        maps[:k] = images
+        np.multiply(images, images, out=maps[k:2 * k])
+        np.multiply(images[1:], images[0], out=maps[2 * k:])
+        stats = filter_valid(maps, win, "vif")
         nums, dens = _scale_terms(stats[:k], stats[k:2 * k], stats[2 * k:])
         num += nums
         den += dens
