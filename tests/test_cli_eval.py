@@ -88,3 +88,10 @@ def test_eval_uses_plugin_metrics_of_the_host(run_cli, dataset: Path, tmp_path: 
                       "--cache", tmp_path, "-j", "2", "--no-progress"], host=host)
     assert result.exit_code == 0, result.output
     assert "BRIGHTEST ↑ (grey levels)" in result.output
+
+
+def test_eval_list_metrics(run_cli):
+    result = run_cli(["eval", "--list-metrics"])
+    assert result.exit_code == 0
+    assert "standard: bits, cddfuse: nats" in result.output
+    assert "nabf" in result.output and "↓" in result.output and "profile cddfuse" in result.output

@@ -17,7 +17,30 @@ def _split(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
+def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """Print every metric with unit, direction and reference, and the profiles; then exit."""
+    if not value or ctx.resilient_parsing:
+        return
+    from ..metrics import PROFILES
+    from ..metrics.compute import resolve_metrics
+
+    state = ctx.find_object(CliState)
+    metrics = resolve_metrics(None, state.host if state else None)
+    width = max(len(m.name) for m in metrics)
+    for m in metrics:
+        per_profile = {p: m.unit_for(p) or "no unit" for p in PROFILES}
+        units = (", ".join(f"{p}: {u}" for p, u in per_profile.items())
+                 if len(set(per_profile.values())) > 1 else (m.unit or "no unit"))
+        click.echo(f"{m.name.ljust(width)}  {m.arrow}  {m.full_name} [{units}]; {m.reference}")
+    click.echo("")
+    for p in PROFILES.values():
+        click.echo(f"profile {p.name}: {p.summary}")
+    ctx.exit(0)
+
+
 @click.command("eval")
+@click.option("--list-metrics", is_flag=True, expose_value=False, is_eager=True, callback=_list_metrics,
+              help="List the metrics (unit, direction, reference) and profiles, then exit.")
 @click.argument("dataset", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--fused", "fused_dirs", multiple=True,
               type=click.Path(path_type=Path, exists=True, file_okay=False),
