@@ -236,7 +236,7 @@ def render(rows, cv_rows, agree, repeats: int, command: str, load: tuple[float, 
                   "The differences come from pixels where every source's raw weight "
                   "(contrast x saturation x exposedness) is tiny, below 1e-6, as on flat, grey or "
                   "clipped patches: there float32 rounding decides which source wins, and the "
-                  "pyramid spreads the choice. The main case is saturation on grey pixels: fusekit "
+                  "pyramid spreads the choice. One such case is saturation on grey pixels: fusekit "
                   "computes it from pairwise channel differences, exactly 0, while OpenCV's "
                   "`mean = (R+G+B)/3` leaves ~1e-8, far above the 1e-12 weight floor. Checked "
                   "against a re-implementation with OpenCV's own primitives (`cvtColor`, "
