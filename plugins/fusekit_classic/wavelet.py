@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 from typing import Sequence
 
 import numpy as np
 import pywt
 
-from fusekit.errors import InputError
+from fusekit.errors import InputError, ParameterError
 from fusekit.interfaces import TASKS, Fuser
 
-from ._validate import check_choice, check_int, finish, stack_sources
+from ._validate import check_int, finish, stack_sources
 from .pyramid import select_max_abs
 
 
@@ -60,7 +61,7 @@ class DWT(Fuser):
 
     def __init__(self, *, wavelet: str = "db2", levels: int = 3) -> None:
         super().__init__()
-        self.wavelet = check_choice(self.name, "wavelet", wavelet, pywt.wavelist(kind="discrete"))
+        self.wavelet = _check_wavelet(wavelet)
         self.levels = check_int(self.name, "levels", levels, minimum=1, maximum=30)
 
     def fuse(self, sources: Sequence[np.ndarray]) -> np.ndarray:
@@ -79,3 +80,16 @@ class DWT(Fuser):
             fused.append(tuple(select_max_abs(band) for band in bands))
         image = pywt.waverec2(fused, wav, mode="symmetric", axes=(0, 1))
         return finish(image[:h, :w])
+
+
+def _check_wavelet(wavelet: object) -> str:
+    """Return ``wavelet`` if PyWavelets knows it as a discrete wavelet, else raise ParameterError."""
+    known = pywt.wavelist(kind="discrete")
+    if isinstance(wavelet, str) and wavelet in known:
+        return wavelet
+    close = difflib.get_close_matches(str(wavelet), known, n=3, cutoff=0.6)
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise ParameterError(
+        f"dwt: wavelet must be one of PyWavelets' {len(known)} discrete wavelets "
+        f"(e.g. 'haar', 'db2', 'sym4', 'coif1', 'bior2.2'), got {wavelet!r}; "
+        f"{hint}see pywt.wavelist(kind='discrete')")
