@@ -18,8 +18,10 @@ Run from the repository root (``shared/`` beside it)::
     python benchmarks/metrics.py            # writes its section of BENCHMARKS.md
     python benchmarks/metrics.py --no-write
 
-Timings are wall-clock minimums over repeats for fusekit and a single run for
-the slow reference; other processes on the machine inflate both.
+The reference and fusekit are timed back to back in interleaved rounds and
+the ratio is taken per round (median reported), because other processes on a
+shared machine change its speed from one second to the next; wall and CPU
+(process) times are both given.
 """
 
 from __future__ import annotations
@@ -205,29 +207,33 @@ def load_triplets(count):
     return out
 
 
-def _best(fn, repeat):
-    """Best wall and best CPU time (seconds) of ``repeat`` calls, and the last result."""
-    wall = cpu = float("inf")
-    for _ in range(repeat):
-        t0, c0 = time.perf_counter(), time.process_time()
-        out = fn()
-        wall = min(wall, time.perf_counter() - t0)
-        cpu = min(cpu, time.process_time() - c0)
-    return wall, cpu, out
+def _timed(fn):
+    t0, c0 = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - t0, time.process_time() - c0, out
 
 
-def bench_metrics(triplets, repeat, ref_repeat):
+def bench_metrics(triplets, rounds):
+    """Interleaved rounds (reference, fusekit cddfuse, fusekit standard) per triplet.
+
+    Other processes change the machine's speed from second to second, so the
+    three are timed back to back in each round and the ratio is taken per
+    round; medians over rounds and triplets are reported.
+    """
     from fusekit.metrics import compute
 
-    times = {"ref": [], "ours": [], "all": []}
+    rows = []  # (ref wall, ref cpu, ours wall, ours cpu, all wall, all cpu)
     worst = 0.0
     for name, f, a, b in triplets:
-        rw, rc, ref = _best(lambda: Reference.compute(f, a, b), ref_repeat)
-        ow, oc, ours = _best(lambda: compute(f, [a, b], metrics=NAMES, profile="cddfuse"), repeat)
-        aw, ac, _ = _best(lambda: compute(f, [a, b], profile="standard"), repeat)
-        times["ref"].append((rw, rc))
-        times["ours"].append((ow, oc))
-        times["all"].append((aw, ac))
+        compute(f, [a, b], profile="standard")  # warm-up (imports, allocator)
+        for _ in range(rounds):
+            rw, rc, ref = _timed(lambda: Reference.compute(f, a, b))
+            ow, oc, ours = _timed(lambda: compute(f, [a, b], metrics=NAMES, profile="cddfuse"))
+            aw, ac, _ = _timed(lambda: compute(f, [a, b], profile="standard"))
+            rows.append((rw, rc, ow, oc, aw, ac))
+            print(f"{name}: reference {rw * 1e3:.0f} ms ({rc * 1e3:.0f} CPU), fusekit cddfuse "
+                  f"{ow * 1e3:.1f} ms ({oc * 1e3:.1f} CPU), standard (12 metrics) {aw * 1e3:.1f} ms "
+                  f"({ac * 1e3:.1f} CPU)", flush=True)
         for k in NAMES:
             r, o = ref[k], float(ours[k])
             if math.isnan(r):
@@ -236,11 +242,13 @@ def bench_metrics(triplets, repeat, ref_repeat):
             worst = max(worst, rel)
             if rel > 1e-5:
                 raise SystemExit(f"{name} {k}: reference {r!r} vs fusekit {o!r} (relative {rel:.2e})")
-        print(f"{name}: reference {rw * 1e3:.0f} ms ({rc * 1e3:.0f} CPU), fusekit cddfuse "
-              f"{ow * 1e3:.1f} ms ({oc * 1e3:.1f} CPU), standard (12 metrics) {aw * 1e3:.1f} ms "
-              f"({ac * 1e3:.1f} CPU)", flush=True)
-    mean = {k: tuple(float(np.mean([v[i] for v in vals])) for i in (0, 1)) for k, vals in times.items()}
-    return mean, worst
+    t = np.array(rows)
+    med = np.median(t, axis=0)
+    ratios = {
+        "ours_wall": float(np.median(t[:, 0] / t[:, 2])), "ours_cpu": float(np.median(t[:, 1] / t[:, 3])),
+        "all_wall": float(np.median(t[:, 0] / t[:, 4])), "all_cpu": float(np.median(t[:, 1] / t[:, 5])),
+    }
+    return med, ratios, worst
 
 
 def _cpu_seconds():
@@ -290,8 +298,7 @@ def write_section(text):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--triplets", type=int, default=3)
-    parser.add_argument("--repeat", type=int, default=5)
-    parser.add_argument("--ref-repeat", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds per triplet")
     parser.add_argument("--pairs", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=2, help="jobs=1 / jobs=2 alternations")
     parser.add_argument("--no-write", action="store_true")
@@ -299,23 +306,23 @@ def main():
     if not DATA.is_dir():
         raise SystemExit(f"{DATA} not found; the benchmark needs shared/data beside the repository")
     load_before = os.getloadavg()[0]
-    mean, worst = bench_metrics(load_triplets(args.triplets), args.repeat, args.ref_repeat)
-    (ref, ref_cpu), (ours, ours_cpu), (ours_all, all_cpu) = mean["ref"], mean["ours"], mean["all"]
+    med, ratio, worst = bench_metrics(load_triplets(args.triplets), args.repeat)
+    ref, ref_cpu, ours, ours_cpu, ours_all, all_cpu = med
     (t1, cpu1), (t2, cpu2) = bench_jobs(args.pairs, args.rounds)
     load_after = os.getloadavg()[0]
     text = f"""## Metrics (`benchmarks/metrics.py`)
 
-Command: `python benchmarks/metrics.py` ({args.triplets} MSRS 640x480 triplets, best of
-{args.repeat} runs for fusekit and {args.ref_repeat} for the reference; {args.pairs} RoadScene pairs,
-best of {args.rounds} alternating runs per setting). Machine: {platform.machine()}, {os.cpu_count()} cores,
+Command: `python benchmarks/metrics.py` ({args.triplets} MSRS 640x480 triplets x {args.repeat}
+interleaved rounds of reference / fusekit, medians; {args.pairs} RoadScene pairs, best of
+{args.rounds} alternating runs per setting). Machine: {platform.machine()}, {os.cpu_count()} cores,
 Python {platform.python_version()}, numpy {np.__version__}; load average {load_before:.1f} before /
 {load_after:.1f} after: other processes share the cores, which inflates every wall time.
 
 | what | wall time | CPU time | ratio (wall / CPU) |
 |---|---|---|---|
 | CDDFuse-style reference, 11 metrics, per 640x480 triplet | {ref * 1e3:.0f} ms | {ref_cpu * 1e3:.0f} ms | 1 |
-| fusekit `cddfuse` profile, same 11 metrics, same values (max relative difference {worst:.1e}) | {ours * 1e3:.1f} ms | {ours_cpu * 1e3:.1f} ms | **{ref / ours:.1f}x / {ref_cpu / ours_cpu:.1f}x faster** |
-| fusekit `standard` profile, all 12 metrics (adds Nabf) | {ours_all * 1e3:.1f} ms | {all_cpu * 1e3:.1f} ms | {ref / ours_all:.1f}x / {ref_cpu / all_cpu:.1f}x faster |
+| fusekit `cddfuse` profile, same 11 metrics, same values (max relative difference {worst:.1e}) | {ours * 1e3:.1f} ms | {ours_cpu * 1e3:.1f} ms | **{ratio["ours_wall"]:.1f}x / {ratio["ours_cpu"]:.1f}x faster** |
+| fusekit `standard` profile, all 12 metrics (adds Nabf) | {ours_all * 1e3:.1f} ms | {all_cpu * 1e3:.1f} ms | {ratio["all_wall"]:.1f}x / {ratio["all_cpu"]:.1f}x faster |
 | `fusekit.evaluate`, {args.pairs} RoadScene pairs, all metrics, `jobs=1` | {t1:.2f} s | {cpu1:.2f} s | 1 |
 | same, `jobs=2` (`fusekit eval --jobs 2`) | {t2:.2f} s | {cpu2:.2f} s | **{t1 / t2:.2f}x faster** (wall) |
 
