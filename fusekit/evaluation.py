@@ -441,6 +441,17 @@ def _fmt(value: float | None) -> str:
     return f"{value:.2f}" if mag >= 100 else f"{value:.3f}" if mag >= 1 else f"{value:.4f}"
 
 
+def _fmt_stat(st: "Stat | None") -> str:
+    """``mean ± std`` with the decimals that suit the mean."""
+    if st is None:
+        return "-"
+    if not (math.isfinite(st.mean) and math.isfinite(st.std)):
+        return f"{_fmt(st.mean)} ± {_fmt(st.std)}"
+    mag = abs(st.mean)
+    digits = 2 if mag >= 100 else 3 if mag >= 1 else 4
+    return f"{st.mean:.{digits}f} ± {st.std:.{digits}f}"
+
+
 def _json_number(value: float | None) -> float | str | None:
     if value is None or math.isnan(value):
         return None
@@ -524,8 +535,7 @@ class EvaluationReport:
         for m in self.metrics:
             cells = [self._label(m)]
             for method in self.methods:
-                st = summary[method][m.name]
-                cells.append("-" if st is None else f"{_fmt(st.mean)} ± {_fmt(st.std)}")
+                cells.append(_fmt_stat(summary[method][m.name]))
             lines.append(cells)
         widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
         text = [self._header(), ""]
@@ -586,8 +596,7 @@ class EvaluationReport:
         for method in self.methods:
             cells = []
             for m in self.metrics:
-                st = summary[method][m.name]
-                cells.append("-" if st is None else f"{_fmt(st.mean)} ± {_fmt(st.std)}")
+                cells.append(_fmt_stat(summary[method][m.name]))
             out.append("| " + " | ".join([method, *cells]) + " |")
         out += ["", f"Profile `{self.profile.name}`: {self.profile.summary}. Inputs: {INPUT_NOTE}.",
                 "", "## Per image", "",
