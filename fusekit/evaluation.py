@@ -769,31 +769,38 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
 
     from tqdm import tqdm
 
-    bar = tqdm(total=len(tasks), desc="eval", unit="image", file=sys.stderr,
-               disable=None if progress is None else not progress, leave=False)
+    def progress_bar() -> Any:
+        return tqdm(total=len(tasks), desc="eval", unit="image", file=sys.stderr,
+                    disable=None if progress is None else not progress, leave=False)
+
     outcomes: list[_Outcome] = []
     previous = _WORKER_STATE
-    try:
-        if executor is None and jobs == 1:
-            _init_worker(state)
-            for t in tasks:
-                outcomes.append(run_task(t))
-                bar.update(1)
-            return outcomes
-        owned = executor is None
-        if executor is not None:
-            # a foreign executor (threads, Dask): every item carries the metrics
-            tasks = [dataclasses.replace(t, state=state) for t in tasks]
-            pool = executor
-        elif "fork" in multiprocessing.get_all_start_methods():
-            # forked workers inherit the state as is, so metrics from plugins
-            # (even lambdas) work; only the small work items are pickled
-            pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
-                                          initializer=_init_worker, initargs=(state,))
-        else:
-            pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(state,))
+    if executor is None and jobs == 1:
+        _init_worker(state)
         try:
-            futures = {pool.submit(run_task, t): t for t in tasks}
+            with progress_bar() as bar:
+                for t in tasks:
+                    outcomes.append(run_task(t))
+                    bar.update(1)
+        finally:
+            _init_worker(previous)
+        return outcomes
+    owned = executor is None
+    if executor is not None:
+        # a foreign executor (threads, Dask): every item carries the metrics
+        tasks = [dataclasses.replace(t, state=state) for t in tasks]
+        pool = executor
+    elif "fork" in multiprocessing.get_all_start_methods():
+        # forked workers inherit the state as is, so metrics from plugins
+        # (even lambdas) work; only the small work items are pickled
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
+                                      initializer=_init_worker, initargs=(state,))
+    else:
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(state,))
+    try:
+        # submit (and so fork the workers) before the progress bar starts its monitor thread
+        futures = {pool.submit(run_task, t): t for t in tasks}
+        with progress_bar() as bar:
             for fut in cf.as_completed(futures):
                 t = futures[fut]
                 try:
@@ -801,10 +808,7 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
                 except Exception as exc:  # a worker died or could not unpickle the item
                     outcomes.append(_Outcome(t.image, t.method, {}, [(None, _message(exc))]))
                 bar.update(1)
-        finally:
-            if owned:
-                pool.shutdown(cancel_futures=True)
-        return outcomes
     finally:
-        _init_worker(previous)
-        bar.close()
+        if owned:
+            pool.shutdown(cancel_futures=True)
+    return outcomes
