@@ -336,3 +336,25 @@ def test_plugin_metric_is_registered_and_nan_is_not_silent(pair):
     assert compute(a, [a, b], metrics="meangrey", host=host)["meangrey"] == pytest.approx(a.mean())
     with pytest.raises(ArithmeticError, match="undefined"):
         compute(a, [a, b], metrics="broken", host=host)
+
+
+def test_separable_filters_equal_2d_convolution():
+    from fusekit.metrics.filters import (filter_valid, filter_valid_decimate,
+                                         filter_valid_transposed, gaussian_kernel, sobel)
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 256, (2, 37, 45)).astype(np.float64)
+    k = gaussian_kernel(9, 1.8)
+    full = convolve2d(x[1], np.outer(k, k), mode="valid")
+    np.testing.assert_allclose(filter_valid(x, k)[1], full, rtol=1e-12)
+    np.testing.assert_allclose(filter_valid_transposed(x, k)[1].T, full, rtol=1e-12)
+    np.testing.assert_allclose(filter_valid_decimate(x, k)[1], full[::2, ::2], rtol=1e-12)
+    h3 = np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], float)
+    h1 = np.array([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], float)
+    gx, gy = sobel(x[0], "constant")
+    np.testing.assert_array_equal(gx, convolve2d(x[0], h3, mode="same"))
+    np.testing.assert_array_equal(gy, convolve2d(x[0], h1, mode="same"))
+    ext = np.pad(x[0], 1, mode="reflect")
+    gx, gy = sobel(x[0], "mirror")
+    np.testing.assert_array_equal(gx, convolve2d(ext, h3, mode="valid"))
+    np.testing.assert_array_equal(gy, convolve2d(ext, h1, mode="valid"))

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from ..errors import InputError
 from .base import Metric, MetricContext
-from .filters import filter_valid, gaussian_kernel
+from .filters import filter_valid_transposed, gaussian_kernel
 
 _K1, _K2 = 0.01, 0.03
 _GAUSS = gaussian_kernel(11, 1.5)
@@ -38,14 +38,14 @@ def _ssim_standard(ctx: MetricContext) -> float:
 
     def fused_stats() -> tuple[np.ndarray, np.ndarray]:
         f = ctx.fused
-        mu, ff = filter_valid(np.stack([f, f * f]), _GAUSS, "ssim")
+        mu, ff = filter_valid_transposed(np.stack([f, f * f]), _GAUSS, "ssim")
         return mu, ff - mu * mu
 
     mu_f, var_f = ctx.cached(("ssim-std", 0), fused_stats)
     f = ctx.fused
     total = 0.0
     for s in ctx.sources:
-        mu_s, ss, sf = filter_valid(np.stack([s, s * s, s * f]), _GAUSS, "ssim")
+        mu_s, ss, sf = filter_valid_transposed(np.stack([s, s * s, s * f]), _GAUSS, "ssim")
         var_s = ss - mu_s * mu_s
         cov = sf - mu_s * mu_f
         num = (2.0 * mu_s * mu_f + c1) * (2.0 * cov + c2)

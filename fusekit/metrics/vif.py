@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Metric, MetricContext
-from .filters import filter_valid, filter_valid_decimate, gaussian_kernel
+from .filters import filter_valid_decimate, filter_valid_transposed, gaussian_kernel
 
 _SIGMA_NSQ = 2.0
 _EPS = 1e-10
@@ -99,7 +99,7 @@ def vif(ctx: MetricContext) -> float:
         maps[:k] = images
         np.multiply(images, images, out=maps[k:2 * k])
         np.multiply(images[1:], images[0], out=maps[2 * k:])
-        stats = filter_valid(maps, win, "vif")
+        stats = filter_valid_transposed(maps, win, "vif")  # orientation is irrelevant here
         nums, dens = _scale_terms(stats[:k], stats[k:2 * k], stats[2 * k:])
         num += nums
         den += dens
