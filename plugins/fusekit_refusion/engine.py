@@ -58,7 +58,7 @@ __all__ = ["DEFAULT_CHUNK_PIXELS", "infer", "prepare"]
 
 #: Default pixels per strip: 2**17 keeps the largest temporary (128 channels)
 #: at 64 MiB and the two-row halo cheap even on 4096-pixel-wide images.
-DEFAULT_CHUNK_PIXELS = 1 << 17
+DEFAULT_CHUNK_PIXELS = 1 << 14
 
 #: Rows of context a strip needs on each side (two 3x3 convolutions deep).
 HALO = 2
@@ -84,9 +84,12 @@ class _Block:
     qkv_dw: torch.Tensor  # 3C x 1 x 3 x 3
     temperature: torch.Tensor  # heads
     proj_w: torch.Tensor  # C x C (out projection, not transposed: C_out x C_in)
-    ffn_in_w: torch.Tensor  # C x 2H (LN2 scale folded)
-    ffn_in_b: torch.Tensor  # 2H
-    ffn_dw: torch.Tensor  # 2H x 1 x 3 x 3
+    ffn_a_w: torch.Tensor  # C x H, gate half (LN2 scale folded)
+    ffn_a_b: torch.Tensor  # H
+    ffn_a_dw: torch.Tensor  # H x 1 x 3 x 3
+    ffn_b_w: torch.Tensor  # C x H, value half
+    ffn_b_b: torch.Tensor
+    ffn_b_dw: torch.Tensor
     ffn_out_w: torch.Tensor  # H x C
 
 
@@ -104,8 +107,10 @@ class _Fusion:
     t2: torch.Tensor
     mid1: torch.Tensor  # C_out x C_in
     mid2: torch.Tensor
-    e_w: torch.Tensor  # 2C x 8C
-    e_dw: torch.Tensor
+    g1_w: torch.Tensor  # 2C x 4C (first half of project_E)
+    g1_dw: torch.Tensor
+    g2_w: torch.Tensor  # 2C x 4C (second half)
+    g2_dw: torch.Tensor
     e1_w: torch.Tensor  # C x 4C
     e1_dw: torch.Tensor
     e2_w: torch.Tensor
@@ -137,6 +142,8 @@ def _prep_block(blk: TransformerBlock) -> _Block:
     w2, b2 = blk.norm2.weight.detach(), blk.norm2.bias.detach()
     qkv = attn.qkv.weight.detach()[:, :, 0, 0]  # 3C x C
     fin = ffn.project_in.weight.detach()[:, :, 0, 0]  # 2H x C
+    hid = fin.shape[0] // 2
+    fdw = ffn.dwconv.weight.detach()
     return _Block(
         dim=qkv.shape[1],
         heads=attn.heads,
@@ -145,9 +152,12 @@ def _prep_block(blk: TransformerBlock) -> _Block:
         qkv_dw=attn.qkv_dwconv.weight.detach(),
         temperature=attn.temperature.detach().reshape(-1),
         proj_w=attn.project_out.weight.detach()[:, :, 0, 0],
-        ffn_in_w=(fin * w2).t().contiguous(),
-        ffn_in_b=fin @ b2,
-        ffn_dw=ffn.dwconv.weight.detach(),
+        ffn_a_w=(fin[:hid] * w2).t().contiguous(),
+        ffn_a_b=fin[:hid] @ b2,
+        ffn_a_dw=fdw[:hid],
+        ffn_b_w=(fin[hid:] * w2).t().contiguous(),
+        ffn_b_b=fin[hid:] @ b2,
+        ffn_b_dw=fdw[hid:],
         ffn_out_w=_pw(ffn.project_out),
     )
 
@@ -155,13 +165,16 @@ def _prep_block(blk: TransformerBlock) -> _Block:
 def prepare(net: ReFusionNet) -> _Prepared:
     """Fold and transpose the weights of ``net`` for the engine (cheap, no copies kept in ``net``)."""
     fm = net.FM
+    e_w, e_dw = _pw(fm.project_E), fm.project_E_d.weight.detach()
+    half = e_w.shape[1] // 2
     fusion = _Fusion(
         dim=net.dim, heads=fm.heads,
         qkv1_w=_pw(fm.qkv1), qkv1_dw=fm.qkv1_dwconv.weight.detach(),
         qkv2_w=_pw(fm.qkv2), qkv2_dw=fm.qkv2_dwconv.weight.detach(),
         t1=fm.temperature1.detach().reshape(-1), t2=fm.temperature2.detach().reshape(-1),
         mid1=fm.project_mid1.weight.detach()[:, :, 0, 0], mid2=fm.project_mid2.weight.detach()[:, :, 0, 0],
-        e_w=_pw(fm.project_E), e_dw=fm.project_E_d.weight.detach(),
+        g1_w=e_w[:, :half].contiguous(), g1_dw=e_dw[:half],
+        g2_w=e_w[:, half:].contiguous(), g2_dw=e_dw[half:],
         e1_w=_pw(fm.project_E1), e1_dw=fm.project_E1_d.weight.detach(),
         e2_w=_pw(fm.project_E2), e2_dw=fm.project_E2_d.weight.detach(),
         out1_w=_pw(fm.project_out1), out2_w=_pw(fm.project_out2),
@@ -209,11 +222,22 @@ class _Stats:
         self.qq = None
         self.kk = None
 
-    def add(self, q: torch.Tensor, k: torch.Tensor) -> None:
-        """Accumulate pixels ``q, k`` (``P x C`` each); strip totals are summed in float64."""
+    @staticmethod
+    def partial(q: torch.Tensor, k: torch.Tensor) -> tuple:
+        """The sums of one tile: ``(q^T k, |q|^2, |k|^2)`` in float64 (``q, k``: ``P x C``)."""
         g = (q.t() @ k).double()
-        qq = torch.linalg.vector_norm(q, dim=0).double().square()
-        kk = torch.linalg.vector_norm(k, dim=0).double().square()
+        # squared norms as Gram diagonals: a GEMM is much faster than a strided column reduction
+        qq = torch.diagonal(q.t() @ q).double()
+        kk = torch.diagonal(k.t() @ k).double()
+        return g, qq, kk
+
+    def add(self, q: torch.Tensor, k: torch.Tensor) -> None:
+        """Accumulate pixels ``q, k`` (``P x C`` each)."""
+        self.merge(self.partial(q, k))
+
+    def merge(self, part: tuple) -> None:
+        """Add the sums of one tile (tiles are merged in a fixed order: deterministic)."""
+        g, qq, kk = part
         if self.gram is None:
             self.gram, self.qq, self.kk = g, qq, kk
         else:
@@ -263,10 +287,11 @@ def _block_apply(p: _Block, x: torch.Tensor, rows: int, width: int, stats: _Stat
     mix_t = stats.mixing(p.temperature, p.heads, p.proj_w)
     x.addmm_(qkv[:, 2 * c:], mix_t)
     del qkv
-    h = _dw(torch.addmm(p.ffn_in_b, _ln(x), p.ffn_in_w), rows, width, p.ffn_dw)
-    hid = h.shape[1] // 2
-    gated = F.gelu(h[:, :hid]).mul_(h[:, hid:])
-    del h
+    # the two halves as separate contiguous tensors: GELU on a strided half is ~4x slower
+    xhat = _ln(x)
+    gated = F.gelu(_dw(torch.addmm(p.ffn_a_b, xhat, p.ffn_a_w), rows, width, p.ffn_a_dw))
+    gated.mul_(_dw(torch.addmm(p.ffn_b_b, xhat, p.ffn_b_w), rows, width, p.ffn_b_dw))
+    del xhat
     x.addmm_(gated, p.ffn_out_w)
 
 
@@ -277,12 +302,6 @@ def _fusion_qkv(f: _Fusion, x: torch.Tensor, rows: int, width: int):
     return qkv1, qkv2
 
 
-def _fusion_stats_add(f: _Fusion, s1: _Stats, s2: _Stats, qkv1, qkv2) -> None:
-    c = f.dim
-    s1.add(qkv2[:, :c], qkv1[:, c: 2 * c])  # queries of stream 2, keys of stream 1
-    s2.add(qkv1[:, :c], qkv2[:, c: 2 * c])  # queries of stream 1, keys of stream 2
-
-
 def _fusion_apply(f: _Fusion, x: torch.Tensor, rows: int, width: int,
                   stats: tuple[_Stats, _Stats] | None) -> None:
     """Apply the fusion block in place to strip ``x`` (``P x 2C``: stream 1 | stream 2)."""
@@ -290,135 +309,215 @@ def _fusion_apply(f: _Fusion, x: torch.Tensor, rows: int, width: int,
     qkv1, qkv2 = _fusion_qkv(f, x, rows, width)
     if stats is None:
         stats = (_Stats(), _Stats())
-        _fusion_stats_add(f, stats[0], stats[1], qkv1, qkv2)
+        stats[0].add(qkv2[:, :c], qkv1[:, c: 2 * c])  # queries of stream 2, keys of stream 1
+        stats[1].add(qkv1[:, :c], qkv2[:, c: 2 * c])  # queries of stream 1, keys of stream 2
     m1 = stats[0].mixing(f.t1, f.heads, f.mid1)
     m2 = stats[1].mixing(f.t2, f.heads, f.mid2)
     x1, x2 = x[:, :c], x[:, c:]
     x1.addmm_(qkv1[:, 2 * c:], m1)
     x2.addmm_(qkv2[:, 2 * c:], m2)
     del qkv1, qkv2
-    g = _dw(x @ f.e_w, rows, width, f.e_dw)
-    half = g.shape[1] // 2
-    t1 = F.gelu(g[:, :half]).mul_(_dw(x1 @ f.e1_w, rows, width, f.e1_dw))
-    t2 = F.gelu(g[:, half:]).mul_(_dw(x2 @ f.e2_w, rows, width, f.e2_dw))
-    del g
+    t1 = F.gelu(_dw(x @ f.g1_w, rows, width, f.g1_dw)).mul_(_dw(x1 @ f.e1_w, rows, width, f.e1_dw))
+    t2 = F.gelu(_dw(x @ f.g2_w, rows, width, f.g2_dw)).mul_(_dw(x2 @ f.e2_w, rows, width, f.e2_dw))
     x.addmm_(t1, f.out1_w)
+    del t1
     x.addmm_(t2, f.out2_w)
 
 
 # --------------------------------------------------------------------------
-# Strip scheduling over a full H x W x C buffer
+# Tile scheduling over a full H x W x C buffer
 # --------------------------------------------------------------------------
-def _strips(height: int, width: int, chunk_pixels: int) -> list[tuple[int, int]]:
-    rows = max(1, min(height, chunk_pixels // max(width, 1)))
-    n = math.ceil(height / rows)
-    rows = math.ceil(height / n)  # balance strip heights
-    return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+@dataclass
+class _Grid:
+    """How the image is cut: row bands ``rows`` and, within a band, column tiles ``cols``."""
+
+    height: int
+    width: int
+    rows: list
+    cols: list
+
+    @property
+    def single(self) -> bool:
+        return len(self.rows) == 1 and len(self.cols) == 1
+
+    def tiles(self, halo: int):
+        """Yield ``(r0, r1, c0, c1, a, b, ca, cb)``: output box and its input box with halo."""
+        for r0, r1 in self.rows:
+            a, b = max(0, r0 - halo), min(self.height, r1 + halo)
+            for c0, c1 in self.cols:
+                yield r0, r1, c0, c1, a, b, max(0, c0 - halo), min(self.width, c1 + halo)
 
 
-def _accumulate(buf: torch.Tensor, ch: slice, strips, halo: int, fn) -> None:
-    """Call ``fn(strip_pixels, rows, lo, hi)`` on read-only strips of ``buf[..., ch]``.
+def _split(length: int, size: int) -> list[tuple[int, int]]:
+    n = math.ceil(length / max(1, min(size, length)))
+    size = math.ceil(length / n)  # balanced pieces
+    return [(i, min(length, i + size)) for i in range(0, length, size)]
 
-    ``lo:hi`` are the rows of the strip that belong to the output interval.
+
+def _grid(height: int, width: int, chunk_pixels: int) -> _Grid:
+    """Tiles of about ``chunk_pixels`` pixels: full-width strips for narrow images, else squares."""
+    side = max(1, math.isqrt(chunk_pixels))
+    tile_w = width if width <= 2 * side else side
+    tile_h = max(1, chunk_pixels // tile_w)
+    return _Grid(height, width, _split(height, tile_h), _split(width, tile_w))
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """``h x w x C`` -> contiguous ``(h w) x C``."""
+    return t.reshape(-1, t.shape[-1]) if t.is_contiguous() else t.contiguous().view(-1, t.shape[-1])
+
+
+def _interior(t: torch.Tensor, rows: int, cols: int, box) -> torch.Tensor:
+    """Pixels of ``t`` (``rows*cols x C``) inside ``box = (y0, y1, x0, x1)``, as ``P' x C``."""
+    y0, y1, x0, x1 = box
+    return _flat(t.view(rows, cols, -1)[y0:y1, x0:x1])
+
+
+class _Runner:
+    """Runs independent tiles, on a pool of single-threaded workers or in sequence.
+
+    On a CPU with several threads, tiles run concurrently, each with one
+    intra-op thread: small tiles otherwise pay an OpenMP fork/join per
+    operation, which is slow, and very slow on shared, oversubscribed cores.
+    Results come back in input order, so the output is deterministic.
     """
-    height, width = buf.shape[:2]
-    for r0, r1 in strips:
-        a, b = max(0, r0 - halo), min(height, r1 + halo)
-        s = buf[a:b, :, ch].reshape((b - a) * width, -1)
-        fn(s, b - a, r0 - a, r1 - a)
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self.pool = None
+        if workers > 1:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+    def map(self, fn, items) -> list:
+        items = list(items)
+        if self.pool is None or len(items) < 2:
+            return [fn(item) for item in items]
+        return list(self.pool.map(_in_inference_mode(fn), items))
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
 
 
-def _inplace(buf: torch.Tensor, ch: slice, strips, halo: int, fn) -> None:
-    """Run ``fn(strip_pixels, rows)`` on every strip (with halo) and write the interior back.
+def _in_inference_mode(fn):
+    """Wrap ``fn`` to run under inference mode (a thread-local setting) in a worker thread."""
+    def wrapped(item):
+        with torch.inference_mode():
+            return fn(item)
 
-    Strips go top to bottom and overwrite ``buf``; the original rows the next
-    strip needs as its upper halo are kept aside before they are overwritten.
+    return wrapped
+
+
+def _accumulate(run: _Runner, buf: torch.Tensor, ch: slice, grid: _Grid, fn) -> list:
+    """``[fn(tile_pixels, rows, cols, interior_box)]`` over tiles of ``buf[..., ch]`` (halo 1), in order."""
+    def one(box):
+        r0, r1, c0, c1, a, b, ca, cb = box
+        return fn(_flat(buf[a:b, ca:cb, ch]), b - a, cb - ca, (r0 - a, r1 - a, c0 - ca, c1 - ca))
+
+    return run.map(one, grid.tiles(1))
+
+
+def _inplace(run: _Runner, buf: torch.Tensor, ch: slice, grid: _Grid, fn) -> None:
+    """Run ``fn(tile_pixels, rows, cols)`` on every tile (with halo) and write its interior back.
+
+    Bands go top to bottom; each band's input (with halo rows) is copied
+    before any of its tiles is written, and the original rows the next band
+    needs as its upper halo are kept from that copy. Tiles of a band are
+    independent and may run concurrently (they write disjoint boxes).
     """
-    height, width = buf.shape[:2]
-    if len(strips) == 1:  # whole image: work on the buffer itself when possible
-        flat = buf[:, :, ch]
-        whole = flat.is_contiguous()
-        flat = flat.reshape(height * width, -1) if whole else flat.contiguous().view(height * width, -1)
-        fn(flat, height)
-        if not whole:
+    height, width = grid.height, grid.width
+    if grid.single:  # whole image: work on the buffer itself when possible
+        view = buf[:, :, ch]
+        flat = _flat(view)
+        fn(flat, height, width)
+        if flat.data_ptr() != view.data_ptr():
             buf[:, :, ch] = flat.view(height, width, -1)
         return
-    carry = None  # original content of rows [max(0, r0 - halo), r0)
-    for r0, r1 in strips:
-        a, b = max(0, r0 - halo), min(height, r1 + halo)
+    carry = None  # original content of rows [max(0, r0 - HALO), r0)
+    for r0, r1 in grid.rows:
+        a, b = max(0, r0 - HALO), min(height, r1 + HALO)
         below = buf[r0:b, :, ch]
-        s = below.clone(memory_format=torch.contiguous_format) if carry is None else torch.cat([carry, below], 0)
-        carry = s[max(0, r1 - halo) - a: r1 - a].clone() if r1 < height else None
-        rows = b - a
-        flat = s.view(rows * width, -1)
-        fn(flat, rows)
-        buf[r0:r1, :, ch] = flat.view(rows, width, -1)[r0 - a: r1 - a]
+        band = below.clone(memory_format=torch.contiguous_format) if carry is None else torch.cat([carry, below], 0)
+        carry = band[max(0, r1 - HALO) - a: r1 - a].clone() if r1 < height else None
+
+        def one(cols, band=band, r0=r0, r1=r1, a=a, b=b):
+            c0, c1 = cols
+            ca, cb = max(0, c0 - HALO), min(width, c1 + HALO)
+            tile = _flat(band[:, ca:cb]) if len(grid.cols) > 1 else band.view((b - a) * width, -1)
+            fn(tile, b - a, cb - ca)
+            buf[r0:r1, c0:c1, ch] = tile.view(b - a, cb - ca, -1)[r0 - a: r1 - a, c0 - ca: c1 - ca]
+
+        run.map(one, grid.cols)
 
 
-def _run_block(p: _Block, buf: torch.Tensor, ch: slice, strips) -> None:
-    width = buf.shape[1]
-    if len(strips) == 1:
-        _inplace(buf, ch, strips, HALO, lambda s, rows: _block_apply(p, s, rows, width, None))
+def _run_block(run: _Runner, p: _Block, buf: torch.Tensor, ch: slice, grid: _Grid) -> None:
+    if grid.single:
+        _inplace(run, buf, ch, grid, lambda t, rows, cols: _block_apply(p, t, rows, cols, None))
         return
+
+    def acc(t, rows, cols, box):
+        q, k = _block_qk(p, t, rows, cols)
+        return _Stats.partial(_interior(q, rows, cols, box), _interior(k, rows, cols, box))
+
     stats = _Stats()
-
-    def acc(s, rows, lo, hi):
-        q, k = _block_qk(p, _contig(s), rows, width)
-        stats.add(q[lo * width: hi * width], k[lo * width: hi * width])
-
-    _accumulate(buf, ch, strips, 1, acc)
-    _inplace(buf, ch, strips, HALO, lambda s, rows: _block_apply(p, s, rows, width, stats))
+    for part in _accumulate(run, buf, ch, grid, acc):
+        stats.merge(part)
+    _inplace(run, buf, ch, grid, lambda t, rows, cols: _block_apply(p, t, rows, cols, stats))
 
 
-def _run_fusion(f: _Fusion, buf: torch.Tensor, strips) -> None:
-    width = buf.shape[1]
+def _run_fusion(run: _Runner, f: _Fusion, buf: torch.Tensor, grid: _Grid) -> None:
     ch = slice(None)
-    if len(strips) == 1:
-        _inplace(buf, ch, strips, HALO, lambda s, rows: _fusion_apply(f, s, rows, width, None))
+    if grid.single:
+        _inplace(run, buf, ch, grid, lambda t, rows, cols: _fusion_apply(f, t, rows, cols, None))
         return
+    c = f.dim
+
+    def acc(t, rows, cols, box):
+        qkv1, qkv2 = _fusion_qkv(f, t, rows, cols)
+        qkv1, qkv2 = _interior(qkv1, rows, cols, box), _interior(qkv2, rows, cols, box)
+        return (_Stats.partial(qkv2[:, :c], qkv1[:, c: 2 * c]),  # queries of stream 2, keys of stream 1
+                _Stats.partial(qkv1[:, :c], qkv2[:, c: 2 * c]))  # queries of stream 1, keys of stream 2
+
     s1, s2 = _Stats(), _Stats()
-
-    def acc(s, rows, lo, hi):
-        qkv1, qkv2 = _fusion_qkv(f, _contig(s), rows, width)
-        sl = slice(lo * width, hi * width)
-        _fusion_stats_add(f, s1, s2, qkv1[sl], qkv2[sl])
-
-    _accumulate(buf, ch, strips, 1, acc)
-    _inplace(buf, ch, strips, HALO, lambda s, rows: _fusion_apply(f, s, rows, width, (s1, s2)))
+    for p1, p2 in _accumulate(run, buf, ch, grid, acc):
+        s1.merge(p1)
+        s2.merge(p2)
+    _inplace(run, buf, ch, grid, lambda t, rows, cols: _fusion_apply(f, t, rows, cols, (s1, s2)))
 
 
-def _contig(s: torch.Tensor) -> torch.Tensor:
-    return s if s.is_contiguous() else s.contiguous()
-
-
-def _infer_one(p: _Prepared, src: torch.Tensor, chunk_pixels: int) -> torch.Tensor:
+def _infer_one(p: _Prepared, src: torch.Tensor, chunk_pixels: int, run: _Runner) -> torch.Tensor:
     """``2 x H x W`` -> ``H x W`` for one image."""
     _, height, width = src.shape
     c2 = 2 * p.dim
-    strips = _strips(height, width, chunk_pixels)
+    grid = _grid(height, width, chunk_pixels)
     buf = torch.empty(height, width, c2, dtype=torch.float32, device=src.device)
     src_cl = src.permute(1, 2, 0)  # H x W x 2 view
-    for r0, r1 in strips:  # stems: both 3x3 convs as one grouped conv
-        a, b = max(0, r0 - 1), min(height, r1 + 1)
-        s = src_cl[a:b].reshape((b - a) * width, 2)
-        out = _conv3x3(s, b - a, width, p.stem_w, groups=2)
-        buf[r0:r1] = out.view(b - a, width, c2)[r0 - a: r1 - a]
-    all_ch = slice(None)
+
+    def stem(box):  # both 3x3 stems as one grouped conv
+        r0, r1, c0, c1, a, b, ca, cb = box
+        out = _conv3x3(_flat(src_cl[a:b, ca:cb]), b - a, cb - ca, p.stem_w, groups=2)
+        buf[r0:r1, c0:c1] = out.view(b - a, cb - ca, c2)[r0 - a: r1 - a, c0 - ca: c1 - ca]
+
+    run.map(stem, grid.tiles(1))
     s1, s2 = slice(0, p.dim), slice(p.dim, c2)
     for blk in p.enc1:
-        _run_block(blk, buf, s1, strips)
+        _run_block(run, blk, buf, s1, grid)
     for blk in p.enc2:
-        _run_block(blk, buf, s2, strips)
-    _run_fusion(p.fusion, buf, strips)
+        _run_block(run, blk, buf, s2, grid)
+    _run_fusion(run, p.fusion, buf, grid)
     for blk in p.dec:
-        _run_block(blk, buf, all_ch, strips)
+        _run_block(run, blk, buf, slice(None), grid)
     out = torch.empty(height, width, dtype=torch.float32, device=src.device)
-    for r0, r1 in strips:  # head: 3x3 conv, LeakyReLU, 3x3 conv, sigmoid
-        a, b = max(0, r0 - HALO), min(height, r1 + HALO)
-        s = buf[a:b].reshape((b - a) * width, c2)
-        h = F.leaky_relu_(_conv3x3(s, b - a, width, p.head0), 0.01)
-        y = _conv3x3(h, b - a, width, p.head1)
-        out[r0:r1] = torch.sigmoid_(y.view(b - a, width)[r0 - a: r1 - a])
+
+    def head(box):  # 3x3 conv, LeakyReLU, 3x3 conv, sigmoid
+        r0, r1, c0, c1, a, b, ca, cb = box
+        h = F.leaky_relu_(_conv3x3(_flat(buf[a:b, ca:cb]), b - a, cb - ca, p.head0), 0.01)
+        y = _conv3x3(h, b - a, cb - ca, p.head1)
+        out[r0:r1, c0:c1] = torch.sigmoid_(y.view(b - a, cb - ca)[r0 - a: r1 - a, c0 - ca: c1 - ca])
+
+    run.map(head, grid.tiles(HALO))
     return out
 
 
@@ -432,8 +531,15 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
     x : Tensor
         ``N x 2 x H x W`` float32 sources in [0, 1].
     chunk_pixels : int
-        Approximate pixels per strip (at least one full row is always used).
-        Smaller saves memory, larger saves the second attention pass.
+        Approximate pixels per tile (squares, or full-width strips on narrow
+        images). The result does not depend on it. The default keeps every
+        temporary small enough to be reused by the allocator instead of
+        being mapped fresh (page faults dominate otherwise).
+
+    Notes
+    -----
+    On CPU, tiles run concurrently on ``torch.get_num_threads()`` worker
+    threads with one intra-op thread each.
 
     Returns
     -------
@@ -445,7 +551,11 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
         raise ValueError(f"expected sources of shape N x 2 x H x W, got {tuple(x.shape)}")
     if chunk_pixels < 1:
         raise ValueError(f"chunk_pixels must be a positive integer, got {chunk_pixels}")
-    with torch.inference_mode():
-        p = prepare(net)
-        x = x.float()
-        return torch.stack([_infer_one(p, x[i], chunk_pixels) for i in range(x.shape[0])])[:, None]
+    run = _Runner(torch.get_num_threads() if x.device.type == "cpu" else 1)
+    try:
+        with torch.inference_mode():
+            p = prepare(net)
+            x = x.float()
+            return torch.stack([_infer_one(p, x[i], chunk_pixels, run) for i in range(x.shape[0])])[:, None]
+    finally:
+        run.close()

@@ -28,7 +28,7 @@ SOURCE_ORDER: dict[str, tuple[str, str]] = {
 
 #: Pixels per strip of the inference engine (kept in sync with engine.py,
 #: duplicated here so that reading the default does not import torch).
-DEFAULT_CHUNK_PIXELS = 1 << 17
+DEFAULT_CHUNK_PIXELS = 1 << 14
 
 
 class ReFusion(TorchFuser):
