@@ -1,0 +1,257 @@
+"""The evaluation report: per-image rows, per-method statistics, failures, and their formats."""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ParameterError
+from ..metrics.base import Metric
+from ..metrics.profiles import Profile
+
+#: What every report says about its inputs.
+INPUT_NOTE = "luminance (Y of BT.601 YCbCr), 0-255 scale"
+
+
+
+@dataclass(frozen=True)
+class Failure:
+    """Something that could not be scored.
+
+    Attributes
+    ----------
+    image : str
+        Image name (file name without extension).
+    method : str or None
+        Method or fused-folder label; ``None`` if the source set itself is
+        unusable.
+    message : str
+    metric : str or None
+        The metric that failed, if only one did.
+    """
+
+    image: str
+    method: str | None
+    message: str
+    metric: str | None = None
+
+    def __str__(self) -> str:
+        where = self.image + (f" [{self.method}]" if self.method else "")
+        return f"{where}{' ' + self.metric if self.metric else ''}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and population standard deviation of one metric over images."""
+
+    mean: float
+    std: float
+    n: int
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    mag = abs(value)
+    return f"{value:.2f}" if mag >= 100 else f"{value:.3f}" if mag >= 1 else f"{value:.4f}"
+
+
+def _fmt_stat(st: "Stat | None") -> str:
+    """``mean ± std`` with the decimals that suit the mean."""
+    if st is None:
+        return "-"
+    if not (math.isfinite(st.mean) and math.isfinite(st.std)):
+        return f"{_fmt(st.mean)} ± {_fmt(st.std)}"
+    mag = abs(st.mean)
+    digits = 2 if mag >= 100 else 3 if mag >= 1 else 4
+    return f"{st.mean:.{digits}f} ± {st.std:.{digits}f}"
+
+
+def _json_number(value: float | None) -> float | str | None:
+    if value is None or math.isnan(value):
+        return None
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
+
+
+@dataclass
+class EvaluationReport:
+    """Per-image metric values, per-method statistics and failures.
+
+    Attributes
+    ----------
+    profile : Profile
+    metrics : list of Metric
+        In column order.
+    methods : list of str
+        Method / fused-folder labels in order.
+    rows : list of dict
+        One per scored image and method: ``{"image", "method", <metric>:
+        float or None}``; ``None`` where that metric failed.
+    failures : list of Failure
+    dataset : Path or None
+    sources : tuple of str
+        Modality sub-folders in source order.
+    produced : int
+        Fused images produced (not taken from the cache) in this run.
+    """
+
+    profile: Profile
+    metrics: list[Metric]
+    methods: list[str]
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    dataset: Path | None = None
+    sources: tuple[str, ...] = ()
+    produced: int = 0
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing failed."""
+        return not self.failures
+
+    def values(self, method: str, metric: str) -> np.ndarray:
+        """The metric's per-image values for ``method`` (failed ones left out)."""
+        vals = [r[metric] for r in self.rows if r["method"] == method and r.get(metric) is not None]
+        return np.asarray(vals, dtype=np.float64)
+
+    def summary(self) -> dict[str, dict[str, Stat | None]]:
+        """``{method: {metric: Stat or None}}``: mean and population std over images."""
+        out: dict[str, dict[str, Stat | None]] = {}
+        for method in self.methods:
+            out[method] = {}
+            for m in self.metrics:
+                v = self.values(method, m.name)
+                if v.size == 0:
+                    out[method][m.name] = None
+                    continue
+                with np.errstate(invalid="ignore"):
+                    std = float(np.std(v)) if np.isfinite(v).all() else float("nan")
+                out[method][m.name] = Stat(float(np.mean(v)), std, int(v.size))
+        return out
+
+    def _header(self) -> str:
+        where = f"{self.dataset} " if self.dataset else ""
+        srcs = f"sources {', '.join(self.sources)}; " if self.sources else ""
+        n = len({r["image"] for r in self.rows})
+        return (f"{where}({srcs}{n} images; {INPUT_NOTE})\n"
+                f"profile {self.profile.name}: {self.profile.summary}")
+
+    def _label(self, m: Metric) -> str:
+        unit = m.unit_for(self.profile.name)
+        return f"{m.display} {m.arrow}" + (f" ({unit})" if unit else "")
+
+    def format_table(self) -> str:
+        """Terminal table: one row per metric (arrow, unit), one column per method (mean ± std)."""
+        summary = self.summary()
+        header = ["metric", *self.methods]
+        lines = [header]
+        for m in self.metrics:
+            cells = [self._label(m)]
+            for method in self.methods:
+                cells.append(_fmt_stat(summary[method][m.name]))
+            lines.append(cells)
+        widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
+        text = [self._header(), ""]
+        for k, row in enumerate(lines):
+            text.append("  ".join(c.ljust(widths[i]) if i == 0 else c.rjust(widths[i])
+                                  for i, c in enumerate(row)).rstrip())
+            if k == 0:
+                text.append("  ".join("-" * w for w in widths))
+        text.append("")
+        text.append("mean ± std over images; \u2191 higher is better, \u2193 lower is better")
+        return "\n".join(text)
+
+    def to_csv(self) -> str:
+        """Per-image rows: ``image,method,<metric>...`` (empty where a metric failed)."""
+        buf = _io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["image", "method", *(m.name for m in self.metrics)])
+        for r in self.rows:
+            writer.writerow([r["image"], r["method"],
+                             *("" if r.get(m.name) is None else repr(float(r[m.name]))
+                               for m in self.metrics)])
+        return buf.getvalue()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Everything as plain data (infinite values as ``"inf"``, missing as ``None``)."""
+        summary = self.summary()
+        return {
+            "dataset": str(self.dataset) if self.dataset else None,
+            "sources": list(self.sources),
+            "input": INPUT_NOTE,
+            "profile": {"name": self.profile.name, "summary": self.profile.summary,
+                        "reference": self.profile.reference},
+            "metrics": [{"name": m.name, "full_name": m.full_name,
+                         "unit": m.unit_for(self.profile.name),
+                         "higher_is_better": m.higher_is_better, "reference": m.reference}
+                        for m in self.metrics],
+            "summary": {method: {name: (None if st is None else
+                                        {"mean": _json_number(st.mean), "std": _json_number(st.std),
+                                         "n": st.n})
+                                 for name, st in per.items()}
+                        for method, per in summary.items()},
+            "rows": [{k: (_json_number(v) if isinstance(v, float) else v) for k, v in r.items()}
+                     for r in self.rows],
+            "failures": [{"image": f.image, "method": f.method, "metric": f.metric,
+                          "message": f.message} for f in self.failures],
+        }
+
+    def to_json(self) -> str:
+        """:meth:`to_dict` as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2) + "\n"
+
+    def to_markdown(self) -> str:
+        """Summary table (mean ± std per method), per-image table, and failures."""
+        summary = self.summary()
+        head = ["method", *(self._label(m) for m in self.metrics)]
+        out = [f"<!-- {self._header().replace(chr(10), '; ')} -->", "", "## Summary", "",
+               "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for method in self.methods:
+            cells = []
+            for m in self.metrics:
+                cells.append(_fmt_stat(summary[method][m.name]))
+            out.append("| " + " | ".join([method, *cells]) + " |")
+        out += ["", f"Profile `{self.profile.name}`: {self.profile.summary}. Inputs: {INPUT_NOTE}.",
+                "", "## Per image", "",
+                "| image | method | " + " | ".join(m.name for m in self.metrics) + " |",
+                "|" + "---|" * (len(self.metrics) + 2)]
+        for r in self.rows:
+            out.append("| " + " | ".join([r["image"], r["method"],
+                                          *(_fmt(r.get(m.name)) for m in self.metrics)]) + " |")
+        if self.failures:
+            out += ["", "## Failures", ""] + [f"- {f}" for f in self.failures]
+        return "\n".join(out) + "\n"
+
+    def render(self, fmt: str) -> str:
+        """The report as ``"table"``, ``"csv"``, ``"json"`` or ``"markdown"`` text."""
+        renderers = {"table": self.format_table, "csv": self.to_csv, "json": self.to_json,
+                     "markdown": self.to_markdown, "md": self.to_markdown}
+        if fmt not in renderers:
+            raise ParameterError(f"unknown report format {fmt!r}; use csv, json, markdown or table")
+        text = renderers[fmt]()
+        return text if text.endswith("\n") else text + "\n"
+
+    def write(self, path: str | os.PathLike, fmt: str | None = None) -> Path:
+        """Write the report; the format defaults to the file extension (csv, json, md)."""
+        path = Path(path)
+        if fmt is None:
+            fmt = {".csv": "csv", ".json": "json", ".md": "markdown",
+                   ".markdown": "markdown", ".txt": "table"}.get(path.suffix.lower(), "csv")
+        text = self.render(fmt)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        return path

@@ -1,0 +1,134 @@
+"""``evaluate``: score the fused images of a dataset."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
+
+from ..errors import InputError, ParameterError
+from ..metrics.base import Metric
+from ..metrics.profiles import Profile, get_profile
+from .dataset import find_dataset
+from .report import EvaluationReport, Failure
+from .sources import FusedFolder, FusedMethod, _find_fused, _folder_specs, _method_specs, default_cache_dir
+from .worker import _run, _State, _Task
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..plugins import PluginHost
+
+
+def evaluate(dataset: str | os.PathLike, *,
+             fused: str | os.PathLike | Sequence[str | os.PathLike] | Mapping[str, Any] | None = None,
+             methods: str | Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
+             sources: Sequence[str] | str | None = None,
+             metrics: str | Iterable[str | Metric] | None = None,
+             profile: str | Profile = "standard",
+             cache_dir: str | os.PathLike | None = None,
+             task: str | None = None,
+             jobs: int = 1,
+             executor: cf.Executor | None = None,
+             progress: bool | None = False,
+             host: "PluginHost | None" = None) -> EvaluationReport:
+    """Score the fused images of a dataset.
+
+    Parameters
+    ----------
+    dataset : path-like
+        Folder with one sub-folder per source modality (see the module
+        docstring for the recognised layouts).
+    fused : path-like, sequence of path-like, or mapping of label to path
+        Folder(s) of fused images named like the sources (any extension).
+        The label of a folder is its name.
+    methods : str, sequence of str, or mapping of name to options
+        Registered fusion methods to run; their outputs are cached in
+        ``cache_dir`` and reused. Methods with a ``task`` option get the
+        dataset's task unless given.
+    sources : sequence of str or str, optional
+        Source sub-folders in order; default: detected.
+    metrics : str or iterable, optional
+        Metric names or objects; default all registered metrics.
+    profile : str or Profile
+        ``"standard"`` (default) or ``"cddfuse"``.
+    cache_dir : path-like, optional
+        Root of the fused-image cache; default :func:`default_cache_dir`.
+        Images go to ``<cache_dir>/fused/<dataset key>/<method>/<name>.png``.
+    task : str, optional
+        Task given to methods that take one (default: from the layout).
+    jobs : int
+        Parallel worker processes (ignored when ``executor`` is given).
+    executor : concurrent.futures.Executor, optional
+        Runs the work items (one per fused image); it is not shut down.
+    progress : bool or None
+        Show a progress bar on stderr (``None``: only on a terminal).
+    host : PluginHost, optional
+        Where metrics and methods are looked up.
+
+    Returns
+    -------
+    EvaluationReport
+
+    Raises
+    ------
+    InputError
+        The dataset has no usable layout or no shared names, or a fused
+        folder is missing. Problems of single images become failures.
+    UnknownNameError
+        Unknown metric, profile or method.
+    """
+    from ..metrics.compute import resolve_metrics
+    from ..plugins import get_host
+
+    host = host or get_host()
+    prof = get_profile(profile)
+    chosen = resolve_metrics(metrics, host)
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ParameterError(f"jobs must be a positive integer, got {jobs!r}")
+    data = find_dataset(dataset, sources)
+    if metrics is None:  # "all": only those defined for this many sources
+        n = len(data.modalities)
+        chosen = [m for m in chosen if m.sources is None or n in m.sources]
+    cache_root = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    specs: list[FusedFolder | FusedMethod] = [*_folder_specs(fused),
+                                              *_method_specs(methods, data, cache_root, host, task)]
+    if not specs:
+        raise InputError("nothing to evaluate: give fused-image folders (--fused DIR) "
+                         "or methods to run (--method NAME)")
+    labels = [s.label for s in specs]
+    if len(set(labels)) != len(labels):
+        raise InputError(f"two fused sources share the label {labels!r}; give them distinct names")
+
+    report = EvaluationReport(prof, chosen, labels, dataset=data.root, sources=data.modalities)
+    for name, why in data.problems.items():
+        report.failures.append(Failure(name, None, why))
+
+    tasks: list[_Task] = []
+    listings: dict[Path, dict[str, list[Path]]] = {}
+    for spec in specs:
+        for name, paths in data.items.items():
+            srcs = tuple(str(p) for p in paths)
+            if isinstance(spec, FusedFolder):
+                found, why = _find_fused(spec.folder, listings, name)
+                if found is None:
+                    report.failures.append(Failure(name, spec.label, why))
+                    continue
+                tasks.append(_Task(name, spec.label, srcs, str(found), None))
+            else:
+                cached = spec.folder / f"{name}.png"
+                tasks.append(_Task(name, spec.label, srcs, str(cached) if cached.is_file() else None,
+                                   spec))
+
+    outcomes = _run(tasks, _State(tuple(chosen), prof), jobs, executor, progress)
+    order = {label: i for i, label in enumerate(labels)}
+    outcomes.sort(key=lambda o: (order[o.method], o.image))
+    for o in outcomes:
+        report.produced += int(o.produced)
+        for metric, message in o.errors:
+            report.failures.append(Failure(o.image, o.method, message, metric))
+        if not any(metric is None for metric, _ in o.errors):  # the image itself was scored
+            row: dict[str, Any] = {"image": o.image, "method": o.method}
+            row.update({m.name: o.values.get(m.name) for m in chosen})
+            report.rows.append(row)
+    report.failures.sort(key=lambda f: (f.method is not None, order.get(f.method or "", -1), f.image))
+    return report

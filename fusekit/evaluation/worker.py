@@ -1,0 +1,169 @@
+"""Work items (one fused image each) and the executors that run them."""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import FusekitError, InputError
+from ..metrics.base import Metric
+from ..metrics.profiles import Profile
+from .sources import FusedMethod
+
+
+@dataclass(frozen=True)
+class _State:
+    """What every work item shares: the metrics and the profile."""
+
+    metrics: tuple[Metric, ...]
+    profile: Profile
+
+
+@dataclass(frozen=True)
+class _Task:
+    image: str
+    method: str
+    sources: tuple[str, ...]
+    fused: str | None
+    produce: FusedMethod | None
+    state: _State | None = None  # None: use the worker's state (set by _init_worker)
+
+
+#: State of this worker process (or of the main process for in-process runs).
+_WORKER_STATE: _State | None = None
+
+
+def _init_worker(state: _State | None) -> None:
+    global _WORKER_STATE
+    _WORKER_STATE = state
+
+
+@dataclass
+class _Outcome:
+    image: str
+    method: str
+    values: dict[str, float]
+    errors: list[tuple[str | None, str]]
+    produced: bool = False
+
+
+_FUSERS: dict[tuple[Any, ...], Any] = {}
+
+
+def _fuser(spec: FusedMethod) -> Any:
+    key = (spec.fuser, repr(spec.options))  # options may hold unhashable values
+    if key not in _FUSERS:
+        fuser = spec.fuser.create(**dict(spec.options))
+        fuser.prepare()
+        _FUSERS[key] = fuser
+    return _FUSERS[key]
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text if isinstance(exc, FusekitError) else f"{type(exc).__name__}: {text}"
+
+
+def _produce(task: _Task) -> str:
+    from .. import io
+    from ..api import fuse_images
+
+    spec = task.produce
+    if spec is None:
+        raise InputError(f"{task.image}: no fused image and no method to produce one")
+    loaded = [io.load_image(p) for p in task.sources]
+    fused = fuse_images(_fuser(spec), [im.data for im in loaded], list(task.sources))
+    depth = max(im.bit_depth for im in loaded)
+    out = spec.folder / f"{task.image}.png"
+    io.write_image(out, fused, bit_depth=depth)
+    return str(out)
+
+
+def run_task(task: _Task) -> _Outcome:
+    """Produce (if needed) and score one fused image; never raises."""
+    from ..io import read_image
+    from ..metrics.compute import evaluate_metric, make_context
+
+    outcome = _Outcome(task.image, task.method, {}, [])
+    state = task.state or _WORKER_STATE
+    if state is None:
+        outcome.errors.append((None, "internal: work item without metrics"))
+        return outcome
+    try:
+        fused_path = task.fused
+        if fused_path is None:
+            fused_path = _produce(task)
+            outcome.produced = True
+        # RGB kept as stored: each profile converts colour to grey its own way
+        sources = [read_image(p, near_grey="keep") for p in task.sources]
+        fused = read_image(fused_path, near_grey="keep")
+        try:
+            ctx = make_context(fused, sources, state.profile, data_range=1.0)
+        except InputError as exc:
+            raise InputError(f"{Path(fused_path).name}: {exc}") from None
+    except Exception as exc:  # any failure of this image is reported, the run goes on
+        outcome.errors.append((None, _message(exc)))
+        return outcome
+    for metric in state.metrics:
+        try:
+            outcome.values[metric.name] = float(evaluate_metric(metric, ctx))
+        except Exception as exc:
+            outcome.errors.append((metric.name, _message(exc)))
+    return outcome
+
+
+
+def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | None,
+         progress: bool | None) -> list[_Outcome]:
+    """Run the work items in-process, in a process pool, or on ``executor``."""
+    import dataclasses
+    import multiprocessing
+
+    from tqdm import tqdm
+
+    def progress_bar() -> Any:
+        return tqdm(total=len(tasks), desc="eval", unit="image", file=sys.stderr,
+                    disable=None if progress is None else not progress, leave=False)
+
+    outcomes: list[_Outcome] = []
+    previous = _WORKER_STATE
+    if executor is None and jobs == 1:
+        _init_worker(state)
+        try:
+            with progress_bar() as bar:
+                for t in tasks:
+                    outcomes.append(run_task(t))
+                    bar.update(1)
+        finally:
+            _init_worker(previous)
+        return outcomes
+    owned = executor is None
+    if executor is not None:
+        # a foreign executor (threads, Dask): every item carries the metrics
+        tasks = [dataclasses.replace(t, state=state) for t in tasks]
+        pool = executor
+    elif "fork" in multiprocessing.get_all_start_methods():
+        # forked workers inherit the state as is, so metrics from plugins
+        # (even lambdas) work; only the small work items are pickled
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
+                                      initializer=_init_worker, initargs=(state,))
+    else:
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(state,))
+    try:
+        # submit (and so fork the workers) before the progress bar starts its monitor thread
+        futures = {pool.submit(run_task, t): t for t in tasks}
+        with progress_bar() as bar:
+            for fut in cf.as_completed(futures):
+                t = futures[fut]
+                try:
+                    outcomes.append(fut.result())
+                except Exception as exc:  # a worker died or could not unpickle the item
+                    outcomes.append(_Outcome(t.image, t.method, {}, [(None, _message(exc))]))
+                bar.update(1)
+    finally:
+        if owned:
+            pool.shutdown(cancel_futures=True)
+    return outcomes
