@@ -174,3 +174,31 @@ def test_unknown_names_fail_early(dataset: Path, tmp_path: Path):
         fusekit.evaluate(dataset, methods=["averag"], cache_dir=tmp_path)
     with pytest.raises(InputError, match="nothing to evaluate"):
         fusekit.evaluate(dataset)
+
+
+class _NeedsWeights(fusekit.Fuser):
+    """A method whose weights are missing: it fails in prepare()."""
+
+    name = "needs-weights"
+
+    def prepare(self):
+        raise fusekit.WeightsError("no weights for needs-weights; pass --weights FILE")
+
+    def fuse(self, sources):
+        return sources[0]
+
+
+def test_method_that_cannot_run_fails_once_and_others_go_on(dataset: Path, tmp_path: Path):
+    import types
+
+    from fusekit.hookspecs import hookimpl
+    from fusekit.plugins import build_host
+
+    plugin = types.SimpleNamespace(register_fusers=hookimpl(lambda register: register(_NeedsWeights)))
+    host = build_host(extra=[(plugin, "test-broken")])
+    for jobs in (1, 2):
+        report = fusekit.evaluate(dataset, methods=["needs-weights", "average"], metrics="en",
+                                  cache_dir=tmp_path / f"c{jobs}", jobs=jobs, host=host)
+        broken = [f for f in report.failures if f.method == "needs-weights"]
+        assert len(broken) == 1 and "no weights" in broken[0].message
+        assert [r["method"] for r in report.rows] == ["average"] * len(NAMES)

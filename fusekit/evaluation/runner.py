@@ -13,7 +13,7 @@ from ..metrics.profiles import Profile, get_profile
 from .dataset import find_dataset
 from .report import EvaluationReport, Failure
 from .sources import FusedFolder, FusedMethod, _find_fused, _folder_specs, _method_specs, default_cache_dir
-from .worker import _run, _State, _Task
+from .worker import _message, _run, _State, _Task, forget_fuser, load_fuser
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..plugins import PluginHost
@@ -119,6 +119,7 @@ def evaluate(dataset: str | os.PathLike, *,
                 tasks.append(_Task(name, spec.label, srcs, str(cached) if cached.is_file() else None,
                                    spec))
 
+    tasks = _check_methods(tasks, report, in_process=executor is None and jobs == 1)
     outcomes = _run(tasks, _State(tuple(chosen), prof), jobs, executor, progress)
     order = {label: i for i, label in enumerate(labels)}
     outcomes.sort(key=lambda o: (order[o.method], o.image))
@@ -132,3 +133,26 @@ def evaluate(dataset: str | os.PathLike, *,
             report.rows.append(row)
     report.failures.sort(key=lambda f: (f.method is not None, order.get(f.method or "", -1), f.image))
     return report
+
+
+def _check_methods(tasks: list[_Task], report: EvaluationReport, in_process: bool) -> list[_Task]:
+    """Load each method that still has images to fuse once, before any work item runs.
+
+    A method that cannot run (missing weights, say) becomes one failure and
+    its images are skipped, instead of one identical failure per image. For
+    in-process runs the loaded fuser is kept for the work items; worker
+    processes load their own.
+    """
+    pending = {t.produce.label: t.produce for t in tasks if t.fused is None and t.produce is not None}
+    broken: set[str] = set()
+    for _, spec in sorted(pending.items()):
+        try:
+            fuser = load_fuser(spec)
+        except Exception as exc:  # reported once for the method; other methods go on
+            report.failures.append(Failure("(all images)", spec.label,
+                                           f"cannot run the method: {_message(exc)}"))
+            broken.add(spec.label)
+            continue
+        if not in_process:
+            forget_fuser(spec, fuser)
+    return [t for t in tasks if not (t.fused is None and t.method in broken)]

@@ -53,13 +53,24 @@ class _Outcome:
 _FUSERS: dict[tuple[Any, ...], Any] = {}
 
 
-def _fuser(spec: FusedMethod) -> Any:
-    key = (spec.fuser, repr(spec.options))  # options may hold unhashable values
+def _fuser_key(spec: FusedMethod) -> tuple[Any, ...]:
+    return (spec.fuser, repr(spec.options))  # options may hold unhashable values
+
+
+def load_fuser(spec: FusedMethod) -> Any:
+    """The prepared fuser for ``spec``, created once per process."""
+    key = _fuser_key(spec)
     if key not in _FUSERS:
         fuser = spec.fuser.create(**dict(spec.options))
         fuser.prepare()
         _FUSERS[key] = fuser
     return _FUSERS[key]
+
+
+def forget_fuser(spec: FusedMethod, fuser: Any) -> None:
+    """Drop a fuser loaded only to check it, so forked workers load their own."""
+    if _FUSERS.get(_fuser_key(spec)) is fuser:
+        del _FUSERS[_fuser_key(spec)]
 
 
 def _message(exc: BaseException) -> str:
@@ -75,7 +86,7 @@ def _produce(task: _Task) -> str:
     if spec is None:
         raise InputError(f"{task.image}: no fused image and no method to produce one")
     loaded = [io.load_image(p) for p in task.sources]
-    fused = fuse_images(_fuser(spec), [im.data for im in loaded], list(task.sources))
+    fused = fuse_images(load_fuser(spec), [im.data for im in loaded], list(task.sources))
     depth = max(im.bit_depth for im in loaded)
     out = spec.folder / f"{task.image}.png"
     io.write_image(out, fused, bit_depth=depth)
