@@ -14,22 +14,31 @@ to float rounding, about 1e-6), but
   single matrix product added in place to the residual;
 * never forms the L2-normalised q and k: the ``q k^T`` Gram matrix and the
   squared norms are sums over pixels, accumulated and divided afterwards;
-* processes the image in row strips of about ``chunk_pixels`` pixels with a
-  halo of two rows, so temporaries stay small and memory is one
-  ``H x W x 32`` feature buffer (updated in place) plus the strips.
+* processes the image in tiles of about ``chunk_pixels`` pixels (squares of
+  128 x 128 by default, full-width strips on narrow images) with a halo of
+  two pixels, so every temporary stays a few MiB: the allocator reuses them
+  instead of mapping fresh pages (page faults are most of the cost of the
+  plain implementation) and they stay in cache. Memory is one ``H x W x 32``
+  feature buffer, updated in place, plus the tiles;
+* on CPU runs the tiles of a band on ``torch.get_num_threads()`` worker
+  threads with one intra-op thread each, instead of paying an OpenMP
+  fork/join per small operation.
 
-Why strips are exact: apart from the attention matrices every operation is
+Why tiles are exact: apart from the attention matrices every operation is
 local (1x1 and 3x3 convolutions, pointwise functions), and a 3x3 convolution
-with zero padding reads at most one row beyond its output. A transformer
-block (attention then feed-forward, two depthwise 3x3) therefore needs two
-rows of input beyond the rows it writes; strips are cut with that halo and at
-the image border the zero padding of the strip is the image's own padding.
-The attention matrix of each block is global: ``q k^T`` and the norms of q and
-k are sums over all pixels. When the image is split in several strips a first
-pass accumulates those sums over the strips (computing only q and k), the
-softmax matrix is formed from the totals, and a second pass applies the block.
-The result therefore does not depend on the strip size (up to the order of
-floating-point summation).
+with zero padding reads one pixel beyond its output. A transformer block
+(attention then feed-forward, two depthwise 3x3 deep) therefore needs two
+pixels of input beyond the box it writes; tiles are cut with that halo,
+clipped at the image border, where the zero padding of the tile is the
+image's own padding. The attention matrix of each block is global: ``q k^T``
+and the norms of q and k are sums over all pixels. When the image has several
+tiles a first pass accumulates those sums over the tiles (computing only q and
+k; tile sums are added in a fixed order, in float64), the softmax matrix is
+formed from the totals, and a second pass applies the block. The result
+therefore does not depend on the tile size beyond float rounding (tested).
+In-place update: bands of tiles go top to bottom; a band's input rows
+(with halo) are copied before its tiles write, and the original rows the next
+band needs above it are kept from that copy.
 
 Examples
 --------
@@ -56,11 +65,12 @@ from .network import LN_EPS, ReFusionNet, TransformerBlock
 
 __all__ = ["DEFAULT_CHUNK_PIXELS", "infer", "prepare"]
 
-#: Default pixels per strip: 2**17 keeps the largest temporary (128 channels)
-#: at 64 MiB and the two-row halo cheap even on 4096-pixel-wide images.
+#: Default pixels per tile: 128 x 128 tiles keep the largest temporary (128
+#: channels) at 8 MiB, below glibc's largest mmap threshold, so it is reused;
+#: the two-pixel halo adds about 6 %. Measured faster than 2**15..2**18.
 DEFAULT_CHUNK_PIXELS = 1 << 14
 
-#: Rows of context a strip needs on each side (two 3x3 convolutions deep).
+#: Pixels of context a tile needs on each side (two 3x3 convolutions deep).
 HALO = 2
 
 #: ``F.normalize``'s epsilon: norms are clamped to at least this value.
@@ -195,7 +205,7 @@ def prepare(net: ReFusionNet) -> _Prepared:
 # Small helpers on channels-last pixel matrices (P x C, P = rows * W)
 # --------------------------------------------------------------------------
 def _dw(x: torch.Tensor, rows: int, width: int, weight: torch.Tensor) -> torch.Tensor:
-    """Depthwise 3x3 (zero padding 1) of a ``P x C`` channels-last strip -> ``P x C``."""
+    """Depthwise 3x3 (zero padding 1) of a ``P x C`` channels-last tile (``rows x width``) -> ``P x C``."""
     c = x.shape[1]
     img = x.view(1, rows, width, c).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
     out = F.conv2d(img, weight, padding=1, groups=c)
@@ -263,10 +273,10 @@ class _Stats:
 
 
 # --------------------------------------------------------------------------
-# Per-strip computations
+# Per-tile computations
 # --------------------------------------------------------------------------
 def _block_qk(p: _Block, x: torch.Tensor, rows: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """q and k (``P x C`` each) of a block's attention on a strip."""
+    """q and k (``P x C`` each) of a block's attention on a tile."""
     c = p.dim
     qk = torch.addmm(p.qkv_b[: 2 * c], _ln(x), p.qkv_w[:, : 2 * c])
     qk = _dw(qk, rows, width, p.qkv_dw[: 2 * c])
@@ -274,10 +284,10 @@ def _block_qk(p: _Block, x: torch.Tensor, rows: int, width: int) -> tuple[torch.
 
 
 def _block_apply(p: _Block, x: torch.Tensor, rows: int, width: int, stats: _Stats | None) -> None:
-    """Apply a transformer block in place to strip ``x`` (``P x C`` contiguous).
+    """Apply a transformer block in place to tile ``x`` (``P x C`` contiguous).
 
-    ``stats=None`` means the strip is the whole image: the attention sums are
-    taken from this strip's q and k.
+    ``stats=None`` means the tile is the whole image: the attention sums are
+    taken from this tile's q and k.
     """
     c = p.dim
     qkv = _dw(torch.addmm(p.qkv_b, _ln(x), p.qkv_w), rows, width, p.qkv_dw)
@@ -304,7 +314,7 @@ def _fusion_qkv(f: _Fusion, x: torch.Tensor, rows: int, width: int):
 
 def _fusion_apply(f: _Fusion, x: torch.Tensor, rows: int, width: int,
                   stats: tuple[_Stats, _Stats] | None) -> None:
-    """Apply the fusion block in place to strip ``x`` (``P x 2C``: stream 1 | stream 2)."""
+    """Apply the fusion block in place to tile ``x`` (``P x 2C``: stream 1 | stream 2)."""
     c = f.dim
     qkv1, qkv2 = _fusion_qkv(f, x, rows, width)
     if stats is None:

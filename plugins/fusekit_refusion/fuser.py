@@ -26,7 +26,7 @@ SOURCE_ORDER: dict[str, tuple[str, str]] = {
     "meif": ("under-exposed", "over-exposed"),
 }
 
-#: Pixels per strip of the inference engine (kept in sync with engine.py,
+#: Pixels per tile of the inference engine (kept in sync with engine.py,
 #: duplicated here so that reading the default does not import torch).
 DEFAULT_CHUNK_PIXELS = 1 << 14
 
@@ -59,10 +59,10 @@ class ReFusion(TorchFuser):
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     chunk_pixels : int
-        Pixels per row strip of the inference engine. Memory is about
-        ``130 bytes x H x W`` for the feature buffer plus about
-        ``2.5 kB x chunk_pixels`` of temporaries; the result does not depend
-        on it (the global attention is accumulated exactly over strips).
+        Pixels per tile of the inference engine. Memory is ``128 bytes x H x W``
+        for the feature buffer plus about ``3 kB x chunk_pixels`` per worker
+        thread; the result does not depend on it (the global attention is
+        accumulated exactly over tiles). 4096 x 3072 fuses in about 2.5 GiB.
 
     Notes
     -----

@@ -351,17 +351,17 @@ class ReFusionNet(nn.Module):
     def infer(self, x: torch.Tensor, *, chunk_pixels: int | None = None) -> torch.Tensor:
         """Fast inference, same result as :meth:`forward` (to float rounding).
 
-        Runs without autograd in row strips of about ``chunk_pixels`` pixels;
-        the global attention statistics are accumulated exactly over the
-        strips, so the result does not depend on the strip size. Memory is
-        one ``N x 2dim x H x W`` buffer plus per-strip temporaries.
+        Runs without autograd in tiles of about ``chunk_pixels`` pixels; the
+        global attention statistics are accumulated exactly over the tiles,
+        so the result does not depend on the tile size. Memory is one
+        ``H x W x 2dim`` float32 buffer plus small per-tile temporaries.
 
         Parameters
         ----------
         x : Tensor
             ``N x 2 x H x W``, float32, in [0, 1].
         chunk_pixels : int, optional
-            Pixels per strip; default :data:`fusekit_refusion.engine.DEFAULT_CHUNK_PIXELS`.
+            Pixels per tile; default :data:`fusekit_refusion.engine.DEFAULT_CHUNK_PIXELS`.
 
         Returns
         -------
