@@ -364,10 +364,16 @@ def _split(length: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(length, i + size)) for i in range(0, length, size)]
 
 
-def _grid(height: int, width: int, chunk_pixels: int) -> _Grid:
-    """Tiles of about ``chunk_pixels`` pixels: full-width strips for narrow images, else squares."""
+def _grid(height: int, width: int, chunk_pixels: int, workers: int = 1) -> _Grid:
+    """Tiles of about ``chunk_pixels`` pixels, about square, at least ``workers`` per band.
+
+    Bands of rows are processed one after the other; the tiles of a band run
+    concurrently, so a band is cut into at least ``workers`` columns when the
+    image is wide enough (32 pixels or more per column).
+    """
     side = max(1, math.isqrt(chunk_pixels))
-    tile_w = width if width <= 2 * side else side
+    n_cols = max(math.ceil(width / side), min(workers, width // 32) or 1)
+    tile_w = math.ceil(width / n_cols)
     tile_h = max(1, chunk_pixels // tile_w)
     return _Grid(height, width, _split(height, tile_h), _split(width, tile_w))
 
@@ -501,7 +507,7 @@ def _infer_one(p: _Prepared, src: torch.Tensor, chunk_pixels: int, run: _Runner)
     """``2 x H x W`` -> ``H x W`` for one image."""
     _, height, width = src.shape
     c2 = 2 * p.dim
-    grid = _grid(height, width, chunk_pixels)
+    grid = _grid(height, width, chunk_pixels, run.workers)
     buf = torch.empty(height, width, c2, dtype=torch.float32, device=src.device)
     src_cl = src.permute(1, 2, 0)  # H x W x 2 view
 
@@ -549,7 +555,8 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
     Notes
     -----
     On CPU, tiles run concurrently on ``torch.get_num_threads()`` worker
-    threads with one intra-op thread each.
+    threads with one intra-op thread each; the calling thread also uses one
+    intra-op thread during the call (restored afterwards).
 
     Returns
     -------
@@ -561,7 +568,10 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
         raise ValueError(f"expected sources of shape N x 2 x H x W, got {tuple(x.shape)}")
     if chunk_pixels < 1:
         raise ValueError(f"chunk_pixels must be a positive integer, got {chunk_pixels}")
-    run = _Runner(torch.get_num_threads() if x.device.type == "cpu" else 1)
+    threads = torch.get_num_threads()
+    run = _Runner(threads if x.device.type == "cpu" else 1)
+    if run.workers > 1:  # the calling thread too: no OpenMP fork/join for its small ops
+        torch.set_num_threads(1)
     try:
         with torch.inference_mode():
             p = prepare(net)
@@ -569,3 +579,4 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
             return torch.stack([_infer_one(p, x[i], chunk_pixels, run) for i in range(x.shape[0])])[:, None]
     finally:
         run.close()
+        torch.set_num_threads(threads)
