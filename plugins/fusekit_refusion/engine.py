@@ -283,18 +283,19 @@ def _block_qk(p: _Block, x: torch.Tensor, rows: int, width: int) -> tuple[torch.
     return qk[:, :c], qk[:, c:]
 
 
-def _block_apply(p: _Block, x: torch.Tensor, rows: int, width: int, stats: _Stats | None) -> None:
+def _block_apply(p: _Block, x: torch.Tensor, rows: int, width: int, mix_t: torch.Tensor | None) -> None:
     """Apply a transformer block in place to tile ``x`` (``P x C`` contiguous).
 
-    ``stats=None`` means the tile is the whole image: the attention sums are
-    taken from this tile's q and k.
+    ``mix_t`` is the block's attention-and-projection matrix from the sums
+    over the whole image (:meth:`_Stats.mixing`); ``None`` means the tile is
+    the whole image and the sums are taken from this tile's q and k.
     """
     c = p.dim
     qkv = _dw(torch.addmm(p.qkv_b, _ln(x), p.qkv_w), rows, width, p.qkv_dw)
-    if stats is None:
+    if mix_t is None:
         stats = _Stats()
         stats.add(qkv[:, :c], qkv[:, c: 2 * c])
-    mix_t = stats.mixing(p.temperature, p.heads, p.proj_w)
+        mix_t = stats.mixing(p.temperature, p.heads, p.proj_w)
     x.addmm_(qkv[:, 2 * c:], mix_t)
     del qkv
     # the two halves as separate contiguous tensors: GELU on a strided half is ~4x slower
@@ -313,16 +314,20 @@ def _fusion_qkv(f: _Fusion, x: torch.Tensor, rows: int, width: int):
 
 
 def _fusion_apply(f: _Fusion, x: torch.Tensor, rows: int, width: int,
-                  stats: tuple[_Stats, _Stats] | None) -> None:
-    """Apply the fusion block in place to tile ``x`` (``P x 2C``: stream 1 | stream 2)."""
+                  mixes: tuple[torch.Tensor, torch.Tensor] | None) -> None:
+    """Apply the fusion block in place to tile ``x`` (``P x 2C``: stream 1 | stream 2).
+
+    ``mixes`` are the two attention-and-projection matrices from whole-image
+    sums; ``None`` means the tile is the whole image.
+    """
     c = f.dim
     qkv1, qkv2 = _fusion_qkv(f, x, rows, width)
-    if stats is None:
-        stats = (_Stats(), _Stats())
-        stats[0].add(qkv2[:, :c], qkv1[:, c: 2 * c])  # queries of stream 2, keys of stream 1
-        stats[1].add(qkv1[:, :c], qkv2[:, c: 2 * c])  # queries of stream 1, keys of stream 2
-    m1 = stats[0].mixing(f.t1, f.heads, f.mid1)
-    m2 = stats[1].mixing(f.t2, f.heads, f.mid2)
+    if mixes is None:
+        s1, s2 = _Stats(), _Stats()
+        s1.add(qkv2[:, :c], qkv1[:, c: 2 * c])  # queries of stream 2, keys of stream 1
+        s2.add(qkv1[:, :c], qkv2[:, c: 2 * c])  # queries of stream 1, keys of stream 2
+        mixes = (s1.mixing(f.t1, f.heads, f.mid1), s2.mixing(f.t2, f.heads, f.mid2))
+    m1, m2 = mixes
     x1, x2 = x[:, :c], x[:, c:]
     x1.addmm_(qkv1[:, 2 * c:], m1)
     x2.addmm_(qkv2[:, 2 * c:], m2)
@@ -480,7 +485,8 @@ def _run_block(run: _Runner, p: _Block, buf: torch.Tensor, ch: slice, grid: _Gri
     stats = _Stats()
     for part in _accumulate(run, buf, ch, grid, acc):
         stats.merge(part)
-    _inplace(run, buf, ch, grid, lambda t, rows, cols: _block_apply(p, t, rows, cols, stats))
+    mix_t = stats.mixing(p.temperature, p.heads, p.proj_w)
+    _inplace(run, buf, ch, grid, lambda t, rows, cols: _block_apply(p, t, rows, cols, mix_t))
 
 
 def _run_fusion(run: _Runner, f: _Fusion, buf: torch.Tensor, grid: _Grid) -> None:
@@ -500,7 +506,8 @@ def _run_fusion(run: _Runner, f: _Fusion, buf: torch.Tensor, grid: _Grid) -> Non
     for p1, p2 in _accumulate(run, buf, ch, grid, acc):
         s1.merge(p1)
         s2.merge(p2)
-    _inplace(run, buf, ch, grid, lambda t, rows, cols: _fusion_apply(f, t, rows, cols, (s1, s2)))
+    mixes = (s1.mixing(f.t1, f.heads, f.mid1), s2.mixing(f.t2, f.heads, f.mid2))
+    _inplace(run, buf, ch, grid, lambda t, rows, cols: _fusion_apply(f, t, rows, cols, mixes))
 
 
 def _infer_one(p: _Prepared, src: torch.Tensor, chunk_pixels: int, run: _Runner) -> torch.Tensor:
