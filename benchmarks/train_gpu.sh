@@ -17,7 +17,7 @@
 #   $OUT/checkpoints.tar (the .ckpt files, for --resume).
 #
 # Settings (environment): MINUTES (training budget per run, default 6.5),
-# DEVICE (cuda), PATCH (96), BATCH (8 pairs; 16 with the swapped copies),
+# DEVICE (cuda), PATCH (64), BATCH (12 pairs; 24 with the swapped copies),
 # THREADS (CPU threads per process, 2), TASKS ("ivif mif mfif meif"),
 # PROPOSERS ("refusion fixed"), SEED (0), EXTRA (more 'fusekit train' options).
 set -uo pipefail
@@ -26,8 +26,8 @@ WORK=${WORK:-gpu_out}
 PY=${PYTHON:-python3}
 MINUTES=${MINUTES:-6.5}
 DEVICE=${DEVICE:-cuda}
-PATCH=${PATCH:-96}
-BATCH=${BATCH:-8}
+PATCH=${PATCH:-64}
+BATCH=${BATCH:-12}
 THREADS=${THREADS:-2}
 TASKS=${TASKS:-"ivif mif mfif meif"}
 PROPOSERS=${PROPOSERS:-"refusion fixed"}

@@ -49,10 +49,10 @@ def _machine(device: str) -> str:
 @click.option("--reconstructor", default="refusion", show_default=True, help="Reconstruction network.")
 @click.option("--patches", "patch_files", multiple=True, type=click.Path(path_type=Path),
               help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable.")
-@click.option("--steps", type=int, default=2000, show_default=True, help="Total training steps.")
-@click.option("--batch-size", type=int, default=8, show_default=True,
+@click.option("--steps", type=int, default=1500, show_default=True, help="Total training steps.")
+@click.option("--batch-size", type=int, default=4, show_default=True,
               help="Patch pairs per batch (doubled by the swapped-order copy).")
-@click.option("--patch-size", type=int, default=64, show_default=True, help="Patch side in pixels.")
+@click.option("--patch-size", type=int, default=48, show_default=True, help="Patch side in pixels.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate of fuser and reconstructor.")
 @click.option("--lr-proposer", type=float, default=1e-3, show_default=True, help="Peak learning rate of the loss proposer.")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)

@@ -118,9 +118,9 @@ class TrainConfig:
     """
 
     task: str
-    steps: int = 2000
-    batch_size: int = 8
-    patch_size: int = 64
+    steps: int = 1500
+    batch_size: int = 4
+    patch_size: int = 48
     lr: float = 1e-3
     lr_proposer: float = 1e-3
     lr_schedule: str = "cosine"
