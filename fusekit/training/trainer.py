@@ -49,7 +49,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import nn
 from torch.func import functional_call
 
 from .. import __version__
