@@ -7,7 +7,6 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from fusekit.interfaces import Fuser
 
@@ -252,6 +251,7 @@ def laplacian(stack: np.ndarray) -> np.ndarray:
     rounds). Exposure-fusion weights are products of small numbers, so such
     1e-8 residues would decide which source wins in flat regions.
     """
+    from scipy import ndimage
     if min(stack.shape[1:3]) < 2:
         return ndimage.laplace(stack, mode="mirror", axes=(1, 2)).astype(np.float32)
     return _second_difference(stack, 1) + _second_difference(stack, 2)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from fusekit.interfaces import Fuser
 
@@ -35,6 +34,7 @@ def sum_modified_laplacian(stack: np.ndarray, window: int) -> np.ndarray:
     ndarray
         ``S x H x W`` float32 focus measure (larger is sharper).
     """
+    from scipy import ndimage
     p = np.pad(stack, ((0, 0), (1, 1), (1, 1)), mode="reflect")
     centre = 2 * p[:, 1:-1, 1:-1]
     ml = np.abs(centre - p[:, :-2, 1:-1] - p[:, 2:, 1:-1])
@@ -60,6 +60,7 @@ def spatial_frequency(stack: np.ndarray, window: int) -> np.ndarray:
     ndarray
         ``S x H x W`` float32 focus measure (larger is sharper).
     """
+    from scipy import ndimage
     dx = np.zeros_like(stack)
     dy = np.zeros_like(stack)
     dx[:, :, 1:] = np.diff(stack, axis=2)
@@ -161,6 +162,7 @@ class Focus(Fuser):
         ``sources``: ``H x W`` luminance or ``H x W x 3`` RGB images (their
         BT.601 luminance is used).
         """
+        from scipy import ndimage
         stack = _luminance_stack(self.name, sources)
         n = stack.shape[0]
         labels = np.argmax(self.focus_measure(stack), axis=0)
@@ -175,6 +177,7 @@ class Focus(Fuser):
 
     def weights(self, sources: Sequence[np.ndarray]) -> np.ndarray:
         """Per-source blending weights ``S x H x W``: the decision map with soft seams."""
+        from scipy import ndimage
         labels = self.decision_map(sources)
         n = len(sources)
         onehot = (labels[None] == np.arange(n)[:, None, None]).astype(np.float32)
@@ -209,6 +212,7 @@ def _luminance_stack(method: str, sources: Sequence[np.ndarray]) -> np.ndarray:
 
 def _remove_small_regions(labels: np.ndarray, n: int, min_area: int) -> np.ndarray:
     """Relabel connected regions smaller than ``min_area`` pixels by their nearest larger region."""
+    from scipy import ndimage
     small = np.zeros(labels.shape, dtype=bool)
     for k in range(n):
         comps, count = ndimage.label(labels == k)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from scipy import ndimage
 
 from fusekit.interfaces import TASKS, Fuser
 
@@ -17,6 +16,7 @@ def box_mean(x: np.ndarray, radius: int) -> np.ndarray:
 
     Borders are mirrored (``reflect``); the cost does not depend on ``radius``.
     """
+    from scipy import ndimage
     size = 2 * radius + 1
     return ndimage.uniform_filter(x, size=size, mode="reflect", axes=(1, 2))
 
@@ -131,11 +131,13 @@ class GuidedFilter(Fuser):
 
     def saliency(self, stack: np.ndarray) -> np.ndarray:
         """Saliency maps ``S x H x W``: smoothed absolute Laplacian of each source."""
+        from scipy import ndimage
         lap = np.abs(ndimage.laplace(stack, mode="reflect", axes=(1, 2)))
         return ndimage.gaussian_filter(lap, sigma=self.saliency_sigma, mode="reflect", axes=(1, 2),
                                        truncate=self.saliency_radius / self.saliency_sigma)
 
     def fuse(self, sources: Sequence[np.ndarray]) -> np.ndarray:
+        from scipy import ndimage
         stack = stack_sources(self.name, sources)
         base = ndimage.uniform_filter(stack, size=self.base_size, mode="reflect", axes=(1, 2))
         detail = stack - base

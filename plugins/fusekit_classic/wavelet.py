@@ -6,7 +6,6 @@ import difflib
 from typing import Sequence
 
 import numpy as np
-import pywt
 
 from fusekit.errors import InputError, ParameterError
 from fusekit.interfaces import TASKS, Fuser
@@ -65,6 +64,8 @@ class DWT(Fuser):
         self.levels = check_int(self.name, "levels", levels, minimum=1, maximum=30)
 
     def fuse(self, sources: Sequence[np.ndarray]) -> np.ndarray:
+        import pywt
+
         stack = stack_sources(self.name, sources)
         h, w = stack.shape[1:3]
         wav = pywt.Wavelet(self.wavelet)
@@ -84,6 +85,8 @@ class DWT(Fuser):
 
 def _check_wavelet(wavelet: object) -> str:
     """Return ``wavelet`` if PyWavelets knows it as a discrete wavelet, else raise ParameterError."""
+    import pywt
+
     known = pywt.wavelist(kind="discrete")
     if isinstance(wavelet, str) and wavelet in known:
         return wavelet
