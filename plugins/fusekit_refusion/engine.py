@@ -61,6 +61,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from fusekit.errors import InputError, ParameterError
+
 from .network import LN_EPS, ReFusionNet, TransformerBlock
 
 __all__ = ["DEFAULT_CHUNK_PIXELS", "infer", "prepare"]
@@ -572,9 +574,9 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
         rounding.
     """
     if x.ndim != 4 or x.shape[1] != 2:
-        raise ValueError(f"expected sources of shape N x 2 x H x W, got {tuple(x.shape)}")
+        raise InputError(f"expected sources of shape N x 2 x H x W, got {tuple(x.shape)}; stack two images")
     if chunk_pixels < 1:
-        raise ValueError(f"chunk_pixels must be a positive integer, got {chunk_pixels}")
+        raise ParameterError(f"chunk_pixels must be a positive integer, got {chunk_pixels}")
     threads = torch.get_num_threads()
     run = _Runner(threads if x.device.type == "cpu" else 1)
     if run.workers > 1:  # the calling thread too: no OpenMP fork/join for its small ops

@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fusekit.errors import InputError, ParameterError
+
 __all__ = [
     "LayerNorm2d",
     "Attention",
@@ -166,7 +168,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"heads must divide dim; got dim={dim}, heads={heads}")
+            raise ParameterError(f"heads must divide dim; got dim={dim}, heads={heads}; pick heads dividing dim")
         self.heads = heads
         self.temperature = nn.Parameter(torch.ones(heads, 1, 1))
         self.qkv = pointwise_conv(dim, 3 * dim)
@@ -335,7 +337,7 @@ class ReFusionNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Fuse ``N x 2 x H x W`` -> ``N x 1 x H x W`` (differentiable reference path)."""
         if x.ndim != 4 or x.shape[1] != 2:
-            raise ValueError(f"expected sources of shape N x 2 x H x W, got {tuple(x.shape)}")
+            raise InputError(f"expected sources of shape N x 2 x H x W, got {tuple(x.shape)}; stack two images")
         x1 = self.project_in_1(x[:, :1])
         x2 = self.project_in_2(x[:, 1:])
         for blk in self.encoder1:
