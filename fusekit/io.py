@@ -103,8 +103,12 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected an image file")
     try:
-        raw = np.asarray(iio.imread(path, index=0) if path.suffix.lower() in (".tif", ".tiff")
-                         else iio.imread(path))
+        if _is_48_or_64_bit_png(path):
+            raw = _read_png16_colour(path)  # Pillow would truncate it to 8 bits
+        elif path.suffix.lower() in (".tif", ".tiff"):
+            raw = np.asarray(iio.imread(path, index=0))
+        else:
+            raw = np.asarray(iio.imread(path))
     except Exception as exc:  # imageio raises many types for bad files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
@@ -210,9 +214,53 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
         ) from None
     os.close(fd)
     try:
-        iio.imwrite(tmp_name, pixels, extension=ext)
+        if ext == ".png" and pixels.dtype == np.uint16 and pixels.ndim == 3:
+            Path(tmp_name).write_bytes(_encode_png16_rgb(pixels))  # Pillow cannot write 48-bit PNG
+        else:
+            iio.imwrite(tmp_name, pixels, extension=ext)
         os.replace(tmp_name, path)
     except Exception as exc:
         Path(tmp_name).unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write image ({exc}); check free space and permissions") from None
     return path
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    import struct
+    import zlib
+
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _encode_png16_rgb(pixels: np.ndarray) -> bytes:
+    """Encode an ``H x W x 3`` uint16 image as a 48-bit PNG (no filtering, zlib level 6).
+
+    Pillow, imageio's PNG writer, has no 16-bit RGB mode; the PNG format itself
+    (ISO/IEC 15948) is simple enough to write directly.
+    """
+    import struct
+    import zlib
+
+    h, w, _ = pixels.shape
+    rows = np.ascontiguousarray(pixels, dtype=">u2").reshape(h, w * 6 // 2).view(np.uint8).reshape(h, w * 6)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter type 0 per row
+    header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)                         # 16-bit truecolour
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(raw, 6)) + _png_chunk(b"IEND", b""))
+
+
+def _is_48_or_64_bit_png(path: Path) -> bool:
+    """Whether ``path`` is a PNG with 16-bit RGB or RGBA samples (read from its IHDR chunk)."""
+    with open(path, "rb") as fh:
+        head = fh.read(26)
+    return (len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
+            and head[24] == 16 and head[25] in (2, 6))
+
+
+def _read_png16_colour(path: Path) -> np.ndarray:
+    """Decode a 16-bit RGB(A) PNG with pypng: ``H x W x 3|4`` uint16."""
+    import png
+
+    width, height, rows, info = png.Reader(filename=str(path)).asDirect()
+    data = np.vstack([np.asarray(row, dtype=np.uint16) for row in rows])
+    return data.reshape(height, width, info["planes"])

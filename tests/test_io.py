@@ -82,3 +82,21 @@ def test_unwritable_folder(tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(InputError, match="cannot write to folder"):
         write_image(blocker / "out.png", np.zeros((4, 4), np.float32))
+
+
+def test_16bit_colour_png_roundtrip(tmp_path):
+    """48-bit PNGs keep all 16 bits both ways (Pillow alone truncates them to 8)."""
+    rng = np.random.default_rng(3)
+    img = rng.integers(0, 65536, (21, 34, 3), dtype=np.uint16)
+    data = img / 65535.0
+    write_image(tmp_path / "c.png", data, bit_depth=16)
+    loaded = load_image(tmp_path / "c.png")
+    assert loaded.bit_depth == 16 and loaded.data.shape == (21, 34, 3)
+    np.testing.assert_allclose(loaded.data, data, atol=1e-6)
+    rgba = np.concatenate([img, np.full((21, 34, 1), 65535, np.uint16)], axis=2)
+    import png
+
+    png.from_array(rgba.reshape(21, -1), "RGBA;16").save(tmp_path / "d.png")
+    with pytest.warns(FusekitWarning, match="alpha"):
+        again = load_image(tmp_path / "d.png")
+    np.testing.assert_allclose(again.data, data, atol=1e-6)
