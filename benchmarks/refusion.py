@@ -287,7 +287,9 @@ a = luminance(read_image(ir)) if read_image(ir).ndim == 3 else read_image(ir)
 b = luminance(read_image(vi))
 a = resize(a, (3072, 4096), order=1).astype(np.float32)
 b = resize(b, (3072, 4096), order=1).astype(np.float32)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import gc; gc.collect()
+with open("/proc/self/statm") as fh:  # current resident set, KiB
+    before = int(fh.read().split()[1]) * (resource.getpagesize() // 1024)
 t0 = time.perf_counter()
 out = fusekit.fuse([a, b], method="refusion", task="ivif", weights=weights)
 dt = time.perf_counter() - t0
@@ -344,8 +346,9 @@ def render(speed: list, memory: dict | None) -> str:
     if memory:
         lines += [
             f"Large image: {memory['pair']}, `fusekit.fuse(method='refusion')` in a fresh process: "
-            f"peak RSS **{memory['peak_gib']:.2f} GiB** (of which {memory['before_gib']:.2f} GiB before "
-            f"fusing: interpreter, imported libraries, the two 4096x3072 images), {memory['seconds']:.0f} s; output finite: "
+            f"peak RSS **{memory['peak_gib']:.2f} GiB** (resident just before the call: "
+            f"{memory['before_gib']:.2f} GiB, the interpreter, libraries and the two 4096x3072 float32 "
+            f"images), {memory['seconds']:.0f} s; output finite: "
             f"{memory['finite']}. The attention is computed exactly over "
             "tiles (see `fusekit_refusion/engine.py`), so the result equals whole-image inference "
             "(tested at several tile sizes in `tests/test_refusion_network.py`).",
