@@ -123,6 +123,14 @@ def test_stretch_maps_to_full_range_and_can_be_disabled(net, weights):
     assert np.abs(full - expected).max() <= 1e-5
 
 
+def test_tile_size_does_not_change_the_result(weights):
+    rng = np.random.default_rng(3)
+    a, b = (rng.random((40, 90), dtype=np.float32) for _ in range(2))
+    whole = ReFusion(weights=str(weights), chunk_pixels=10**6).fuse([a, b])
+    tiled = ReFusion(weights=str(weights), chunk_pixels=150).fuse([a, b])
+    assert np.abs(whole - tiled).max() <= 1e-5
+
+
 def test_more_than_two_sources_fuse_pairwise_in_order(weights):
     rng = np.random.default_rng(1)
     s = [rng.random((16, 20), dtype=np.float32) for _ in range(3)]
