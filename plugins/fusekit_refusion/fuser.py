@@ -62,7 +62,8 @@ class ReFusion(TorchFuser):
         Pixels per tile of the inference engine. Memory is ``128 bytes x H x W``
         for the feature buffer plus about ``3 kB x chunk_pixels`` per worker
         thread; the result does not depend on it (the global attention is
-        accumulated exactly over tiles). 4096 x 3072 fuses in about 2.5 GiB.
+        accumulated exactly over tiles). A 4096 x 3072 pair peaked at 2.5-3.8 GiB
+        (whole process, three runs).
 
     Notes
     -----
