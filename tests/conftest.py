@@ -40,3 +40,13 @@ def run_cli():
         return runner.invoke(make_cli(host), [str(a) for a in args], catch_exceptions=False)
 
     return run
+
+
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Tiny tensors: one torch thread is fastest and does not fight other tests for cores."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

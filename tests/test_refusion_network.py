@@ -28,13 +28,7 @@ def load_benchmark():
     return module
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny test images: one thread avoids OpenMP overhead on shared cores."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

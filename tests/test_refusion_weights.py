@@ -19,12 +19,7 @@ from fusekit_refusion.fuser import ReFusion  # noqa: E402
 from fusekit_refusion.network import ReFusionNet  # noqa: E402
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def seeded_net(seed=0) -> ReFusionNet:
