@@ -118,7 +118,7 @@ def test_missing_file(tmp_path):
 def test_corrupt_file(tmp_path, content):
     path = tmp_path / "bad.pth"
     path.write_bytes(content)
-    msg = one_line_error(path, match="not a readable")
+    msg = one_line_error(path, match="not a weights file")
     assert str(path) in msg
 
 

@@ -88,6 +88,10 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     except OSError as exc:
         raise WeightsError(f"{path}: cannot read ({exc.strerror}); check permissions") from exc
     is_safetensors = len(head) == 9 and head[8:9] == b"{"
+    is_torch_save = head[:4] == b"PK\x03\x04" or head[:1] == b"\x80"  # zip archive or pickle
+    if not (is_safetensors or is_torch_save):
+        raise WeightsError(f"{path}: not a weights file (neither safetensors nor a torch.save checkpoint); "
+                           f"{FIX_HINT}")
     try:
         if is_safetensors:
             from safetensors.torch import load_file
