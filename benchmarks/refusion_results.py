@@ -256,8 +256,8 @@ def stage_report(args: argparse.Namespace) -> None:
     """Write the ``refusion-results`` section of BENCHMARKS.md from the CSVs."""
     lines = [f"<!-- begin {MARK} -->", "## Our ReFusion weights vs classic baselines (`benchmarks/refusion_results.py`)", ""]
     lines += [
-        "Command: `python benchmarks/refusion_results.py all --weights-dir gpu_out "
-        + " ".join(f"--limit {k}={v}" for k, v in sorted(args.limit_text.items())) + "`",
+        "Command: `" + " ".join(["python benchmarks/refusion_results.py all --weights-dir gpu_out"]
+                                + [f"--limit {k}={v}" for k, v in sorted(args.limit_text.items())]) + "`",
         f"(run {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}).",
         "",
