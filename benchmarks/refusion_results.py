@@ -268,7 +268,7 @@ def stage_report(args: argparse.Namespace) -> None:
         "conventions (Y channel, min-max stretch, source chroma), scored with `fusekit eval --fused`; "
         "the classic baselines with `fusekit eval -m`. Every metric: higher is better. "
         "**Yardstick**: the authors' published checkpoints, cddfuse profile, full test split (issue 6). "
-        "Bold: best of our rows (not the yardstick).",
+        "Bold: best measured row per metric (yardstick row excluded).",
         "",
     ]
     summary = []
