@@ -101,7 +101,7 @@ def test_cli_errors_are_one_line(run_cli, tmp_path):
     result = run_cli(["fuse", "-m", "refusion", "--weights", bad, a, b, "-o", tmp_path / "f.png"])
     assert result.exit_code == 1
     lines = [line for line in result.output.splitlines() if line.startswith("error:")]
-    assert len(lines) == 1 and str(bad) in lines[0] and "not a readable" in lines[0]
+    assert len(lines) == 1 and str(bad) in lines[0] and "not a weights file" in lines[0]
     assert "Traceback" not in result.output
 
 
