@@ -95,3 +95,24 @@ def test_eval_list_metrics(run_cli):
     assert result.exit_code == 0
     assert "standard: bits, cddfuse: nats" in result.output
     assert "nabf" in result.output and "↓" in result.output and "profile cddfuse" in result.output
+
+
+def test_eval_weights_and_params_reach_the_methods(run_cli, dataset: Path, tmp_path: Path):
+    """`--weights` scores your own trained weights; each option goes to the methods taking it."""
+    import shutil
+
+    from fusekit_refusion.weights import entry_for
+
+    mine = tmp_path / "mine.safetensors"
+    shutil.copy(entry_for("mif").path, mine)
+    out = tmp_path / "s.csv"
+    result = run_cli(["eval", dataset, "-m", "refusion", "-m", "laplacian-pyramid", "--weights", mine,
+                      "-p", "levels=2", "--metrics", "en", "--cache", tmp_path / "c", "-o", out,
+                      "--no-progress"])
+    assert result.exit_code == 0, result.output
+    methods = {r["method"] for r in csv.DictReader(out.open())}
+    assert any("refusion" in m and "mine.safetensors" in m for m in methods), methods
+    assert any("laplacian-pyramid" in m and "levels=2" in m for m in methods), methods
+    bad = run_cli(["eval", dataset, "-m", "average", "-p", "levels=2", "--metrics", "en",
+                   "--cache", tmp_path / "c"])
+    assert bad.exit_code == 1 and "takes option levels" in bad.output

@@ -57,6 +57,11 @@ def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> N
               help="Comma-separated metrics, e.g. en,sd,mi,ssim (default: all).")
 @click.option("--profile", default="standard", show_default=True,
               help="Metric conventions: standard (textbook) or cddfuse (CDDFuse's Evaluator.py).")
+@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Weights file for the learned methods given with --method "
+                   "(e.g. your own 'fusekit train' output).")
+@click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Option for the methods given with --method that accept it; repeatable.")
 @click.option("-f", "--format", "fmt", type=click.Choice(_FORMATS), default=None,
               help="Per-image report format for -o (default: from its extension) or, "
                    "without -o, printed instead of the table.")
@@ -74,7 +79,8 @@ def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
                  methods: tuple[str, ...], task: str | None, sources: str | None,
                  metrics: str | None, profile: str, fmt: str | None, output: Path | None,
-                 jobs: int, cache_dir: Path | None, progress: bool | None) -> None:
+                 jobs: int, cache_dir: Path | None, progress: bool | None,
+                 weights: Path | None = None, params: tuple[str, ...] = ()) -> None:
     """Score fused images of DATASET with fusion metrics.
 
     DATASET holds one sub-folder per source with files that share names:
@@ -98,7 +104,8 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
     resolve_metrics(_split(metrics), host)
     if not fused_dirs and not methods:
         raise click.UsageError("give fused images with --fused DIR or methods to run with --method NAME")
-    report = evaluate(dataset, fused=list(fused_dirs) or None, methods=list(methods) or None,
+    method_arg = _methods_with_options(state, methods, params, weights)
+    report = evaluate(dataset, fused=list(fused_dirs) or None, methods=method_arg,
                       sources=_split(sources), metrics=_split(metrics), profile=profile,
                       cache_dir=cache_dir, task=task, jobs=jobs, progress=progress, host=host)
     if output is not None:
@@ -114,3 +121,35 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
         for failure in report.failures:
             echo_error(str(failure))
         raise click.exceptions.Exit(1)
+
+
+def _methods_with_options(state: CliState, methods: tuple[str, ...], params: tuple[str, ...],
+                          weights: Path | None):
+    """``methods`` as evaluate() takes them: names, or name -> options when options were given.
+
+    Each option goes to the methods that accept it; one that no method accepts
+    is an error naming the option.
+    """
+    from ..errors import ParameterError
+    from .fuse import parse_param
+
+    options = dict(parse_param(p) for p in params)
+    if weights is not None:
+        options["weights"] = str(weights)
+    if not methods:
+        if options:
+            raise ParameterError("--weights and -p apply to methods run with --method; none given")
+        return None
+    if not options:
+        return list(methods)
+    chosen: dict[str, dict] = {}
+    used: set[str] = set()
+    for name in methods:
+        accepted = set(state.host.fusers.get(name).option_names())
+        chosen[name] = {k: v for k, v in options.items() if k in accepted}
+        used |= set(chosen[name])
+    unused = sorted(set(options) - used)
+    if unused:
+        raise ParameterError(f"no method given with --method takes option {', '.join(unused)}; "
+                             "see each method's options in its documentation")
+    return chosen
