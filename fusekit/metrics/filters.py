@@ -36,6 +36,16 @@ def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
+def _window_geometry(image: np.ndarray, kernel: np.ndarray, what: str) -> tuple[int, int, int, int]:
+    """Kernel size ``k``, radius ``k // 2`` and image ``h, w``; InputError if the image is smaller."""
+    k = len(kernel)
+    h, w = image.shape[-2:]
+    if h < k or w < k:
+        raise InputError(f"{what}: image of {w}x{h} pixels is smaller than its {k}x{k} window; "
+                         f"use images of at least {k}x{k} pixels")
+    return k, k // 2, h, w
+
+
 def filter_valid(image: np.ndarray, kernel: np.ndarray, what: str = "metric") -> np.ndarray:
     """Correlate with ``outer(kernel, kernel)``, keeping only fully covered pixels.
 
@@ -61,12 +71,7 @@ def filter_valid(image: np.ndarray, kernel: np.ndarray, what: str = "metric") ->
     """
     from scipy import ndimage  # imported on use: registering metrics stays cheap
 
-    k = len(kernel)
-    r = k // 2
-    h, w = image.shape[-2:]
-    if h < k or w < k:
-        raise InputError(f"{what}: image of {w}x{h} pixels is smaller than its {k}x{k} window; "
-                         f"use images of at least {k}x{k} pixels")
+    k, r, h, w = _window_geometry(image, kernel, what)
     out = ndimage.correlate1d(image, kernel, axis=-1, mode="constant")[..., r:w - r]
     return ndimage.correlate1d(out, kernel, axis=-2, mode="constant")[..., r:h - r, :]
 
@@ -85,12 +90,7 @@ def filter_valid_transposed(image: np.ndarray, kernel: np.ndarray, what: str = "
     """
     from scipy import ndimage
 
-    k = len(kernel)
-    r = k // 2
-    h, w = image.shape[-2:]
-    if h < k or w < k:
-        raise InputError(f"{what}: image of {w}x{h} pixels is smaller than its {k}x{k} window; "
-                         f"use images of at least {k}x{k} pixels")
+    k, r, h, w = _window_geometry(image, kernel, what)
     buf = np.empty(image.shape[:-2] + (w, h))
     ndimage.correlate1d(image, kernel, axis=-1, mode="constant", output=np.swapaxes(buf, -1, -2))
     return ndimage.correlate1d(buf[..., r:w - r, :], kernel, axis=-1, mode="constant")[..., r:h - r]
@@ -111,12 +111,7 @@ def filter_valid_decimate(image: np.ndarray, kernel: np.ndarray, what: str = "me
     """
     from scipy import ndimage
 
-    k = len(kernel)
-    r = k // 2
-    h, w = image.shape[-2:]
-    if h < k or w < k:
-        raise InputError(f"{what}: image of {w}x{h} pixels is smaller than its {k}x{k} window; "
-                         f"use larger images")
+    k, r, h, w = _window_geometry(image, kernel, what)
     # rows first along the contiguous axis, keeping every other column, then columns
     out = np.ascontiguousarray(ndimage.correlate1d(image, kernel, axis=-1, mode="constant")[..., r:w - r:2])
     return ndimage.correlate1d(out, kernel, axis=-2, mode="constant")[..., r:h - r:2, :]
