@@ -242,7 +242,7 @@ def _encode_png16_rgb(pixels: np.ndarray) -> bytes:
     import zlib
 
     h, w, _ = pixels.shape
-    rows = np.ascontiguousarray(pixels, dtype=">u2").reshape(h, w * 6 // 2).view(np.uint8).reshape(h, w * 6)
+    rows = np.ascontiguousarray(pixels, dtype=">u2").reshape(h, w * 3).view(np.uint8)  # big-endian bytes
     raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1).tobytes()  # filter type 0 per row
     header = struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)                         # 16-bit truecolour
     return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
