@@ -272,3 +272,46 @@ def test_bad_config_values_are_rejected(stacks):
         _trainer(stacks, steps=0)
     with pytest.raises(ParameterError, match="device"):
         _trainer(stacks, device="tpu:7")
+
+
+def test_proposer_warmup_fits_the_hand_made_weights(stacks):
+    from fusekit.training.fixed_net import FixedWeights
+
+    cold = _trainer(stacks, proposer_warmup=0, lr_proposer=3e-3)
+    warm = _trainer(stacks, proposer_warmup=40, lr_proposer=3e-3)
+    assert cold.warm_up_proposer() is None
+    error = warm.warm_up_proposer()
+    x = torch.from_numpy(np.stack([s[:, :16, :16] for s in stacks]))
+    t_int, t_grad = FixedWeights("max")(x)
+    soft = lambda t: t * 0.8 + 0.1  # noqa: E731 - the smoothed targets of two sources
+    with torch.no_grad():
+        errs = [float(((w - soft(t)) ** 2).mean()) for net in (cold, warm)
+                for w, t in zip(net.proposer_net(x), (t_int, t_grad))]
+    # the warmed proposer is closer to the fixed loss's weights than the untrained one
+    assert errs[2] + errs[3] < 0.7 * (errs[0] + errs[1]) and error < 0.2
+    # the warm-up does not touch F or R, and runs only at the start of a run
+    f0 = _state(warm.fuser_net)
+    assert all(torch.equal(f0[k], v) for k, v in _trainer(stacks).fuser_net.state_dict().items())
+
+
+def test_init_from_a_checkpoint_or_weights_starts_at_step_zero(stacks, tmp_path):
+    fixed = _trainer(stacks, tmp_path, proposer=FixedLossProposer(task="ivif"), steps=2, seed=5)
+    fixed.run()
+    fixed.export(tmp_path / "w.safetensors")
+    learned = _trainer(stacks, seed=9)
+    assert learned.init_from(tmp_path / "ck.pt") == ["fuser", "reconstructor"]  # P: other proposer
+    assert learned.step == 0
+    for name in ("fuser_net", "recon_net"):
+        for k, v in getattr(fixed, name).state_dict().items():
+            assert torch.equal(v, getattr(learned, name).state_dict()[k])
+    again = _trainer(stacks, seed=9)
+    assert again.init_from(tmp_path / "w.safetensors") == ["fuser"]
+    other_task = Trainer(ReFusion(), ReFusionLossProposer(), ReFusionReconstructor(),
+                         PatchSampler(stacks, 16), TrainConfig(task="mif", **TINY), progress=False)
+    with pytest.raises(WeightsError, match="for task 'ivif'"):
+        other_task.init_from(tmp_path / "w.safetensors")
+    with pytest.raises(InputError, match="does not exist"):
+        again.init_from(tmp_path / "missing.ckpt")
+    (tmp_path / "junk.safetensors").write_bytes(b"not weights")
+    with pytest.raises(WeightsError, match="junk.safetensors"):
+        again.init_from(tmp_path / "junk.safetensors")

@@ -119,3 +119,19 @@ def test_resume_from_another_method_is_rejected(run_cli, host, ivif_dir, tmp_pat
                       *FAST], host=host)
     assert result.exit_code == 1 and "checkpoint is for loss proposer 'fixed'" in result.output
     assert not out.exists()
+
+
+def test_fine_tune_with_init_and_proposer_warmup(run_cli, host, ivif_dir, tmp_path):
+    base = tmp_path / "base.safetensors"
+    assert run_cli(["train", "--task", "ivif", ivif_dir, "-o", base, "--loss-proposer", "fixed", *FAST],
+                   host=host).exit_code == 0
+    out = tmp_path / "ft.safetensors"
+    result = run_cli(["train", "--task", "ivif", ivif_dir, "-o", out, "--init", base.with_suffix(".ckpt"),
+                      "--proposer-warmup", "2", *FAST], host=host)
+    assert result.exit_code == 0, result.output
+    assert "initialised fuser, reconstructor from" in result.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["steps"] == 3 and card["init"].endswith("base.ckpt") and card["proposer_warmup_error"] >= 0
+    both = run_cli(["train", "--task", "ivif", ivif_dir, "-o", tmp_path / "x.safetensors", "--init", base,
+                    "--resume", out.with_suffix(".ckpt"), *FAST], host=host)
+    assert both.exit_code == 1 and "pass only one of them" in both.output

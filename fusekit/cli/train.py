@@ -68,6 +68,11 @@ def _machine(device: str) -> str:
 @click.option("--checkpoint-every", type=int, default=500, show_default=True,
               help="Save a checkpoint every N steps (0: only at the end).")
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue from this checkpoint.")
+@click.option("--init", "init_path", type=click.Path(path_type=Path), default=None,
+              help="Start from earlier training (fine-tuning): a checkpoint (fuser, reconstructor, and "
+                   "proposer if it matches) or .safetensors weights (fuser only); steps count from 0.")
+@click.option("--proposer-warmup", type=int, default=0, show_default=True,
+              help="Steps fitting a learnable loss proposer to the hand-made 'fixed' loss before training.")
 @click.option("--log", "log_path", type=click.Path(path_type=Path), default=None, help="CSV log of losses per step.")
 @click.option("--card", type=click.Path(path_type=Path), default=None,
               help="Training card (JSON) to write (default: OUTPUT with suffix .json).")
@@ -83,7 +88,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                   batch_size: int, patch_size: int, lr: float, lr_proposer: float, lr_schedule: str,
                   lambda_grad: float, meta_steps: int, fusion_steps: int, no_swap: bool, seed: int,
                   device: str, threads: int | None, checkpoint: Path | None, checkpoint_every: int,
-                  resume: Path | None, log_path: Path | None, card: Path | None, max_minutes: float | None,
+                  resume: Path | None, init_path: Path | None, proposer_warmup: int, log_path: Path | None, card: Path | None, max_minutes: float | None,
                   time_schedule: bool, progress: bool | None) -> None:
     """Train METHOD's network for one task on DATA_DIRS, writing weights to OUTPUT.
 
@@ -97,6 +102,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
       fusekit train --task ivif --loss-proposer fixed DATA -o ivif-fixed.safetensors
       fusekit train --task mif --patches mif.npz --device cuda --max-minutes 30 -o mif.safetensors
       fusekit train --task ivif DATA -o ivif.safetensors --resume ivif.ckpt
+      fusekit train --task ivif DATA --init ivif-fixed.ckpt --proposer-warmup 200 -o ivif-ft.safetensors
 
     The meta-learning scheme is ReFusion's (Bai et al., IJCV 2024): the loss
     proposer learns pixel-wise loss weights so that the reconstructor can
@@ -111,7 +117,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                          lr_proposer=lr_proposer, lr_schedule=lr_schedule, lambda_grad=lambda_grad,
                          meta_steps=meta_steps, fusion_steps=fusion_steps, swap=not no_swap, seed=seed,
                          device=device, checkpoint_every=checkpoint_every, max_minutes=max_minutes,
-                         time_schedule=time_schedule)
+                         time_schedule=time_schedule, proposer_warmup=proposer_warmup)
     config.validate()
     host = state.host
     fuser_cls = host.fusers.get(method)
@@ -157,9 +163,15 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     trainer = Trainer(fuser, proposer, recon, sampler, config,
                       names={"method": method, "loss_proposer": loss_proposer, "reconstructor": reconstructor},
                       checkpoint_path=checkpoint, log_path=log_path, progress=progress)
+    if resume is not None and init_path is not None:
+        raise ParameterError("--resume continues a run and --init starts a new one from earlier weights; "
+                             "pass only one of them")
     if resume is not None:
         trainer.load_checkpoint(resume)
         click.echo(f"resumed from {resume} at step {trainer.step}", err=True)
+    if init_path is not None:
+        loaded = trainer.init_from(init_path)
+        click.echo(f"initialised {', '.join(loaded)} from {init_path}", err=True)
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
@@ -177,6 +189,8 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
         "final_losses": {k: round(v, 6) for k, v in result.losses.items()},
         "config": json.loads(json.dumps(trainer.config.__dict__)),
         "checkpoint": str(checkpoint), "log": str(log_path) if log_path else None,
+        "init": str(init_path) if init_path else None,
+        "proposer_warmup_error": None if trainer.warmup_error is None else round(trainer.warmup_error, 6),
     }
     card.parent.mkdir(parents=True, exist_ok=True)
     card.write_text(json.dumps(card_data, indent=2) + "\n")

@@ -114,6 +114,15 @@ class TrainConfig:
         With ``max_minutes``: learning-rate decay and gradient ramp follow
         the larger of step and time progress (see :meth:`progress`). Runs are
         then no longer bit-reproducible (they depend on speed).
+    proposer_warmup : int
+        Before step 1, fit a learnable loss proposer for this many steps to
+        the hand-made ``fixed`` weights of the task (softened to
+        ``1 - warmup_smoothing`` / ``warmup_smoothing``), so meta-learning
+        starts from the classic loss instead of a random one (0: off).
+    warmup_smoothing : float
+        Weight given to the non-selected source in the warm-up targets,
+        in [0, 0.5); keeps the proposer's softmax away from saturation so
+        the meta-gradient can still move it.
     """
 
     task: str
@@ -138,6 +147,8 @@ class TrainConfig:
     checkpoint_every: int = 500
     max_minutes: float | None = None
     time_schedule: bool = False
+    proposer_warmup: int = 0
+    warmup_smoothing: float = 0.1
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -156,6 +167,8 @@ class TrainConfig:
             raise ParameterError("ramp-fraction must be in [0, 1] and lr-min-ratio in (0, 1]")
         if self.lambda_grad < 0 or self.lambda_grad_start < 0:
             raise ParameterError("lambda-grad values must be >= 0")
+        if self.proposer_warmup < 0 or not 0 <= self.warmup_smoothing < 0.5:
+            raise ParameterError("proposer-warmup must be >= 0 and warmup smoothing in [0, 0.5)")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ParameterError(f"max-minutes must be positive, got {self.max_minutes}")
 
@@ -327,6 +340,7 @@ class Trainer:
         self.opt_proposer = torch.optim.Adam(p_params, lr=config.lr_proposer) if self.learnable else None
         self.step = 0
         self.elapsed_before = 0.0
+        self.warmup_error: float | None = None
         self._recent: list[dict[str, float]] = []
 
     # -- phases ---------------------------------------------------------------
@@ -407,6 +421,108 @@ class Trainer:
         return {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
                 "rec": loss_r.item(), "meta_rec": meta.item()}
 
+    def warm_up_proposer(self) -> float | None:
+        """Fit a learnable P to the task's hand-made ``fixed`` weights (``config.proposer_warmup`` steps).
+
+        The targets are the one-hot weights of
+        :class:`~fusekit.training.fixed.FixedLossProposer` softened by
+        ``config.warmup_smoothing``; the loss is their mean squared
+        difference from P's weights, minimised with Adam at ``lr_proposer``.
+        P's optimiser starts afresh afterwards. Meta-learning then starts
+        from the classic loss, and what it changes can be measured against
+        the same network trained with ``--loss-proposer fixed``.
+
+        Returns
+        -------
+        float or None
+            Mean squared error of the last 10 warm-up steps, or ``None``
+            when there is nothing to warm up (fixed proposer, or 0 steps).
+        """
+        c = self.config
+        if not self.learnable or c.proposer_warmup <= 0:
+            return None
+        from .fixed import FixedLossProposer
+
+        target_net = FixedLossProposer(task=c.task).build_network().to(self.device)
+        opt = torch.optim.Adam([p for p in self.proposer_net.parameters() if p.requires_grad], lr=c.lr_proposer)
+        errors: list[float] = []
+        for _ in range(c.proposer_warmup):
+            x, _t = self._batch()
+            with torch.no_grad():
+                t_int, t_grad = target_net(x)
+                n = x.shape[1]
+                t_int = t_int * (1 - n * c.warmup_smoothing) + c.warmup_smoothing
+                t_grad = t_grad * (1 - n * c.warmup_smoothing) + c.warmup_smoothing
+            w_int, w_grad = self.proposer_net(x)
+            loss = ((w_int - t_int) ** 2).mean() + ((w_grad - t_grad) ** 2).mean()
+            self._check_finite(loss, "the proposer warm-up loss")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            errors.append(loss.item())
+        self.opt_proposer = torch.optim.Adam([p for p in self.proposer_net.parameters() if p.requires_grad],
+                                             lr=c.lr_proposer)
+        self.warmup_error = float(np.mean(errors[-10:]))
+        return self.warmup_error
+
+    def init_from(self, path: str | Path) -> list[str]:
+        """Start F (and R, P where the file has them) from earlier training; step stays 0.
+
+        Parameters
+        ----------
+        path : str or Path
+            A fusekit training checkpoint (``.ckpt``, from any loss
+            proposer: F and R are taken, P too if the proposers match) or
+            fusekit weights (``.safetensors``: F only), for the same method
+            and task.
+
+        Returns
+        -------
+        list of str
+            What was loaded: ``"fuser"``, ``"reconstructor"``, ``"proposer"``.
+
+        Raises
+        ------
+        WeightsError
+            Unreadable file, another method or task, or tensors that do not
+            fit the networks.
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise InputError(f"--init file {path} does not exist")
+        parts: dict[str, dict[str, torch.Tensor]] = {}
+        if path.suffix == ".safetensors":
+            try:
+                from safetensors import safe_open
+
+                with safe_open(str(path), framework="pt") as fh:
+                    meta = fh.metadata() or {}
+                    parts["fuser"] = {k: fh.get_tensor(k) for k in fh.keys()}
+            except Exception as exc:
+                raise WeightsError(f"{path}: not readable safetensors weights ({type(exc).__name__}); "
+                                   f"pass weights written by 'fusekit train'") from exc
+            origin = {"method": meta.get("method"), "task": meta.get("task")}
+        else:
+            state = read_checkpoint(path)
+            origin = {"method": state.get("method"), "task": state.get("task")}
+            parts["fuser"] = state["fuser"]
+            parts["reconstructor"] = state["reconstructor_net"]
+            if state.get("loss_proposer") == self.names["loss_proposer"]:
+                parts["proposer"] = state["proposer"]
+        for key in ("method", "task"):
+            mine = self.names["method"] if key == "method" else self.config.task
+            if origin[key] is not None and origin[key] != mine:
+                raise WeightsError(f"{path}: weights are for {key} {origin[key]!r}, this run trains {mine!r}; "
+                                   f"pass --init weights of the same {key}")
+        nets = {"fuser": self.fuser_net, "reconstructor": self.recon_net, "proposer": self.proposer_net}
+        try:
+            for key, state_dict in parts.items():
+                nets[key].load_state_dict(state_dict)
+        except RuntimeError as exc:
+            raise WeightsError(f"{path}: weights do not fit the {key} network of this run "
+                               f"({str(exc).splitlines()[0]})") from exc
+        return list(parts)
+
     # -- the loop ---------------------------------------------------------------
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None,
             clock_start: float | None = None) -> TrainResult:
@@ -434,6 +550,8 @@ class Trainer:
                             desc=f"train {self.names['method']}/{c.task}")
         stopped = "done"
         try:
+            if self.step == 0:
+                self.warm_up_proposer()
             while self.step < c.steps:
                 if c.max_minutes is not None and time.monotonic() - budget_start >= c.max_minutes * 60:
                     stopped = "time"
