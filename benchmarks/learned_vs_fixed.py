@@ -1,0 +1,172 @@
+"""Learned loss vs fixed loss at equal steps, from the same starting weights.
+
+ReFusion's claim is that a meta-learned loss trains a better fusion network
+than a hand-made one. This benchmark tests it as a controlled experiment:
+both arms start from the same checkpoint (fuser and reconstructor of the
+shipped fixed-loss run), use the same seed, data, batches and step count,
+and differ only in the loss proposer:
+
+* **fixed**: ``fusekit train --loss-proposer fixed --init START``
+* **learned**: ``fusekit train --loss-proposer refusion --init START
+  --proposer-warmup W``: the proposer is first fitted to the fixed loss's
+  weights, then meta-learned (so any difference is what meta-learning
+  changed).
+
+Stages::
+
+    python benchmarks/learned_vs_fixed.py train --task ivif --start START.ckpt --runs RUNS
+    python benchmarks/learned_vs_fixed.py score --task ivif --runs RUNS
+
+``train`` runs both arms side by side (one CPU thread each; settings below).
+``score`` fuses the task's test splits with both results
+(``benchmarks/refusion_results.py`` stages, cached in ``RUNS/results``;
+the start weights' scores are read from ``--start-results``), scores them with ``fusekit eval`` in the ``cddfuse``
+profile, and writes the ``learned-vs-fixed-<task>`` section of
+``BENCHMARKS.md`` (``--no-write`` prints it only).
+
+Reference: H. Bai et al., "ReFusion", IJCV 2024, arXiv:2312.07943.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import refusion_results as rr  # noqa: E402
+
+ARMS = ("fixed", "refusion")
+SETTINGS = ["--steps", "400", "--batch-size", "4", "--patch-size", "64", "--lr", "2e-4",
+            "--meta-steps", "5", "--fusion-steps", "10", "--threads", "1", "--seed", "1",
+            "--checkpoint-every", "100", "--no-progress"]
+LEARNED_ONLY = ["--proposer-warmup", "150", "--lr-proposer", "3e-4"]
+
+
+def run_name(task: str, arm: str) -> str:
+    return f"ft-{task}-{arm}"
+
+
+def stage_train(args: argparse.Namespace) -> None:
+    """Both arms at once, one thread each; logs and cards in RUNS."""
+    args.runs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for arm in ARMS:
+        name = run_name(args.task, arm)
+        cmd = ["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
+               "--loss-proposer", arm, *SETTINGS, *(LEARNED_ONLY if arm == "refusion" else []),
+               "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")]
+        print(" ".join(cmd), flush=True)
+        log = open(args.runs / f"{name}.log", "w")
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+    codes = []
+    for proc, log in procs:
+        codes.append(proc.wait())
+        log.close()
+    if any(codes):
+        raise SystemExit(f"training failed (exit codes {codes}); see {args.runs}/*.log")
+
+
+def stage_score(args: argparse.Namespace) -> None:
+    """Fuse and score the start weights and both arms on the task's test splits."""
+    ns = argparse.Namespace(weights_dir=args.runs, work=args.runs / "results", only=[args.task], limits={},
+                            limit_text={}, jobs=args.jobs, part="refusion")
+    for arm in ARMS:
+        path = args.runs / f"{run_name(args.task, arm)}.safetensors"
+        if not path.is_file():
+            raise SystemExit(f"{path} is missing; run the train stage first")
+        link = args.runs / f"{args.task}-{arm}.safetensors"  # the names refusion_results fuses with
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(path.name)
+    rr.stage_fuse(ns)
+    rr.stage_eval(ns)
+    start = argparse.Namespace(work=args.start_results, limits={})
+    rows: dict[str, dict[str, list[float]]] = {}
+    counts: dict[str, int] = {}
+    for _, dataset, _, _ in rr.selected(ns):
+        means, counts[dataset], _ = rr.load_means(ns, dataset, "cddfuse")
+        rows[dataset] = {"fixed": means["refusion-fixed"], "learned": means["refusion-learned"],
+                         "start": rr.load_means(start, dataset, "cddfuse")[0]["refusion-fixed"]}
+    text = report(args, rows, counts)
+    print(text)
+    if not args.no_write:
+        write_section(args.task, text)
+
+
+def _card(args: argparse.Namespace, arm: str) -> dict:
+    path = args.runs / f"{run_name(args.task, arm)}.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]], counts: dict[str, int]) -> str:
+    mark = f"learned-vs-fixed-{args.task}"
+    cards = {arm: _card(args, arm) for arm in ARMS}
+    secs = {arm: cards[arm].get("train_seconds", "?") for arm in ARMS}
+    lines = [f"<!-- begin {mark} -->",
+             f"## Learned vs fixed loss at equal steps, {args.task} (`benchmarks/learned_vs_fixed.py`)", "",
+             f"Run {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+             f"{os.cpu_count()} cores, Python {platform.python_version()}. Both arms start from "
+             f"`{args.start.name}` (the shipped fixed-loss run's checkpoint), seed 1, "
+             f"`{' '.join(SETTINGS[:10])}`; learned adds `{' '.join(LEARNED_ONLY)}`. "
+             f"Training time on one CPU thread each, side by side: fixed {secs['fixed']} s, "
+             f"learned {secs['refusion']} s. **start** is the shipped weights before fine-tuning. "
+             "Means over each full test split, `cddfuse` profile, every metric higher is better.",
+             ""]
+    total_wins, total = 0, 0
+    for dataset, by in rows.items():
+        lines += [f"**{args.task}/{dataset}** ({counts[dataset]} images)", "",
+                  "| weights | " + " | ".join(rr.HEAD) + " |", "|---|" + "---|" * len(rr.HEAD)]
+        lines.append("| *yardstick (authors' ckpt)* | " + " | ".join(rr.fmt(v) for v in rr.YARDSTICK[dataset]) + " |")
+        for label in ("start", "fixed", "learned"):
+            lines.append(f"| {label} | " + " | ".join(rr.fmt(v) for v in by[label]) + " |")
+        wins = [h for h, a, b in zip(rr.HEAD, by["learned"], by["fixed"]) if a > b]
+        total_wins += len(wins)
+        total += len(rr.HEAD)
+        lines += ["", f"Learned beats fixed on {len(wins)}/9: {', '.join(wins) or 'none'}.", ""]
+    lines += [f"Overall: learned beats fixed on {total_wins} of {total} split-metric pairs.",
+              f"<!-- end {mark} -->"]
+    return "\n".join(lines)
+
+
+def write_section(task: str, text: str) -> None:
+    mark = f"learned-vs-fixed-{task}"
+    path = REPO / "BENCHMARKS.md"
+    body = path.read_text()
+    begin, end = f"<!-- begin {mark} -->", f"<!-- end {mark} -->"
+    if begin in body:
+        head, rest = body.split(begin, 1)
+        body = head + text + rest.split(end, 1)[1]
+    else:
+        body = body.rstrip("\n") + "\n\n" + text + "\n"
+    path.write_text(body)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=["train", "score"])
+    parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
+    parser.add_argument("--start", type=Path, required=True, help="checkpoint both arms start from")
+    parser.add_argument("--start-results", type=Path, default=REPO / "gpu_out" / "results",
+                        help="refusion_results.py work folder whose 'refusion-fixed' scores are START's")
+    parser.add_argument("--patches", type=Path, default=None, help="default: gpu_data/<task>.npz")
+    parser.add_argument("--runs", type=Path, required=True)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    args.patches = args.patches or REPO / "gpu_data" / f"{args.task}.npz"
+    if shutil.which("fusekit") is None:
+        raise SystemExit("the fusekit command is not on PATH; pip install -e . first")
+    globals()[f"stage_{args.stage}"](args)
+
+
+if __name__ == "__main__":
+    main()
