@@ -59,7 +59,7 @@ def stage_train(args: argparse.Namespace) -> None:
     """Both arms at once, one thread each; logs and cards in RUNS."""
     args.runs.mkdir(parents=True, exist_ok=True)
     procs = []
-    for arm in ARMS:
+    for arm in args.arms:
         name = run_name(args.task, arm)
         cmd = ["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
                "--loss-proposer", arm, *SETTINGS, *(LEARNED_ONLY if arm == "refusion" else []),
@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="refusion_results.py work folder whose 'refusion-fixed' scores are START's")
     parser.add_argument("--patches", type=Path, default=None, help="default: gpu_data/<task>.npz")
     parser.add_argument("--runs", type=Path, required=True)
+    parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
+                        help="train stage: which arms to run (default both, side by side)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
