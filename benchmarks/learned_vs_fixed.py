@@ -48,7 +48,7 @@ ARMS = ("fixed", "refusion")
 SETTINGS = ["--steps", "400", "--batch-size", "4", "--patch-size", "64", "--lr", "2e-4",
             "--meta-steps", "5", "--fusion-steps", "10", "--threads", "1", "--seed", "1",
             "--checkpoint-every", "100", "--no-progress"]
-LEARNED_ONLY = ["--proposer-warmup", "150", "--lr-proposer", "3e-4"]
+LEARNED_ONLY = ["--proposer-warmup", "300", "--lr-proposer", "3e-4"]
 
 
 def run_name(task: str, arm: str) -> str:

@@ -277,8 +277,8 @@ def test_bad_config_values_are_rejected(stacks):
 def test_proposer_warmup_fits_the_hand_made_weights(stacks):
     from fusekit.training.fixed_net import FixedWeights
 
-    cold = _trainer(stacks, proposer_warmup=0, lr_proposer=3e-3)
-    warm = _trainer(stacks, proposer_warmup=40, lr_proposer=3e-3)
+    cold = _trainer(stacks, proposer_warmup=0, warmup_lr=3e-3)
+    warm = _trainer(stacks, proposer_warmup=40, warmup_lr=3e-3)
     assert cold.warm_up_proposer() is None
     error = warm.warm_up_proposer()
     x = torch.from_numpy(np.stack([s[:, :16, :16] for s in stacks]))

@@ -123,6 +123,8 @@ class TrainConfig:
         Weight given to the non-selected source in the warm-up targets,
         in [0, 0.5); keeps the proposer's softmax away from saturation so
         the meta-gradient can still move it.
+    warmup_lr : float
+        Adam learning rate of the proposer warm-up.
     """
 
     task: str
@@ -149,6 +151,7 @@ class TrainConfig:
     time_schedule: bool = False
     proposer_warmup: int = 0
     warmup_smoothing: float = 0.1
+    warmup_lr: float = 1e-3
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -167,8 +170,8 @@ class TrainConfig:
             raise ParameterError("ramp-fraction must be in [0, 1] and lr-min-ratio in (0, 1]")
         if self.lambda_grad < 0 or self.lambda_grad_start < 0:
             raise ParameterError("lambda-grad values must be >= 0")
-        if self.proposer_warmup < 0 or not 0 <= self.warmup_smoothing < 0.5:
-            raise ParameterError("proposer-warmup must be >= 0 and warmup smoothing in [0, 0.5)")
+        if self.proposer_warmup < 0 or not 0 <= self.warmup_smoothing < 0.5 or not self.warmup_lr > 0:
+            raise ParameterError("proposer-warmup must be >= 0, warmup smoothing in [0, 0.5) and warmup lr > 0")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ParameterError(f"max-minutes must be positive, got {self.max_minutes}")
 
@@ -427,7 +430,7 @@ class Trainer:
         The targets are the one-hot weights of
         :class:`~fusekit.training.fixed.FixedLossProposer` softened by
         ``config.warmup_smoothing``; the loss is their mean squared
-        difference from P's weights, minimised with Adam at ``lr_proposer``.
+        difference from P's weights, minimised with Adam at ``warmup_lr``.
         P's optimiser starts afresh afterwards. Meta-learning then starts
         from the classic loss, and what it changes can be measured against
         the same network trained with ``--loss-proposer fixed``.
@@ -444,7 +447,7 @@ class Trainer:
         from .fixed import FixedLossProposer
 
         target_net = FixedLossProposer(task=c.task).build_network().to(self.device)
-        opt = torch.optim.Adam([p for p in self.proposer_net.parameters() if p.requires_grad], lr=c.lr_proposer)
+        opt = torch.optim.Adam([p for p in self.proposer_net.parameters() if p.requires_grad], lr=c.warmup_lr)
         errors: list[float] = []
         for _ in range(c.proposer_warmup):
             x, _t = self._batch()
