@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..api import fuse_files
-from ..errors import FusekitError, InputError, ParameterError
+from ..errors import InputError, ParameterError
 from ..interfaces import TASKS, Fuser
 from ..io import is_image_file
 from . import CliState, echo_error
@@ -80,18 +80,20 @@ def match_folders(folders: list[Path]) -> tuple[dict[str, list[Path]], dict[str,
               help="Method option, repeatable, e.g. -p levels=4.")
 @click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None,
               help="Output bit depth (default: 16 if any source is 16-bit, else 8).")
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Folder mode: worker processes fusing sets in parallel.")
 @click.option("--ext", default="png", show_default=True,
               help="Output file extension in folder mode.")
 @click.pass_obj
 def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, method: str,
                  task: str | None, weights: Path | None, device: str | None,
                  stretch: bool | None, params: tuple[str, ...], bit_depth: str | None,
-                 ext: str) -> None:
+                 jobs: int, ext: str) -> None:
     """Fuse SOURCES (two or more images, or two or more folders) into OUTPUT.
 
     \b
     Images:  fusekit fuse -m average ir.png vi.png -o fused.png
-    Folders: fusekit fuse -m average ir/ vi/ -o fused/
+    Folders: fusekit fuse -m average ir/ vi/ -o fused/ [-j 4]
              (fuses every set of files that share a name, any extension)
 
     Source order matters for learned methods: infrared then visible,
@@ -110,7 +112,7 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     if any(folders) and not all(folders):
         raise InputError("sources mix folders and files; pass only image files or only folders")
     if all(folders):
-        _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."))
+        _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."), jobs)
         return
     if output.is_dir():
         raise InputError(f"{output}: is a folder; give an output file name such as {output / 'fused.png'}")
@@ -119,8 +121,11 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     click.echo(f"wrote {output}", err=True)
 
 
-def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | None, ext: str) -> None:
+def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | None, ext: str,
+                  jobs: int = 1) -> None:
     from tqdm import tqdm
+
+    from ..batch import fuse_sets
 
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: exists and is not a folder; in folder mode -o names a folder")
@@ -128,14 +133,11 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
     if not sets and not problems:
         raise InputError(f"no images in {', '.join(map(str, folders))}; expected files with matching names")
     fuser.prepare()
-    failures = dict(problems)
-    done = 0
-    for name, paths in tqdm(sets.items(), desc=f"fuse {fuser.name}", unit="set", disable=None):
-        try:
-            fuse_files(fuser, paths, output / f"{name}.{ext}", bit_depth=depth)
-            done += 1
-        except FusekitError as exc:
-            failures[name] = str(exc)
+    with tqdm(total=len(sets), desc=f"fuse {fuser.name}", unit="set", disable=None) as bar:
+        failed = fuse_sets(fuser, sets, {name: output / f"{name}.{ext}" for name in sets}, bit_depth=depth,
+                           jobs=jobs, on_done=lambda name, error: bar.update(1))
+    failures = {**problems, **failed}
+    done = len(sets) - len(failed)
     total = len(sets) + len(problems)
     click.echo(f"fused {done} of {total} sets into {output}", err=True)
     if failures:

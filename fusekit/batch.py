@@ -1,0 +1,106 @@
+"""Fuse many sets of files, in this process or in worker processes.
+
+``fusekit fuse DIR1 DIR2 -o OUT --jobs N`` runs here. Every set is fused and
+written on its own (atomic writes, see :func:`fusekit.api.fuse_files`); a set
+that fails is recorded and the others go on.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+from .api import fuse_files
+from .errors import FusekitError
+from .interfaces import Fuser
+
+__all__ = ["fuse_sets"]
+
+#: The fuser of this worker process (set by :func:`_init_worker`).
+_WORKER_FUSER: Fuser | None = None
+
+
+def _init_worker(fuser: Fuser, threads: int) -> None:
+    global _WORKER_FUSER
+    _WORKER_FUSER = fuser
+    if "torch" in sys.modules:  # share the cores between workers instead of oversubscribing them
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _message(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text if isinstance(exc, FusekitError) else f"{type(exc).__name__}: {text}"
+
+
+def _fuse_one(fuser: Fuser, paths: Sequence[Path], out: Path, bit_depth: int | None) -> str | None:
+    """Fuse one set; the error message, or ``None`` on success."""
+    try:
+        fuse_files(fuser, paths, out, bit_depth=bit_depth)
+        return None
+    except Exception as exc:  # any failure of one set is reported, the batch goes on
+        return _message(exc)
+
+
+def _fuse_in_worker(paths: Sequence[Path], out: Path, bit_depth: int | None) -> str | None:
+    assert _WORKER_FUSER is not None, "worker started without a fuser"
+    return _fuse_one(_WORKER_FUSER, paths, out, bit_depth)
+
+
+def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping[str, Path], *,
+              bit_depth: int | None = None, jobs: int = 1,
+              on_done: Callable[[str, str | None], None] | None = None) -> dict[str, str]:
+    """Fuse every set of source files into its output file.
+
+    Parameters
+    ----------
+    fuser : Fuser
+        A prepared fuser (``fuser.prepare()`` already called).
+    sets : mapping of str to sequence of Path
+        Set name -> source files, in the fuser's source order.
+    outputs : mapping of str to Path
+        Set name -> output file (same keys as ``sets``).
+    bit_depth : {8, 16}, optional
+        Output depth; default: that of the deepest source of each set.
+    jobs : int
+        Worker processes; 1 fuses in this process. With N > 1 each worker
+        gets ``cpu_count // N`` torch threads (at least 1).
+    on_done : callable, optional
+        Called as ``on_done(name, error_or_None)`` after each set (progress).
+
+    Returns
+    -------
+    dict of str to str
+        Set name -> one-line error, for the sets that failed.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be >= 1, got {jobs}")
+    failures: dict[str, str] = {}
+
+    def record(name: str, error: str | None) -> None:
+        if error is not None:
+            failures[name] = error
+        if on_done is not None:
+            on_done(name, error)
+
+    if jobs == 1 or len(sets) <= 1:
+        for name, paths in sets.items():
+            record(name, _fuse_one(fuser, paths, outputs[name], bit_depth))
+        return failures
+    threads = max(1, (os.cpu_count() or 1) // jobs)
+    context: Any = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() \
+        else None
+    with cf.ProcessPoolExecutor(max_workers=min(jobs, len(sets)), mp_context=context,
+                                initializer=_init_worker, initargs=(fuser, threads)) as pool:
+        futures = {pool.submit(_fuse_in_worker, list(paths), outputs[name], bit_depth): name
+                   for name, paths in sets.items()}
+        for fut in cf.as_completed(futures):
+            try:
+                error = fut.result()
+            except Exception as exc:  # the worker died, or the fuser could not be sent to it
+                error = _message(exc)
+            record(futures[fut], error)
+    return failures
