@@ -306,12 +306,23 @@ def test_init_from_a_checkpoint_or_weights_starts_at_step_zero(stacks, tmp_path)
             assert torch.equal(v, getattr(learned, name).state_dict()[k])
     again = _trainer(stacks, seed=9)
     assert again.init_from(tmp_path / "w.safetensors") == ["fuser"]
+    # the authors' .pth layout loads too (through the fuser's own loader)
+    from fusekit_refusion.checkpoint import to_authors_state_dict
+
+    torch.save(to_authors_state_dict(fixed.fuser_net), tmp_path / "authors.pth")
+    third = _trainer(stacks, seed=11)
+    assert third.init_from(tmp_path / "authors.pth") == ["fuser"]
+    for k, v in fixed.fuser_net.state_dict().items():
+        assert torch.equal(v, third.fuser_net.state_dict()[k])
     other_task = Trainer(ReFusion(), ReFusionLossProposer(), ReFusionReconstructor(),
                          PatchSampler(stacks, 16), TrainConfig(task="mif", **TINY), progress=False)
     with pytest.raises(WeightsError, match="for task 'ivif'"):
         other_task.init_from(tmp_path / "w.safetensors")
+    with pytest.raises(WeightsError, match="for task 'ivif'"):
+        other_task.init_from(tmp_path / "ck.pt")
     with pytest.raises(InputError, match="does not exist"):
         again.init_from(tmp_path / "missing.ckpt")
-    (tmp_path / "junk.safetensors").write_bytes(b"not weights")
-    with pytest.raises(WeightsError, match="junk.safetensors"):
-        again.init_from(tmp_path / "junk.safetensors")
+    for junk in ("junk.safetensors", "junk.pth"):
+        (tmp_path / junk).write_bytes(b"not weights")
+        with pytest.raises(WeightsError, match=junk):
+            again.init_from(tmp_path / junk)

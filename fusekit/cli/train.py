@@ -70,7 +70,8 @@ def _machine(device: str) -> str:
 @click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue from this checkpoint.")
 @click.option("--init", "init_path", type=click.Path(path_type=Path), default=None,
               help="Start from earlier training (fine-tuning): a checkpoint (fuser, reconstructor, and "
-                   "proposer if it matches) or .safetensors weights (fuser only); steps count from 0.")
+                   "proposer if it matches) or a weights file the method loads, e.g. .safetensors or the "
+                   "authors' .pth (fuser only); steps count from 0.")
 @click.option("--proposer-warmup", type=int, default=0, show_default=True,
               help="Steps fitting a learnable loss proposer to the hand-made 'fixed' loss before training.")
 @click.option("--log", "log_path", type=click.Path(path_type=Path), default=None, help="CSV log of losses per step.")

@@ -37,6 +37,7 @@ checkpoint continues exactly as if it had not stopped.
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
 import math
@@ -328,6 +329,7 @@ class Trainer:
             torch.backends.cudnn.benchmark = True
 
         _seed_everything(config.seed)
+        self.fuser = fuser
         self.fuser_net = fuser.build_network().to(self.device).train()
         self.proposer_net = proposer.build_network().to(self.device).train()
         self.recon_net = reconstructor.build_network().to(self.device).train()
@@ -474,10 +476,10 @@ class Trainer:
         Parameters
         ----------
         path : str or Path
-            A fusekit training checkpoint (``.ckpt``, from any loss
-            proposer: F and R are taken, P too if the proposers match) or
-            fusekit weights (``.safetensors``: F only), for the same method
-            and task.
+            A fusekit training checkpoint (from any loss proposer: F and R
+            are taken, P too if the proposers match), or any weights file
+            the fuser itself loads (its ``weights`` option: for ReFusion,
+            fusekit ``.safetensors`` or the authors' ``.pth``), F only.
 
         Returns
         -------
@@ -486,45 +488,57 @@ class Trainer:
 
         Raises
         ------
+        InputError
+            The file does not exist.
         WeightsError
-            Unreadable file, another method or task, or tensors that do not
-            fit the networks.
+            Unreadable file, weights of another method or task, or tensors
+            that do not fit the networks.
         """
         path = Path(path)
         if not path.is_file():
             raise InputError(f"--init file {path} does not exist")
-        parts: dict[str, dict[str, torch.Tensor]] = {}
-        if path.suffix == ".safetensors":
+        state = _training_checkpoint_or_none(path)
+        if state is None:
+            self._load_fuser_weights(path)
+            return ["fuser"]
+        for key, mine in (("method", self.names["method"]), ("task", self.config.task)):
+            if state.get(key) != mine:
+                raise WeightsError(f"{path}: checkpoint is for {key} {state.get(key)!r}, this run trains "
+                                   f"{mine!r}; pass --init weights of the same {key}")
+        parts = {"fuser": (self.fuser_net, state["fuser"]), "reconstructor": (self.recon_net, state["reconstructor_net"])}
+        if state.get("loss_proposer") == self.names["loss_proposer"]:
+            parts["proposer"] = (self.proposer_net, state["proposer"])
+        for key, (net, state_dict) in parts.items():
+            try:
+                net.load_state_dict(state_dict)
+            except RuntimeError as exc:
+                raise WeightsError(f"{path}: checkpoint does not fit the {key} network of this run "
+                                   f"({str(exc).splitlines()[0]})") from exc
+        return list(parts)
+
+    def _load_fuser_weights(self, path: Path) -> None:
+        """Load a weights file into F the way the fuser loads its ``weights`` option."""
+        if path.suffix == ".safetensors":  # fusekit weights say what they are for
             try:
                 from safetensors import safe_open
 
                 with safe_open(str(path), framework="pt") as fh:
                     meta = fh.metadata() or {}
-                    parts["fuser"] = {k: fh.get_tensor(k) for k in fh.keys()}
             except Exception as exc:
                 raise WeightsError(f"{path}: not readable safetensors weights ({type(exc).__name__}); "
                                    f"pass weights written by 'fusekit train'") from exc
-            origin = {"method": meta.get("method"), "task": meta.get("task")}
-        else:
-            state = read_checkpoint(path)
-            origin = {"method": state.get("method"), "task": state.get("task")}
-            parts["fuser"] = state["fuser"]
-            parts["reconstructor"] = state["reconstructor_net"]
-            if state.get("loss_proposer") == self.names["loss_proposer"]:
-                parts["proposer"] = state["proposer"]
-        for key in ("method", "task"):
-            mine = self.names["method"] if key == "method" else self.config.task
-            if origin[key] is not None and origin[key] != mine:
-                raise WeightsError(f"{path}: weights are for {key} {origin[key]!r}, this run trains {mine!r}; "
-                                   f"pass --init weights of the same {key}")
-        nets = {"fuser": self.fuser_net, "reconstructor": self.recon_net, "proposer": self.proposer_net}
-        try:
-            for key, state_dict in parts.items():
-                nets[key].load_state_dict(state_dict)
-        except RuntimeError as exc:
-            raise WeightsError(f"{path}: weights do not fit the {key} network of this run "
-                               f"({str(exc).splitlines()[0]})") from exc
-        return list(parts)
+            for key, mine in (("method", self.names["method"]), ("task", self.config.task)):
+                if meta.get(key) not in (None, mine):
+                    raise WeightsError(f"{path}: weights are for {key} {meta[key]!r}, this run trains "
+                                       f"{mine!r}; pass --init weights of the same {key}")
+        if not hasattr(self.fuser, "weights"):
+            raise WeightsError(f"{path}: method {self.names['method']!r} has no 'weights' option to load it "
+                               f"with; pass a checkpoint written by 'fusekit train'")
+        loader = copy.copy(self.fuser)
+        loader.weights = path
+        cpu_net = self.fuser.build_network()
+        loader.load_weights(cpu_net)  # raises WeightsError naming the file
+        self.fuser_net.load_state_dict(cpu_net.state_dict())
 
     # -- the loop ---------------------------------------------------------------
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None,
@@ -712,6 +726,19 @@ class Trainer:
     def export(self, path: str | Path, result: TrainResult | None = None) -> Path:
         """Write F's weights as safetensors with :meth:`weights_metadata`."""
         return save_weights(self.fuser_net.state_dict(), path, self.weights_metadata(result))
+
+
+def _training_checkpoint_or_none(path: Path) -> dict[str, Any] | None:
+    """The checkpoint at ``path``, or ``None`` if the file is not a fusekit training checkpoint."""
+    if path.suffix == ".safetensors":
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception:
+        return None  # not a torch file at all: let the fuser's loader name the problem
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        return None
+    return read_checkpoint(path)  # checks the layout version
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
