@@ -22,7 +22,8 @@ Stages::
 (``benchmarks/refusion_results.py`` stages, cached in ``RUNS/results``;
 the start weights' scores are read from ``--start-results``), scores them with ``fusekit eval`` in the ``cddfuse``
 profile, and writes the ``learned-vs-fixed-<task>`` section of
-``BENCHMARKS.md`` (``--no-write`` prints it only).
+``BENCHMARKS.md`` (``--no-write`` prints it only). ``sheet`` writes
+``docs/learned_vs_fixed_<task>.png`` (sources | start | fixed | learned).
 
 Reference: H. Bai et al., "ReFusion", IJCV 2024, arXiv:2312.07943.
 """
@@ -102,6 +103,30 @@ def stage_score(args: argparse.Namespace) -> None:
         write_section(args.task, text)
 
 
+def stage_sheet(args: argparse.Namespace) -> None:
+    """``docs/learned_vs_fixed_<task>.png``: sources | start | fixed | learned, scenes of refusion_results."""
+    import numpy as np
+
+    from fusekit.cli.fuse import match_folders
+    from fusekit.io import read_image, write_image
+    from fusekit.sheet import contact_sheet
+
+    rows = []
+    for dataset, pick in rr.SCENES[args.task]:
+        _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
+        sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
+        name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
+        folders = [args.start_results / args.task / dataset / "refusion-fixed",
+                   args.runs / "results" / args.task / dataset / "refusion-fixed",
+                   args.runs / "results" / args.task / dataset / "refusion-learned"]
+        rows.append([read_image(p) for p in sets[name]] + [read_image(f / f"{name}.png") for f in folders])
+    out = REPO / "docs" / f"learned_vs_fixed_{args.task}.png"
+    write_image(out, np.asarray(contact_sheet(rows, height=150), dtype=np.float32))
+    rr._to_palette(out)
+    out.chmod(0o644)
+    print(f"wrote {out}: " + " | ".join(list(sources) + ["start", "fixed", "learned"]))
+
+
 def _card(args: argparse.Namespace, arm: str) -> dict:
     path = args.runs / f"{run_name(args.task, arm)}.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -152,7 +177,7 @@ def write_section(task: str, text: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["train", "score"])
+    parser.add_argument("stage", choices=["train", "score", "sheet"])
     parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
     parser.add_argument("--start", type=Path, required=True, help="checkpoint both arms start from")
     parser.add_argument("--start-results", type=Path, default=REPO / "gpu_out" / "results",
