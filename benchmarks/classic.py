@@ -40,6 +40,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
+from sections import write_section  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 MARK = "classic"
@@ -258,16 +261,6 @@ def render(rows, cv_rows, agree, repeats: int, command: str, load: tuple[float, 
     return "\n".join(lines) + "\n"
 
 
-def write_section(text: str, path: Path = REPO / "BENCHMARKS.md") -> None:
-    """Replace this benchmark's section of BENCHMARKS.md (or append it), keeping the others."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- begin {MARK} -->.*?<!-- end {MARK} -->\n?", re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text
-    tmp = path.with_suffix(".md.tmp-classic")
-    tmp.write_text(new)
-    os.replace(tmp, path)
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per case (median)")
@@ -287,7 +280,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render(rows, cv_rows, agree, args.repeats, command, load)
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
 
 
 if __name__ == "__main__":

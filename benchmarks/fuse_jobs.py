@@ -27,6 +27,9 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from sections import write_section  # noqa: E402
 DATA = REPO.parent / "shared" / "data" / "ivif" / "msrs" / "test"
 MARK = "fuse-jobs"
 METHODS = (["-m", "laplacian-pyramid"], ["-m", "refusion", "--task", "ivif"])
@@ -85,15 +88,7 @@ def main() -> None:
     ])
     print(text)
     if not args.no_write:
-        path = REPO / "BENCHMARKS.md"
-        body = path.read_text()
-        begin, end = f"<!-- begin {MARK} -->", f"<!-- end {MARK} -->"
-        if begin in body:
-            head, rest = body.split(begin, 1)
-            body = head + text + rest.split(end, 1)[1]
-        else:
-            body = body.rstrip("\n") + "\n\n" + text + "\n"
-        path.write_text(body)
+        write_section(MARK, text)
 
 
 if __name__ == "__main__":

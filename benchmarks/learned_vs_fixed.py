@@ -44,6 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 import refusion_results as rr  # noqa: E402
+from sections import write_section  # noqa: E402
 
 ARMS = ("fixed", "refusion")
 SETTINGS = ["--steps", "400", "--batch-size", "4", "--patch-size", "64", "--lr", "2e-4",
@@ -100,7 +101,7 @@ def stage_score(args: argparse.Namespace) -> None:
     text = report(args, rows, counts)
     print(text)
     if not args.no_write:
-        write_section(args.task, text)
+        write_section(f"learned-vs-fixed-{args.task}", text)
 
 
 def stage_sheet(args: argparse.Namespace) -> None:
@@ -160,19 +161,6 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]], co
     lines += [f"Overall: learned beats fixed on {total_wins} of {total} split-metric pairs.",
               f"<!-- end {mark} -->"]
     return "\n".join(lines)
-
-
-def write_section(task: str, text: str) -> None:
-    mark = f"learned-vs-fixed-{task}"
-    path = REPO / "BENCHMARKS.md"
-    body = path.read_text()
-    begin, end = f"<!-- begin {mark} -->", f"<!-- end {mark} -->"
-    if begin in body:
-        head, rest = body.split(begin, 1)
-        body = head + text + rest.split(end, 1)[1]
-    else:
-        body = body.rstrip("\n") + "\n\n" + text + "\n"
-    path.write_text(body)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,6 +39,9 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import convolve2d
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
+from sections import write_section  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
@@ -282,19 +285,6 @@ def bench_jobs(pairs, rounds):
     return best[1], best[2]
 
 
-def write_section(text):
-    path = REPO / "BENCHMARKS.md"
-    begin, end = "<!-- begin metrics -->", "<!-- end metrics -->"
-    block = f"{begin}\n{text.strip()}\n{end}"
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    if begin in old and end in old:
-        new = re.sub(re.escape(begin) + r".*?" + re.escape(end), lambda _: block, old, flags=re.S)
-    else:
-        new = old.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(new, encoding="utf-8")
-    print(f"wrote {path}")
-
-
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--triplets", type=int, default=3)
@@ -348,7 +338,8 @@ busy the two cores are with other work.
 """
     print(text)
     if not args.no_write:
-        write_section(text)
+        write_section("metrics", f"<!-- begin metrics -->\n{text.strip()}\n<!-- end metrics -->")
+        print("wrote BENCHMARKS.md")
 
 
 if __name__ == "__main__":

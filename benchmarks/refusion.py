@@ -43,6 +43,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
+from sections import write_section  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 MARK = "refusion"
@@ -358,15 +361,6 @@ def render(speed: list, memory: dict | None) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, path: Path = REPO / "BENCHMARKS.md") -> None:
-    old = path.read_text(encoding="utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(rf"<!-- begin {MARK} -->.*?<!-- end {MARK} -->", re.S)
-    new = pattern.sub(lambda _: text, old) if pattern.search(old) else old.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(new, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
@@ -390,7 +384,7 @@ def main(argv=None) -> None:
             print(f"4096x3072: peak {memory['peak_gib']:.2f} GiB, {memory['seconds']:.1f} s", flush=True)
     text = render(speed, memory)
     if not args.no_write:
-        write_section(text)
+        write_section(MARK, text)
     print(text)
 
 

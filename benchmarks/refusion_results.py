@@ -46,6 +46,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
+from sections import write_section  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 MARK = "refusion-results"
@@ -328,7 +331,7 @@ def stage_report(args: argparse.Namespace) -> None:
                                                   for d, n, total in cut)
                   + " — their yardstick rows are full-split means, so those comparisons are indicative only."]
     lines += [""] + NOTES + [f"<!-- end {MARK} -->"]
-    write_section(REPO / "BENCHMARKS.md", "\n".join(lines))
+    write_section(MARK, "\n".join(lines))
     print("\n".join(lines))
 
 
@@ -379,20 +382,6 @@ NOTES = [
     "Every method was scored on the same images of a split; the CPU was shared with other work during the run.",
     "",
 ]
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace (or append) this benchmark's marked section of ``path``, keeping the others."""
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    begin, end = f"<!-- begin {MARK} -->", f"<!-- end {MARK} -->"
-    if begin in old and end in old:
-        head, rest = old.split(begin, 1)
-        new = head + text + rest.split(end, 1)[1]
-    else:
-        new = old.rstrip("\n") + "\n\n" + text + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(new)
-    tmp.replace(path)
 
 
 SCENES = {  # task -> (dataset, scene) rows of its contact sheet
