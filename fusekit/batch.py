@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .api import fuse_files
-from .errors import FusekitError
+from .errors import one_line
 from .interfaces import Fuser
 
 __all__ = ["fuse_sets"]
@@ -31,18 +31,13 @@ def _init_worker(fuser: Fuser, threads: int) -> None:
         sys.modules["torch"].set_num_threads(threads)
 
 
-def _message(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return text if isinstance(exc, FusekitError) else f"{type(exc).__name__}: {text}"
-
-
 def _fuse_one(fuser: Fuser, paths: Sequence[Path], out: Path, bit_depth: int | None) -> str | None:
     """Fuse one set; the error message, or ``None`` on success."""
     try:
         fuse_files(fuser, paths, out, bit_depth=bit_depth)
         return None
     except Exception as exc:  # any failure of one set is reported, the batch goes on
-        return _message(exc)
+        return one_line(exc)
 
 
 def _fuse_in_worker(paths: Sequence[Path], out: Path, bit_depth: int | None) -> str | None:
@@ -101,6 +96,6 @@ def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping
             try:
                 error = fut.result()
             except Exception as exc:  # the worker died, or the fuser could not be sent to it
-                error = _message(exc)
+                error = one_line(exc)
             record(futures[fut], error)
     return failures

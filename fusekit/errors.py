@@ -57,3 +57,13 @@ class UnknownNameError(FusekitError, LookupError):
 
     def __str__(self) -> str:  # LookupError would otherwise quote the message
         return self.args[0]
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of ``exc``'s message, for per-item failure lists.
+
+    fusekit's own errors are shown as they are (they already name the file
+    and the fix); any other exception is prefixed with its type.
+    """
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return text if isinstance(exc, FusekitError) else f"{type(exc).__name__}: {text}"

@@ -7,13 +7,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
-from ..errors import InputError, ParameterError
+from ..errors import InputError, ParameterError, one_line
 from ..metrics.base import Metric
 from ..metrics.profiles import Profile, get_profile
 from .dataset import find_dataset
 from .report import EvaluationReport, Failure
 from .sources import FusedFolder, FusedMethod, _find_fused, _folder_specs, _method_specs, default_cache_dir
-from .worker import _message, _run, _State, _Task, forget_fuser, load_fuser
+from .worker import _run, _State, _Task, forget_fuser, load_fuser
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..plugins import PluginHost
@@ -150,7 +150,7 @@ def _check_methods(tasks: list[_Task], report: EvaluationReport, in_process: boo
             fuser = load_fuser(spec)
         except Exception as exc:  # reported once for the method; other methods go on
             report.failures.append(Failure("(all images)", spec.label,
-                                           f"cannot run the method: {_message(exc)}"))
+                                           f"cannot run the method: {one_line(exc)}"))
             broken.add(spec.label)
             continue
         if not in_process:

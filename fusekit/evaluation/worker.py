@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import FusekitError, InputError
+from ..errors import InputError, one_line
 from ..metrics.base import Metric
 from ..metrics.profiles import Profile
 from .sources import FusedMethod
@@ -73,11 +73,6 @@ def forget_fuser(spec: FusedMethod, fuser: Any) -> None:
         del _FUSERS[_fuser_key(spec)]
 
 
-def _message(exc: BaseException) -> str:
-    text = str(exc).splitlines()[0] if str(exc) else ""
-    return text if isinstance(exc, FusekitError) else f"{type(exc).__name__}: {text}"
-
-
 def _produce(task: _Task) -> str:
     from .. import io
     from ..api import fuse_images
@@ -116,13 +111,13 @@ def run_task(task: _Task) -> _Outcome:
         except InputError as exc:
             raise InputError(f"{Path(fused_path).name}: {exc}") from None
     except Exception as exc:  # any failure of this image is reported, the run goes on
-        outcome.errors.append((None, _message(exc)))
+        outcome.errors.append((None, one_line(exc)))
         return outcome
     for metric in state.metrics:
         try:
             outcome.values[metric.name] = float(evaluate_metric(metric, ctx))
         except Exception as exc:
-            outcome.errors.append((metric.name, _message(exc)))
+            outcome.errors.append((metric.name, one_line(exc)))
     return outcome
 
 
@@ -172,7 +167,7 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
                 try:
                     outcomes.append(fut.result())
                 except Exception as exc:  # a worker died or could not unpickle the item
-                    outcomes.append(_Outcome(t.image, t.method, {}, [(None, _message(exc))]))
+                    outcomes.append(_Outcome(t.image, t.method, {}, [(None, one_line(exc))]))
                 bar.update(1)
     finally:
         if owned:
