@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import sys
 import time
 import tracemalloc
@@ -147,7 +146,6 @@ def bench_opencv(colour, repeats: int) -> list[dict]:
 
 def agreement(pairs: int | None) -> dict:
     import cv2
-    from scipy import ndimage
 
     import fusekit
     from fusekit.color import luminance

@@ -30,7 +30,6 @@ import argparse
 import math
 import os
 import platform
-import re
 import sys
 import tempfile
 import time
