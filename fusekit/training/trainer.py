@@ -738,7 +738,15 @@ def _training_checkpoint_or_none(path: Path) -> dict[str, Any] | None:
         return None  # not a torch file at all: let the fuser's loader name the problem
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         return None
-    return read_checkpoint(path)  # checks the layout version
+    return _checked_version(state, path)
+
+
+def _checked_version(state: dict[str, Any], path: Path) -> dict[str, Any]:
+    """``state`` if its layout version is the one this fusekit reads, else WeightsError."""
+    if state.get("format_version") != CHECKPOINT_VERSION:
+        raise WeightsError(f"{path}: checkpoint layout version {state.get('format_version')!r}, this fusekit "
+                           f"reads version {CHECKPOINT_VERSION}; retrain or use the fusekit that wrote it")
+    return state
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -762,10 +770,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise WeightsError(f"{path}: not a fusekit training checkpoint; pass a file written by "
                            f"'fusekit train --checkpoint'")
-    if state.get("format_version") != CHECKPOINT_VERSION:
-        raise WeightsError(f"{path}: checkpoint layout version {state.get('format_version')!r}, this fusekit "
-                           f"reads version {CHECKPOINT_VERSION}; retrain or use the fusekit that wrote it")
-    return state
+    return _checked_version(state, path)
 
 
 class _NoBar:
