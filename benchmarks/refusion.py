@@ -224,10 +224,14 @@ class PlainReFusion(nn.Module):
         return torch.sigmoid(out)
 
 
-def seeded_plain(seed: int = 0) -> PlainReFusion:
-    """A PlainReFusion with deterministic, non-trivial weights (norms and temperatures varied)."""
+def seed_weights(net: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Fill ``net`` (a ReFusion-layout network) with deterministic, non-trivial weights; returns it in eval mode.
+
+    Norm weights and temperatures are drawn around 1, every other tensor is
+    Gaussian scaled by its fan-in, so activations neither vanish nor explode.
+    For tests and benchmarks only (never shipped).
+    """
     gen = torch.Generator().manual_seed(seed)
-    net = PlainReFusion()
     with torch.no_grad():
         for name, p in net.named_parameters():
             if "norm" in name or "temperature" in name:
@@ -235,6 +239,11 @@ def seeded_plain(seed: int = 0) -> PlainReFusion:
             else:
                 p.copy_(torch.randn(p.shape, generator=gen) * (0.7 / max(1, p[0].numel()) ** 0.5))
     return net.eval()
+
+
+def seeded_plain(seed: int = 0) -> PlainReFusion:
+    """A PlainReFusion with the deterministic weights of :func:`seed_weights`."""
+    return seed_weights(PlainReFusion(), seed)
 
 
 # ---------------------------------------------------------------------------

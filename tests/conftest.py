@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,15 @@ REPO = Path(__file__).resolve().parents[1]
 #: The benchmark data live beside the repository (../shared/data), in CI too.
 DATA = REPO.parent / "shared" / "data"
 EXAMPLES = REPO / "examples" / "data"
+
+
+@functools.lru_cache(maxsize=None)
+def load_refusion_benchmark():
+    """``benchmarks/refusion.py`` as a module: the plain reference network and seeded weights."""
+    spec = importlib.util.spec_from_file_location("refusion_benchmark", REPO / "benchmarks" / "refusion.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,16 +14,7 @@ from fusekit_refusion.engine import infer  # noqa: E402
 from fusekit_refusion.network import (PARAMETER_COUNT, LayerNorm2d, ReFusionNet,  # noqa: E402
                                       TransformerBlock)
 
-REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
-
-
-def load_benchmark():
-    """The plain reference implementation kept in benchmarks/refusion.py."""
-    spec = importlib.util.spec_from_file_location("refusion_benchmark", REPO / "benchmarks" / "refusion.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from .conftest import DATA, load_refusion_benchmark  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -33,7 +22,7 @@ pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 @pytest.fixture(scope="module")
 def bench():
-    return load_benchmark()
+    return load_refusion_benchmark()
 
 
 @pytest.fixture(scope="module")

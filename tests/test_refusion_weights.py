@@ -18,21 +18,15 @@ from fusekit_refusion.checkpoint import (canonical_state_dict, load_weights_file
 from fusekit_refusion.fuser import ReFusion  # noqa: E402
 from fusekit_refusion.network import ReFusionNet  # noqa: E402
 
+from .conftest import load_refusion_benchmark  # noqa: E402
+
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def seeded_net(seed=0) -> ReFusionNet:
     """Deterministic non-trivial weights, for testing loading only (never shipped)."""
-    gen = torch.Generator().manual_seed(seed)
-    net = ReFusionNet().eval()
-    with torch.no_grad():
-        for name, p in net.named_parameters():
-            if "norm" in name or "temperature" in name:
-                p.copy_(1 + 0.3 * torch.randn(p.shape, generator=gen))
-            else:
-                p.copy_(torch.randn(p.shape, generator=gen) * (0.7 / max(1, p[0].numel()) ** 0.5))
-    return net
+    return load_refusion_benchmark().seed_weights(ReFusionNet(), seed)
 
 
 @pytest.fixture(scope="module")
@@ -63,12 +57,7 @@ def test_authors_layout_has_140_entries_for_86_tensors(net):
 
 def test_plain_reference_state_dict_is_the_authors_layout(net):
     """The benchmark's authors-style module produces exactly the keys we export."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "refusion_benchmark", Path(__file__).resolve().parents[1] / "benchmarks" / "refusion.py")
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_refusion_benchmark()
     assert sorted(bench.PlainReFusion().state_dict()) == sorted(to_authors_state_dict(net))
 
 
