@@ -142,7 +142,7 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]], co
              f"Run {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Both arms start from "
              f"`{args.start.name}` (the shipped fixed-loss run's checkpoint), seed 1, "
-             f"`{' '.join(SETTINGS[:10])}`; learned adds `{' '.join(LEARNED_ONLY)}`. "
+             f"`{' '.join(SETTINGS[:12])}`; learned adds `{' '.join(LEARNED_ONLY)}`. "
              f"Training time on one CPU thread each, side by side: fixed {secs['fixed']} s, "
              f"learned {secs['refusion']} s. **start** is the shipped weights before fine-tuning. "
              "Means over each full test split, `cddfuse` profile, every metric higher is better.",
