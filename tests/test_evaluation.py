@@ -123,6 +123,19 @@ def test_methods_are_cached_and_runs_resume(dataset: Path, tmp_path: Path):
     assert resumed.rows == [r for r in first.rows if r["method"] == "average"]
 
 
+def test_methods_scored_together_equal_each_alone(dataset: Path, tmp_path: Path):
+    avg = _average_folder(dataset, tmp_path / "avg")
+    other = _average_folder(dataset, tmp_path / "other", ext=".jpg")
+    write_image(other / "13.png", read_image(dataset / "ir" / "13.png")[:-4])   # one bad image
+    (other / "13.jpg").unlink()
+    together = fusekit.evaluate(dataset, fused=[avg, other])
+    alone = {label: fusekit.evaluate(dataset, fused=folder) for label, folder in (("avg", avg), ("other", other))}
+    assert together.rows == alone["avg"].rows + alone["other"].rows
+    bad = [f for f in together.failures if f.image == "13"]
+    assert [(f.method, "one size" in f.message) for f in bad] == [("other", True)]
+    assert any(r["image"] == "13" and r["method"] == "avg" for r in together.rows)
+
+
 def test_parallel_and_custom_executor_give_the_same_report(dataset: Path, tmp_path: Path):
     fused = _average_folder(dataset, tmp_path / "avg")
     serial = fusekit.evaluate(dataset, fused=fused, metrics=METRICS)

@@ -338,6 +338,32 @@ def test_plugin_metric_is_registered_and_nan_is_not_silent(pair):
         compute(a, [a, b], metrics="broken", host=host)
 
 
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_fused_images_of_one_scene_share_source_statistics(pair, profile):
+    """Scoring several methods' outputs of one scene computes the sources' statistics once
+    and gives exactly the values of scoring each alone, in any order."""
+    from fusekit.metrics.compute import evaluate_metric, make_context, reuse_sources
+
+    a, b = pair
+    outputs = [np.maximum(a, b), (a + b) / 2, np.flipud(a)]  # the last shares little with the sources
+    metrics = list_metrics()
+    alone = [compute(f, [a, b], metrics=metrics, profile=profile) for f in outputs]
+    base = make_context(outputs[0], [a, b], PROFILES[profile])
+    together = [{m.name: evaluate_metric(m, base) for m in metrics}]
+    known = dict(base._source_cache)
+    for f in outputs[1:]:
+        ctx = reuse_sources(base, f)
+        together.append({m.name: evaluate_metric(m, ctx) for m in metrics})
+    assert together == alone
+    # nothing of the sources was recomputed, and no later image changed what was cached
+    assert base._source_cache.keys() == known.keys()
+    assert all(base._source_cache[k] is v for k, v in known.items())
+    again = reuse_sources(base, outputs[0])
+    assert {m.name: evaluate_metric(m, again) for m in metrics} == alone[0]
+    with pytest.raises(InputError, match="one size"):
+        reuse_sources(base, a[:-1])
+
+
 def test_separable_filters_equal_2d_convolution():
     from fusekit.metrics.filters import (filter_valid, filter_valid_decimate,
                                          filter_valid_transposed, gaussian_kernel, sobel)

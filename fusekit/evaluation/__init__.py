@@ -22,7 +22,8 @@ code or weights: after changing those, delete the method's cache folder or
 use another ``cache_dir``.
 
 Every image is scored on its luminance (Y of BT.601 YCbCr, 0-255; see the
-profile). Work items (one fused image each) run on a
+profile). Work items (one scene each, with every method's fused image of it,
+so the sources' statistics are computed once for all methods) run on a
 :class:`concurrent.futures.Executor`: in-process for ``jobs=1``, a
 :class:`~concurrent.futures.ProcessPoolExecutor` for ``jobs > 1``, or any
 executor passed in, such as ``dask.distributed.Client(...).get_executor()``.

@@ -13,7 +13,7 @@ from ..metrics.profiles import Profile, get_profile
 from .dataset import find_dataset
 from .report import EvaluationReport, Failure
 from .sources import FusedFolder, FusedMethod, _find_fused, _folder_specs, _method_specs, default_cache_dir
-from .worker import _run, _State, _Task, forget_fuser, load_fuser
+from .worker import _Fused, _run, _State, _Task, forget_fuser, load_fuser
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..plugins import PluginHost
@@ -59,7 +59,8 @@ def evaluate(dataset: str | os.PathLike, *,
     jobs : int
         Parallel worker processes (ignored when ``executor`` is given).
     executor : concurrent.futures.Executor, optional
-        Runs the work items (one per fused image); it is not shut down.
+        Runs the work items (one per scene, with every method's fused image
+        of it); it is not shut down.
     progress : bool or None
         Show a progress bar on stderr (``None``: only on a terminal).
     host : PluginHost, optional
@@ -103,23 +104,29 @@ def evaluate(dataset: str | os.PathLike, *,
     for name, why in data.problems.items():
         report.failures.append(Failure(name, None, why))
 
-    tasks: list[_Task] = []
+    # one work item per scene, holding every method's fused image of it: the
+    # sources are read and their statistics computed once for all methods
+    by_scene: dict[str, list[_Fused]] = {name: [] for name in data.items}
     listings: dict[Path, dict[str, list[Path]]] = {}
     for spec in specs:
-        for name, paths in data.items.items():
-            srcs = tuple(str(p) for p in paths)
+        for name in data.items:
             if isinstance(spec, FusedFolder):
                 found, why = _find_fused(spec.folder, listings, name)
                 if found is None:
                     report.failures.append(Failure(name, spec.label, why))
                     continue
-                tasks.append(_Task(name, spec.label, srcs, str(found), None))
+                by_scene[name].append(_Fused(spec.label, str(found), None))
             else:
                 cached = spec.folder / f"{name}.png"
-                tasks.append(_Task(name, spec.label, srcs, str(cached) if cached.is_file() else None,
-                                   spec))
+                by_scene[name].append(_Fused(spec.label, str(cached) if cached.is_file() else None, spec))
 
-    tasks = _check_methods(tasks, report, in_process=executor is None and jobs == 1)
+    broken = _check_methods([f for entries in by_scene.values() for f in entries], report,
+                            in_process=executor is None and jobs == 1)
+    tasks: list[_Task] = []
+    for name, entries in by_scene.items():
+        kept = tuple(f for f in entries if not (f.path is None and f.method in broken))
+        if kept:
+            tasks.append(_Task(name, tuple(str(p) for p in data.items[name]), kept))
     outcomes = _run(tasks, _State(tuple(chosen), prof), jobs, executor, progress)
     order = {label: i for i, label in enumerate(labels)}
     outcomes.sort(key=lambda o: (order[o.method], o.image))
@@ -135,15 +142,20 @@ def evaluate(dataset: str | os.PathLike, *,
     return report
 
 
-def _check_methods(tasks: list[_Task], report: EvaluationReport, in_process: bool) -> list[_Task]:
+def _check_methods(entries: list[_Fused], report: EvaluationReport, in_process: bool) -> set[str]:
     """Load each method that still has images to fuse once, before any work item runs.
 
     A method that cannot run (missing weights, say) becomes one failure and
     its images are skipped, instead of one identical failure per image. For
     in-process runs the loaded fuser is kept for the work items; worker
     processes load their own.
+
+    Returns
+    -------
+    set of str
+        Labels of the methods that cannot run.
     """
-    pending = {t.produce.label: t.produce for t in tasks if t.fused is None and t.produce is not None}
+    pending = {f.produce.label: f.produce for f in entries if f.path is None and f.produce is not None}
     broken: set[str] = set()
     for _, spec in sorted(pending.items()):
         try:
@@ -155,4 +167,4 @@ def _check_methods(tasks: list[_Task], report: EvaluationReport, in_process: boo
             continue
         if not in_process:
             forget_fuser(spec, fuser)
-    return [t for t in tasks if not (t.fused is None and t.method in broken)]
+    return broken

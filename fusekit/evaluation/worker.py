@@ -1,4 +1,9 @@
-"""Work items (one fused image each) and the executors that run them."""
+"""Work items (one scene each: its sources and every fused image of them) and the executors that run them.
+
+A work item scores all fused images of one scene together, so the sources
+are read once and their statistics (gradients, local means, grey levels) are
+computed once for every method compared (:meth:`MetricContext.with_fused`).
+"""
 
 from __future__ import annotations
 
@@ -23,12 +28,21 @@ class _State:
 
 
 @dataclass(frozen=True)
-class _Task:
-    image: str
+class _Fused:
+    """One fused image of a scene: read from ``path``, or produced by ``produce`` first."""
+
     method: str
-    sources: tuple[str, ...]
-    fused: str | None
+    path: str | None
     produce: FusedMethod | None
+
+
+@dataclass(frozen=True)
+class _Task:
+    """One scene: its source files and the fused images of it to score."""
+
+    image: str
+    sources: tuple[str, ...]
+    fused: tuple[_Fused, ...]
     state: _State | None = None  # None: use the worker's state (set by _init_worker)
 
 
@@ -73,53 +87,65 @@ def forget_fuser(spec: FusedMethod, fuser: Any) -> None:
         del _FUSERS[_fuser_key(spec)]
 
 
-def _produce(task: _Task) -> str:
+def _produce(image: str, sources: tuple[str, ...], spec: FusedMethod | None) -> str:
     from .. import io
     from ..api import fuse_images
 
-    spec = task.produce
     if spec is None:
-        raise InputError(f"{task.image}: no fused image and no method to produce one")
-    loaded = [io.load_image(p) for p in task.sources]
-    fused = fuse_images(load_fuser(spec), [im.data for im in loaded], list(task.sources))
+        raise InputError(f"{image}: no fused image and no method to produce one")
+    loaded = [io.load_image(p) for p in sources]
+    fused = fuse_images(load_fuser(spec), [im.data for im in loaded], list(sources))
     depth = max(im.bit_depth for im in loaded)
-    out = spec.folder / f"{task.image}.png"
+    out = spec.folder / f"{image}.png"
     io.write_image(out, fused, bit_depth=depth)
     return str(out)
 
 
-def run_task(task: _Task) -> _Outcome:
-    """Produce (if needed) and score one fused image; never raises."""
-    from ..io import read_image
-    from ..metrics.compute import evaluate_metric, make_context
+def run_task(task: _Task) -> list[_Outcome]:
+    """Produce (if needed) and score the fused images of one scene; never raises.
 
-    outcome = _Outcome(task.image, task.method, {}, [])
+    Returns
+    -------
+    list of _Outcome
+        One per fused image, in the order of ``task.fused``.
+    """
+    from ..io import read_image
+    from ..metrics.compute import evaluate_metric, make_context, reuse_sources
+
+    outcomes = [_Outcome(task.image, entry.method, {}, []) for entry in task.fused]
     state = task.state or _WORKER_STATE
     if state is None:
-        outcome.errors.append((None, "internal: work item without metrics"))
-        return outcome
-    try:
-        fused_path = task.fused
-        if fused_path is None:
-            fused_path = _produce(task)
-            outcome.produced = True
-        # RGB kept as stored: each profile converts colour to grey its own way
-        sources = [read_image(p, near_grey="keep") for p in task.sources]
-        fused = read_image(fused_path, near_grey="keep")
+        for outcome in outcomes:
+            outcome.errors.append((None, "internal: work item without metrics"))
+        return outcomes
+    sources = None
+    base = None  # the first context: later fused images share its source statistics
+    for entry, outcome in zip(task.fused, outcomes):
         try:
-            ctx = make_context(fused, sources, state.profile, data_range=1.0)
-        except InputError as exc:
-            raise InputError(f"{Path(fused_path).name}: {exc}") from None
-    except Exception as exc:  # any failure of this image is reported, the run goes on
-        outcome.errors.append((None, one_line(exc)))
-        return outcome
-    for metric in state.metrics:
-        try:
-            outcome.values[metric.name] = float(evaluate_metric(metric, ctx))
-        except Exception as exc:
-            outcome.errors.append((metric.name, one_line(exc)))
-    return outcome
-
+            fused_path = entry.path
+            if fused_path is None:
+                fused_path = _produce(task.image, task.sources, entry.produce)
+                outcome.produced = True
+            if sources is None:
+                # RGB kept as stored: each profile converts colour to grey its own way
+                sources = [read_image(p, near_grey="keep") for p in task.sources]
+            fused = read_image(fused_path, near_grey="keep")
+            try:
+                if base is None:
+                    ctx = base = make_context(fused, sources, state.profile, data_range=1.0)
+                else:
+                    ctx = reuse_sources(base, fused, data_range=1.0)
+            except InputError as exc:
+                raise InputError(f"{Path(fused_path).name}: {exc}") from None
+        except Exception as exc:  # any failure of this image is reported, the run goes on
+            outcome.errors.append((None, one_line(exc)))
+            continue
+        for metric in state.metrics:
+            try:
+                outcome.values[metric.name] = float(evaluate_metric(metric, ctx))
+            except Exception as exc:
+                outcome.errors.append((metric.name, one_line(exc)))
+    return outcomes
 
 
 def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | None,
@@ -131,7 +157,7 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
     from tqdm import tqdm
 
     def progress_bar() -> Any:
-        return tqdm(total=len(tasks), desc="eval", unit="image", file=sys.stderr,
+        return tqdm(total=sum(len(t.fused) for t in tasks), desc="eval", unit="image", file=sys.stderr,
                     disable=None if progress is None else not progress, leave=False)
 
     outcomes: list[_Outcome] = []
@@ -141,8 +167,8 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
         try:
             with progress_bar() as bar:
                 for t in tasks:
-                    outcomes.append(run_task(t))
-                    bar.update(1)
+                    outcomes += run_task(t)
+                    bar.update(len(t.fused))
         finally:
             _init_worker(previous)
         return outcomes
@@ -165,10 +191,10 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
             for fut in cf.as_completed(futures):
                 t = futures[fut]
                 try:
-                    outcomes.append(fut.result())
+                    outcomes += fut.result()
                 except Exception as exc:  # a worker died or could not unpickle the item
-                    outcomes.append(_Outcome(t.image, t.method, {}, [(None, one_line(exc))]))
-                bar.update(1)
+                    outcomes += [_Outcome(t.image, e.method, {}, [(None, one_line(exc))]) for e in t.fused]
+                bar.update(len(t.fused))
     finally:
         if owned:
             pool.shutdown(cancel_futures=True)

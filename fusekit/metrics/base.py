@@ -6,7 +6,9 @@ float64, 0-255 scale, already prepared by the profile) and returns a float.
 The context caches intermediate results (histograms, gradients, local
 statistics) so that metrics computed together on one image share them: the
 fused image's Sobel gradients, for instance, are computed once for Q^{AB/F}
-and N^{AB/F}.
+and N^{AB/F}. Results that depend on the sources alone go to a second cache
+that contexts made with :meth:`MetricContext.with_fused` share, so scoring
+several methods' outputs of one scene computes them once.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ class MetricContext:
         Source luminances, 0-255 scale, same size as ``fused``.
     profile : Profile
         The profile the metrics follow (:mod:`fusekit.metrics.profiles`).
+    source_cache : dict, optional
+        Cache of results that depend on the sources alone, shared with other
+        contexts of the same sources and profile (see :meth:`with_fused`).
 
     Attributes
     ----------
@@ -43,24 +48,68 @@ class MetricContext:
     """
 
     def __init__(self, fused: np.ndarray, sources: tuple[np.ndarray, ...] | list[np.ndarray],
-                 profile: "Profile") -> None:
+                 profile: "Profile", source_cache: dict[Hashable, Any] | None = None) -> None:
         self.fused = np.asarray(fused, dtype=np.float64)
         self.sources = tuple(np.asarray(s, dtype=np.float64) for s in sources)
         self.images = (self.fused, *self.sources)
         self.profile = profile
         self._cache: dict[Hashable, Any] = {}
+        self._source_cache: dict[Hashable, Any] = {} if source_cache is None else source_cache
+
+    def with_fused(self, fused: np.ndarray) -> "MetricContext":
+        """A context for another fused image of the same sources, sharing the source cache.
+
+        Parameters
+        ----------
+        fused : ndarray, shape (H, W)
+            Fused luminance, prepared like this context's images (0-255),
+            same size as the sources.
+
+        Returns
+        -------
+        MetricContext
+            Source statistics already computed here (gradients, local means,
+            grey levels) are reused, not recomputed.
+        """
+        fused = np.asarray(fused, dtype=np.float64)
+        if self.sources and fused.shape != self.sources[0].shape:
+            raise ValueError(f"fused image of shape {fused.shape} for sources of shape {self.sources[0].shape}")
+        return MetricContext(fused, self.sources, self.profile, self._source_cache)
 
     def cached(self, key: Hashable, factory: Callable[[], Any]) -> Any:
-        """Return the value stored under ``key``, computing it with ``factory()`` once."""
-        try:
-            return self._cache[key]
-        except KeyError:
-            value = self._cache[key] = factory()
-            return value
+        """Return the value stored under ``key``, computing it with ``factory()`` once.
+
+        For results that involve the fused image. A plugin metric names its
+        keys after itself (``("mymetric", ...)``) to stay clear of others.
+        """
+        return _lookup(self._cache, key, factory)
+
+    def cached_source(self, key: Hashable, factory: Callable[[], Any]) -> Any:
+        """:meth:`cached` for results that depend on the sources alone.
+
+        These are shared by every context made with :meth:`with_fused`, so
+        the value must not be modified in place by its users.
+        """
+        return _lookup(self._source_cache, key, factory)
+
+    def cached_image(self, index: int, key: Hashable, factory: Callable[[], Any]) -> Any:
+        """Cache a result of image ``index`` alone: per context for the fused image
+        (``index == 0``), in the shared source cache for a source."""
+        if index == 0:
+            return self.cached((key, 0), factory)
+        return self.cached_source((key, index), factory)
 
     def float32(self, index: int) -> np.ndarray:
         """Image ``index`` (0 = fused) as float32, for profiles that reproduce float32 scripts."""
-        return self.cached(("float32", index), lambda: self.images[index].astype(np.float32))
+        return self.cached_image(index, "float32", lambda: self.images[index].astype(np.float32))
+
+
+def _lookup(cache: dict[Hashable, Any], key: Hashable, factory: Callable[[], Any]) -> Any:
+    try:
+        return cache[key]
+    except KeyError:
+        value = cache[key] = factory()
+        return value
 
 
 @dataclass(frozen=True)

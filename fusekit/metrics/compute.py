@@ -75,13 +75,47 @@ def make_context(fused: np.ndarray, sources: Sequence[np.ndarray], profile: Prof
     prepared = []
     for i, s in enumerate(sources):
         p = profile.prepare(s, data_range)
-        if p.shape != f.shape:
-            raise InputError(
-                f"source {i + 1} is {p.shape[1]}x{p.shape[0]} pixels but the fused image is "
-                f"{f.shape[1]}x{f.shape[0]}; metrics need images of one size (crop or resize them)"
-            )
+        _check_size(f, p, i)
         prepared.append(p)
     return MetricContext(f, prepared, profile)
+
+
+def reuse_sources(base: MetricContext, fused: np.ndarray, data_range: float | None = None) -> MetricContext:
+    """A context for another fused image of ``base``'s sources, sharing their statistics.
+
+    Parameters
+    ----------
+    base : MetricContext
+        A context of the same sources (made by :func:`make_context`).
+    fused : ndarray, shape (H, W) or (H, W, 3)
+        Another fused image of them, prepared with ``base``'s profile.
+    data_range : float, optional
+        As in :func:`make_context`.
+
+    Returns
+    -------
+    MetricContext
+        Whatever ``base`` (or any other context made from it) computed
+        from the sources alone is reused, not recomputed; values are the
+        same as with a fresh :func:`make_context`.
+
+    Raises
+    ------
+    InputError
+        The fused image is not the sources' size.
+    """
+    f = base.profile.prepare(fused, data_range)
+    if base.sources:
+        _check_size(f, base.sources[0], 0)
+    return base.with_fused(f)
+
+
+def _check_size(fused: np.ndarray, source: np.ndarray, index: int) -> None:
+    if source.shape != fused.shape:
+        raise InputError(
+            f"source {index + 1} is {source.shape[1]}x{source.shape[0]} pixels but the fused image is "
+            f"{fused.shape[1]}x{fused.shape[0]}; metrics need images of one size (crop or resize them)"
+        )
 
 
 def evaluate_metric(metric: Metric, ctx: MetricContext) -> Score:

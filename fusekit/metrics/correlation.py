@@ -27,15 +27,18 @@ def _dot(x: np.ndarray, y: np.ndarray) -> float:
     return float(np.einsum("ij,ij->", x, y))
 
 
-def _centred(ctx: MetricContext, key: object, image: np.ndarray) -> tuple[np.ndarray, float]:
-    def make() -> tuple[np.ndarray, float]:
-        d = image - image.flat[0]
-        if not d.any():  # exactly constant: no variance at all
-            return d, 0.0
-        d -= d.mean()
-        return d, _dot(d, d)
+def _centre(image: np.ndarray) -> tuple[np.ndarray, float]:
+    """``(image - mean, sum of squares)``; exactly ``(0, 0.0)`` sums for a constant image."""
+    d = image - image.flat[0]
+    if not d.any():  # exactly constant: no variance at all
+        return d, 0.0
+    d -= d.mean()
+    return d, _dot(d, d)
 
-    return ctx.cached(("centred", key), make)
+
+def _centred(ctx: MetricContext, index: int) -> tuple[np.ndarray, float]:
+    """Cached :func:`_centre` of image ``index`` (0 = fused)."""
+    return ctx.cached_image(index, "centred", lambda: _centre(ctx.images[index]))
 
 
 def pearson(x: tuple[np.ndarray, float], y: tuple[np.ndarray, float]) -> float:
@@ -54,8 +57,8 @@ def correlation_coefficient(ctx: MetricContext) -> float:
 
     A term with a constant image counts as 0 (see the module docstring).
     """
-    f = _centred(ctx, 0, ctx.fused)
-    rs = [pearson(_centred(ctx, i, ctx.images[i]), f) for i in range(1, len(ctx.images))]
+    f = _centred(ctx, 0)
+    rs = [pearson(_centred(ctx, i), f) for i in range(1, len(ctx.images))]
     return float(np.mean(rs))
 
 
@@ -70,9 +73,7 @@ def scd(ctx: MetricContext) -> float:
         raise InputError(f"scd is defined for 2 sources, got {len(ctx.sources)}; "
                          "drop it from the metric list for this data")
     f, a, b = ctx.images
-    ca = _centred(ctx, 1, a)
-    cb = _centred(ctx, 2, b)
-    return pearson(_centred(ctx, "f-b", f - b), ca) + pearson(_centred(ctx, "f-a", f - a), cb)
+    return pearson(_centre(f - b), _centred(ctx, 1)) + pearson(_centre(f - a), _centred(ctx, 2))
 
 
 CC = Metric("cc", "correlation coefficient", "", True, True,

@@ -67,7 +67,7 @@ def _edges(ctx: MetricContext, index: int, mode: str, quirks: bool
         np.copyto(alpha, (np.pi / 2) if quirks else np.sign(gy) * (np.pi / 2), where=zero)
         return g2, np.sqrt(g2.astype(alpha.dtype)), alpha
 
-    return ctx.cached(("edges", index, mode, quirks), make)
+    return ctx.cached_image(index, ("edges", mode, quirks), make)
 
 
 def _check_two(ctx: MetricContext, name: str) -> None:
@@ -126,6 +126,13 @@ def qabf(ctx: MetricContext) -> float:
     return float((qa.sum(dtype=np.float64) + qb.sum(dtype=np.float64)) / den)
 
 
+def _nabf_weight(g: np.ndarray) -> tuple[np.ndarray, float]:
+    """Kumar's edge weight ``w = (g/8)^1.5`` where ``g/8 >= 2``, else 0.001, and its sum."""
+    g8 = g / 8.0
+    w = np.where(g8 >= 2.0, g8 * np.sqrt(g8), 0.001)
+    return w, float(w.sum())
+
+
 def nabf(ctx: MetricContext) -> float:
     """Modified N^{AB/F} (Shreyamsha Kumar 2013) in [0, 1]; lower is better."""
     _check_two(ctx, "nabf")
@@ -148,9 +155,8 @@ def nabf(ctx: MetricContext) -> float:
         q = _sigmoid(ratio, 0.9999, 19.0, 0.5)
         q *= _sigmoid(orient, 0.9995, 22.0, 0.5)
         np.sqrt(q, out=q)
-        g8 = gs / 8.0
-        w = np.where(g8 >= 2.0, g8 * np.sqrt(g8), 0.001)
-        den += float(w.sum())
+        w, w_sum = ctx.cached_image(s, "nabf-weight", lambda: _nabf_weight(gs))
+        den += w_sum
         np.subtract(1.0, q, out=q)
         q *= w
         terms.append(q)

@@ -31,7 +31,7 @@ def grey_levels(ctx: MetricContext, index: int) -> np.ndarray:
     def make() -> np.ndarray:
         return np.clip(np.rint(ctx.images[index]), 0, 255).astype(np.int64).ravel()
 
-    return ctx.cached(("levels", index), make)
+    return ctx.cached_image(index, "levels", make)
 
 
 def entropy(ctx: MetricContext) -> float:

@@ -4,7 +4,8 @@
 Gaussian window (sigma 1.5), population (weighted) covariance, K1 = 0.01,
 K2 = 0.03, L = 255, mean over the pixels where the window fits (valid
 region). The fused image's local statistics are computed once for all
-sources. Range of the sum: [-2, 2] for two sources.
+sources, and each source's once for all fused images of it (the context's
+source cache). Range of the sum: [-2, 2] for two sources.
 
 ``cddfuse``: scikit-image's ``structural_similarity`` with the defaults of
 version 0.19 as CDDFuse's script calls it: 7 x 7 uniform window, sample
@@ -35,19 +36,27 @@ _GAUSS = gaussian_kernel(11, 1.5)
 def _ssim_standard(ctx: MetricContext) -> float:
     c1 = (_K1 * 255.0) ** 2
     c2 = (_K2 * 255.0) ** 2
+    n = len(ctx.sources)
 
-    def fused_stats() -> tuple[np.ndarray, np.ndarray]:
-        f = ctx.fused
-        mu, ff = filter_valid_transposed(np.stack([f, f * f]), _GAUSS, "ssim")
-        return mu, ff - mu * mu
+    def source_stats() -> tuple[np.ndarray, np.ndarray]:
+        sources = np.stack(ctx.sources)
+        stats = filter_valid_transposed(np.concatenate([sources, sources * sources]), _GAUSS, "ssim")
+        mu_s = stats[:n]
+        return mu_s, stats[n:] - mu_s * mu_s
 
-    mu_f, var_f = ctx.cached(("ssim-std", 0), fused_stats)
+    mu_all, var_all = ctx.cached_source("ssim-std", source_stats)
     f = ctx.fused
+    maps = np.empty((n + 2,) + f.shape)
+    maps[0] = f
+    np.multiply(f, f, out=maps[1])
+    np.multiply(np.stack(ctx.sources), f, out=maps[2:])
+    stats = filter_valid_transposed(maps, _GAUSS, "ssim")
+    mu_f = stats[0]
+    var_f = stats[1] - mu_f * mu_f
     total = 0.0
-    for s in ctx.sources:
-        mu_s, ss, sf = filter_valid_transposed(np.stack([s, s * s, s * f]), _GAUSS, "ssim")
-        var_s = ss - mu_s * mu_s
-        cov = sf - mu_s * mu_f
+    for i in range(n):
+        mu_s, var_s = mu_all[i], var_all[i]
+        cov = stats[2 + i] - mu_s * mu_f
         num = (2.0 * mu_s * mu_f + c1) * (2.0 * cov + c2)
         den = (mu_s * mu_s + mu_f * mu_f + c1) * (var_s + var_f + c2)
         total += float(np.mean(num / den))
@@ -65,23 +74,22 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
     c2 = (_K2 * 2.0) ** 2
     pad = (win - 1) // 2
 
-    def fused_stats() -> tuple[np.ndarray, np.ndarray]:
-        f = ctx.float32(0)
-        return ndimage.uniform_filter(f, size=win), ndimage.uniform_filter(f * f, size=win)
-
     if min(ctx.fused.shape) < win:
         raise InputError(f"ssim needs images of at least {win}x{win} pixels, got "
                          f"{ctx.fused.shape[1]}x{ctx.fused.shape[0]}")
-    ux, uxx = ctx.cached(("ssim-cdd", 0), fused_stats)
+
+    def local_stats(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        x = ctx.float32(index)
+        u = ndimage.uniform_filter(x, size=win)
+        uu = ndimage.uniform_filter(x * x, size=win)
+        return u, uu, cov_norm * (uu - u * u)
+
+    ux, _, vx = ctx.cached_image(0, "ssim-cdd", lambda: local_stats(0))
     f = ctx.float32(0)
     total = 0.0
     for i in range(1, len(ctx.images)):
-        s = ctx.float32(i)
-        uy = ndimage.uniform_filter(s, size=win)
-        uyy = ndimage.uniform_filter(s * s, size=win)
-        uxy = ndimage.uniform_filter(f * s, size=win)
-        vx = cov_norm * (uxx - ux * ux)
-        vy = cov_norm * (uyy - uy * uy)
+        uy, _, vy = ctx.cached_image(i, "ssim-cdd", lambda: local_stats(i))
+        uxy = ndimage.uniform_filter(f * ctx.float32(i), size=win)
         vxy = cov_norm * (uxy - ux * uy)
         a1 = 2 * ux * uy + c1
         a2 = 2 * vxy + c2

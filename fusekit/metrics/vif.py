@@ -10,7 +10,10 @@ CDDFuse's ``Evaluator.py``, so both profiles give the same number.
 
 All windows are separable, so every local mean, variance and covariance is
 two 1-D passes; the images of one scale are filtered as one stack and the
-fused image's statistics are shared by all sources.
+fused image's statistics are shared by all sources. The sources' statistics
+(and the denominators, which depend on the sources alone) are cached in the
+context's source cache, so scoring another fused image of the same sources
+filters only the maps that involve it.
 
 A source with no variance at any scale carries no information
 (``den = 0``, so ``VIFp = 0/0``); fusekit counts that term as 1, as the
@@ -25,6 +28,8 @@ Transactions on Image Processing 15 (2006) 430-444.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from ..errors import InputError
@@ -37,28 +42,74 @@ _EPS = 1e-10
 _MIN_SIZE = 41
 
 
-def _scale_terms(mu: np.ndarray, sq: np.ndarray, cross: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-source numerator and denominator sums of one scale.
+class _SourceScale(NamedTuple):
+    """What VIFp needs of the sources at one scale (shared across fused images)."""
 
-    ``mu`` and ``sq`` hold local means and means of squares of
-    ``(F, S_1, ..., S_n)``; ``cross`` the local means of ``S_s * F``.
-    """
-    mu2 = mu[0]
-    sigma2_sq = np.maximum(sq[0] - mu2 * mu2, 0.0)
+    images: np.ndarray      # (n, h, w): the sources at this scale
+    mu: np.ndarray          # (n, w', h'): local means (transposed, as filter_valid_transposed gives)
+    sigma_sq: np.ndarray    # (n, w', h'): local variances, 0 where flat
+    flat: tuple[np.ndarray | None, ...]  # per source: mask of variance < eps, None if there is none
+    den: np.ndarray         # (n,): sum of log(1 + sigma_sq / sigma_n^2)
+
+
+def _window(scale: int) -> np.ndarray:
+    size = 2 ** (5 - scale) + 1
+    return gaussian_kernel(size, size / 5.0)
+
+
+def _source_scale(ctx: MetricContext, scale: int) -> _SourceScale:
+    """Cached source statistics of ``scale`` (1-4); they depend on the sources alone."""
+    def make() -> _SourceScale:
+        win = _window(scale)
+        if scale == 1:
+            images = np.stack(ctx.sources)
+        else:
+            images = filter_valid_decimate(_source_scale(ctx, scale - 1).images, win, "vif")
+        n = images.shape[0]
+        maps = np.empty((2 * n,) + images.shape[1:])
+        maps[:n] = images
+        np.multiply(images, images, out=maps[n:])
+        stats = filter_valid_transposed(maps, win, "vif")  # orientation is irrelevant here
+        mu = stats[:n]
+        sigma_sq = np.maximum(stats[n:] - mu * mu, 0.0)
+        flat: list[np.ndarray | None] = []
+        den = np.empty(n)
+        for s in range(n):
+            mask = sigma_sq[s] < _EPS
+            if mask.any():  # flat regions are rare: skip the masked writes when there are none
+                np.copyto(sigma_sq[s], 0.0, where=mask)
+                flat.append(mask)
+            else:
+                flat.append(None)
+            den[s] = np.log(sigma_sq[s] * (1.0 / _SIGMA_NSQ) + 1.0).sum()
+        return _SourceScale(images, mu, sigma_sq, tuple(flat), den)
+
+    return ctx.cached_source(("vif", scale), make)
+
+
+def _fused_terms(src: _SourceScale, fused: np.ndarray, win: np.ndarray) -> np.ndarray:
+    """Per-source numerator sums of one scale for the fused image ``fused`` at that scale."""
+    n = src.images.shape[0]
+    maps = np.empty((n + 2,) + fused.shape)
+    maps[0] = fused
+    np.multiply(fused, fused, out=maps[1])
+    np.multiply(src.images, fused, out=maps[2:])
+    stats = filter_valid_transposed(maps, win, "vif")
+    mu2 = stats[0]
+    sigma2_sq = np.maximum(stats[1] - mu2 * mu2, 0.0)
     flat2 = sigma2_sq < _EPS
     any_flat2 = bool(flat2.any())
-    nums, dens = [], []
-    for s in range(1, mu.shape[0]):
-        mu1 = mu[s]
-        sigma1_sq = np.maximum(sq[s] - mu1 * mu1, 0.0)
-        sigma12 = cross[s - 1] - mu1 * mu2
+    nums = np.empty(n)
+    for s in range(n):
+        mu1 = src.mu[s]
+        sigma1_sq = src.sigma_sq[s]
+        sigma12 = stats[2 + s] - mu1 * mu2
         g = sigma12 / (sigma1_sq + _EPS)
         sv_sq = sigma2_sq - g * sigma12
-        flat1 = sigma1_sq < _EPS
-        if flat1.any():  # flat regions are rare: skip the masked writes when there are none
+        flat1 = src.flat[s]
+        if flat1 is not None:
             np.copyto(g, 0.0, where=flat1)
             np.copyto(sv_sq, sigma2_sq, where=flat1)
-            np.copyto(sigma1_sq, 0.0, where=flat1)
         if any_flat2:
             np.copyto(g, 0.0, where=flat2)
             np.copyto(sv_sq, 0.0, where=flat2)
@@ -72,11 +123,8 @@ def _scale_terms(mu: np.ndarray, sq: np.ndarray, cross: np.ndarray) -> tuple[np.
         sv_sq += _SIGMA_NSQ
         g /= sv_sq
         g += 1.0
-        nums.append(np.log(g).sum())
-        sigma1_sq *= 1.0 / _SIGMA_NSQ
-        sigma1_sq += 1.0
-        dens.append(np.log(sigma1_sq).sum())
-    return np.array(nums), np.array(dens)
+        nums[s] = np.log(g).sum()
+    return nums
 
 
 def vif(ctx: MetricContext) -> float:
@@ -85,24 +133,17 @@ def vif(ctx: MetricContext) -> float:
     if min(h, w) < _MIN_SIZE:
         raise InputError(f"vif needs images of at least {_MIN_SIZE}x{_MIN_SIZE} pixels for its 4 scales, "
                          f"got {w}x{h}; drop vif for such small images")
-    images = np.stack(ctx.images)
     n = len(ctx.sources)
     num = np.zeros(n)
     den = np.zeros(n)
+    fused = ctx.fused
     for scale in range(1, 5):
-        size = 2 ** (5 - scale) + 1
-        win = gaussian_kernel(size, size / 5.0)
+        win = _window(scale)
         if scale > 1:
-            images = filter_valid_decimate(images, win, "vif")
-        k = n + 1
-        maps = np.empty((3 * k - 1,) + images.shape[1:])
-        maps[:k] = images
-        np.multiply(images, images, out=maps[k:2 * k])
-        np.multiply(images[1:], images[0], out=maps[2 * k:])
-        stats = filter_valid_transposed(maps, win, "vif")  # orientation is irrelevant here
-        nums, dens = _scale_terms(stats[:k], stats[k:2 * k], stats[2 * k:])
-        num += nums
-        den += dens
+            fused = filter_valid_decimate(fused, win, "vif")
+        src = _source_scale(ctx, scale)
+        num += _fused_terms(src, fused, win)
+        den += src.den
     values = [num[s] / den[s] if den[s] > 0 else 1.0 for s in range(n)]
     return float(sum(values))
 
