@@ -1,9 +1,11 @@
 """Separable filters shared by the metrics.
 
 Every 2-D window the metrics use (Gaussian, uniform, Sobel) is the outer
-product of two 1-D kernels, so filtering is done as two 1-D passes
-(:func:`scipy.ndimage.correlate1d`): O(k) instead of O(k^2) operations per
-pixel, with the same values up to floating-point rounding.
+product of two 1-D kernels, so filtering is done as two 1-D passes: O(k)
+instead of O(k^2) operations per pixel, with the same values up to
+floating-point rounding. The Gaussian passes are products with small banded
+matrices (:func:`filter_valid`), which BLAS computes faster than a direct
+correlation.
 """
 
 from __future__ import annotations
@@ -46,75 +48,76 @@ def _window_geometry(image: np.ndarray, kernel: np.ndarray, what: str) -> tuple[
     return k, k // 2, h, w
 
 
-def filter_valid(image: np.ndarray, kernel: np.ndarray, what: str = "metric") -> np.ndarray:
+#: Output rows (or columns) per banded block, and the width of the other side of each product:
+#: small enough that every product stays on one BLAS thread and in cache.
+_BLOCK = 16
+_CHUNK = 256
+
+
+def _banded(kernel: np.ndarray, outputs: int, step: int) -> np.ndarray:
+    """Matrix ``T`` with ``(x @ T)[j] = sum_t kernel[t] x[step * j + t]``: shape (step (outputs-1) + k, outputs)."""
+    k = len(kernel)
+    band = np.zeros((step * (outputs - 1) + k, outputs))
+    for j in range(outputs):
+        band[step * j:step * j + k, j] = kernel
+    return band
+
+
+def filter_valid(image: np.ndarray, kernel: np.ndarray, what: str = "metric", step: int = 1) -> np.ndarray:
     """Correlate with ``outer(kernel, kernel)``, keeping only fully covered pixels.
+
+    Each 1-D pass is a product with a small banded matrix per block of
+    16 outputs (a Toeplitz band of the kernel), which BLAS runs about twice
+    as fast as a direct 1-D correlation for the 3-17 tap windows of the
+    metrics; with ``step = 2`` only the kept outputs are computed.
 
     Parameters
     ----------
-    image : ndarray, shape (..., H, W)
+    image : ndarray, shape (..., H, W), float64
         Filtered over the last two axes (a stack is filtered at once).
     kernel : ndarray, shape (k,)
         1-D kernel; symmetric kernels make this a convolution too.
     what : str
         Metric name for the error message.
+    step : int
+        Keep every ``step``-th output in both directions (2: filter, then
+        down-sample by 2, as VIF between its scales).
 
     Returns
     -------
-    ndarray, shape (..., H - k + 1, W - k + 1)
-        Same as ``scipy.signal.convolve2d(image, window, mode="valid")``
-        for a symmetric window.
+    ndarray, shape (..., (H - k) // step + 1, (W - k) // step + 1)
+        Same as ``scipy.signal.convolve2d(image, window, mode="valid")[::step, ::step]``
+        for a symmetric window, up to floating-point rounding (about 1e-16
+        relative).
 
     Raises
     ------
     InputError
         The image is smaller than the window.
     """
-    from scipy import ndimage  # imported on use: registering metrics stays cheap
-
-    k, r, h, w = _window_geometry(image, kernel, what)
-    out = ndimage.correlate1d(image, kernel, axis=-1, mode="constant")[..., r:w - r]
-    return ndimage.correlate1d(out, kernel, axis=-2, mode="constant")[..., r:h - r, :]
-
-
-def filter_valid_transposed(image: np.ndarray, kernel: np.ndarray, what: str = "metric") -> np.ndarray:
-    """:func:`filter_valid` with the last two axes swapped in the result, about 15% faster.
-
-    The first pass writes its output transposed, so the second pass also runs
-    along contiguous memory. For statistics that are combined pixel by pixel
-    and then summed (SSIM, VIF), the orientation does not matter.
-
-    Returns
-    -------
-    ndarray, shape (..., W - k + 1, H - k + 1)
-        ``filter_valid(image, kernel)`` with its last two axes swapped.
-    """
-    from scipy import ndimage
-
-    k, r, h, w = _window_geometry(image, kernel, what)
-    buf = np.empty(image.shape[:-2] + (w, h))
-    ndimage.correlate1d(image, kernel, axis=-1, mode="constant", output=np.swapaxes(buf, -1, -2))
-    return ndimage.correlate1d(buf[..., r:w - r, :], kernel, axis=-1, mode="constant")[..., r:h - r]
-
-
-def filter_valid_decimate(image: np.ndarray, kernel: np.ndarray, what: str = "metric") -> np.ndarray:
-    """``filter_valid(image, kernel)[..., ::2, ::2]``, filtering only the kept columns' rows.
-
-    Parameters
-    ----------
-    image : ndarray, shape (..., H, W)
-    kernel : ndarray, shape (k,)
-    what : str
-
-    Returns
-    -------
-    ndarray, shape (..., ceil((H - k + 1) / 2), ceil((W - k + 1) / 2))
-    """
-    from scipy import ndimage
-
-    k, r, h, w = _window_geometry(image, kernel, what)
-    # rows first along the contiguous axis, keeping every other column, then columns
-    out = np.ascontiguousarray(ndimage.correlate1d(image, kernel, axis=-1, mode="constant")[..., r:w - r:2])
-    return ndimage.correlate1d(out, kernel, axis=-2, mode="constant")[..., r:h - r:2, :]
+    k, _, h, w = _window_geometry(image, kernel, what)
+    image = np.asarray(image, dtype=np.float64)
+    lead = image.shape[:-2]
+    rows, cols = (h - k) // step + 1, (w - k) // step + 1
+    band = _banded(np.asarray(kernel, dtype=np.float64), _BLOCK, step)
+    band_t = np.ascontiguousarray(band.T)
+    half = np.empty(lead + (rows, w))          # filtered down the columns
+    for i0 in range(0, rows, _BLOCK):
+        b = min(_BLOCK, rows - i0)
+        span = step * (b - 1) + k
+        source = image[..., step * i0:step * i0 + span, :]
+        for j0 in range(0, w, _CHUNK):
+            np.matmul(band_t[:b, :span], source[..., j0:j0 + _CHUNK],
+                      out=half[..., i0:i0 + b, j0:j0 + _CHUNK])
+    out = np.empty(lead + (rows, cols))       # then along the rows
+    for j0 in range(0, cols, _BLOCK):
+        b = min(_BLOCK, cols - j0)
+        span = step * (b - 1) + k
+        source = half[..., step * j0:step * j0 + span]
+        for i0 in range(0, rows, _CHUNK):
+            np.matmul(source[..., i0:i0 + _CHUNK, :], band[:span, :b],
+                      out=out[..., i0:i0 + _CHUNK, j0:j0 + b])
+    return out
 
 
 def sobel(image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:

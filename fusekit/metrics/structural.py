@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from ..errors import InputError
 from .base import Metric, MetricContext
-from .filters import filter_valid_transposed, gaussian_kernel
+from .filters import filter_valid, gaussian_kernel
 
 _K1, _K2 = 0.01, 0.03
 _GAUSS = gaussian_kernel(11, 1.5)
@@ -40,7 +40,7 @@ def _ssim_standard(ctx: MetricContext) -> float:
 
     def source_stats() -> tuple[np.ndarray, np.ndarray]:
         sources = np.stack(ctx.sources)
-        stats = filter_valid_transposed(np.concatenate([sources, sources * sources]), _GAUSS, "ssim")
+        stats = filter_valid(np.concatenate([sources, sources * sources]), _GAUSS, "ssim")
         mu_s = stats[:n]
         return mu_s, stats[n:] - mu_s * mu_s
 
@@ -50,7 +50,7 @@ def _ssim_standard(ctx: MetricContext) -> float:
     maps[0] = f
     np.multiply(f, f, out=maps[1])
     np.multiply(np.stack(ctx.sources), f, out=maps[2:])
-    stats = filter_valid_transposed(maps, _GAUSS, "ssim")
+    stats = filter_valid(maps, _GAUSS, "ssim")
     mu_f = stats[0]
     var_f = stats[1] - mu_f * mu_f
     total = 0.0

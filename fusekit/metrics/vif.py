@@ -34,7 +34,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Metric, MetricContext
-from .filters import filter_valid_decimate, filter_valid_transposed, gaussian_kernel
+from .filters import filter_valid, gaussian_kernel
 
 _SIGMA_NSQ = 2.0
 _EPS = 1e-10
@@ -46,8 +46,8 @@ class _SourceScale(NamedTuple):
     """What VIFp needs of the sources at one scale (shared across fused images)."""
 
     images: np.ndarray      # (n, h, w): the sources at this scale
-    mu: np.ndarray          # (n, w', h'): local means (transposed, as filter_valid_transposed gives)
-    sigma_sq: np.ndarray    # (n, w', h'): local variances, 0 where flat
+    mu: np.ndarray          # (n, h', w'): local means
+    sigma_sq: np.ndarray    # (n, h', w'): local variances, 0 where flat
     flat: tuple[np.ndarray | None, ...]  # per source: mask of variance < eps, None if there is none
     den: np.ndarray         # (n,): sum of log(1 + sigma_sq / sigma_n^2)
 
@@ -64,12 +64,12 @@ def _source_scale(ctx: MetricContext, scale: int) -> _SourceScale:
         if scale == 1:
             images = np.stack(ctx.sources)
         else:
-            images = filter_valid_decimate(_source_scale(ctx, scale - 1).images, win, "vif")
+            images = filter_valid(_source_scale(ctx, scale - 1).images, win, "vif", step=2)
         n = images.shape[0]
         maps = np.empty((2 * n,) + images.shape[1:])
         maps[:n] = images
         np.multiply(images, images, out=maps[n:])
-        stats = filter_valid_transposed(maps, win, "vif")  # orientation is irrelevant here
+        stats = filter_valid(maps, win, "vif")
         mu = stats[:n]
         sigma_sq = np.maximum(stats[n:] - mu * mu, 0.0)
         flat: list[np.ndarray | None] = []
@@ -94,7 +94,7 @@ def _fused_terms(src: _SourceScale, fused: np.ndarray, win: np.ndarray) -> np.nd
     maps[0] = fused
     np.multiply(fused, fused, out=maps[1])
     np.multiply(src.images, fused, out=maps[2:])
-    stats = filter_valid_transposed(maps, win, "vif")
+    stats = filter_valid(maps, win, "vif")
     mu2 = stats[0]
     sigma2_sq = np.maximum(stats[1] - mu2 * mu2, 0.0)
     flat2 = sigma2_sq < _EPS
@@ -140,7 +140,7 @@ def vif(ctx: MetricContext) -> float:
     for scale in range(1, 5):
         win = _window(scale)
         if scale > 1:
-            fused = filter_valid_decimate(fused, win, "vif")
+            fused = filter_valid(fused, win, "vif", step=2)
         src = _source_scale(ctx, scale)
         num += _fused_terms(src, fused, win)
         den += src.den
