@@ -16,6 +16,7 @@ Stages::
 
     python benchmarks/learned_vs_fixed.py train --task ivif --start START.ckpt --runs RUNS
     python benchmarks/learned_vs_fixed.py score --task ivif --runs RUNS
+    python benchmarks/learned_vs_fixed.py train --task ivif --start START.ckpt --runs RUNS2 --seed 2
 
 ``train`` runs both arms side by side (one CPU thread each; settings below).
 ``score`` fuses the task's test splits with both results
@@ -48,7 +49,7 @@ from sections import write_section  # noqa: E402
 
 ARMS = ("fixed", "refusion")
 SETTINGS = ["--steps", "400", "--batch-size", "4", "--patch-size", "64", "--lr", "2e-4",
-            "--meta-steps", "5", "--fusion-steps", "10", "--threads", "1", "--seed", "1",
+            "--meta-steps", "5", "--fusion-steps", "10", "--threads", "1",
             "--checkpoint-every", "100", "--no-progress"]
 LEARNED_ONLY = ["--proposer-warmup", "300", "--lr-proposer", "3e-4"]
 
@@ -64,7 +65,8 @@ def stage_train(args: argparse.Namespace) -> None:
     for arm in args.arms:
         name = run_name(args.task, arm)
         cmd = ["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
-               "--loss-proposer", arm, *SETTINGS, *(LEARNED_ONLY if arm == "refusion" else []),
+               "--loss-proposer", arm, *SETTINGS, "--seed", str(args.seed),
+               *(LEARNED_ONLY if arm == "refusion" else []),
                "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")]
         print(" ".join(cmd), flush=True)
         log = open(args.runs / f"{name}.log", "w")
@@ -98,10 +100,10 @@ def stage_score(args: argparse.Namespace) -> None:
         means, counts[dataset], _ = rr.load_means(ns, dataset, "cddfuse")
         rows[dataset] = {"fixed": means["refusion-fixed"], "learned": means["refusion-learned"],
                          "start": rr.load_means(start, dataset, "cddfuse")[0]["refusion-fixed"]}
-    text = report(args, rows, counts)
+    mark, text = report(args, rows, counts)
     print(text)
     if not args.no_write:
-        write_section(f"learned-vs-fixed-{args.task}", text)
+        write_section(mark, text)
 
 
 def stage_sheet(args: argparse.Namespace) -> None:
@@ -121,7 +123,7 @@ def stage_sheet(args: argparse.Namespace) -> None:
                    args.runs / "results" / args.task / dataset / "refusion-fixed",
                    args.runs / "results" / args.task / dataset / "refusion-learned"]
         rows.append([read_image(p) for p in sets[name]] + [read_image(f / f"{name}.png") for f in folders])
-    out = REPO / "docs" / f"learned_vs_fixed_{args.task}.png"
+    out = REPO / "docs" / (f"learned_vs_fixed_{args.task}" + ("" if args.seed == 1 else f"_seed{args.seed}") + ".png")
     write_image(out, np.asarray(contact_sheet(rows, height=150), dtype=np.float32))
     rr._to_palette(out)
     out.chmod(0o644)
@@ -133,15 +135,25 @@ def _card(args: argparse.Namespace, arm: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]], counts: dict[str, int]) -> str:
-    mark = f"learned-vs-fixed-{args.task}"
+def _seed(cards: dict[str, dict]) -> str:
+    """The seed the arms were trained with, read from their cards."""
+    seeds = {str(c.get("seed", "?")) for c in cards.values()}
+    return " / ".join(sorted(seeds))
+
+
+def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]],
+           counts: dict[str, int]) -> tuple[str, str]:
+    """The section's marker name and its Markdown (seed 1 keeps the plain name)."""
     cards = {arm: _card(args, arm) for arm in ARMS}
+    seed = _seed(cards)
+    mark = f"learned-vs-fixed-{args.task}" + ("" if seed == "1" else f"-seed{seed}")
     secs = {arm: cards[arm].get("train_seconds", "?") for arm in ARMS}
     lines = [f"<!-- begin {mark} -->",
-             f"## Learned vs fixed loss at equal steps, {args.task} (`benchmarks/learned_vs_fixed.py`)", "",
+             f"## Learned vs fixed loss at equal steps, {args.task}"
+             + ("" if seed == "1" else f", seed {seed}") + " (`benchmarks/learned_vs_fixed.py`)", "",
              f"Run {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Both arms start from "
-             f"`{args.start.name}` (the shipped fixed-loss run's checkpoint), seed 1, "
+             f"`{args.start.name}` (the shipped fixed-loss run's checkpoint), seed {seed}, "
              f"`{' '.join(SETTINGS[:12])}`; learned adds `{' '.join(LEARNED_ONLY)}`. "
              f"Training time on one CPU thread each, side by side: fixed {secs['fixed']} s, "
              f"learned {secs['refusion']} s. **start** is the shipped weights before fine-tuning. "
@@ -160,7 +172,7 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]], co
         lines += ["", f"Learned beats fixed on {len(wins)}/9: {', '.join(wins) or 'none'}.", ""]
     lines += [f"Overall: learned beats fixed on {total_wins} of {total} split-metric pairs.",
               f"<!-- end {mark} -->"]
-    return "\n".join(lines)
+    return mark, "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -174,6 +186,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--runs", type=Path, required=True)
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
                         help="train stage: which arms to run (default both, side by side)")
+    parser.add_argument("--seed", type=int, default=1, help="train stage: seed of both arms")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
