@@ -152,6 +152,18 @@ class Metric:
 
         MEAN = Metric("mean", "mean grey level", "grey levels", True, False,
                       "-", _mean)
+
+    What depends on one image alone goes through :meth:`MetricContext.cached_image`:
+    per fused image for index 0, once per scene for a source (``fusekit eval``
+    scores every method's output of a scene with contexts that share it)::
+
+        def _edge_overlap(ctx):
+            def edges(i):
+                return ctx.cached_image(i, "overlap-edges",
+                                        lambda: np.hypot(*np.gradient(ctx.images[i])) > 20)
+
+            found = [edges(i) for i in range(len(ctx.images))]
+            return float(np.mean([(found[0] & e).sum() / max(e.sum(), 1) for e in found[1:]]))
     """
 
     name: str
