@@ -52,6 +52,23 @@ class _SourceScale(NamedTuple):
     den: np.ndarray         # (n,): sum of log(1 + sigma_sq / sigma_n^2)
 
 
+def _log_sum(x: np.ndarray) -> float:
+    """``sum(log(x))`` for ``x >= 1``, as logs of products of 8 values (8x fewer logs).
+
+    Every VIF term is ``1 + v / sigma_n^2`` with ``v`` at most a local
+    variance of 0-255 data (below 127.5^2), so a product of 8 stays far below
+    the float64 range; the plain sum of logs is the fallback if it ever does not.
+    """
+    flat = x.reshape(-1)
+    n = flat.size - flat.size % 8
+    rows = flat[:n].reshape(8, -1)
+    product = rows[0].copy()
+    for row in rows[1:]:
+        product *= row
+    total = float(np.log(product).sum() + np.log(flat[n:]).sum())
+    return total if np.isfinite(total) else float(np.log(flat).sum())
+
+
 def _window(scale: int) -> np.ndarray:
     size = 2 ** (5 - scale) + 1
     return gaussian_kernel(size, size / 5.0)
@@ -81,7 +98,7 @@ def _source_scale(ctx: MetricContext, scale: int) -> _SourceScale:
                 flat.append(mask)
             else:
                 flat.append(None)
-            den[s] = np.log(sigma_sq[s] * (1.0 / _SIGMA_NSQ) + 1.0).sum()
+            den[s] = _log_sum(sigma_sq[s] * (1.0 / _SIGMA_NSQ) + 1.0)
         return _SourceScale(images, mu, sigma_sq, tuple(flat), den)
 
     return ctx.cached_source(("vif", scale), make)
@@ -123,7 +140,7 @@ def _fused_terms(src: _SourceScale, fused: np.ndarray, win: np.ndarray) -> np.nd
         sv_sq += _SIGMA_NSQ
         g /= sv_sq
         g += 1.0
-        nums[s] = np.log(g).sum()
+        nums[s] = _log_sum(g)
     return nums
 
 
