@@ -135,3 +135,29 @@ def test_fine_tune_with_init_and_proposer_warmup(run_cli, host, ivif_dir, tmp_pa
     both = run_cli(["train", "--task", "ivif", ivif_dir, "-o", tmp_path / "x.safetensors", "--init", base,
                     "--resume", out.with_suffix(".ckpt"), *FAST], host=host)
     assert both.exit_code == 1 and "pass only one of them" in both.output
+
+
+def test_torchrun_trains_with_two_processes_and_rank_0_writes(ivif_dir, tmp_path):
+    """``torchrun --nproc-per-node 2 -m fusekit train``: one set of outputs, the card counts the processes."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = tmp_path / "w.safetensors"
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(repo), str(repo / "plugins"),
+                                                        os.environ.get("PYTHONPATH", "")])}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", str(port),
+           "-m", "fusekit", "train", "--task", "ivif", str(ivif_dir), "-o", str(out),
+           "--loss-log", str(tmp_path / "log.csv"), *FAST]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("trained 3 steps") == 1            # only rank 0 reports and writes
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["processes"] == 2 and card["steps"] == 3
+    assert len(list(csv.DictReader((tmp_path / "log.csv").open()))) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "w.ckpt", "w.json", "w.safetensors"]

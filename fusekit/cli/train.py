@@ -74,7 +74,8 @@ def _machine(device: str) -> str:
                    "authors' .pth (fuser only); steps count from 0.")
 @click.option("--proposer-warmup", type=int, default=0, show_default=True,
               help="Steps fitting a learnable loss proposer to the hand-made 'fixed' loss before training.")
-@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None, help="CSV log of losses per step.")
+@click.option("--log", "--loss-log", "log_path", type=click.Path(path_type=Path), default=None,
+              help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log).")
 @click.option("--card", type=click.Path(path_type=Path), default=None,
               help="Training card (JSON) to write (default: OUTPUT with suffix .json).")
 @click.option("--max-minutes", type=float, default=None,
@@ -104,6 +105,11 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
       fusekit train --task mif --patches mif.npz --device cuda --max-minutes 30 -o mif.safetensors
       fusekit train --task ivif DATA -o ivif.safetensors --resume ivif.ckpt
       fusekit train --task ivif DATA --init ivif-fixed.ckpt --proposer-warmup 200 -o ivif-ft.safetensors
+      torchrun --nproc-per-node 4 -m fusekit train --task ivif DATA --device cuda -o ivif.safetensors
+
+    Under torchrun each process trains on its own patches (--batch-size
+    each) and gradients are averaged over all of them; rank 0 writes the
+    outputs.
 
     The meta-learning scheme is ReFusion's (Bai et al., IJCV 2024): the loss
     proposer learns pixel-wise loss weights so that the reconstructor can
@@ -112,6 +118,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     """
     clock_start = time.monotonic()  # --max-minutes counts from here: loading data is part of it
     from ..training.data import PatchSampler, find_pairs, load_pairs, load_patch_file
+    from ..training.distributed import join_from_environment, sampler_seed
     from ..training.trainer import TrainConfig, Trainer, TrainingInterrupted
 
     config = TrainConfig(task=task, steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
@@ -150,7 +157,8 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
         patches = load_patch_file(pf, patch_size)
         images.extend(list(patches))
         data_desc.append({"patch_file": str(pf), "patches": int(len(patches)), "patch_side": int(patches.shape[2])})
-    sampler = PatchSampler(images, patch_size, seed=seed, augment=True)
+    group = join_from_environment(device)  # a single process unless started by torchrun
+    sampler = PatchSampler(images, patch_size, seed=sampler_seed(seed, group.rank), augment=True)
 
     if threads:
         import torch
@@ -163,28 +171,34 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     card = card or output.with_suffix(".json")
     trainer = Trainer(fuser, proposer, recon, sampler, config,
                       names={"method": method, "loss_proposer": loss_proposer, "reconstructor": reconstructor},
-                      checkpoint_path=checkpoint, log_path=log_path, progress=progress)
+                      checkpoint_path=checkpoint, log_path=log_path, progress=progress, group=group)
+    say = click.echo if group.is_main else (lambda *args, **kwargs: None)
     if resume is not None and init_path is not None:
         raise ParameterError("--resume continues a run and --init starts a new one from earlier weights; "
                              "pass only one of them")
     if resume is not None:
         trainer.load_checkpoint(resume)
-        click.echo(f"resumed from {resume} at step {trainer.step}", err=True)
+        say(f"resumed from {resume} at step {trainer.step}", err=True)
     if init_path is not None:
         loaded = trainer.init_from(init_path)
-        click.echo(f"initialised {', '.join(loaded)} from {init_path}", err=True)
+        say(f"initialised {', '.join(loaded)} from {init_path}", err=True)
 
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     try:
         result = trainer.run(clock_start=clock_start)
     except TrainingInterrupted as exc:
-        click.echo(f"error: {exc}", err=True)
+        say(f"error: {exc}", err=True)
         raise click.exceptions.Exit(130) from None
+    finally:
+        group.leave()
+    if not group.is_main:
+        return
     trainer.export(output, result)
     card_data = {
         "method": method, "task": task, "loss_proposer": loss_proposer, "reconstructor": reconstructor,
         "weights": str(output), "data": data_desc, "steps": result.step, "stopped": result.stopped,
         "train_seconds": round(result.elapsed_s, 1), "seed": seed, "device": str(trainer.device),
+        "processes": group.world_size,
         "machine": _machine(str(trainer.device)), "started_utc": started,
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "final_losses": {k: round(v, 6) for k, v in result.losses.items()},

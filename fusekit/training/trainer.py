@@ -33,6 +33,11 @@ training; learning rates follow a linear warm-up and a cosine decay (or stay
 constant). Every random draw comes from the seed, so two runs with the same
 seed, data and device give the same weights, and a run resumed from a
 checkpoint continues exactly as if it had not stopped.
+
+With a :class:`~fusekit.training.distributed.Group` of several processes
+(``torchrun``), every gradient is averaged over the group before each
+optimiser step, including P's meta-gradient, so all processes stay
+identical; each draws its own patches.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from .. import __version__
 from ..errors import InputError, ParameterError, WeightsError
 from ..interfaces import LossProposer, Reconstructor, TorchFuser
 from .data import PatchSampler, swap_augment
+from .distributed import Group
 from .losses import fusion_loss, reconstruction_loss
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "save_weights",
@@ -295,6 +301,10 @@ class Trainer:
         CSV file with one row of losses per step.
     progress : bool or None
         tqdm progress bar; ``None`` shows it only on a terminal.
+    group : Group, optional
+        Data-parallel group (:mod:`fusekit.training.distributed`); default a
+        single process. Only rank 0 writes the log and checkpoints; CUDA
+        runs use ``cuda:LOCAL_RANK``.
 
     Examples
     --------
@@ -307,8 +317,9 @@ class Trainer:
     def __init__(self, fuser: TorchFuser, proposer: LossProposer, reconstructor: Reconstructor,
                  sampler: PatchSampler, config: TrainConfig, *, names: dict[str, str] | None = None,
                  checkpoint_path: str | Path | None = None, log_path: str | Path | None = None,
-                 progress: bool | None = None) -> None:
+                 progress: bool | None = None, group: Group | None = None) -> None:
         config.validate()
+        self.group = group or Group()
         if not isinstance(fuser, TorchFuser):
             raise ParameterError(f"method {type(fuser).__name__} is not a TorchFuser; only network "
                                  f"methods can be trained")
@@ -319,9 +330,11 @@ class Trainer:
         self.names.setdefault("reconstructor", reconstructor.name)
         self.sampler = sampler
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
-        self.log_path = Path(log_path) if log_path else None
-        self.progress = progress
+        self.log_path = Path(log_path) if log_path and self.group.is_main else None
+        self.progress = progress if self.group.is_main else False
         self.device = _resolve_device(config.device)
+        if self.group.active and self.device.type == "cuda" and self.device.index is None:
+            self.device = torch.device("cuda", self.group.local_rank)
         self.learnable = bool(proposer.learnable)
         if self.device.type == "cuda":  # TF32 and tuned convolutions (patch shapes never change)
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -377,6 +390,7 @@ class Trainer:
         self._check_finite(loss_f, "the fusion loss")
         self.opt_fuser.zero_grad(set_to_none=True)
         loss_f.backward()
+        self.group.average_gradients(self.fuser_net.parameters())
         _set_lr(self.opt_fuser, lr)
         self.opt_fuser.step()
         rec = self.recon_net(fused.detach())
@@ -384,6 +398,7 @@ class Trainer:
         self._check_finite(loss_r, "the reconstruction loss")
         self.opt_recon.zero_grad(set_to_none=True)
         loss_r.backward()
+        self.group.average_gradients(self.recon_net.parameters())
         _set_lr(self.opt_recon, lr)
         self.opt_recon.step()
         return {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
@@ -415,6 +430,9 @@ class Trainer:
         self._check_finite(meta, "the meta reconstruction loss")
         p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
         p_grads = torch.autograd.grad(meta, p_params, allow_unused=True)
+        if self.group.active:  # the group's mean meta-gradient (an unused parameter counts as 0)
+            p_grads = self.group.average([torch.zeros_like(p) if g is None else g
+                                          for p, g in zip(p_params, p_grads)])
         scale = max((g.detach().abs().max() for g in p_grads if g is not None),
                     default=torch.tensor(0.0, device=self.device))
         self.opt_proposer.zero_grad(set_to_none=True)
@@ -463,6 +481,7 @@ class Trainer:
             self._check_finite(loss, "the proposer warm-up loss")
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            self.group.average_gradients(self.proposer_net.parameters())
             opt.step()
             errors.append(loss.item())
         self.opt_proposer = torch.optim.Adam([p for p in self.proposer_net.parameters() if p.requires_grad],
@@ -566,14 +585,18 @@ class Trainer:
         bar = _progress_bar(total=c.steps, initial=self.step, show=self.progress,
                             desc=f"train {self.names['method']}/{c.task}")
         stopped = "done"
+        self.group.broadcast_parameters([self.fuser_net, self.proposer_net, self.recon_net])
         try:
             if self.step == 0:
                 self.warm_up_proposer()
             while self.step < c.steps:
-                if c.max_minutes is not None and time.monotonic() - budget_start >= c.max_minutes * 60:
+                # every process must take the same decision: the group agrees on the slowest clock
+                spent = (self.group.max(time.monotonic() - budget_start, self.device)
+                         if c.max_minutes is not None else 0.0)
+                if c.max_minutes is not None and spent >= c.max_minutes * 60:
                     stopped = "time"
                     break
-                frac = c.progress(self.step, time.monotonic() - budget_start)
+                frac = c.progress(self.step, spent)
                 factor = c.lr_factor(self.step, frac)
                 lr, lam = c.lr * factor, c.lambda_at(self.step, frac)
                 phase = self.phase_of(self.step)
@@ -651,6 +674,8 @@ class Trainer:
         path = Path(path) if path else self.checkpoint_path
         if path is None:
             raise ParameterError("no checkpoint path set")
+        if not self.group.is_main:  # identical networks everywhere: rank 0 writes for the group
+            return path
         state = {
             **self._identity(),
             "fusekit_version": __version__,
@@ -658,6 +683,7 @@ class Trainer:
             "elapsed_s": float(self.elapsed_before),
             "config": json.dumps(asdict(self.config)),
             "sampler_state": json.dumps(self.sampler.state()),
+            "world_size": self.group.world_size,
             "recent_losses": json.dumps(self._recent),
             "fuser": self.fuser_net.state_dict(),
             "proposer": self.proposer_net.state_dict(),
@@ -699,7 +725,11 @@ class Trainer:
             self.opt_recon.load_state_dict(state["opt_recon"])
             if self.opt_proposer is not None:
                 self.opt_proposer.load_state_dict(state["opt_proposer"])
-            self.sampler.set_state(json.loads(state["sampler_state"]))
+            if self.group.is_main:
+                self.sampler.set_state(json.loads(state["sampler_state"]))
+            else:  # only rank 0's sampler is saved: the others continue on fresh streams
+                fresh = np.random.SeedSequence([self.config.seed, self.group.rank, int(state["step"])])
+                self.sampler.set_state(np.random.default_rng(fresh).bit_generator.state)
         except (RuntimeError, KeyError, ValueError, TypeError) as exc:
             raise WeightsError(f"{path}: checkpoint does not fit the networks of this run "
                                f"({type(exc).__name__}: {str(exc).splitlines()[0]}); start afresh") from exc
