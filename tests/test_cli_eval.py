@@ -116,3 +116,38 @@ def test_eval_weights_and_params_reach_the_methods(run_cli, dataset: Path, tmp_p
     bad = run_cli(["eval", dataset, "-m", "average", "-p", "levels=2", "--metrics", "en",
                    "--cache", tmp_path / "c"])
     assert bad.exit_code == 1 and "takes option levels" in bad.output
+
+
+def test_eval_on_a_local_dask_cluster_gives_the_same_rows(run_cli, dataset: Path, tmp_path: Path):
+    pytest.importorskip("dask.distributed")
+    base = ["eval", dataset, "-m", "average", "-m", "max", "--metrics", "en,mi,qabf", "--no-progress", "-f", "csv"]
+    here = run_cli(base + ["--cache", tmp_path / "here"])
+    on_dask = run_cli(base + ["--cache", tmp_path / "dask", "--dask", "local", "-j", "2"])  # workers fuse too
+    assert here.exit_code == 0 and on_dask.exit_code == 0, on_dask.output
+    assert on_dask.output == here.output
+    assert "fused 4 image(s)" in on_dask.output and on_dask.output.count("\n") == 6  # header, 4 rows, note
+    assert len(list((tmp_path / "dask").rglob("*.png"))) == 4
+
+
+def test_eval_unreachable_dask_scheduler_is_a_one_line_error(run_cli, dataset: Path, tmp_path: Path, monkeypatch):
+    pytest.importorskip("dask.distributed")
+    from fusekit.evaluation import cluster
+
+    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
+    result = run_cli(["eval", dataset, "-m", "average", "--metrics", "en", "--cache", tmp_path / "c",
+                      "--dask", "tcp://127.0.0.1:9"])
+    assert result.exit_code != 0
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in result.output
+    assert "Traceback" not in result.output
+    assert not (tmp_path / "c").exists()
+
+
+def test_eval_dask_without_dask_installed_says_how_to_install(run_cli, dataset: Path, tmp_path: Path,
+                                                              monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)   # as if it were not installed
+    result = run_cli(["eval", dataset, "-m", "average", "--metrics", "en", "--cache", tmp_path / "c",
+                      "--dask", "local"])
+    assert result.exit_code != 0
+    assert "pip install 'fusekit[dask]'" in result.output and "Traceback" not in result.output

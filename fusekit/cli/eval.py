@@ -69,6 +69,10 @@ def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> N
               help="Write per-image rows (image, method, one column per metric) to this file.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Parallel worker processes.")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
+              help="Run the work on a Dask cluster: a scheduler address (tcp://host:8786; workers "
+                   "must see the same paths), or 'local' for -j worker processes on this machine. "
+                   "Needs pip install 'fusekit[dask]'.")
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Cache folder for fused images produced by --method "
                    "(default: $FUSEKIT_CACHE_DIR or ~/.cache/fusekit). Delete it after "
@@ -80,7 +84,8 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
                  methods: tuple[str, ...], task: str | None, sources: str | None,
                  metrics: str | None, profile: str, fmt: str | None, output: Path | None,
                  jobs: int, cache_dir: Path | None, progress: bool | None,
-                 weights: Path | None = None, params: tuple[str, ...] = ()) -> None:
+                 weights: Path | None = None, params: tuple[str, ...] = (),
+                 dask_address: str | None = None) -> None:
     """Score fused images of DATASET with fusion metrics.
 
     DATASET holds one sub-folder per source with files that share names:
@@ -91,6 +96,7 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
       fusekit eval data/ivif/tno/test --method average --method max
       fusekit eval data/ivif/tno/test --fused results/mymethod --metrics en,sd,mi,ssim
       fusekit eval data/mif/harvard_mri_pet/test -m refusion --profile cddfuse -o pet.csv -j 2
+      fusekit eval data/ivif/roadscene/test -m average -m max --dask tcp://scheduler:8786
 
     Every metric is computed on luminance (BT.601 Y) on a 0-255 scale. The
     table shows mean ± std over images; exit status 1 if any image failed.
@@ -105,9 +111,20 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
     if not fused_dirs and not methods:
         raise click.UsageError("give fused images with --fused DIR or methods to run with --method NAME")
     method_arg = _methods_with_options(state, methods, params, weights)
-    report = evaluate(dataset, fused=list(fused_dirs) or None, methods=method_arg,
-                      sources=_split(sources), metrics=_split(metrics), profile=profile,
-                      cache_dir=cache_dir, task=task, jobs=jobs, progress=progress, host=host)
+
+    def run(executor=None):
+        return evaluate(dataset, fused=list(fused_dirs) or None, methods=method_arg,
+                        sources=_split(sources), metrics=_split(metrics), profile=profile,
+                        cache_dir=cache_dir, task=task, jobs=jobs, executor=executor,
+                        progress=progress, host=host)
+
+    if dask_address:
+        from ..evaluation.cluster import dask_executor
+
+        with dask_executor(dask_address, workers=jobs) as executor:
+            report = run(executor)
+    else:
+        report = run()
     if output is not None:
         report.write(output, fmt)
         click.echo(f"wrote {output}", err=True)
