@@ -1,6 +1,6 @@
 """Fuse many sets of files, in this process or in worker processes.
 
-``fusekit fuse DIR1 DIR2 -o OUT --jobs N`` runs here. Every set is fused and
+``fusekit fuse DIR1 DIR2 -o OUT --jobs N`` (or ``--dask ADDRESS``) runs here. Every set is fused and
 written on its own (atomic writes, see :func:`fusekit.api.fuse_files`); a set
 that fails is recorded and the others go on.
 """
@@ -46,7 +46,7 @@ def _fuse_in_worker(paths: Sequence[Path], out: Path, bit_depth: int | None) -> 
 
 
 def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping[str, Path], *,
-              bit_depth: int | None = None, jobs: int = 1,
+              bit_depth: int | None = None, jobs: int = 1, executor: cf.Executor | None = None,
               on_done: Callable[[str, str | None], None] | None = None) -> dict[str, str]:
     """Fuse every set of source files into its output file.
 
@@ -63,6 +63,10 @@ def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping
     jobs : int
         Worker processes; 1 fuses in this process. With N > 1 each worker
         gets ``cpu_count // N`` torch threads (at least 1).
+    executor : concurrent.futures.Executor, optional
+        Runs the sets instead (``jobs`` is then ignored), e.g. a Dask
+        cluster's (:func:`fusekit.evaluation.cluster.dask_executor`); the
+        fuser travels with each set, so it must pickle (cloudpickle for Dask).
     on_done : callable, optional
         Called as ``on_done(name, error_or_None)`` after each set (progress).
 
@@ -81,9 +85,14 @@ def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping
         if on_done is not None:
             on_done(name, error)
 
-    if jobs == 1 or len(sets) <= 1:
+    if executor is None and (jobs == 1 or len(sets) <= 1):
         for name, paths in sets.items():
             record(name, _fuse_one(fuser, paths, outputs[name], bit_depth))
+        return failures
+    if executor is not None:
+        futures = {executor.submit(_fuse_one, fuser, list(paths), outputs[name], bit_depth): name
+                   for name, paths in sets.items()}
+        _collect(futures, record)
         return failures
     threads = max(1, (os.cpu_count() or 1) // jobs)
     context: Any = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() \
@@ -92,10 +101,15 @@ def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping
                                 initializer=_init_worker, initargs=(fuser, threads)) as pool:
         futures = {pool.submit(_fuse_in_worker, list(paths), outputs[name], bit_depth): name
                    for name, paths in sets.items()}
-        for fut in cf.as_completed(futures):
-            try:
-                error = fut.result()
-            except Exception as exc:  # the worker died, or the fuser could not be sent to it
-                error = one_line(exc)
-            record(futures[fut], error)
+        _collect(futures, record)
     return failures
+
+
+def _collect(futures: Mapping[cf.Future, str], record: Callable[[str, str | None], None]) -> None:
+    """Record each set's outcome as its future completes."""
+    for fut in cf.as_completed(futures):
+        try:
+            error = fut.result()
+        except Exception as exc:  # the worker died, or the fuser could not be sent to it
+            error = one_line(exc)
+        record(futures[fut], error)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 import types
 
 import imageio.v3 as iio
@@ -121,8 +123,10 @@ def test_traceback_flag_shows_the_trace(run_cli, host, tmp_path):
                  "-o", tmp_path / "o.png"], host=host)
 
 
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("jobs", ["1", "2", "dask"])
 def test_folder_mode_fuses_matching_names_and_reports_failures(run_cli, host, tmp_path, jobs):
+    if jobs == "dask":
+        pytest.importorskip("dask.distributed")
     rng = np.random.default_rng(2)
     for name in ("one", "two", "three"):
         write(tmp_path / "ir" / f"{name}.png", rng.integers(0, 256, (12, 12), dtype=np.uint8))
@@ -130,7 +134,8 @@ def test_folder_mode_fuses_matching_names_and_reports_failures(run_cli, host, tm
     write(tmp_path / "vi" / "two.png", rng.integers(0, 256, (8, 8), dtype=np.uint8))      # wrong size
     write(tmp_path / "vi" / "four.png", rng.integers(0, 256, (12, 12), dtype=np.uint8))   # no partner
     out = tmp_path / "fused"
-    result = run_cli(["fuse", "-m", "average", tmp_path / "ir", tmp_path / "vi", "-o", out, "-j", jobs],
+    parallel = ["--dask", "local", "-j", "2"] if jobs == "dask" else ["-j", jobs]
+    result = run_cli(["fuse", "-m", "average", tmp_path / "ir", tmp_path / "vi", "-o", out, *parallel],
                      host=host)
     assert result.exit_code == 1
     assert sorted(p.name for p in out.iterdir()) == ["one.png"]
@@ -150,12 +155,17 @@ def test_parallel_folder_mode_writes_the_same_images(run_cli, host, tmp_path):
     for name in ("a", "b", "c", "d"):
         write(tmp_path / "x" / f"{name}.png", rng.integers(0, 256, (24, 20), dtype=np.uint8))
         write(tmp_path / "y" / f"{name}.png", rng.integers(0, 256, (24, 20, 3), dtype=np.uint8))
-    for jobs in ("1", "3"):
-        args = ["fuse", "-m", "laplacian-pyramid", tmp_path / "x", tmp_path / "y", "-o", tmp_path / jobs, "-j", jobs]
+    runs = {"1": ["-j", "1"], "3": ["-j", "3"]}
+    if importlib.util.find_spec("distributed") is not None:  # dask is in the dev extra
+        runs["dask"] = ["--dask", "local", "-j", "2"]
+    for label, parallel in runs.items():
+        args = ["fuse", "-m", "laplacian-pyramid", tmp_path / "x", tmp_path / "y", "-o", tmp_path / label, *parallel]
         result = run_cli(args, host=host)
         assert result.exit_code == 0, result.output
         assert "fused 4 of 4 sets" in result.stderr
-    for name in ("a", "b", "c", "d"):
-        assert np.array_equal(iio.imread(tmp_path / "1" / f"{name}.png"), iio.imread(tmp_path / "3" / f"{name}.png"))
+    for label in runs:
+        for name in ("a", "b", "c", "d"):
+            assert np.array_equal(iio.imread(tmp_path / "1" / f"{name}.png"),
+                                  iio.imread(tmp_path / label / f"{name}.png"))
     assert run_cli(["fuse", "-m", "average", tmp_path / "x", tmp_path / "y", "-o", tmp_path / "z", "-j", "0"],
                    host=host).exit_code == 2  # click's usage error: jobs must be >= 1

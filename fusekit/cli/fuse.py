@@ -84,11 +84,14 @@ def match_folders(folders: list[Path]) -> tuple[dict[str, list[Path]], dict[str,
               help="Folder mode: worker processes fusing sets in parallel.")
 @click.option("--ext", default="png", show_default=True,
               help="Output file extension in folder mode.")
+@click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
+              help="Folder mode: fuse on a Dask cluster (tcp://host:8786; workers must see the same "
+                   "paths), or 'local' for -j worker processes here. Needs pip install 'fusekit[dask]'.")
 @click.pass_obj
 def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, method: str,
                  task: str | None, weights: Path | None, device: str | None,
                  stretch: bool | None, params: tuple[str, ...], bit_depth: str | None,
-                 jobs: int, ext: str) -> None:
+                 jobs: int, ext: str, dask_address: str | None = None) -> None:
     """Fuse SOURCES (two or more images, or two or more folders) into OUTPUT.
 
     \b
@@ -112,8 +115,10 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     if any(folders) and not all(folders):
         raise InputError("sources mix folders and files; pass only image files or only folders")
     if all(folders):
-        _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."), jobs)
+        _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."), jobs, dask_address)
         return
+    if dask_address:
+        raise InputError("--dask fuses folders; pass source folders, or drop --dask for single images")
     if output.is_dir():
         raise InputError(f"{output}: is a folder; give an output file name such as {output / 'fused.png'}")
     fuser.prepare()
@@ -122,7 +127,8 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
 
 
 def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | None, ext: str,
-                  jobs: int = 1) -> None:
+                  jobs: int = 1, dask_address: str | None = None) -> None:
+    from contextlib import nullcontext
     from tqdm import tqdm
 
     from ..batch import fuse_sets
@@ -133,9 +139,15 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
     if not sets and not problems:
         raise InputError(f"no images in {', '.join(map(str, folders))}; expected files with matching names")
     fuser.prepare()
-    with tqdm(total=len(sets), desc=f"fuse {fuser.name}", unit="set", disable=None) as bar:
+    if dask_address:
+        from ..evaluation.cluster import dask_executor
+
+        running = dask_executor(dask_address, workers=jobs)
+    else:
+        running = nullcontext(None)
+    with running as executor, tqdm(total=len(sets), desc=f"fuse {fuser.name}", unit="set", disable=None) as bar:
         failed = fuse_sets(fuser, sets, {name: output / f"{name}.{ext}" for name in sets}, bit_depth=depth,
-                           jobs=jobs, on_done=lambda name, error: bar.update(1))
+                           jobs=jobs, executor=executor, on_done=lambda name, error: bar.update(1))
     failures = {**problems, **failed}
     done = len(sets) - len(failed)
     total = len(sets) + len(problems)
