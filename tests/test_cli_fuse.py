@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.util
-
 import types
 
 import imageio.v3 as iio
