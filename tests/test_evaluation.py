@@ -215,3 +215,22 @@ def test_method_that_cannot_run_fails_once_and_others_go_on(dataset: Path, tmp_p
         broken = [f for f in report.failures if f.method == "needs-weights"]
         assert len(broken) == 1 and "no weights" in broken[0].message
         assert [r["method"] for r in report.rows] == ["average"] * len(NAMES)
+
+
+def test_best_method_per_metric_follows_the_direction(dataset: Path, tmp_path: Path):
+    avg = _average_folder(dataset, tmp_path / "avg")
+    ir = tmp_path / "ir_copy"
+    for name in NAMES:                                    # "fused" = the infrared source itself
+        write_image(ir / f"{name}.png", read_image(dataset / "ir" / f"{name}.png"))
+    report = fusekit.evaluate(dataset, fused=[avg, ir], metrics="en,mi,nabf")
+    summary = report.summary()
+    best = report.best()
+    for metric, pick in (("en", max), ("mi", max), ("nabf", min)):
+        means = {m: summary[m][metric].mean for m in ("avg", "ir_copy")}
+        assert best[metric] == {pick(means, key=means.get)}
+    md_rows = [line for line in report.to_markdown().splitlines() if line.startswith("| avg |")
+               or line.startswith("| ir_copy |")]
+    assert sum(line.count("**") for line in md_rows) == 2 * 3  # one bold cell per metric
+    assert report.format_table().count(" *") == 3 + 1             # three marked cells and the legend
+    alone = fusekit.evaluate(dataset, fused=avg, metrics="en")
+    assert alone.best() == {"en": set()} and "**" not in alone.to_markdown()

@@ -141,6 +141,24 @@ class EvaluationReport:
                 out[method][m.name] = Stat(float(np.mean(v)), std, int(v.size))
         return out
 
+    def best(self) -> dict[str, set[str]]:
+        """``{metric: methods}``: the methods with the best mean of each metric (ties share it).
+
+        "Best" follows the metric's direction. Empty when fewer than two
+        methods have a finite mean for that metric: nothing to compare.
+        """
+        summary = self.summary()
+        out: dict[str, set[str]] = {}
+        for m in self.metrics:
+            means = {method: per[m.name].mean for method, per in summary.items()
+                     if per[m.name] is not None and math.isfinite(per[m.name].mean)}
+            if len(means) < 2:
+                out[m.name] = set()
+                continue
+            top = max(means.values()) if m.higher_is_better else min(means.values())
+            out[m.name] = {method for method, v in means.items() if v == top}
+        return out
+
     def _header(self) -> str:
         where = f"{self.dataset} " if self.dataset else ""
         srcs = f"sources {', '.join(self.sources)}; " if self.sources else ""
@@ -153,14 +171,17 @@ class EvaluationReport:
         return f"{m.display} {m.arrow}" + (f" ({unit})" if unit else "")
 
     def format_table(self) -> str:
-        """Terminal table: one row per metric (arrow, unit), one column per method (mean ± std)."""
+        """Terminal table: one row per metric (arrow, unit), one column per method (mean ± std),
+        ``*`` on the best method of each metric."""
         summary = self.summary()
+        best = self.best()
         header = ["metric", *self.methods]
         lines = [header]
         for m in self.metrics:
             cells = [self._label(m)]
             for method in self.methods:
-                cells.append(_fmt_stat(summary[method][m.name]))
+                mark = " *" if method in best[m.name] else "  "
+                cells.append(_fmt_stat(summary[method][m.name]) + mark)
             lines.append(cells)
         widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
         text = [self._header(), ""]
@@ -170,7 +191,8 @@ class EvaluationReport:
             if k == 0:
                 text.append("  ".join("-" * w for w in widths))
         text.append("")
-        text.append("mean ± std over images; \u2191 higher is better, \u2193 lower is better")
+        text.append("mean ± std over images; \u2191 higher is better, \u2193 lower is better"
+                    + ("; * best of the methods" if any(best.values()) else ""))
         return "\n".join(text)
 
     def to_csv(self) -> str:
@@ -213,17 +235,20 @@ class EvaluationReport:
         return json.dumps(self.to_dict(), indent=2) + "\n"
 
     def to_markdown(self) -> str:
-        """Summary table (mean ± std per method), per-image table, and failures."""
+        """Summary table (mean ± std per method, the best in bold), per-image table, and failures."""
         summary = self.summary()
+        best = self.best()
         head = ["method", *(self._label(m) for m in self.metrics)]
         out = [f"<!-- {self._header().replace(chr(10), '; ')} -->", "", "## Summary", "",
                "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
         for method in self.methods:
             cells = []
             for m in self.metrics:
-                cells.append(_fmt_stat(summary[method][m.name]))
+                cell = _fmt_stat(summary[method][m.name])
+                cells.append(f"**{cell}**" if method in best[m.name] else cell)
             out.append("| " + " | ".join([method, *cells]) + " |")
-        out += ["", f"Profile `{self.profile.name}`: {self.profile.summary}. Inputs: {INPUT_NOTE}.",
+        out += ["", f"Profile `{self.profile.name}`: {self.profile.summary}. Inputs: {INPUT_NOTE}."
+                + (" Bold: best mean of the methods." if any(best.values()) else ""),
                 "", "## Per image", "",
                 "| image | method | " + " | ".join(m.name for m in self.metrics) + " |",
                 "|" + "---|" * (len(self.metrics) + 2)]
