@@ -136,3 +136,17 @@ def test_single_process_group_is_inert():
     group.average_gradients([p])
     assert p.grad.tolist() == [2.0, 2.0, 2.0]
     assert group.max(1.5, torch.device("cpu")) == 1.5
+
+
+def test_world_size_without_torchrun_is_a_clear_error(monkeypatch):
+    from fusekit.errors import InputError
+    from fusekit.training.distributed import join_from_environment
+
+    for var in ("MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "0")
+    with pytest.raises(InputError, match="start the command with torchrun"):
+        join_from_environment("cpu")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not join_from_environment("cpu").active

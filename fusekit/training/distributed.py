@@ -23,6 +23,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ..errors import InputError
+
 __all__ = ["Group", "join_from_environment", "sampler_seed"]
 
 
@@ -120,6 +122,12 @@ def join_from_environment(device: str) -> Group:
     -------
     Group
         ``Group()`` (a single process) when ``WORLD_SIZE`` is unset or 1.
+
+    Raises
+    ------
+    InputError
+        ``WORLD_SIZE`` asks for several processes but the group cannot be
+        joined (e.g. ``MASTER_ADDR`` unset: not started by torchrun).
     """
     world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world <= 1:
@@ -129,9 +137,14 @@ def join_from_environment(device: str) -> Group:
     cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
     local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
     if not dist.is_initialized():
-        if cuda:
-            torch.cuda.set_device(local_rank)
-        dist.init_process_group("nccl" if cuda else "gloo")
+        try:
+            if cuda:
+                torch.cuda.set_device(local_rank)
+            dist.init_process_group("nccl" if cuda else "gloo")
+        except (ValueError, RuntimeError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"WORLD_SIZE={world} asks for a torch.distributed run but joining the group "
+                             f"failed ({reason}); start the command with torchrun, or unset WORLD_SIZE") from None
     return Group(dist.get_rank(), dist.get_world_size(), local_rank)
 
 
