@@ -232,5 +232,12 @@ def test_best_method_per_metric_follows_the_direction(dataset: Path, tmp_path: P
                or line.startswith("| ir_copy |")]
     assert sum(line.count("**") for line in md_rows) == 2 * 3  # one bold cell per metric
     assert report.format_table().count(" *") == 3 + 1             # three marked cells and the legend
+    tex = report.to_latex()
+    assert tex.count("\\textbf{") == 3 and "Nabf $\\downarrow$" in tex and "\\toprule" in tex
+    assert "ir\\_copy &" in tex                                     # LaTeX specials escaped
+    body = [line for line in tex.splitlines() if line.endswith("\\\\")][1:]
+    assert [line.split(" & ")[0] for line in body] == ["avg", "ir\\_copy"]
+    assert report.write(tmp_path / "t.tex").read_text() == tex
     alone = fusekit.evaluate(dataset, fused=avg, metrics="en")
     assert alone.best() == {"en": set()} and "**" not in alone.to_markdown()
+    assert "textbf" not in alone.to_latex()

@@ -8,7 +8,7 @@ import click
 from ..interfaces import TASKS
 from . import CliState, echo_error
 
-_FORMATS = ("table", "csv", "json", "markdown")
+_FORMATS = ("table", "csv", "json", "markdown", "latex")
 
 
 def _split(text: str | None) -> list[str] | None:
@@ -97,6 +97,7 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
       fusekit eval data/ivif/tno/test --fused results/mymethod --metrics en,sd,mi,ssim
       fusekit eval data/mif/harvard_mri_pet/test -m refusion --profile cddfuse -o pet.csv -j 2
       fusekit eval data/ivif/roadscene/test -m average -m max --dask tcp://scheduler:8786
+      fusekit eval data/ivif/tno/test -m refusion -m max --profile cddfuse -o table.tex
 
     Every metric is computed on luminance (BT.601 Y) on a 0-255 scale. The
     table shows mean ± std over images; exit status 1 if any image failed.

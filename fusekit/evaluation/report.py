@@ -66,6 +66,15 @@ def _fmt(value: float | None) -> str:
     return f"{value:.2f}" if mag >= 100 else f"{value:.3f}" if mag >= 1 else f"{value:.4f}"
 
 
+_LATEX_SPECIAL = {"\\": "\\textbackslash{}", "&": "\\&", "%": "\\%", "$": "\\$", "#": "\\#",
+                  "_": "\\_", "{": "\\{", "}": "\\}", "~": "\\textasciitilde{}", "^": "\\textasciicircum{}"}
+
+
+def _latex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters escaped."""
+    return "".join(_LATEX_SPECIAL.get(c, c) for c in text)
+
+
 def _fmt_stat(st: "Stat | None") -> str:
     """``mean ± std`` with the decimals that suit the mean."""
     if st is None:
@@ -259,21 +268,50 @@ class EvaluationReport:
             out += ["", "## Failures", ""] + [f"- {f}" for f in self.failures]
         return "\n".join(out) + "\n"
 
+    def to_latex(self) -> str:
+        """Summary as a LaTeX ``tabular`` (booktabs): one row per method, mean per metric, best in bold.
+
+        Metrics carry their arrows and units in the header, as papers print
+        them; a comment line names the dataset, the profile and the number of
+        images. Needs ``\\usepackage{booktabs}``.
+        """
+        summary = self.summary()
+        best = self.best()
+        n = len({r["image"] for r in self.rows})
+        head = []
+        for m in self.metrics:
+            unit = m.unit_for(self.profile.name)
+            arrow = "$\\uparrow$" if m.higher_is_better else "$\\downarrow$"
+            head.append(f"{_latex_escape(m.display)} {arrow}" + (f" ({_latex_escape(unit)})" if unit else ""))
+        where = f"{self.dataset}; " if self.dataset else ""
+        out = [f"% fusekit eval: {where}profile {self.profile.name}; mean over {n} images",
+               "\\begin{tabular}{l" + "c" * len(self.metrics) + "}", "\\toprule",
+               " & ".join(["Method", *head]) + " \\\\", "\\midrule"]
+        for method in self.methods:
+            cells = []
+            for m in self.metrics:
+                st = summary[method][m.name]
+                cell = _fmt(None if st is None else st.mean)
+                cells.append(f"\\textbf{{{cell}}}" if method in best[m.name] else cell)
+            out.append(" & ".join([_latex_escape(method), *cells]) + " \\\\")
+        out += ["\\bottomrule", "\\end{tabular}"]
+        return "\n".join(out) + "\n"
+
     def render(self, fmt: str) -> str:
-        """The report as ``"table"``, ``"csv"``, ``"json"`` or ``"markdown"`` text."""
+        """The report as ``"table"``, ``"csv"``, ``"json"``, ``"markdown"`` or ``"latex"`` text."""
         renderers = {"table": self.format_table, "csv": self.to_csv, "json": self.to_json,
-                     "markdown": self.to_markdown, "md": self.to_markdown}
+                     "markdown": self.to_markdown, "md": self.to_markdown, "latex": self.to_latex}
         if fmt not in renderers:
-            raise ParameterError(f"unknown report format {fmt!r}; use csv, json, markdown or table")
+            raise ParameterError(f"unknown report format {fmt!r}; use csv, json, markdown, latex or table")
         text = renderers[fmt]()
         return text if text.endswith("\n") else text + "\n"
 
     def write(self, path: str | os.PathLike, fmt: str | None = None) -> Path:
-        """Write the report; the format defaults to the file extension (csv, json, md)."""
+        """Write the report; the format defaults to the file extension (csv, json, md, tex)."""
         path = Path(path)
         if fmt is None:
-            fmt = {".csv": "csv", ".json": "json", ".md": "markdown",
-                   ".markdown": "markdown", ".txt": "table"}.get(path.suffix.lower(), "csv")
+            fmt = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown",
+                   ".tex": "latex", ".txt": "table"}.get(path.suffix.lower(), "csv")
         text = self.render(fmt)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
