@@ -63,8 +63,9 @@ def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> N
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Option for the methods given with --method that accept it; repeatable.")
 @click.option("-f", "--format", "fmt", type=click.Choice(_FORMATS), default=None,
-              help="Per-image report format for -o (default: from its extension) or, "
-                   "without -o, printed instead of the table.")
+              help="Report format for -o (default: from its extension: .csv .json .md .tex) or, "
+                   "without -o, printed instead of the table; csv, json and markdown hold per-image "
+                   "rows, latex the summary for a paper.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write per-image rows (image, method, one column per metric) to this file.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
