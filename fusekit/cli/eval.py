@@ -67,7 +67,8 @@ def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> N
                    "without -o, printed instead of the table; csv, json and markdown hold per-image "
                    "rows, latex the summary for a paper.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Write per-image rows (image, method, one column per metric) to this file.")
+              help="Write the report to this file: per-image rows (image, method, one column per "
+                   "metric) for .csv/.json/.md, the summary table for .tex.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Parallel worker processes.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",

@@ -38,14 +38,14 @@ def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
     return g / g.sum()
 
 
-def _window_geometry(image: np.ndarray, kernel: np.ndarray, what: str) -> tuple[int, int, int, int]:
-    """Kernel size ``k``, radius ``k // 2`` and image ``h, w``; InputError if the image is smaller."""
+def _window_geometry(image: np.ndarray, kernel: np.ndarray, what: str) -> tuple[int, int, int]:
+    """Kernel size ``k`` and image ``h, w``; InputError if the image is smaller than the window."""
     k = len(kernel)
     h, w = image.shape[-2:]
     if h < k or w < k:
         raise InputError(f"{what}: image of {w}x{h} pixels is smaller than its {k}x{k} window; "
                          f"use images of at least {k}x{k} pixels")
-    return k, k // 2, h, w
+    return k, h, w
 
 
 #: Output rows (or columns) per banded block, and the width of the other side of each product:
@@ -95,7 +95,7 @@ def filter_valid(image: np.ndarray, kernel: np.ndarray, what: str = "metric", st
     InputError
         The image is smaller than the window.
     """
-    k, _, h, w = _window_geometry(image, kernel, what)
+    k, h, w = _window_geometry(image, kernel, what)
     image = np.asarray(image, dtype=np.float64)
     lead = image.shape[:-2]
     rows, cols = (h - k) // step + 1, (w - k) // step + 1

@@ -49,7 +49,8 @@ def _ssim_standard(ctx: MetricContext) -> float:
     maps = np.empty((n + 2,) + f.shape)
     maps[0] = f
     np.multiply(f, f, out=maps[1])
-    np.multiply(np.stack(ctx.sources), f, out=maps[2:])
+    for i, s in enumerate(ctx.sources):
+        np.multiply(s, f, out=maps[2 + i])
     stats = filter_valid(maps, _GAUSS, "ssim")
     mu_f = stats[0]
     var_f = stats[1] - mu_f * mu_f

@@ -683,7 +683,6 @@ class Trainer:
             "elapsed_s": float(self.elapsed_before),
             "config": json.dumps(asdict(self.config)),
             "sampler_state": json.dumps(self.sampler.state()),
-            "world_size": self.group.world_size,
             "recent_losses": json.dumps(self._recent),
             "fuser": self.fuser_net.state_dict(),
             "proposer": self.proposer_net.state_dict(),
