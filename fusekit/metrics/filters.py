@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 from ..errors import InputError
+from . import compiled
 
 
 def gaussian_kernel(size: int, sigma: float) -> np.ndarray:
@@ -66,10 +67,12 @@ def _banded(kernel: np.ndarray, outputs: int, step: int) -> np.ndarray:
 def filter_valid(image: np.ndarray, kernel: np.ndarray, what: str = "metric", step: int = 1) -> np.ndarray:
     """Correlate with ``outer(kernel, kernel)``, keeping only fully covered pixels.
 
-    Each 1-D pass is a product with a small banded matrix per block of
-    16 outputs (a Toeplitz band of the kernel), which BLAS runs about twice
-    as fast as a direct 1-D correlation for the 3-17 tap windows of the
-    metrics; with ``step = 2`` only the kept outputs are computed.
+    With numba (:mod:`fusekit.metrics.compiled`) both passes are compiled
+    loops, one output row at a time. Without it each 1-D pass is a product
+    with a small banded matrix per block of 16 outputs (a Toeplitz band of
+    the kernel), which BLAS runs about twice as fast as a direct 1-D
+    correlation for the 3-17 tap windows of the metrics. With ``step = 2``
+    only the kept outputs are computed.
 
     Parameters
     ----------
@@ -99,6 +102,11 @@ def filter_valid(image: np.ndarray, kernel: np.ndarray, what: str = "metric", st
     image = np.asarray(image, dtype=np.float64)
     lead = image.shape[:-2]
     rows, cols = (h - k) // step + 1, (w - k) // step + 1
+    kernels = compiled.kernels()
+    if kernels is not None:  # direct loops, about 1.6x faster than the BLAS products below
+        stack = np.ascontiguousarray(image).reshape((-1, h, w))
+        taps = np.ascontiguousarray(kernel, dtype=np.float64)
+        return kernels.filter_valid(stack, taps, step).reshape(lead + (rows, cols))
     band = _banded(np.asarray(kernel, dtype=np.float64), _BLOCK, step)
     band_t = np.ascontiguousarray(band.T)
     half = np.empty(lead + (rows, w))          # filtered down the columns

@@ -26,11 +26,14 @@ from __future__ import annotations
 
 import numpy as np
 from ..errors import InputError
+from . import compiled
 from .base import Metric, MetricContext
 from .filters import filter_valid, gaussian_kernel
 
 _K1, _K2 = 0.01, 0.03
 _GAUSS = gaussian_kernel(11, 1.5)
+#: Largest integer magnitude for which squares stay exact in float32 and window sums of them in float64.
+_EXACT_LIMIT = 1024.0
 
 
 def _ssim_standard(ctx: MetricContext) -> float:
@@ -79,24 +82,35 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
         raise InputError(f"ssim needs images of at least {win}x{win} pixels, got "
                          f"{ctx.fused.shape[1]}x{ctx.fused.shape[0]}")
 
-    def local_stats(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    kernels = compiled.kernels()
+    if kernels is not None and not all(ctx.cached_image(i, "integer-f32", lambda i=i: bool(
+            kernels.integer_valued(ctx.float32(i), _EXACT_LIMIT))) for i in range(len(ctx.images))):
+        kernels = None  # the exact window sums need integer images (the profile rounds them)
+    f32 = np.float32
+
+    def local_stats(index: int) -> tuple[np.ndarray, np.ndarray]:
         x = ctx.float32(index)
+        if kernels is not None:
+            return kernels.ssim_image_stats(x, win, f32(cov_norm))
         u = ndimage.uniform_filter(x, size=win)
         uu = ndimage.uniform_filter(x * x, size=win)
-        return u, uu, cov_norm * (uu - u * u)
+        return u, cov_norm * (uu - u * u)
 
-    ux, _, vx = ctx.cached_image(0, "ssim-cdd", lambda: local_stats(0))
+    ux, vx = ctx.cached_image(0, ("ssim-cdd", kernels is not None), lambda: local_stats(0))
     f = ctx.float32(0)
     total = 0.0
     for i in range(1, len(ctx.images)):
-        uy, _, vy = ctx.cached_image(i, "ssim-cdd", lambda: local_stats(i))
-        uxy = ndimage.uniform_filter(f * ctx.float32(i), size=win)
-        vxy = cov_norm * (uxy - ux * uy)
-        a1 = 2 * ux * uy + c1
-        a2 = 2 * vxy + c2
-        b1 = ux ** 2 + uy ** 2 + c1
-        b2 = vx + vy + c2
-        smap = (a1 * a2) / (b1 * b2)
+        uy, vy = ctx.cached_image(i, ("ssim-cdd", kernels is not None), lambda: local_stats(i))
+        if kernels is not None:
+            smap = kernels.ssim_map(f, ctx.float32(i), ux, vx, uy, vy, win, f32(cov_norm), f32(c1), f32(c2))
+        else:
+            uxy = ndimage.uniform_filter(f * ctx.float32(i), size=win)
+            vxy = cov_norm * (uxy - ux * uy)
+            a1 = 2 * ux * uy + c1
+            a2 = 2 * vxy + c2
+            b1 = ux ** 2 + uy ** 2 + c1
+            b2 = vx + vy + c2
+            smap = (a1 * a2) / (b1 * b2)
         h, w = smap.shape
         total += float(smap[pad:h - pad, pad:w - pad].mean(dtype=np.float64))
     return total

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from ..errors import InputError
+from . import compiled
 from .base import Metric, MetricContext
 from .filters import filter_valid, gaussian_kernel
 
@@ -77,6 +78,7 @@ def _window(scale: int) -> np.ndarray:
 def _source_scale(ctx: MetricContext, scale: int) -> _SourceScale:
     """Cached source statistics of ``scale`` (1-4); they depend on the sources alone."""
     def make() -> _SourceScale:
+        kernels = compiled.kernels()
         win = _window(scale)
         if scale == 1:
             images = np.stack(ctx.sources)
@@ -88,9 +90,15 @@ def _source_scale(ctx: MetricContext, scale: int) -> _SourceScale:
         np.multiply(images, images, out=maps[n:])
         stats = filter_valid(maps, win, "vif")
         mu = stats[:n]
-        sigma_sq = np.maximum(stats[n:] - mu * mu, 0.0)
         flat: list[np.ndarray | None] = []
         den = np.empty(n)
+        if kernels is not None:  # one pass per source
+            sigma_sq = np.empty_like(mu)
+            for s in range(n):
+                sigma_sq[s], flat_count, den[s] = kernels.vif_source_terms(mu[s], stats[n + s], _SIGMA_NSQ, _EPS)
+                flat.append(sigma_sq[s] < _EPS if flat_count else None)
+            return _SourceScale(images, mu, sigma_sq, tuple(flat), den)
+        sigma_sq = np.maximum(stats[n:] - mu * mu, 0.0)
         for s in range(n):
             mask = sigma_sq[s] < _EPS
             if mask.any():  # flat regions are rare: skip the masked writes when there are none
@@ -112,6 +120,10 @@ def _fused_terms(src: _SourceScale, fused: np.ndarray, win: np.ndarray) -> np.nd
     np.multiply(fused, fused, out=maps[1])
     np.multiply(src.images, fused, out=maps[2:])
     stats = filter_valid(maps, win, "vif")
+    kernels = compiled.kernels()
+    if kernels is not None:  # one pass per source, no temporary maps
+        return np.array([kernels.vif_numerator(src.mu[s], src.sigma_sq[s], stats[0], stats[1], stats[2 + s],
+                                               _SIGMA_NSQ, _EPS) for s in range(n)])
     mu2 = stats[0]
     sigma2_sq = np.maximum(stats[1] - mu2 * mu2, 0.0)
     flat2 = sigma2_sq < _EPS
