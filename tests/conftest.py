@@ -61,3 +61,18 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(params=["compiled", "numpy"])
+def metric_kernels(request, monkeypatch):
+    """Run a test with numba's metric kernels (skipped if numba is missing) and with numpy/scipy only."""
+    from fusekit.metrics import compiled
+
+    if request.param == "compiled":
+        pytest.importorskip("numba")
+        monkeypatch.setenv("FUSEKIT_NUMBA", "1")
+    else:
+        monkeypatch.setenv("FUSEKIT_NUMBA", "0")
+    compiled._reset()
+    yield request.param
+    compiled._reset()

@@ -35,7 +35,7 @@ def _load(row: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[Path(r["fused"]).stem for r in ROWS])
-def test_cddfuse_profile_reproduces_the_script(row):
+def test_cddfuse_profile_reproduces_the_script(row, metric_kernels):
     f, a, b = _load(row)
     values = compute(f, [a, b], metrics=METRICS, profile="cddfuse")
     for name in METRICS:

@@ -35,6 +35,9 @@ def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> N
     click.echo("")
     for p in PROFILES.values():
         click.echo(f"profile {p.name}: {p.summary}")
+    from ..metrics import compiled
+
+    click.echo(compiled.status())
     ctx.exit(0)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, one_line
+from ..metrics import compiled
 from ..metrics.base import Metric
 from ..metrics.profiles import Profile
 from .sources import FusedMethod
@@ -179,7 +180,9 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
         pool = executor
     elif "fork" in multiprocessing.get_all_start_methods():
         # forked workers inherit the state as is, so metrics from plugins
-        # (even lambdas) work; only the small work items are pickled
+        # (even lambdas) work; only the small work items are pickled. They
+        # also inherit numba and the loaded kernels instead of each loading them.
+        compiled.warm_up()
         pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
                                       initializer=_init_worker, initargs=(state,))
     else:

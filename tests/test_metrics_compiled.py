@@ -1,0 +1,112 @@
+"""numba's metric kernels give the values of the numpy/scipy code (SSIM bit for bit)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fusekit.io import read_image
+from fusekit.metrics import compiled, compute
+from fusekit.metrics.base import MetricContext
+from fusekit.metrics.profiles import CDDFUSE
+from fusekit.metrics.structural import ssim
+
+
+def _with_kernels(monkeypatch, on: bool, fn):
+    monkeypatch.setenv("FUSEKIT_NUMBA", "1" if on else "0")
+    compiled._reset()
+    try:
+        return fn()
+    finally:
+        compiled._reset()
+
+
+def _scenes(data_dir):
+    rng = np.random.default_rng(5)
+    out = []
+    for task, dataset, a, b in (("ivif", "msrs", "ir", "vi"), ("mif", "harvard_mri_pet", "mri", "pet")):
+        folder = data_dir / task / dataset / "test"
+        name = sorted(p.name for p in (folder / a).iterdir())[0]
+        src_a, src_b = read_image(folder / a / name), read_image(folder / b / name)
+        grey_b = src_b if src_b.ndim == 2 else src_b.mean(axis=2)
+        out.append((np.maximum(src_a, grey_b), src_a, src_b))
+    noise = rng.integers(0, 256, (43, 57)).astype(np.uint8)
+    out.append((noise // 2, noise, 255 - noise))
+    flat = np.full((48, 48), 17, np.uint8)
+    out.append((flat, flat, flat))
+    return out
+
+
+def test_switch_off_with_the_environment(monkeypatch):
+    assert _with_kernels(monkeypatch, False, compiled.enabled) is False
+    assert _with_kernels(monkeypatch, False, compiled.warm_up) is False
+
+
+@pytest.mark.parametrize("profile", ["cddfuse", "standard"])
+def test_kernels_give_the_numpy_values(data_dir, monkeypatch, profile):
+    pytest.importorskip("numba")
+    scenes = _scenes(data_dir)
+
+    def run():
+        return [{k: float(v) for k, v in compute(f, [a, b], profile=profile).items()} for f, a, b in scenes]
+
+    fast, plain = _with_kernels(monkeypatch, True, run), _with_kernels(monkeypatch, False, run)
+    for got, want in zip(fast, plain):
+        if profile == "cddfuse":
+            assert got["ssim"] == want["ssim"]       # scikit-image's float32 SSIM: bit for bit
+        for name in want:
+            assert got[name] == pytest.approx(want[name], rel=1e-10, abs=1e-12), name
+
+
+def test_box_mean_is_scipys_uniform_filter_on_integer_images():
+    pytest.importorskip("numba")
+    from scipy import ndimage
+
+    from fusekit.metrics import _numba_kernels as kernels
+
+    rng = np.random.default_rng(0)
+    for shape in [(7, 7), (7, 30), (12, 9), (480, 640)]:
+        x = rng.integers(0, 256, shape).astype(np.float32)
+        y = rng.integers(0, 256, shape).astype(np.float32)
+        assert np.array_equal(kernels.box_mean(x, x, 7, 0), ndimage.uniform_filter(x, 7))
+        assert np.array_equal(kernels.box_mean(x, x, 7, 1), ndimage.uniform_filter(x * x, 7))
+        assert np.array_equal(kernels.box_mean(x, y, 7, 2), ndimage.uniform_filter(x * y, 7))
+
+
+def test_non_integer_images_take_the_scipy_path(monkeypatch):
+    # exact window sums need integer images; the cddfuse profile always rounds, but a
+    # hand-made context may not: the kernels must then step aside, not change the value
+    rng = np.random.default_rng(2)
+    images = [rng.random((40, 40)) * 255 for _ in range(3)]
+    ctx = lambda: MetricContext(images[0], images[1:], CDDFUSE)  # noqa: E731
+    fast = _with_kernels(monkeypatch, True, lambda: ssim(ctx()))
+    plain = _with_kernels(monkeypatch, False, lambda: ssim(ctx()))
+    assert fast == plain
+
+
+def test_missing_numba_falls_back_and_says_how_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "numba", None)            # import numba -> ImportError
+    import fusekit.metrics
+
+    monkeypatch.delitem(sys.modules, "fusekit.metrics._numba_kernels", raising=False)
+    monkeypatch.delattr(fusekit.metrics, "_numba_kernels", raising=False)
+    monkeypatch.delenv("FUSEKIT_NUMBA", raising=False)
+    compiled._reset()
+    try:
+        assert compiled.kernels() is None
+        assert "pip install 'fusekit[fast]'" in compiled.status()
+        a = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (50, 1))
+        assert float(compute(a, [a, a.T.copy()], metrics=["ssim", "vif", "qabf"], profile="cddfuse")["ssim"]) > 0
+    finally:
+        compiled._reset()
+
+
+def test_eval_list_metrics_reports_the_kernels(run_cli, monkeypatch):
+    monkeypatch.setenv("FUSEKIT_NUMBA", "0")
+    compiled._reset()
+    result = run_cli(["eval", "--list-metrics"])
+    compiled._reset()
+    assert result.exit_code == 0
+    assert "compiled metric kernels: off (FUSEKIT_NUMBA=0)" in result.output
