@@ -17,6 +17,7 @@ Stages::
     python benchmarks/learned_vs_fixed.py train --task ivif --start START.ckpt --runs RUNS
     python benchmarks/learned_vs_fixed.py score --task ivif --runs RUNS
     python benchmarks/learned_vs_fixed.py train --task ivif --start START.ckpt --runs RUNS2 --seed 2
+    python benchmarks/learned_vs_fixed.py train --task ivif --start START.ckpt --runs RUNS3 --seed 2 --steps 800
 
 ``train`` runs both arms side by side (one CPU thread each; settings below).
 ``score`` fuses the task's test splits with both results
@@ -58,6 +59,18 @@ def run_name(task: str, arm: str) -> str:
     return f"ft-{task}-{arm}"
 
 
+def settings(steps: int) -> list[str]:
+    """:data:`SETTINGS` with ``--steps`` set to ``steps``."""
+    out = list(SETTINGS)
+    out[out.index("--steps") + 1] = str(steps)
+    return out
+
+
+def variant(seed: int, steps: int) -> str:
+    """Suffix naming a repeat run: '' for seed 1 and 400 steps, else '-seed2', '-800steps', ..."""
+    return ("" if seed == 1 else f"-seed{seed}") + ("" if steps == 400 else f"-{steps}steps")
+
+
 def stage_train(args: argparse.Namespace) -> None:
     """Both arms at once, one thread each; logs and cards in RUNS."""
     args.runs.mkdir(parents=True, exist_ok=True)
@@ -65,7 +78,7 @@ def stage_train(args: argparse.Namespace) -> None:
     for arm in args.arms:
         name = run_name(args.task, arm)
         cmd = ["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
-               "--loss-proposer", arm, *SETTINGS, "--seed", str(args.seed),
+               "--loss-proposer", arm, *settings(args.steps), "--seed", str(args.seed),
                *(LEARNED_ONLY if arm == "refusion" else []),
                "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")]
         print(" ".join(cmd), flush=True)
@@ -123,7 +136,7 @@ def stage_sheet(args: argparse.Namespace) -> None:
                    args.runs / "results" / args.task / dataset / "refusion-fixed",
                    args.runs / "results" / args.task / dataset / "refusion-learned"]
         rows.append([read_image(p) for p in sets[name]] + [read_image(f / f"{name}.png") for f in folders])
-    out = REPO / "docs" / (f"learned_vs_fixed_{args.task}" + ("" if args.seed == 1 else f"_seed{args.seed}") + ".png")
+    out = REPO / "docs" / (f"learned_vs_fixed_{args.task}" + variant(args.seed, args.steps).replace("-", "_") + ".png")
     write_image(out, np.asarray(contact_sheet(rows, height=150), dtype=np.float32))
     rr._to_palette(out)
     out.chmod(0o644)
@@ -146,15 +159,16 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]],
     """The section's marker name and its Markdown (seed 1 keeps the plain name)."""
     cards = {arm: _card(args, arm) for arm in ARMS}
     seed = _seed(cards)
-    mark = f"learned-vs-fixed-{args.task}" + ("" if seed == "1" else f"-seed{seed}")
+    mark = f"learned-vs-fixed-{args.task}" + variant(int(seed) if seed.isdigit() else args.seed, args.steps)
     secs = {arm: cards[arm].get("train_seconds", "?") for arm in ARMS}
     lines = [f"<!-- begin {mark} -->",
              f"## Learned vs fixed loss at equal steps, {args.task}"
-             + ("" if seed == "1" else f", seed {seed}") + " (`benchmarks/learned_vs_fixed.py`)", "",
+             + ("" if seed == "1" else f", seed {seed}") + ("" if args.steps == 400 else f", {args.steps} steps")
+             + " (`benchmarks/learned_vs_fixed.py`)", "",
              f"Run {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Both arms start from "
              f"`{args.start.name}` (the shipped fixed-loss run's checkpoint), seed {seed}, "
-             f"`{' '.join(SETTINGS[:12])}`; learned adds `{' '.join(LEARNED_ONLY)}`. "
+             f"`{' '.join(settings(args.steps)[:12])}`; learned adds `{' '.join(LEARNED_ONLY)}`. "
              f"Training time on one CPU thread each, side by side: fixed {secs['fixed']} s, "
              f"learned {secs['refusion']} s. **start** is the shipped weights before fine-tuning. "
              "Means over each full test split, `cddfuse` profile, every metric higher is better.",
@@ -187,6 +201,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--arms", nargs="+", choices=ARMS, default=list(ARMS),
                         help="train stage: which arms to run (default both, side by side)")
     parser.add_argument("--seed", type=int, default=1, help="train stage: seed of both arms")
+    parser.add_argument("--steps", type=int, default=400, help="training steps of both arms")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
