@@ -110,3 +110,13 @@ def test_eval_list_metrics_reports_the_kernels(run_cli, monkeypatch):
     compiled._reset()
     assert result.exit_code == 0
     assert "compiled metric kernels: off (FUSEKIT_NUMBA=0)" in result.output
+
+
+def test_vif_log_sums_cannot_overflow():
+    pytest.importorskip("numba")
+    from fusekit.metrics import _numba_kernels as kernels
+
+    rng = np.random.default_rng(4)
+    for variance in (rng.random((64, 64)) * 16000, np.full((64, 64), 1e30), np.zeros((64, 64))):
+        expected = float(np.log1p(variance / 2.0).sum())
+        assert kernels.vif_denominator(variance, 2.0) == pytest.approx(expected, rel=1e-12)

@@ -1,9 +1,11 @@
 """numba kernels behind :mod:`fusekit.metrics.compiled` (imported only when numba is present).
 
-Every kernel works on 2-D C-contiguous arrays and keeps the operation order
-and dtypes of the numpy/scipy code it replaces, so that the results agree
-(bit for bit for SSIM). ``fastmath`` stays off: no reassociation and no
-fused multiply-adds.
+The float32 kernels (SSIM, Q^{AB/F}) keep the operation order and dtypes of
+the numpy/scipy code they replace, so that they agree bit for bit (SSIM) or
+up to the order of the final float64 sums (Q^{AB/F}). The float64 kernels
+(Gaussian filtering, VIF's terms) add the same terms in another order and
+agree to rounding (about 1e-12 relative on a metric). ``fastmath`` stays
+off: no reassociation and no fused multiply-adds.
 """
 
 from __future__ import annotations
@@ -182,8 +184,21 @@ def filter_valid(image: np.ndarray, kernel: np.ndarray, step: int) -> np.ndarray
     return out
 
 
-#: A running product of VIF terms (each between 1 and about 1e4) is logged and restarted above this.
+#: A running product of VIF terms (each >= 1, about 1e4 at most on 0-255 data) is logged and
+#: restarted above this; a term above _TERM_LIMIT is logged on its own, so nothing can overflow.
 _PRODUCT_LIMIT = 1e280
+_TERM_LIMIT = 1e20
+
+
+@njit(**_OPTIONS)
+def _log_accumulate(term: float, product: float, total: float) -> tuple[float, float]:
+    """Fold ``log(term)`` into ``(product, total)``: ``total + log(product)`` is the running sum of logs."""
+    if term > _TERM_LIMIT:
+        return product, total + np.log(term)
+    product *= term
+    if product > _PRODUCT_LIMIT:
+        return 1.0, total + np.log(product)
+    return product, total
 
 
 @njit(**_OPTIONS)
@@ -195,10 +210,7 @@ def vif_denominator(sigma_sq: np.ndarray, sigma_nsq: float) -> float:
     product = 1.0
     for i in range(h):
         for j in range(w):
-            product *= sigma_sq[i, j] * scale + 1.0
-            if product > _PRODUCT_LIMIT:
-                total += np.log(product)
-                product = 1.0
+            product, total = _log_accumulate(sigma_sq[i, j] * scale + 1.0, product, total)
     return total + np.log(product)
 
 
@@ -227,10 +239,7 @@ def vif_numerator(mu1: np.ndarray, sigma1_sq: np.ndarray, mu2: np.ndarray, mean_
             if g < 0:
                 continue
             sv = max(v2 - g * cov, eps)
-            product *= g * g * v1 / (sv + sigma_nsq) + 1.0
-            if product > _PRODUCT_LIMIT:
-                total += np.log(product)
-                product = 1.0
+            product, total = _log_accumulate(g * g * v1 / (sv + sigma_nsq) + 1.0, product, total)
     return total + np.log(product)
 
 
