@@ -7,9 +7,10 @@ compiled loops instead of chains of numpy array operations:
   (the profile's images are integers, which keeps every sum exact, see
   :func:`fusekit.metrics._numba_kernels.box_mean`) and its float32 map one
   pass; the values are scikit-image's bit for bit.
-- VIF (and ``standard`` SSIM): the separable Gaussian filters are direct
-  loops, and VIF's per-pixel terms one pass per source.
-- ``cddfuse`` Q^{AB/F}: the script's float32 steps without temporary maps.
+- VIF and ``standard`` SSIM: the separable Gaussian filters are direct
+  loops, and the per-pixel terms one pass per source.
+- Q^{AB/F} and N^{AB/F}: Sobel edges and the per-pixel terms in one pass
+  (``cddfuse`` Q^{AB/F} in the script's float32 steps).
 
 The values agree with the numpy/scipy path to about 1e-12 relative (the
 sums run in another order) and are identical for SSIM under ``cddfuse``.
@@ -99,6 +100,10 @@ def warm_up() -> bool:
     k.vif_numerator(z, z, z, z, z, 2.0, 1e-10)
     e = k.edges_cddfuse(z)
     k.qabf_sums(*k.qabf_exponents(*e, *e), e[1])
+    e = k.edges_standard(z)
+    k.qabf_standard(*e, *e)
+    k.nabf_numerator(e[1], e[2], z, e[1], e[2], z, e[1], e[2])
+    k.ssim_standard_mean(z, z, z, z, z, 1.0, 1.0)
     return True
 
 

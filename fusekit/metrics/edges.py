@@ -41,6 +41,8 @@ Signal, Image and Video Processing 7 (2013) 1125-1143.
 
 from __future__ import annotations
 
+from types import ModuleType
+
 import numpy as np
 
 from ..errors import InputError
@@ -57,6 +59,9 @@ def _edges(ctx: MetricContext, index: int, mode: str, quirks: bool
     ``quirks`` (the script), else ``sign(gy) pi/2`` (0 where ``gy`` is 0 too).
     """
     def make() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        kernels = compiled.kernels()
+        if kernels is not None and mode == "mirror" and not quirks:
+            return kernels.edges_standard(ctx.images[index])
         gx, gy = sobel(ctx.images[index], mode)
         g2 = gx * gx
         g2 += gy * gy
@@ -117,8 +122,8 @@ def qabf(ctx: MetricContext) -> float:
     _check_two(ctx, "qabf")
     quirks = ctx.profile.name == "cddfuse"
     kernels = compiled.kernels()
-    if quirks and kernels is not None:
-        return _qabf_compiled(ctx, kernels)
+    if kernels is not None:
+        return _qabf_compiled(ctx, kernels, quirks)
     mode = "constant" if quirks else "mirror"
     qa, ga = _qabf_source(ctx, 1, mode, quirks)
     qb, gb = _qabf_source(ctx, 2, mode, quirks)
@@ -130,19 +135,28 @@ def qabf(ctx: MetricContext) -> float:
     return float((qa.sum(dtype=np.float64) + qb.sum(dtype=np.float64)) / den)
 
 
-def _qabf_compiled(ctx: MetricContext, kernels) -> float:
-    """The ``cddfuse`` Q^{AB/F} with the numba kernels: same float32 steps, one pass per image and source."""
+def _qabf_compiled(ctx: MetricContext, kernels: ModuleType, quirks: bool) -> float:
+    """Q^{AB/F} with the numba kernels: the same steps, one pass per image and source.
+
+    ``cddfuse`` keeps the script's float32 arithmetic (numpy's float32 exp
+    between two kernels, as in the script); ``standard`` runs in float64.
+    """
     def edges(index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        if not quirks:
+            return _edges(ctx, index, "mirror", False)
         return ctx.cached_image(index, "edges-cddfuse", lambda: kernels.edges_cddfuse(ctx.images[index]))
 
     fused = edges(0)
     num = den = 0.0
     for s in (1, 2):
         source = edges(s)
-        strength, orientation = kernels.qabf_exponents(*source, *fused)
-        np.exp(strength, out=strength)          # numpy's float32 exp, as in the script
-        np.exp(orientation, out=orientation)
-        part_num, part_den = kernels.qabf_sums(strength, orientation, source[1])
+        if quirks:
+            strength, orientation = kernels.qabf_exponents(*source, *fused)
+            np.exp(strength, out=strength)
+            np.exp(orientation, out=orientation)
+            part_num, part_den = kernels.qabf_sums(strength, orientation, source[1])
+        else:
+            part_num, part_den = kernels.qabf_standard(*source, *fused)
         num += part_num
         den += part_den
     return 0.0 if den == 0.0 else num / den
@@ -161,6 +175,15 @@ def nabf(ctx: MetricContext) -> float:
     # Kumar's Sobel kernels are divided by 8: strengths scale, ratios and angles do not
     mode = "mirror"
     _, gf, af = _edges(ctx, 0, mode, False)
+    kernels = compiled.kernels()
+    if kernels is not None:  # one pass, no temporary maps
+        parts = []
+        for s in (1, 2):
+            _, gs, as_ = _edges(ctx, s, mode, False)
+            w, w_sum = ctx.cached_image(s, "nabf-weight", lambda: _nabf_weight(gs))
+            parts.append((gs, as_, w, w_sum))
+        (ga, aa, wa, sa), (gb, ab, wb, sb) = parts
+        return kernels.nabf_numerator(ga, aa, wa, gb, ab, wb, gf, af) / (sa + sb)
     artefact = np.ones(gf.shape, dtype=bool)
     den = 0.0
     terms = []

@@ -55,6 +55,10 @@ def _ssim_standard(ctx: MetricContext) -> float:
     for i, s in enumerate(ctx.sources):
         np.multiply(s, f, out=maps[2 + i])
     stats = filter_valid(maps, _GAUSS, "ssim")
+    kernels = compiled.kernels()
+    if kernels is not None:  # one pass per source, no temporary maps
+        return sum(kernels.ssim_standard_mean(mu_all[i], var_all[i], stats[0], stats[1], stats[2 + i], c1, c2)
+                   for i in range(n))
     mu_f = stats[0]
     var_f = stats[1] - mu_f * mu_f
     total = 0.0
