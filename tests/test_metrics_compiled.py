@@ -120,3 +120,21 @@ def test_vif_log_sums_cannot_overflow():
     for variance in (rng.random((64, 64)) * 16000, np.full((64, 64), 1e30), np.zeros((64, 64))):
         expected = float(np.log1p(variance / 2.0).sum())
         assert kernels.vif_denominator(variance, 2.0) == pytest.approx(expected, rel=1e-12)
+
+
+def test_warm_up_says_why_a_first_run_pauses(monkeypatch):
+    import time
+
+    pytest.importorskip("numba")
+    monkeypatch.setenv("FUSEKIT_NUMBA", "1")
+    compiled._reset()
+    messages: list[str] = []
+    monkeypatch.setattr(compiled, "_load_all", lambda k: time.sleep(0.5))     # a slow (first) load
+    assert compiled.warm_up(notify=messages.append, after_s=0.05)
+    assert len(messages) == 1 and "first run only" in messages[0]
+    messages.clear()
+    monkeypatch.setattr(compiled, "_load_all", lambda k: None)                # a quick (cached) load
+    assert compiled.warm_up(notify=messages.append, after_s=5.0)
+    time.sleep(0.1)
+    assert messages == []
+    compiled._reset()

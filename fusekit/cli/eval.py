@@ -130,6 +130,9 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
         with dask_executor(dask_address, workers=jobs) as executor:
             report = run(executor)
     else:
+        from ..metrics import compiled
+
+        compiled.warm_up(notify=lambda message: click.echo(message, err=True))  # first run: say why it pauses
         report = run()
     if output is not None:
         report.write(output, fmt)

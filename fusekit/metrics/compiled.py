@@ -15,7 +15,7 @@ compiled loops instead of chains of numpy array operations:
 The values agree with the numpy/scipy path to about 1e-12 relative (the
 sums run in another order) and are identical for SSIM under ``cddfuse``.
 Without numba, or with the environment variable ``FUSEKIT_NUMBA=0``, the
-numpy/scipy code runs. numba compiles the kernels on first use (about 15 s
+numpy/scipy code runs. numba compiles the kernels on first use (about half a minute
 on a laptop-class core) and caches them on disk (beside this module, else in the user's
 cache folder, or in ``NUMBA_CACHE_DIR``), so later runs only load them.
 
@@ -29,7 +29,9 @@ True
 from __future__ import annotations
 
 import os
+import threading
 from types import ModuleType
+from typing import Callable
 
 __all__ = ["enabled", "kernels", "status", "warm_up"]
 
@@ -75,19 +77,44 @@ def status() -> str:
     return "compiled metric kernels: off (numba not installed; pip install 'fusekit[fast]' for faster metrics)"
 
 
-def warm_up() -> bool:
+def warm_up(notify: Callable[[str], None] | None = None, after_s: float = 2.0) -> bool:
     """Import numba and load (or compile) every kernel now, e.g. before forking workers.
+
+    Parameters
+    ----------
+    notify : callable, optional
+        Called with a one-line message if loading takes longer than
+        ``after_s`` seconds (numba compiles on the first run only), so that
+        a command line can say why it pauses.
+    after_s : float
+        Seconds before ``notify`` is called.
 
     Returns
     -------
     bool
         :func:`enabled`.
     """
-    import numpy as np
-
     k = kernels()
     if k is None:
         return False
+    timer = None
+    if notify is not None:
+        timer = threading.Timer(after_s, notify, args=(
+            "compiling fusekit's metric kernels with numba (first run only, about half a minute)",))
+        timer.daemon = True
+        timer.start()
+    try:
+        _load_all(k)
+    finally:
+        if timer is not None:
+            timer.cancel()
+    return True
+
+
+def _load_all(k: ModuleType) -> None:
+    """Call every kernel once on tiny inputs of the types the metrics pass."""
+    import numpy as np
+
     x = np.zeros((8, 8), np.float32)
     one = np.float32(1.0)
     k.integer_valued(x, 1.0)
@@ -104,7 +131,6 @@ def warm_up() -> bool:
     k.qabf_standard(*e, *e)
     k.nabf_numerator(e[1], e[2], z, e[1], e[2], z, e[1], e[2])
     k.ssim_standard_mean(z, z, z, z, z, 1.0, 1.0)
-    return True
 
 
 def _reset() -> None:
