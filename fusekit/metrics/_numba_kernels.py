@@ -243,6 +243,15 @@ def vif_numerator(mu1: np.ndarray, sigma1_sq: np.ndarray, mu2: np.ndarray, mean_
     return total + np.log(product)
 
 
+@njit(inline="always", **_OPTIONS)
+def _sobel_at(above: np.ndarray, row: np.ndarray, below: np.ndarray, j: int) -> tuple[float, float]:
+    """Sobel ``(gx, gy)`` at column ``j + 1`` of a padded row and its neighbours, as
+    :func:`fusekit.metrics.filters.sobel` forms them (left minus right, below minus above)."""
+    gx = 2.0 * (row[j] - row[j + 2]) + (above[j] - above[j + 2]) + (below[j] - below[j + 2])
+    gy = 2.0 * (below[j + 1] - above[j + 1]) + (below[j] - above[j]) + (below[j + 2] - above[j + 2])
+    return gx, gy
+
+
 @njit(**_OPTIONS)
 def edges_cddfuse(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Sobel ``(g^2, g, alpha)`` in float32 as the script forms them (zero-padded borders).
@@ -262,8 +271,7 @@ def edges_cddfuse(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     for i in range(h):            # vectorised: everything but the arctan
         above, row, below = p[i], p[i + 1], p[i + 2]
         for j in range(w):
-            gx = 2.0 * (row[j] - row[j + 2]) + (above[j] - above[j + 2]) + (below[j] - below[j + 2])
-            gy = 2.0 * (below[j + 1] - above[j + 1]) + (below[j] - above[j]) + (below[j + 2] - above[j + 2])
+            gx, gy = _sobel_at(above, row, below, j)
             s = np.float32(gx * gx + gy * gy)
             g2[i, j] = s
             g[i, j] = np.sqrt(s)
@@ -357,8 +365,7 @@ def edges_standard(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     for i in range(h):
         above, row, below = p[i], p[i + 1], p[i + 2]
         for j in range(w):
-            gx = 2.0 * (row[j] - row[j + 2]) + (above[j] - above[j + 2]) + (below[j] - below[j + 2])
-            gy = 2.0 * (below[j + 1] - above[j + 1]) + (below[j] - above[j]) + (below[j + 2] - above[j + 2])
+            gx, gy = _sobel_at(above, row, below, j)
             s = gx * gx + gy * gy
             g2[i, j] = s
             g[i, j] = np.sqrt(s)
