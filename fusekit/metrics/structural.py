@@ -71,6 +71,19 @@ def _ssim_standard(ctx: MetricContext) -> float:
     return total
 
 
+def _exact_sum_kernels(ctx: MetricContext):
+    """The numba kernels if every image of ``ctx`` is integer-valued (their window sums are then
+    exact, so they reproduce scipy bit for bit), else ``None``. The ``cddfuse`` profile rounds
+    every image, so only hand-made contexts can miss them."""
+    kernels = compiled.kernels()
+    if kernels is None:
+        return None
+    for i in range(len(ctx.images)):
+        if not ctx.cached_image(i, "integer-f32", lambda: bool(kernels.integer_valued(ctx.float32(i), _EXACT_LIMIT))):
+            return None
+    return kernels
+
+
 def _ssim_cddfuse(ctx: MetricContext) -> float:
     # Mirrors skimage.metrics.structural_similarity(F, S, data_range=2) on
     # float32 input: same filters, operation order and dtype.
@@ -86,10 +99,7 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
         raise InputError(f"ssim needs images of at least {win}x{win} pixels, got "
                          f"{ctx.fused.shape[1]}x{ctx.fused.shape[0]}")
 
-    kernels = compiled.kernels()
-    if kernels is not None and not all(ctx.cached_image(i, "integer-f32", lambda i=i: bool(
-            kernels.integer_valued(ctx.float32(i), _EXACT_LIMIT))) for i in range(len(ctx.images))):
-        kernels = None  # the exact window sums need integer images (the profile rounds them)
+    kernels = _exact_sum_kernels(ctx)
     f32 = np.float32
 
     def local_stats(index: int) -> tuple[np.ndarray, np.ndarray]:
