@@ -143,6 +143,44 @@ def stage_sheet(args: argparse.Namespace) -> None:
     print(f"wrote {out}: " + " | ".join(list(sources) + ["start", "fixed", "learned"]))
 
 
+def stage_weights(args: argparse.Namespace) -> None:
+    """Mean loss weights of the first source on each test split: fixed loss vs learned proposer.
+
+    The learned proposer is the learned arm's final checkpoint; each split's
+    first ``--images`` pairs are run at full size, and the weights are
+    averaged over all their pixels (the intensity and gradient weights of
+    the first source; the second source gets 1 minus them).
+    """
+    import numpy as np
+    import torch
+
+    from fusekit.plugins import get_host
+    from fusekit.training.data import find_pairs, load_pairs
+    from fusekit.training.fixed import FixedLossProposer
+    from fusekit.training.trainer import read_checkpoint
+
+    state = read_checkpoint(args.runs / f"{run_name(args.task, 'refusion')}.ckpt")
+    learned = get_host().loss_proposers.get("refusion")().build_network().eval()
+    learned.load_state_dict(state["proposer"])
+    fixed = FixedLossProposer(task=args.task).build_network().eval()
+    first = next(sources[0] for task, _, sources, _ in rr.SPLITS if task == args.task)
+    print(f"{args.task}: mean weight of {first} (intensity / gradient), first {args.images} test pairs per split, "
+          f"learned arm after {state['step']} steps")
+    for task, dataset, _, _ in rr.SPLITS:
+        if task != args.task:
+            continue
+        pairs = find_pairs([rr.split_dir(dataset, task)], task)[:args.images]
+        means = {"fixed": np.zeros(2), "learned": np.zeros(2)}
+        with torch.no_grad():
+            for stack in load_pairs(pairs, 1):
+                x = torch.from_numpy(stack)[None]
+                for label, net in (("fixed", fixed), ("learned", learned)):
+                    w_int, w_grad = net(x)
+                    means[label] += [float(w_int[0, 0].mean()), float(w_grad[0, 0].mean())]
+        print(f"  {dataset}: " + "; ".join(f"{k} {v[0] / len(pairs):.3f} / {v[1] / len(pairs):.3f}"
+                                           for k, v in means.items()))
+
+
 def _card(args: argparse.Namespace, arm: str) -> dict:
     path = args.runs / f"{run_name(args.task, arm)}.json"
     return json.loads(path.read_text()) if path.is_file() else {}
@@ -191,7 +229,7 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]],
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["train", "score", "sheet"])
+    parser.add_argument("stage", choices=["train", "score", "sheet", "weights"])
     parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
     parser.add_argument("--start", type=Path, required=True, help="checkpoint both arms start from")
     parser.add_argument("--start-results", type=Path, default=REPO / "gpu_out" / "results",
@@ -203,6 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=1, help="train stage: seed of both arms")
     parser.add_argument("--steps", type=int, default=400, help="training steps of both arms")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--images", type=int, default=5, help="weights stage: pairs per split")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     args.patches = args.patches or REPO / "gpu_data" / f"{args.task}.npz"
