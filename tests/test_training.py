@@ -326,3 +326,23 @@ def test_init_from_a_checkpoint_or_weights_starts_at_step_zero(stacks, tmp_path)
         (tmp_path / junk).write_bytes(b"not weights")
         with pytest.raises(WeightsError, match=junk):
             again.init_from(tmp_path / junk)
+
+
+def test_learning_only_the_intensity_weights_keeps_the_fixed_gradient_weights(stacks):
+    from fusekit.training.fixed_net import FixedWeights
+
+    x = torch.from_numpy(np.stack([s[:, :16, :16] for s in stacks]))
+    both = _trainer(stacks)
+    only_int = _trainer(stacks, learn_weights="intensity")
+    with torch.no_grad():
+        p_int, p_grad = both.loss_weights(x)
+        w_int, w_grad = only_int.loss_weights(x)
+    assert torch.equal(w_int, p_int)                                 # same seed: the proposer's own
+    assert torch.equal(w_grad, FixedWeights("max")(x)[1])           # the hand-made edge selection
+    assert not torch.equal(p_grad, w_grad)
+    # meta-learning still moves the proposer, through the intensity weights alone
+    before = _state(only_int.proposer_net)
+    only_int.meta_step(1e-3, 1e-2, 1.0)
+    assert any(not torch.equal(before[k], v) for k, v in only_int.proposer_net.state_dict().items())
+    with pytest.raises(ParameterError, match="learn-weights"):
+        _trainer(stacks, learn_weights="gradient")

@@ -74,6 +74,9 @@ def _machine(device: str) -> str:
                    "authors' .pth (fuser only); steps count from 0.")
 @click.option("--proposer-warmup", type=int, default=0, show_default=True,
               help="Steps fitting a learnable loss proposer to the hand-made 'fixed' loss before training.")
+@click.option("--learn-weights", type=click.Choice(["both", "intensity"]), default="both", show_default=True,
+              help="Weights a learnable loss proposer sets: both (ReFusion), or intensity only "
+                   "(gradient weights from the fixed loss; an ablation).")
 @click.option("--log", "--loss-log", "log_path", type=click.Path(path_type=Path), default=None,
               help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log).")
 @click.option("--card", type=click.Path(path_type=Path), default=None,
@@ -90,7 +93,8 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                   batch_size: int, patch_size: int, lr: float, lr_proposer: float, lr_schedule: str,
                   lambda_grad: float, meta_steps: int, fusion_steps: int, no_swap: bool, seed: int,
                   device: str, threads: int | None, checkpoint: Path | None, checkpoint_every: int,
-                  resume: Path | None, init_path: Path | None, proposer_warmup: int, log_path: Path | None, card: Path | None, max_minutes: float | None,
+                  resume: Path | None, init_path: Path | None, proposer_warmup: int, learn_weights: str,
+                  log_path: Path | None, card: Path | None, max_minutes: float | None,
                   time_schedule: bool, progress: bool | None) -> None:
     """Train METHOD's network for one task on DATA_DIRS, writing weights to OUTPUT.
 
@@ -125,7 +129,8 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                          lr_proposer=lr_proposer, lr_schedule=lr_schedule, lambda_grad=lambda_grad,
                          meta_steps=meta_steps, fusion_steps=fusion_steps, swap=not no_swap, seed=seed,
                          device=device, checkpoint_every=checkpoint_every, max_minutes=max_minutes,
-                         time_schedule=time_schedule, proposer_warmup=proposer_warmup)
+                         time_schedule=time_schedule, proposer_warmup=proposer_warmup,
+                         learn_weights=learn_weights)
     config.validate()
     host = state.host
     fuser_cls = host.fusers.get(method)

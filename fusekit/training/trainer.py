@@ -132,6 +132,11 @@ class TrainConfig:
         the meta-gradient can still move it.
     warmup_lr : float
         Adam learning rate of the proposer warm-up.
+    learn_weights : {"both", "intensity"}
+        Which of its weights a learnable proposer sets: ``"both"`` (ReFusion),
+        or only the intensity weights, the gradient weights then being the
+        hand-made ``fixed`` loss's (an ablation: it keeps the fixed loss's
+        edge selection while meta-learning the intensity split).
     """
 
     task: str
@@ -159,6 +164,7 @@ class TrainConfig:
     proposer_warmup: int = 0
     warmup_smoothing: float = 0.1
     warmup_lr: float = 1e-3
+    learn_weights: str = "both"
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -179,6 +185,8 @@ class TrainConfig:
             raise ParameterError("lambda-grad values must be >= 0")
         if self.proposer_warmup < 0 or not 0 <= self.warmup_smoothing < 0.5 or not self.warmup_lr > 0:
             raise ParameterError("proposer-warmup must be >= 0, warmup smoothing in [0, 0.5) and warmup lr > 0")
+        if self.learn_weights not in ("both", "intensity"):
+            raise ParameterError(f"learn-weights must be 'both' or 'intensity', got {self.learn_weights!r}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ParameterError(f"max-minutes must be positive, got {self.max_minutes}")
 
@@ -359,6 +367,7 @@ class Trainer:
         self.step = 0
         self.elapsed_before = 0.0
         self.warmup_error: float | None = None
+        self._fixed_net: torch.nn.Module | None = None   # gradient weights when learn_weights == "intensity"
         self._recent: list[dict[str, float]] = []
 
     # -- phases ---------------------------------------------------------------
@@ -380,11 +389,28 @@ class Trainer:
             raise FloatingPointError(f"{what} became {value.item()} at step {self.step + 1}; "
                                      f"lower --lr or --lambda-grad")
 
+    def loss_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Intensity and gradient weights of ``L_fuse`` for inputs ``x`` (``N x S x H x W`` each).
+
+        The proposer's, except that with ``learn_weights = "intensity"`` the
+        gradient weights are the hand-made fixed loss's (no gradient flows to
+        the proposer through them).
+        """
+        w_int, w_grad = self.proposer_net(x)
+        if self.learnable and self.config.learn_weights == "intensity":
+            if self._fixed_net is None:
+                from .fixed import FixedLossProposer
+
+                self._fixed_net = FixedLossProposer(task=self.config.task).build_network().to(self.device)
+            with torch.no_grad():
+                w_grad = self._fixed_net(x)[1]
+        return w_int, w_grad
+
     def fusion_step(self, lr: float, lam: float) -> dict[str, float]:
         """One fusion step: F on ``L_fuse`` (P frozen), R on ``L_rec``."""
         x, t = self._batch()
         with torch.no_grad():
-            w_int, w_grad = self.proposer_net(x)
+            w_int, w_grad = self.loss_weights(x)
         fused = self.fuser_net(x)
         loss_f, parts = fusion_loss(x, fused, w_int, w_grad, lam)
         self._check_finite(loss_f, "the fusion loss")
@@ -410,7 +436,7 @@ class Trainer:
         r_params = {k: v for k, v in self.recon_net.named_parameters() if v.requires_grad}
         # inner: virtual SGD step of F under P's (non-detached) loss
         x, t = self._batch()
-        w_int, w_grad = self.proposer_net(x)
+        w_int, w_grad = self.loss_weights(x)
         fused = functional_call(self.fuser_net, f_params, (x,))
         loss_f, parts = fusion_loss(x, fused, w_int, w_grad, lam)
         self._check_finite(loss_f, "the fusion loss")
