@@ -367,7 +367,7 @@ class Trainer:
         self.step = 0
         self.elapsed_before = 0.0
         self.warmup_error: float | None = None
-        self._fixed_net: torch.nn.Module | None = None   # gradient weights when learn_weights == "intensity"
+        self._fixed_net: torch.nn.Module | None = None   # the hand-made weights, built when first needed
         self._recent: list[dict[str, float]] = []
 
     # -- phases ---------------------------------------------------------------
@@ -398,13 +398,17 @@ class Trainer:
         """
         w_int, w_grad = self.proposer_net(x)
         if self.learnable and self.config.learn_weights == "intensity":
-            if self._fixed_net is None:
-                from .fixed import FixedLossProposer
-
-                self._fixed_net = FixedLossProposer(task=self.config.task).build_network().to(self.device)
             with torch.no_grad():
-                w_grad = self._fixed_net(x)[1]
+                w_grad = self._hand_made_weights()(x)[1]
         return w_int, w_grad
+
+    def _hand_made_weights(self) -> torch.nn.Module:
+        """The task's ``fixed`` loss-weight network (warm-up targets, intensity-only gradient weights)."""
+        if self._fixed_net is None:
+            from .fixed import FixedLossProposer
+
+            self._fixed_net = FixedLossProposer(task=self.config.task).build_network().to(self.device)
+        return self._fixed_net
 
     def fusion_step(self, lr: float, lam: float) -> dict[str, float]:
         """One fusion step: F on ``L_fuse`` (P frozen), R on ``L_rec``."""
@@ -490,9 +494,7 @@ class Trainer:
         c = self.config
         if not self.learnable or c.proposer_warmup <= 0:
             return None
-        from .fixed import FixedLossProposer
-
-        target_net = FixedLossProposer(task=c.task).build_network().to(self.device)
+        target_net = self._hand_made_weights()
         opt = torch.optim.Adam([p for p in self.proposer_net.parameters() if p.requires_grad], lr=c.warmup_lr)
         errors: list[float] = []
         for _ in range(c.proposer_warmup):
