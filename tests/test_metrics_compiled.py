@@ -138,3 +138,12 @@ def test_warm_up_says_why_a_first_run_pauses(monkeypatch):
     time.sleep(0.1)
     assert messages == []
     compiled._reset()
+
+
+def test_eval_checks_the_dataset_before_compiling(run_cli, monkeypatch, tmp_path):
+    calls: list[str] = []
+    monkeypatch.setattr(compiled, "warm_up", lambda **kw: calls.append("warm_up"))
+    (tmp_path / "ir").mkdir()                                   # one source folder: not a dataset
+    result = run_cli(["eval", tmp_path, "-m", "average"])
+    assert result.exit_code != 0 and "error:" in result.output
+    assert calls == []                                           # failed at once, no compile first

@@ -130,8 +130,10 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
         with dask_executor(dask_address, workers=jobs) as executor:
             report = run(executor)
     else:
+        from ..evaluation.dataset import find_dataset
         from ..metrics import compiled
 
+        find_dataset(dataset, _split(sources))  # a bad dataset fails at once, not after the first compile
         compiled.warm_up(notify=lambda message: click.echo(message, err=True))  # first run: say why it pauses
         report = run()
     if output is not None:
