@@ -66,16 +66,18 @@ def settings(steps: int) -> list[str]:
     return out
 
 
-def variant(seed: int, steps: int, learn_weights: str = "both") -> str:
-    """Suffix naming a repeat run: '' for seed 1, 400 steps and both weights learned, else
-    '-seed2', '-800steps', '-intensity-only', ..."""
+def variant(seed: int, steps: int, learn_weights: str = "both", rec_reduction: str = "max") -> str:
+    """Suffix naming a repeat run: '' for seed 1, 400 steps, both weights learned and the max
+    reconstruction loss, else '-seed2', '-800steps', '-intensity-only', '-mean-rec', ..."""
     return (("" if seed == 1 else f"-seed{seed}") + ("" if steps == 400 else f"-{steps}steps")
-            + ("" if learn_weights == "both" else f"-{learn_weights}-only"))
+            + ("" if learn_weights == "both" else f"-{learn_weights}-only")
+            + ("" if rec_reduction == "max" else f"-{rec_reduction}-rec"))
 
 
-def learned_only(learn_weights: str) -> list[str]:
+def learned_only(learn_weights: str, rec_reduction: str = "max") -> list[str]:
     """The learned arm's extra options."""
-    return LEARNED_ONLY + ([] if learn_weights == "both" else ["--learn-weights", learn_weights])
+    return (LEARNED_ONLY + ([] if learn_weights == "both" else ["--learn-weights", learn_weights])
+            + ([] if rec_reduction == "max" else ["--rec-reduction", rec_reduction]))
 
 
 def stage_train(args: argparse.Namespace) -> None:
@@ -86,7 +88,7 @@ def stage_train(args: argparse.Namespace) -> None:
         name = run_name(args.task, arm)
         cmd = ["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
                "--loss-proposer", arm, *settings(args.steps), "--seed", str(args.seed),
-               *(learned_only(args.learn_weights) if arm == "refusion" else []),
+               *(learned_only(args.learn_weights, args.rec_reduction) if arm == "refusion" else []),
                "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")]
         print(" ".join(cmd), flush=True)
         log = open(args.runs / f"{name}.log", "w")
@@ -143,7 +145,7 @@ def stage_sheet(args: argparse.Namespace) -> None:
                    args.runs / "results" / args.task / dataset / "refusion-fixed",
                    args.runs / "results" / args.task / dataset / "refusion-learned"]
         rows.append([read_image(p) for p in sets[name]] + [read_image(f / f"{name}.png") for f in folders])
-    out = REPO / "docs" / (f"learned_vs_fixed_{args.task}" + variant(args.seed, args.steps, args.learn_weights).replace("-", "_") + ".png")
+    out = REPO / "docs" / (f"learned_vs_fixed_{args.task}" + variant(args.seed, args.steps, args.learn_weights, args.rec_reduction).replace("-", "_") + ".png")
     write_image(out, np.asarray(contact_sheet(rows, height=150), dtype=np.float32))
     rr._to_palette(out)
     out.chmod(0o644)
@@ -205,17 +207,18 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]],
     cards = {arm: _card(args, arm) for arm in ARMS}
     seed = _seed(cards)
     mark = f"learned-vs-fixed-{args.task}" + variant(int(seed) if seed.isdigit() else args.seed, args.steps,
-                                                     args.learn_weights)
+                                                     args.learn_weights, args.rec_reduction)
     secs = {arm: cards[arm].get("train_seconds", "?") for arm in ARMS}
     lines = [f"<!-- begin {mark} -->",
              f"## Learned vs fixed loss at equal steps, {args.task}"
              + ("" if seed == "1" else f", seed {seed}") + ("" if args.steps == 400 else f", {args.steps} steps")
              + ("" if args.learn_weights == "both" else f", {args.learn_weights} weights learned only")
+             + ("" if args.rec_reduction == "max" else f", {args.rec_reduction} reconstruction loss")
              + " (`benchmarks/learned_vs_fixed.py`)", "",
              f"Run {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Both arms start from "
              f"`{args.start.name}` (the shipped fixed-loss run's checkpoint), seed {seed}, "
-             f"`{' '.join(settings(args.steps)[:12])}`; learned adds `{' '.join(learned_only(args.learn_weights))}`. "
+             f"`{' '.join(settings(args.steps)[:12])}`; learned adds `{' '.join(learned_only(args.learn_weights, args.rec_reduction))}`. "
              f"Training time on one CPU thread each, side by side: fixed {secs['fixed']} s, "
              f"learned {secs['refusion']} s. **start** is the shipped weights before fine-tuning. "
              "Means over each full test split, `cddfuse` profile, every metric higher is better.",
@@ -251,6 +254,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=400, help="training steps of both arms")
     parser.add_argument("--learn-weights", choices=["both", "intensity"], default="both",
                         help="the learned arm's --learn-weights (an ablation)")
+    parser.add_argument("--rec-reduction", choices=["max", "mean"], default="max",
+                        help="the learned arm's --rec-reduction (an ablation of the meta-objective)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--images", type=int, default=5, help="weights stage: pairs per split")
     parser.add_argument("--no-write", action="store_true")

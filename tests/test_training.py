@@ -99,8 +99,12 @@ def test_reconstruction_loss_counts_the_worse_source():
     border = sobel_gradient(torch.full((1, 1, 6, 6), 0.1))
     expected = 0.1 ** 2 + (border ** 2).mean().item()
     assert reconstruction_loss(flat, off).item() == pytest.approx(expected, rel=1e-5)
+    # the mean reduction halves it: source 0 is rebuilt exactly, source 1 is off
+    assert reconstruction_loss(flat, off, "mean").item() == pytest.approx(expected / 2, rel=1e-5)
     with pytest.raises(InputError):
         reconstruction_loss(t, t[:, :1])
+    with pytest.raises(InputError, match="reduction"):
+        reconstruction_loss(t, t, "sum")
 
 
 # -- fixed loss proposer -----------------------------------------------------------
@@ -259,6 +263,23 @@ def test_resume_rejects_a_checkpoint_of_another_kind(stacks, tmp_path):
     torch.save({"format": "something-else"}, junk)
     with pytest.raises(WeightsError, match="not a fusekit training checkpoint"):
         learned.load_checkpoint(junk)
+
+
+def test_resume_rejects_a_checkpoint_trained_under_another_loss(stacks, tmp_path):
+    _trainer(stacks, tmp_path, steps=1, learn_weights="intensity", rec_reduction="mean").run()
+    with pytest.raises(WeightsError, match="--learn-weights intensity"):
+        _trainer(stacks, steps=2, rec_reduction="mean").load_checkpoint(tmp_path / "ck.pt")
+    with pytest.raises(WeightsError, match="--rec-reduction mean"):
+        _trainer(stacks, steps=2, learn_weights="intensity").load_checkpoint(tmp_path / "ck.pt")
+    same = _trainer(stacks, steps=2, learn_weights="intensity", rec_reduction="mean")
+    same.load_checkpoint(tmp_path / "ck.pt")
+    assert same.step == 1
+    # a mean meta-objective still moves the proposer
+    before = _state(same.proposer_net)
+    same.meta_step(1e-3, 1e-2, 1.0)
+    assert any(not torch.equal(before[k], v) for k, v in same.proposer_net.state_dict().items())
+    with pytest.raises(ParameterError, match="rec-reduction"):
+        _trainer(stacks, rec_reduction="sum")
 
 
 def test_time_budget_stops_cleanly(stacks, tmp_path):

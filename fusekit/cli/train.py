@@ -77,6 +77,9 @@ def _machine(device: str) -> str:
 @click.option("--learn-weights", type=click.Choice(["both", "intensity"]), default="both", show_default=True,
               help="Weights a learnable loss proposer sets: both (ReFusion), or intensity only "
                    "(gradient weights from the fixed loss; an ablation).")
+@click.option("--rec-reduction", type=click.Choice(["max", "mean"]), default="max", show_default=True,
+              help="How the reconstruction loss (the proposer's meta-objective) combines the sources' "
+                   "errors at a pixel: the worse one (ReFusion) or their mean (an ablation).")
 @click.option("--log", "--loss-log", "log_path", type=click.Path(path_type=Path), default=None,
               help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log).")
 @click.option("--card", type=click.Path(path_type=Path), default=None,
@@ -94,6 +97,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                   lambda_grad: float, meta_steps: int, fusion_steps: int, no_swap: bool, seed: int,
                   device: str, threads: int | None, checkpoint: Path | None, checkpoint_every: int,
                   resume: Path | None, init_path: Path | None, proposer_warmup: int, learn_weights: str,
+                  rec_reduction: str,
                   log_path: Path | None, card: Path | None, max_minutes: float | None,
                   time_schedule: bool, progress: bool | None) -> None:
     """Train METHOD's network for one task on DATA_DIRS, writing weights to OUTPUT.
@@ -130,7 +134,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                          meta_steps=meta_steps, fusion_steps=fusion_steps, swap=not no_swap, seed=seed,
                          device=device, checkpoint_every=checkpoint_every, max_minutes=max_minutes,
                          time_schedule=time_schedule, proposer_warmup=proposer_warmup,
-                         learn_weights=learn_weights)
+                         learn_weights=learn_weights, rec_reduction=rec_reduction)
     config.validate()
     host = state.host
     fuser_cls = host.fusers.get(method)

@@ -19,7 +19,10 @@ import torch.nn.functional as F
 
 from ..errors import InputError
 
-__all__ = ["sobel_gradient", "fusion_loss", "reconstruction_loss"]
+__all__ = ["sobel_gradient", "fusion_loss", "reconstruction_loss", "REC_REDUCTIONS"]
+
+#: Ways :func:`reconstruction_loss` combines the sources' errors at a pixel.
+REC_REDUCTIONS = ("max", "mean")
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 _SOBEL_Y = _SOBEL_X.t().contiguous()
@@ -103,12 +106,15 @@ def fusion_loss(sources: torch.Tensor, fused: torch.Tensor, w_int: torch.Tensor,
     return loss, {"int": term_int.detach(), "grad": term_grad.detach()}
 
 
-def reconstruction_loss(targets: torch.Tensor, reconstructed: torch.Tensor) -> torch.Tensor:
+def reconstruction_loss(targets: torch.Tensor, reconstructed: torch.Tensor,
+                        reduction: str = "max") -> torch.Tensor:
     """The reconstruction loss ``L_rec`` (trains the reconstructor; meta-objective).
 
     ``L_rec = mean(max_s |I_s - R_s|^2) + mean(max_s |grad I_s - grad R_s|^2)``:
     at each pixel only the worse-rebuilt source counts, so a fused image scores
-    well only if *every* source can be recovered from it.
+    well only if *every* source can be recovered from it. With
+    ``reduction="mean"`` the sources' squared errors are averaged instead of
+    taking the worse one (an ablation of the meta-objective).
 
     Parameters
     ----------
@@ -117,6 +123,8 @@ def reconstruction_loss(targets: torch.Tensor, reconstructed: torch.Tensor) -> t
         visible), in [0, 1].
     reconstructed : Tensor
         ``N x S x H x W`` estimates from a reconstructor, same order.
+    reduction : {"max", "mean"}
+        How the ``S`` sources' errors at a pixel are combined.
 
     Returns
     -------
@@ -124,6 +132,10 @@ def reconstruction_loss(targets: torch.Tensor, reconstructed: torch.Tensor) -> t
         Scalar loss.
     """
     _check_same("reconstruction_loss", targets, reconstructed)
-    err_int = (targets - reconstructed).abs().amax(dim=1)
-    err_grad = (sobel_gradient(targets) - sobel_gradient(reconstructed)).abs().amax(dim=1)
-    return (err_int ** 2).mean() + (err_grad ** 2).mean()
+    if reduction not in REC_REDUCTIONS:
+        raise InputError(f"reconstruction_loss: reduction must be one of {REC_REDUCTIONS}, got {reduction!r}")
+    err_int = (targets - reconstructed) ** 2
+    err_grad = (sobel_gradient(targets) - sobel_gradient(reconstructed)) ** 2
+    if reduction == "max":
+        return err_int.amax(dim=1).mean() + err_grad.amax(dim=1).mean()
+    return err_int.mean() + err_grad.mean()

@@ -62,7 +62,7 @@ from ..errors import InputError, ParameterError, WeightsError
 from ..interfaces import LossProposer, Reconstructor, TorchFuser
 from .data import PatchSampler, swap_augment
 from .distributed import Group
-from .losses import fusion_loss, reconstruction_loss
+from .losses import REC_REDUCTIONS, fusion_loss, reconstruction_loss
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "save_weights",
            "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
@@ -70,6 +70,9 @@ __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "save
 #: Identifies a fusekit training checkpoint, and the version of its layout.
 CHECKPOINT_FORMAT = "fusekit-train-checkpoint"
 CHECKPOINT_VERSION = 1
+
+#: Settings that change the loss being optimised: a resumed run must keep them.
+_OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction")
 
 _LOG_COLUMNS = ("step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec",
                 "elapsed_s")
@@ -137,6 +140,10 @@ class TrainConfig:
         or only the intensity weights, the gradient weights then being the
         hand-made ``fixed`` loss's (an ablation: it keeps the fixed loss's
         edge selection while meta-learning the intensity split).
+    rec_reduction : {"max", "mean"}
+        How ``L_rec`` (the reconstructor's loss and P's meta-objective)
+        combines the sources' errors at a pixel: the worse-rebuilt source
+        (``"max"``, ReFusion) or their mean (an ablation).
     """
 
     task: str
@@ -165,6 +172,7 @@ class TrainConfig:
     warmup_smoothing: float = 0.1
     warmup_lr: float = 1e-3
     learn_weights: str = "both"
+    rec_reduction: str = "max"
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -187,6 +195,9 @@ class TrainConfig:
             raise ParameterError("proposer-warmup must be >= 0, warmup smoothing in [0, 0.5) and warmup lr > 0")
         if self.learn_weights not in ("both", "intensity"):
             raise ParameterError(f"learn-weights must be 'both' or 'intensity', got {self.learn_weights!r}")
+        if self.rec_reduction not in REC_REDUCTIONS:
+            raise ParameterError(f"rec-reduction must be one of {', '.join(REC_REDUCTIONS)}, "
+                                 f"got {self.rec_reduction!r}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ParameterError(f"max-minutes must be positive, got {self.max_minutes}")
 
@@ -424,7 +435,7 @@ class Trainer:
         _set_lr(self.opt_fuser, lr)
         self.opt_fuser.step()
         rec = self.recon_net(fused.detach())
-        loss_r = reconstruction_loss(t, rec)
+        loss_r = reconstruction_loss(t, rec, self.config.rec_reduction)
         self._check_finite(loss_r, "the reconstruction loss")
         self.opt_recon.zero_grad(set_to_none=True)
         loss_r.backward()
@@ -448,7 +459,7 @@ class Trainer:
         f_virtual = {k: (v - lr * g if g is not None else v) for (k, v), g in zip(f_params.items(), grads)}
         # inner: virtual step of R on the detached fused image (no path to P)
         rec = functional_call(self.recon_net, r_params, (fused.detach(),))
-        loss_r = reconstruction_loss(t, rec)
+        loss_r = reconstruction_loss(t, rec, self.config.rec_reduction)
         r_grads = torch.autograd.grad(loss_r, list(r_params.values()), allow_unused=True)
         r_virtual = {k: (v.detach() - lr * g if g is not None else v.detach())
                      for (k, v), g in zip(r_params.items(), r_grads)}
@@ -456,7 +467,7 @@ class Trainer:
         x2, t2 = self._batch()
         fused2 = functional_call(self.fuser_net, f_virtual, (x2,))
         rec2 = functional_call(self.recon_net, r_virtual, (fused2,))
-        meta = reconstruction_loss(t2, rec2)
+        meta = reconstruction_loss(t2, rec2, self.config.rec_reduction)
         self._check_finite(meta, "the meta reconstruction loss")
         p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
         p_grads = torch.autograd.grad(meta, p_params, allow_unused=True)
@@ -728,6 +739,17 @@ class Trainer:
             tmp.unlink(missing_ok=True)
         return path
 
+    def _check_objective(self, path: str | Path, saved: dict[str, Any]) -> None:
+        """Refuse to resume under another loss: ``learn_weights`` and ``rec_reduction``
+        must match the checkpoint's (a checkpoint older than a setting had its default)."""
+        defaults = {f.name: f.default for f in fields(TrainConfig)}
+        for key in _OBJECTIVE_SETTINGS:
+            theirs, ours = saved.get(key, defaults[key]), getattr(self.config, key)
+            if theirs != ours:
+                option = "--" + key.replace("_", "-")
+                raise WeightsError(f"{path}: checkpoint was trained with {option} {theirs}, this run uses "
+                                   f"{option} {ours}; resume with {option} {theirs} or start afresh")
+
     def load_checkpoint(self, path: str | Path) -> None:
         """Restore a checkpoint saved by :meth:`save_checkpoint`.
 
@@ -735,8 +757,9 @@ class Trainer:
         ------
         WeightsError
             The file is not a fusekit checkpoint, comes from another layout
-            version, method, loss proposer, reconstructor or task, or does not
-            fit the networks.
+            version, method, loss proposer, reconstructor or task, was
+            trained with another ``learn_weights`` or ``rec_reduction``, or
+            does not fit the networks.
         """
         state = read_checkpoint(path)
         mine = self._identity()
@@ -744,6 +767,7 @@ class Trainer:
             if state.get(key) != mine[key]:
                 raise WeightsError(f"{path}: checkpoint is for {key.replace('_', ' ')} {state.get(key)!r}, "
                                    f"this run uses {mine[key]!r}; resume with matching settings or start afresh")
+        self._check_objective(path, json.loads(state.get("config", "{}")))
         try:
             self.fuser_net.load_state_dict(state["fuser"])
             self.proposer_net.load_state_dict(state["proposer"])
