@@ -169,12 +169,15 @@ def stage_weights(args: argparse.Namespace) -> None:
     from fusekit.training.trainer import read_checkpoint
 
     state = read_checkpoint(args.runs / f"{run_name(args.task, 'refusion')}.ckpt")
+    # an intensity-only run trains with the fixed loss's gradient weights, whatever its proposer's head says
+    intensity_only = json.loads(state["config"]).get("learn_weights") == "intensity"
     learned = get_host().loss_proposers.get("refusion")().build_network().eval()
     learned.load_state_dict(state["proposer"])
     fixed = FixedLossProposer(task=args.task).build_network().eval()
     first = next(sources[0] for task, _, sources, _ in rr.SPLITS if task == args.task)
     print(f"{args.task}: mean weight of {first} (intensity / gradient), first {args.images} test pairs per split, "
-          f"learned arm after {state['step']} steps")
+          f"learned arm after {state['step']} steps"
+          + (" (intensity weights learned only: its gradient weights are the fixed loss's)" if intensity_only else ""))
     for task, dataset, _, _ in rr.SPLITS:
         if task != args.task:
             continue
@@ -185,6 +188,8 @@ def stage_weights(args: argparse.Namespace) -> None:
                 x = torch.from_numpy(stack)[None]
                 for label, net in (("fixed", fixed), ("learned", learned)):
                     w_int, w_grad = net(x)
+                    if label == "learned" and intensity_only:
+                        w_grad = fixed(x)[1]
                     means[label] += [float(w_int[0, 0].mean()), float(w_grad[0, 0].mean())]
         print(f"  {dataset}: " + "; ".join(f"{k} {v[0] / len(pairs):.3f} / {v[1] / len(pairs):.3f}"
                                            for k, v in means.items()))
