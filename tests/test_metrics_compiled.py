@@ -145,5 +145,5 @@ def test_eval_checks_the_dataset_before_compiling(run_cli, monkeypatch, tmp_path
     monkeypatch.setattr(compiled, "warm_up", lambda **kw: calls.append("warm_up"))
     (tmp_path / "ir").mkdir()                                   # one source folder: not a dataset
     result = run_cli(["eval", tmp_path, "-m", "average"])
-    assert result.exit_code != 0 and "error:" in result.output
+    assert result.exit_code != 0 and f"error: {tmp_path}" in result.output   # names the folder
     assert calls == []                                           # failed at once, no compile first

@@ -71,6 +71,9 @@ __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "save
 CHECKPOINT_FORMAT = "fusekit-train-checkpoint"
 CHECKPOINT_VERSION = 1
 
+#: What a learnable loss proposer may set (``TrainConfig.learn_weights``).
+LEARN_WEIGHTS = ("both", "intensity")
+
 #: Settings that change the loss being optimised: a resumed run must keep them.
 _OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction")
 
@@ -193,8 +196,9 @@ class TrainConfig:
             raise ParameterError("lambda-grad values must be >= 0")
         if self.proposer_warmup < 0 or not 0 <= self.warmup_smoothing < 0.5 or not self.warmup_lr > 0:
             raise ParameterError("proposer-warmup must be >= 0, warmup smoothing in [0, 0.5) and warmup lr > 0")
-        if self.learn_weights not in ("both", "intensity"):
-            raise ParameterError(f"learn-weights must be 'both' or 'intensity', got {self.learn_weights!r}")
+        if self.learn_weights not in LEARN_WEIGHTS:
+            raise ParameterError(f"learn-weights must be one of {', '.join(LEARN_WEIGHTS)}, "
+                                 f"got {self.learn_weights!r}")
         if self.rec_reduction not in REC_REDUCTIONS:
             raise ParameterError(f"rec-reduction must be one of {', '.join(REC_REDUCTIONS)}, "
                                  f"got {self.rec_reduction!r}")
