@@ -59,19 +59,22 @@ def run_name(task: str, arm: str) -> str:
     return f"ft-{task}-{arm}"
 
 
-def settings(steps: int) -> list[str]:
-    """:data:`SETTINGS` with ``--steps`` set to ``steps``."""
+def settings(steps: int, lambda_grad: float = 1.0) -> list[str]:
+    """:data:`SETTINGS` with ``--steps`` set to ``steps`` (and ``--lambda-grad`` when not 1)."""
     out = list(SETTINGS)
     out[out.index("--steps") + 1] = str(steps)
-    return out
+    return out + ([] if lambda_grad == 1.0 else ["--lambda-grad", f"{lambda_grad:g}"])
 
 
-def variant(seed: int, steps: int, learn_weights: str = "both", rec_reduction: str = "max") -> str:
-    """Suffix naming a repeat run: '' for seed 1, 400 steps, both weights learned and the max
-    reconstruction loss, else '-seed2', '-800steps', '-intensity-only', '-mean-rec', ..."""
+def variant(seed: int, steps: int, learn_weights: str = "both", rec_reduction: str = "max",
+            lambda_grad: float = 1.0) -> str:
+    """Suffix naming a repeat run: '' for seed 1, 400 steps, both weights learned, the max
+    reconstruction loss and gradient weight 1, else '-seed2', '-800steps', '-intensity-only',
+    '-mean-rec', '-lg0.5', ..."""
     return (("" if seed == 1 else f"-seed{seed}") + ("" if steps == 400 else f"-{steps}steps")
             + ("" if learn_weights == "both" else f"-{learn_weights}-only")
-            + ("" if rec_reduction == "max" else f"-{rec_reduction}-rec"))
+            + ("" if rec_reduction == "max" else f"-{rec_reduction}-rec")
+            + ("" if lambda_grad == 1.0 else f"-lg{lambda_grad:g}"))
 
 
 def learned_only(learn_weights: str, rec_reduction: str = "max") -> list[str]:
@@ -87,7 +90,7 @@ def stage_train(args: argparse.Namespace) -> None:
     for arm in args.arms:
         name = run_name(args.task, arm)
         cmd = ["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
-               "--loss-proposer", arm, *settings(args.steps), "--seed", str(args.seed),
+               "--loss-proposer", arm, *settings(args.steps, args.lambda_grad), "--seed", str(args.seed),
                *(learned_only(args.learn_weights, args.rec_reduction) if arm == "refusion" else []),
                "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")]
         print(" ".join(cmd), flush=True)
@@ -145,7 +148,8 @@ def stage_sheet(args: argparse.Namespace) -> None:
                    args.runs / "results" / args.task / dataset / "refusion-fixed",
                    args.runs / "results" / args.task / dataset / "refusion-learned"]
         rows.append([read_image(p) for p in sets[name]] + [read_image(f / f"{name}.png") for f in folders])
-    out = REPO / "docs" / (f"learned_vs_fixed_{args.task}" + variant(args.seed, args.steps, args.learn_weights, args.rec_reduction).replace("-", "_") + ".png")
+    out = REPO / "docs" / (f"learned_vs_fixed_{args.task}" + variant(args.seed, args.steps, args.learn_weights, args.rec_reduction,
+                                                         args.lambda_grad).replace("-", "_") + ".png")
     write_image(out, np.asarray(contact_sheet(rows, height=150), dtype=np.float32))
     rr._to_palette(out)
     out.chmod(0o644)
@@ -212,18 +216,19 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]],
     cards = {arm: _card(args, arm) for arm in ARMS}
     seed = _seed(cards)
     mark = f"learned-vs-fixed-{args.task}" + variant(int(seed) if seed.isdigit() else args.seed, args.steps,
-                                                     args.learn_weights, args.rec_reduction)
+                                                     args.learn_weights, args.rec_reduction, args.lambda_grad)
     secs = {arm: cards[arm].get("train_seconds", "?") for arm in ARMS}
     lines = [f"<!-- begin {mark} -->",
              f"## Learned vs fixed loss at equal steps, {args.task}"
              + ("" if seed == "1" else f", seed {seed}") + ("" if args.steps == 400 else f", {args.steps} steps")
              + ("" if args.learn_weights == "both" else f", {args.learn_weights} weights learned only")
              + ("" if args.rec_reduction == "max" else f", {args.rec_reduction} reconstruction loss")
+             + ("" if args.lambda_grad == 1.0 else f", gradient weight {args.lambda_grad:g}")
              + " (`benchmarks/learned_vs_fixed.py`)", "",
              f"Run {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Both arms start from "
              f"`{args.start.name}` (the shipped fixed-loss run's checkpoint), seed {seed}, "
-             f"`{' '.join(settings(args.steps)[:12])}`; learned adds `{' '.join(learned_only(args.learn_weights, args.rec_reduction))}`. "
+             f"`{' '.join(settings(args.steps, args.lambda_grad)[:12] + settings(args.steps, args.lambda_grad)[len(SETTINGS):])}`; learned adds `{' '.join(learned_only(args.learn_weights, args.rec_reduction))}`. "
              f"Training time on one CPU thread each, side by side: fixed {secs['fixed']} s, "
              f"learned {secs['refusion']} s. **start** is the shipped weights before fine-tuning. "
              "Means over each full test split, `cddfuse` profile, every metric higher is better.",
@@ -261,6 +266,9 @@ def main(argv: list[str] | None = None) -> None:
                         help="the learned arm's --learn-weights (an ablation)")
     parser.add_argument("--rec-reduction", choices=["max", "mean"], default="max",
                         help="the learned arm's --rec-reduction (an ablation of the meta-objective)")
+    parser.add_argument("--lambda-grad", type=float, default=1.0,
+                        help="train stage: final weight of the gradient terms, both arms (the fixed arm of "
+                             "benchmarks/loss_balance.py at the same seed and lambda is the same run)")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--images", type=int, default=5, help="weights stage: pairs per split")
     parser.add_argument("--no-write", action="store_true")

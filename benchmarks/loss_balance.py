@@ -136,7 +136,12 @@ def stage_score(args: argparse.Namespace) -> None:
     text = report(args, runs, rows, counts)
     print(text)
     if not args.no_write:
-        write_section(f"loss-balance-{args.task}", text)
+        write_section(section_mark(args), text)
+
+
+def section_mark(args: argparse.Namespace) -> str:
+    """Section name in BENCHMARKS.md: one per task and seed, so a repeat sits beside the first."""
+    return f"loss-balance-{args.task}-seed{args.seed}"
 
 
 def report(args: argparse.Namespace, runs: dict[str, Path], rows: dict[str, dict[str, list[float]]],
@@ -146,9 +151,13 @@ def report(args: argparse.Namespace, runs: dict[str, Path], rows: dict[str, dict
              for label, p in runs.items()}
     secs = ", ".join(f"{label}: {c.get('train_seconds', '?')} s" for label, c in cards.items())
     seeds = sorted({str(c.get("seed", "?")) for c in cards.values()})
-    mark = f"loss-balance-{args.task}"
+    if seeds != [str(args.seed)]:
+        raise SystemExit(f"the runs in {args.runs} were trained with seed {'/'.join(seeds)}; "
+                         f"pass --seed to match, so the section is named after the seed it reports")
+    mark = section_mark(args)
     lines = [f"<!-- begin {mark} -->",
-             f"## Balance of the fixed loss's gradient term, {args.task} (`benchmarks/loss_balance.py`)", "",
+             f"## Balance of the fixed loss's gradient term, {args.task}, seed {args.seed} "
+             "(`benchmarks/loss_balance.py`)", "",
              f"Scored {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Every run fine-tunes the shipped "
              f"fixed-loss checkpoint with the fixed loss for `{' '.join(lvf.settings(args.steps)[:12])}`, "
