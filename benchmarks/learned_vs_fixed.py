@@ -218,6 +218,8 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]],
     mark = f"learned-vs-fixed-{args.task}" + variant(int(seed) if seed.isdigit() else args.seed, args.steps,
                                                      args.learn_weights, args.rec_reduction, args.lambda_grad)
     secs = {arm: cards[arm].get("train_seconds", "?") for arm in ARMS}
+    shown = settings(args.steps, args.lambda_grad)
+    shown = shown[:12] + shown[len(SETTINGS):]  # the options that differ between runs, not threads and logging
     lines = [f"<!-- begin {mark} -->",
              f"## Learned vs fixed loss at equal steps, {args.task}"
              + ("" if seed == "1" else f", seed {seed}") + ("" if args.steps == 400 else f", {args.steps} steps")
@@ -228,7 +230,7 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]],
              f"Run {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Both arms start from "
              f"`{args.start.name}` (the shipped fixed-loss run's checkpoint), seed {seed}, "
-             f"`{' '.join(settings(args.steps, args.lambda_grad)[:12] + settings(args.steps, args.lambda_grad)[len(SETTINGS):])}`; learned adds `{' '.join(learned_only(args.learn_weights, args.rec_reduction))}`. "
+             f"`{' '.join(shown)}`; learned adds `{' '.join(learned_only(args.learn_weights, args.rec_reduction))}`. "
              f"Training time on one CPU thread each, side by side: fixed {secs['fixed']} s, "
              f"learned {secs['refusion']} s. **start** is the shipped weights before fine-tuning. "
              "Means over each full test split, `cddfuse` profile, every metric higher is better.",
