@@ -148,8 +148,8 @@ def stage_sheet(args: argparse.Namespace) -> None:
                    args.runs / "results" / args.task / dataset / "refusion-fixed",
                    args.runs / "results" / args.task / dataset / "refusion-learned"]
         rows.append([read_image(p) for p in sets[name]] + [read_image(f / f"{name}.png") for f in folders])
-    out = REPO / "docs" / (f"learned_vs_fixed_{args.task}" + variant(args.seed, args.steps, args.learn_weights, args.rec_reduction,
-                                                         args.lambda_grad).replace("-", "_") + ".png")
+    suffix = variant(args.seed, args.steps, args.learn_weights, args.rec_reduction, args.lambda_grad)
+    out = REPO / "docs" / f"learned_vs_fixed_{args.task}{suffix.replace('-', '_')}.png"
     write_image(out, np.asarray(contact_sheet(rows, height=150), dtype=np.float32))
     rr._to_palette(out)
     out.chmod(0o644)

@@ -157,7 +157,6 @@ def report(args: argparse.Namespace, runs: dict[str, Path], rows: dict[str, dict
     cards = {label: json.loads(p.with_suffix(".json").read_text()) if p.with_suffix(".json").is_file() else {}
              for label, p in runs.items()}
     secs = ", ".join(f"{label}: {c.get('train_seconds', '?')} s" for label, c in cards.items())
-    seeds = sorted({str(c.get("seed", "?")) for c in cards.values()})
     mark = section_mark(args)
     lines = [f"<!-- begin {mark} -->",
              f"## Balance of the fixed loss's gradient term, {args.task}, seed {args.seed} "
@@ -165,7 +164,7 @@ def report(args: argparse.Namespace, runs: dict[str, Path], rows: dict[str, dict
              f"Scored {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Every run fine-tunes the shipped "
              f"fixed-loss checkpoint with the fixed loss for `{' '.join(lvf.settings(args.steps)[:12])}`, "
-             f"seed {' / '.join(seeds)}, and differs only in `--lambda-grad` (final weight of the gradient "
+             f"seed {args.seed}, and differs only in `--lambda-grad` (final weight of the gradient "
              f"terms; the shipped weights used 1). Training time, one CPU thread each: {secs}. Means over "
              "each full test split, `cddfuse` profile, every metric higher is better; **within 5%**: metrics "
              "(of 9) at least 95% of the yardstick.", ""]
