@@ -98,16 +98,70 @@ def stage_train(args: argparse.Namespace) -> None:
         raise SystemExit(f"{failed} run(s) failed; see the .log files in {args.runs}")
 
 
-def folder(args: argparse.Namespace, dataset: str, label: str) -> Path:
-    return args.runs / "results" / args.task / dataset / label.replace(" ", "-")
+def folder(runs_dir: Path, task: str, dataset: str, label: str) -> Path:
+    """Where the fused images of one run on one split go."""
+    return runs_dir / "results" / task / dataset / label.replace(" ", "-")
 
 
-def stage_score(args: argparse.Namespace) -> None:
-    """Fuse every split with every run, score in the cddfuse profile, write the section."""
+def fuse_and_score(task: str, runs_dir: Path, runs: dict[str, Path], jobs: int,
+                   csv_tag: str = "balance") -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
+    """Fuse the task's yardstick and check splits with every run and score them side by side.
+
+    Parameters
+    ----------
+    task : str
+        ``ivif``, ``mif``, ``mfif`` or ``meif``.
+    runs_dir : Path
+        Work folder; fused images go to ``runs_dir/results/<task>/<split>/<label>``
+        (images already there are kept), score tables to ``runs_dir/results/csv``.
+    runs : dict of str to Path
+        Label -> weights file (``.safetensors``).
+    jobs : int
+        Worker processes of ``fusekit eval``.
+    csv_tag : str
+        Suffix of the score tables' names, so different benchmarks do not share them.
+
+    Returns
+    -------
+    rows : dict
+        Split -> label -> the nine ``cddfuse`` means in :data:`refusion_results.HEAD` order.
+    counts : dict
+        Split -> number of images.
+    """
     import fusekit
     from fusekit.api import fuse_files
     from fusekit.cli.fuse import match_folders
 
+    splits = [s[:3] for s in rr.SPLITS if s[0] == task] + [s for s in CHECK_SPLITS if s[0] == task]
+    rows: dict[str, dict[str, list[float]]] = {}
+    counts: dict[str, int] = {}
+    for _, dataset, sources in splits:
+        sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
+        for label, weights in runs.items():
+            out = folder(runs_dir, task, dataset, label)
+            todo = [n for n in sorted(sets) if not (out / f"{n}.png").exists()]
+            if todo:
+                fuser = fusekit.get_fuser("refusion", task=task, weights=str(weights))
+                fuser.prepare()
+                for name in todo:
+                    fuse_files(fuser, sets[name], out / f"{name}.png")
+                print(f"{dataset}: fused {len(todo)} with {label}", flush=True)
+        csv_path = runs_dir / "results" / "csv" / f"{dataset}-{len(sets)}-cddfuse-{csv_tag}.csv"
+        if csv_path.exists():
+            csv_path.unlink()  # the set of runs may have grown since the last score
+        rr.run_eval(["fusekit", "eval", str(rr.split_dir(dataset, task)), "--task", task,
+                     "--sources", ",".join(sources), "--metrics", ",".join(rr.METRICS), "-j", str(jobs),
+                     "--profile", "cddfuse"]
+                    + [x for label in runs for x in ("--fused", str(folder(runs_dir, task, dataset, label)))],
+                    csv_path)
+        means, counts[dataset], _ = rr.load_means(argparse.Namespace(work=runs_dir / "results", limits={}),
+                                                  dataset, "cddfuse")
+        rows[dataset] = {label: means[folder(runs_dir, task, dataset, label).name] for label in runs}
+    return rows, counts
+
+
+def stage_score(args: argparse.Namespace) -> None:
+    """Fuse every split with every run, score in the cddfuse profile, write the section."""
     runs = runs_in(args)
     if not runs:
         raise SystemExit(f"no {run_name(args.task, 0.5).replace('0.5', '*')}.safetensors in {args.runs}")
@@ -116,30 +170,7 @@ def stage_score(args: argparse.Namespace) -> None:
     if seeds != {str(args.seed)}:
         raise SystemExit(f"the runs in {args.runs} were trained with seed {'/'.join(sorted(seeds)) or '?'}; "
                          "pass that --seed, so the section is named after the seed it reports")
-    splits = [s[:3] for s in rr.SPLITS if s[0] == args.task] + [s for s in CHECK_SPLITS if s[0] == args.task]
-    rows: dict[str, dict[str, list[float]]] = {}
-    counts: dict[str, int] = {}
-    for task, dataset, sources in splits:
-        sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
-        for label, weights in runs.items():
-            out = folder(args, dataset, label)
-            todo = [n for n in sorted(sets) if not (out / f"{n}.png").exists()]
-            if todo:
-                fuser = fusekit.get_fuser("refusion", task=task, weights=str(weights))
-                fuser.prepare()
-                for name in todo:
-                    fuse_files(fuser, sets[name], out / f"{name}.png")
-                print(f"{dataset}: fused {len(todo)} with {label}", flush=True)
-        csv_path = args.runs / "results" / "csv" / f"{dataset}-{len(sets)}-cddfuse-balance.csv"
-        if csv_path.exists():
-            csv_path.unlink()  # the set of runs may have grown since the last score
-        rr.run_eval(["fusekit", "eval", str(rr.split_dir(dataset, task)), "--task", task,
-                     "--sources", ",".join(sources), "--metrics", ",".join(rr.METRICS), "-j", str(args.jobs),
-                     "--profile", "cddfuse"]
-                    + [x for label in runs for x in ("--fused", str(folder(args, dataset, label)))], csv_path)
-        means, counts[dataset], _ = rr.load_means(argparse.Namespace(work=args.runs / "results", limits={}),
-                                                  dataset, "cddfuse")
-        rows[dataset] = {label: means[folder(args, dataset, label).name] for label in runs}
+    rows, counts = fuse_and_score(args.task, args.runs, runs, args.jobs)
     text = report(args, runs, rows, counts)
     print(text)
     if not args.no_write:
@@ -168,13 +199,25 @@ def report(args: argparse.Namespace, runs: dict[str, Path], rows: dict[str, dict
              f"terms; the shipped weights used 1). Training time, one CPU thread each: {secs}. Means over "
              "each full test split, `cddfuse` profile, every metric higher is better; **within 5%**: metrics "
              "(of 9) at least 95% of the yardstick.", ""]
-    labels = list(runs)
+    lines += yardstick_tables(args.task, list(runs), rows, counts, "the choice of lambda was not read from")
+    lines.append(f"<!-- end {mark} -->")
+    return "\n".join(lines)
+
+
+def yardstick_tables(task: str, labels: list[str], rows: dict[str, dict[str, list[float]]],
+                     counts: dict[str, int], check_note: str) -> list[str]:
+    """Markdown lines: per yardstick split and per task the nine means and within-5% counts of every
+    label, then the check splits (no yardstick) with each label's change from the first label.
+
+    ``check_note`` ends the sentence "a check on splits ..." above each check table.
+    """
+    lines: list[str] = []
     task_means = {label: [0.0] * len(rr.HEAD) for label in labels}
     yard = [0.0] * len(rr.HEAD)
     checks = {d: by for d, by in rows.items() if d not in rr.YARDSTICK}
     rows = {d: by for d, by in rows.items() if d in rr.YARDSTICK}
     for dataset, by in rows.items():
-        lines += [f"**{args.task}/{dataset}** ({counts[dataset]} images)", "",
+        lines += [f"**{task}/{dataset}** ({counts[dataset]} images)", "",
                   "| weights | " + " | ".join(rr.HEAD) + " | within 5% |", "|---|" + "---|" * (len(rr.HEAD) + 1)]
         lines.append("| *yardstick (authors' ckpt)* | " + " | ".join(rr.fmt(v) for v in rr.YARDSTICK[dataset])
                      + " | |")
@@ -184,7 +227,7 @@ def report(args: argparse.Namespace, runs: dict[str, Path], rows: dict[str, dict
             task_means[label] = [t + v / len(rows) for t, v in zip(task_means[label], by[label])]
         yard = [t + v / len(rows) for t, v in zip(yard, rr.YARDSTICK[dataset])]
         lines.append("")
-    lines += [f"**{args.task}, task mean** (unweighted mean of the {len(rows)} splits)", "",
+    lines += [f"**{task}, task mean** (unweighted mean of the {len(rows)} splits)", "",
               "| weights | " + " | ".join(rr.HEAD) + " | within 5% | short on |",
               "|---|" + "---|" * (len(rr.HEAD) + 2),
               "| *yardstick (authors' ckpt)* | " + " | ".join(rr.fmt(v) for v in yard) + " | | |"]
@@ -194,35 +237,39 @@ def report(args: argparse.Namespace, runs: dict[str, Path], rows: dict[str, dict
                      + f" | {9 - len(short)}/9 | {', '.join(short) or '-'} |")
     base = labels[0]
     for dataset, by in checks.items():
-        lines += ["", f"**{args.task}/{dataset}** ({counts[dataset]} images; no yardstick: a check on splits "
-                  "the choice of lambda was not read from; in brackets the change from "
-                  f"{base})", "",
+        lines += ["", f"**{task}/{dataset}** ({counts[dataset]} images; no yardstick: a check on splits "
+                  f"{check_note}; in brackets the change from {base})", "",
                   "| weights | " + " | ".join(rr.HEAD) + " |", "|---|" + "---|" * len(rr.HEAD)]
         for label in labels:
             cells = [rr.fmt(v) + ("" if label == base else f" ({100 * (v / b - 1):+.1f}%)")
                      for v, b in zip(by[label], by[base])]
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    lines.append(f"<!-- end {mark} -->")
-    return "\n".join(lines)
+    return lines
 
 
 def stage_sheet(args: argparse.Namespace) -> None:
-    """``docs/loss_balance_<task>.png``: sources | one column per lambda, the scenes of refusion_results."""
+    """``docs/loss_balance_<task>.png``: sources | one column per lambda."""
+    write_sheet(args.task, args.runs, runs_in(args), REPO / "docs" / f"loss_balance_{args.task}.png")
+
+
+def write_sheet(task: str, runs_dir: Path, runs: dict[str, Path], out: Path) -> None:
+    """Contact sheet ``out``: per scene of ``refusion_results`` the sources, then one column per run.
+
+    Uses the fused images :func:`fuse_and_score` left in ``runs_dir``.
+    """
     import numpy as np
 
     from fusekit.cli.fuse import match_folders
     from fusekit.io import read_image, write_image
     from fusekit.sheet import contact_sheet
 
-    runs = runs_in(args)
     rows = []
-    for dataset, pick in rr.SCENES[args.task]:
+    for dataset, pick in rr.SCENES[task]:
         _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
-        sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
+        sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
         name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
         rows.append([read_image(p) for p in sets[name]]
-                    + [read_image(folder(args, dataset, label) / f"{name}.png") for label in runs])
-    out = REPO / "docs" / f"loss_balance_{args.task}.png"
+                    + [read_image(folder(runs_dir, task, dataset, label) / f"{name}.png") for label in runs])
     write_image(out, np.asarray(contact_sheet(rows, height=150), dtype=np.float32))
     rr._to_palette(out)
     out.chmod(0o644)

@@ -1,0 +1,171 @@
+"""Fixed-loss fine-tunes that differ in one training setting, scored side by side.
+
+``loss_balance.py`` varies the gradient term's weight; this benchmark varies
+anything else ``fusekit train`` takes (patch size and batch, number of
+steps, seed, starting checkpoint) on top of the same settings, and scores
+every run in a folder against the issue-6 yardstick with the same tables.
+It answers questions like "does the network, trained on 64-pixel patches
+but run on whole 640 x 480 images, gain from larger training patches?"
+(its transposed attention takes statistics over the whole input) or "do
+more fine-tuning steps close the gap to the yardstick?".
+
+Stages::
+
+    python benchmarks/finetune_variants.py train --task ivif --start START.ckpt --runs RUNS \\
+        --variant p128b1 "--patch-size 128 --batch-size 1" --variant p96b2 "--patch-size 96 --batch-size 2"
+    python benchmarks/finetune_variants.py score --task ivif --runs RUNS [--baseline LABEL]
+    python benchmarks/finetune_variants.py sheet --task ivif --runs RUNS [--baseline LABEL]
+
+``train`` runs one ``fusekit train --loss-proposer fixed --init START`` per
+``--variant NAME OPTIONS``, side by side, one CPU thread each: the settings
+of ``learned_vs_fixed.py`` with ``--lambda-grad`` (default 0.5, the shipped
+IVIF balance) and ``--seed``, then OPTIONS, which override them (the last
+value of an option wins). The result is ``RUNS/ft-<task>-NAME.safetensors``
+with its training card. ``score`` fuses the task's test splits with every
+``ft-<task>-*.safetensors`` in RUNS (copy a reference run there, e.g. the
+shipped fine-tune as ``ft-ivif-fixed-lg0.5.*``), scores them with
+``fusekit eval`` (``cddfuse`` profile) and writes the section
+``finetune-variants-<task>-<RUNS folder name>`` of ``BENCHMARKS.md``: a line
+per run from its card, then the tables of ``loss_balance.py``. ``sheet``
+writes ``docs/finetune_variants_<task>_<RUNS folder name>.png`` (sources |
+one column per run).
+
+Reference: H. Bai et al., "ReFusion", IJCV 2024, arXiv:2312.07943.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import learned_vs_fixed as lvf  # noqa: E402
+import loss_balance as lb  # noqa: E402
+from sections import write_section  # noqa: E402
+
+
+def run_path(runs: Path, task: str, name: str) -> Path:
+    """Weights file of one variant: ``RUNS/ft-ivif-p128b1.safetensors``."""
+    return runs / f"ft-{task}-{name}.safetensors"
+
+
+def train_command(args: argparse.Namespace, name: str, options: str) -> list[str]:
+    """The ``fusekit train`` command line of one variant (its OPTIONS last, so they win)."""
+    out = run_path(args.runs, args.task, name)
+    return (["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
+             "--loss-proposer", "fixed", *lvf.settings(args.steps, args.lambda_grad), "--seed", str(args.seed)]
+            + shlex.split(options)
+            + ["--log", str(out.with_suffix(".csv")), "-o", str(out)])
+
+
+def stage_train(args: argparse.Namespace) -> None:
+    """Every variant at once, one thread each; logs and cards in RUNS."""
+    if not args.variant:
+        raise SystemExit("train needs at least one --variant NAME OPTIONS")
+    args.runs.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for name, options in args.variant:
+        cmd = train_command(args, name, options)
+        print(shlex.join(cmd), flush=True)
+        log = run_path(args.runs, args.task, name).with_suffix(".log").open("w")
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+    failed = 0
+    for proc, log in procs:
+        failed += proc.wait() != 0
+        log.close()
+    if failed:
+        raise SystemExit(f"{failed} run(s) failed; see the .log files in {args.runs}")
+
+
+def runs_in(args: argparse.Namespace) -> dict[str, Path]:
+    """Label -> weights file for every run in RUNS; ``--baseline`` first, then by name."""
+    prefix = f"ft-{args.task}-"
+    found = {p.stem[len(prefix):]: p for p in sorted(args.runs.glob(f"{prefix}*.safetensors"))}
+    if args.baseline is not None:
+        if args.baseline not in found:
+            raise SystemExit(f"--baseline {args.baseline}: no {prefix}{args.baseline}.safetensors in {args.runs}")
+        found = {args.baseline: found[args.baseline], **found}
+    return found
+
+
+def describe(label: str, weights: Path) -> str:
+    """One Markdown bullet with a run's training settings, from its card."""
+    card_path = weights.with_suffix(".json")
+    if not card_path.is_file():
+        return f"- **{label}**: no training card"
+    card = json.loads(card_path.read_text())
+    cfg = card.get("config", {})
+    return (f"- **{label}**: from `{Path(str(card.get('init', '?'))).name}`, {card.get('steps', '?')} steps of "
+            f"{cfg.get('batch_size', '?')} x {cfg.get('patch_size', '?')} px patches, lambda_grad "
+            f"{cfg.get('lambda_grad', '?')}, seed {card.get('seed', '?')}, {card.get('train_seconds', '?')} s "
+            f"on {card.get('machine', '?')}")
+
+
+def section_mark(args: argparse.Namespace) -> str:
+    return f"finetune-variants-{args.task}-{args.runs.resolve().name}"
+
+
+def stage_score(args: argparse.Namespace) -> None:
+    """Fuse and score every run in RUNS; write the section."""
+    runs = runs_in(args)
+    if not runs:
+        raise SystemExit(f"no ft-{args.task}-*.safetensors in {args.runs}")
+    rows, counts = lb.fuse_and_score(args.task, args.runs, runs, args.jobs, csv_tag="variants")
+    mark = section_mark(args)
+    lines = [f"<!-- begin {mark} -->",
+             f"## Fine-tune variants, {args.task}, `{args.runs.resolve().name}` (`benchmarks/finetune_variants.py`)",
+             "",
+             f"Scored {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+             f"{os.cpu_count()} cores, Python {platform.python_version()}. Fixed-loss fine-tunes (settings of "
+             f"`learned_vs_fixed.py`, `--steps 400 --batch-size 4 --patch-size 64 --lr 2e-4` unless the run "
+             "says otherwise). Means over each full test split, `cddfuse` profile, every metric higher is "
+             "better; **within 5%**: metrics (of 9) at least 95% of the yardstick.", ""]
+    lines += [describe(label, path) for label, path in runs.items()] + [""]
+    lines += lb.yardstick_tables(args.task, list(runs), rows, counts, "no setting was chosen on")
+    lines.append(f"<!-- end {mark} -->")
+    text = "\n".join(lines)
+    print(text)
+    if not args.no_write:
+        write_section(mark, text)
+
+
+def stage_sheet(args: argparse.Namespace) -> None:
+    """``docs/finetune_variants_<task>_<RUNS name>.png``: sources | one column per run (after ``score``)."""
+    lb.write_sheet(args.task, args.runs, runs_in(args),
+                   REPO / "docs" / f"finetune_variants_{args.task}_{args.runs.resolve().name}.png")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=["train", "score", "sheet"])
+    parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
+    parser.add_argument("--start", type=Path, help="train stage: checkpoint every run starts from")
+    parser.add_argument("--patches", type=Path, default=None, help="default: gpu_data/<task>.npz")
+    parser.add_argument("--runs", type=Path, required=True)
+    parser.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "OPTIONS"), default=[],
+                        help="train stage: a run named NAME with extra `fusekit train` OPTIONS (repeatable)")
+    parser.add_argument("--lambda-grad", type=float, default=0.5, help="train stage: gradient-term weight")
+    parser.add_argument("--seed", type=int, default=2, help="train stage: seed (an OPTIONS --seed wins)")
+    parser.add_argument("--steps", type=int, default=400, help="train stage: steps (an OPTIONS --steps wins)")
+    parser.add_argument("--baseline", help="score stage: label listed first, the reference of the check splits")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    if args.patches is None:
+        args.patches = REPO / "gpu_data" / f"{args.task}.npz"
+    if args.stage == "train" and args.start is None:
+        parser.error("train needs --start")
+    {"train": stage_train, "score": stage_score, "sheet": stage_sheet}[args.stage](args)
+
+
+if __name__ == "__main__":
+    main()
