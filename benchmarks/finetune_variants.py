@@ -41,7 +41,6 @@ import json
 import os
 import platform
 import shlex
-import subprocess
 import sys
 from pathlib import Path
 
@@ -71,19 +70,9 @@ def stage_train(args: argparse.Namespace) -> None:
     """Every variant at once, one thread each; logs and cards in RUNS."""
     if not args.variant:
         raise SystemExit("train needs at least one --variant NAME OPTIONS")
-    args.runs.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for name, options in args.variant:
-        cmd = train_command(args, name, options)
-        print(shlex.join(cmd), flush=True)
-        log = run_path(args.runs, args.task, name).with_suffix(".log").open("w")
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-    failed = 0
-    for proc, log in procs:
-        failed += proc.wait() != 0
-        log.close()
-    if failed:
-        raise SystemExit(f"{failed} run(s) failed; see the .log files in {args.runs}")
+    lb.run_side_by_side([(train_command(args, name, options),
+                          run_path(args.runs, args.task, name).with_suffix(".log"))
+                         for name, options in args.variant], args.runs)
 
 
 def runs_in(args: argparse.Namespace) -> dict[str, Path]:
@@ -146,25 +135,15 @@ def stage_sheet(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["train", "score", "sheet"])
-    parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
-    parser.add_argument("--start", type=Path, help="train stage: checkpoint every run starts from")
-    parser.add_argument("--patches", type=Path, default=None, help="default: gpu_data/<task>.npz")
-    parser.add_argument("--runs", type=Path, required=True)
+    lb.add_run_args(parser, ["train", "score", "sheet"])
     parser.add_argument("--variant", nargs=2, action="append", metavar=("NAME", "OPTIONS"), default=[],
                         help="train stage: a run named NAME with extra `fusekit train` OPTIONS (repeatable)")
     parser.add_argument("--lambda-grad", type=float, default=0.5, help="train stage: gradient-term weight")
     parser.add_argument("--seed", type=int, default=2, help="train stage: seed (an OPTIONS --seed wins)")
     parser.add_argument("--steps", type=int, default=400, help="train stage: steps (an OPTIONS --steps wins)")
-    parser.add_argument("--baseline", help="score stage: label listed first, the reference of the check splits")
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args(argv)
-    if args.patches is None:
-        args.patches = REPO / "gpu_data" / f"{args.task}.npz"
-    if args.stage == "train" and args.start is None:
-        parser.error("train needs --start")
-    {"train": stage_train, "score": stage_score, "sheet": stage_sheet}[args.stage](args)
+    parser.add_argument("--baseline", help="score and sheet stages: the run listed first, the reference of the "
+                        "check splits")
+    lb.run_stage(parser, argv, {"train": stage_train, "score": stage_score, "sheet": stage_sheet})
 
 
 if __name__ == "__main__":

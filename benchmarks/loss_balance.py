@@ -44,6 +44,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -79,23 +80,55 @@ def runs_in(args: argparse.Namespace) -> dict[str, Path]:
 
 def stage_train(args: argparse.Namespace) -> None:
     """One fixed-loss fine-tune per lambda, side by side."""
-    procs = []
-    args.runs.mkdir(parents=True, exist_ok=True)
+    jobs = []
     for lam in args.lambdas:
         name = run_name(args.task, lam)
-        cmd = ["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
-               "--loss-proposer", "fixed", *lvf.settings(args.steps), "--seed", str(args.seed),
-               "--lambda-grad", f"{lam:g}",
-               "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")]
-        print(" ".join(cmd), flush=True)
-        log = (args.runs / f"{name}.log").open("w")
+        jobs.append((["fusekit", "train", "--task", args.task, "--patches", str(args.patches),
+                      "--init", str(args.start), "--loss-proposer", "fixed", *lvf.settings(args.steps),
+                      "--seed", str(args.seed), "--lambda-grad", f"{lam:g}",
+                      "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")],
+                     args.runs / f"{name}.log"))
+    run_side_by_side(jobs, args.runs)
+
+
+def run_side_by_side(jobs: list[tuple[list[str], Path]], runs_dir: Path) -> None:
+    """Start every ``(command, log file)`` at once, wait for all, fail if any failed.
+
+    Each command's output goes to its log file; ``runs_dir`` is created first.
+    """
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    procs = []
+    for cmd, log_path in jobs:
+        print(shlex.join(cmd), flush=True)
+        log = log_path.open("w")
         procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
     failed = 0
     for proc, log in procs:
         failed += proc.wait() != 0
         log.close()
     if failed:
-        raise SystemExit(f"{failed} run(s) failed; see the .log files in {args.runs}")
+        raise SystemExit(f"{failed} run(s) failed; see the .log files in {runs_dir}")
+
+
+def add_run_args(parser: argparse.ArgumentParser, stages: list[str]) -> None:
+    """The arguments every fine-tune benchmark takes: stage, task, start, patches, runs, jobs, no-write."""
+    parser.add_argument("stage", choices=stages)
+    parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
+    parser.add_argument("--start", type=Path, help="train stage: checkpoint every run starts from")
+    parser.add_argument("--patches", type=Path, default=None, help="default: gpu_data/<task>.npz")
+    parser.add_argument("--runs", type=Path, required=True)
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--no-write", action="store_true")
+
+
+def run_stage(parser: argparse.ArgumentParser, argv: list[str] | None, stages: dict) -> None:
+    """Parse ``argv`` (with :func:`add_run_args`' defaults filled in) and run the chosen stage."""
+    args = parser.parse_args(argv)
+    if args.patches is None:
+        args.patches = REPO / "gpu_data" / f"{args.task}.npz"
+    if args.stage == "train" and args.start is None:
+        parser.error("train needs --start")
+    stages[args.stage](args)
 
 
 def folder(runs_dir: Path, task: str, dataset: str, label: str) -> Path:
@@ -278,23 +311,12 @@ def write_sheet(task: str, runs_dir: Path, runs: dict[str, Path], out: Path) -> 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["train", "score", "sheet"])
-    parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
-    parser.add_argument("--start", type=Path, help="train stage: checkpoint every run starts from")
-    parser.add_argument("--patches", type=Path, default=None, help="default: gpu_data/<task>.npz")
-    parser.add_argument("--runs", type=Path, required=True)
+    add_run_args(parser, ["train", "score", "sheet"])
     parser.add_argument("--lambdas", type=float, nargs="+", default=[0.5, 0.25],
                         help="train stage: final gradient-term weights, one run each")
     parser.add_argument("--seed", type=int, default=2)
     parser.add_argument("--steps", type=int, default=400)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--no-write", action="store_true")
-    args = parser.parse_args(argv)
-    if args.patches is None:
-        args.patches = REPO / "gpu_data" / f"{args.task}.npz"
-    if args.stage == "train" and args.start is None:
-        parser.error("train needs --start")
-    {"train": stage_train, "score": stage_score, "sheet": stage_sheet}[args.stage](args)
+    run_stage(parser, argv, {"train": stage_train, "score": stage_score, "sheet": stage_sheet})
 
 
 if __name__ == "__main__":
