@@ -57,12 +57,21 @@ def run_path(runs: Path, task: str, name: str) -> Path:
     return runs / f"ft-{task}-{name}.safetensors"
 
 
+def split_options(name: str, options: str) -> list[str]:
+    """A variant's OPTIONS string as arguments; a one-line error if its quoting is broken."""
+    try:
+        return shlex.split(options)
+    except ValueError as exc:
+        raise SystemExit(f"--variant {name}: cannot read its options {options!r} ({exc}); "
+                         "quote the whole option list once, e.g. \"--patch-size 128 --batch-size 1\"") from None
+
+
 def train_command(args: argparse.Namespace, name: str, options: str) -> list[str]:
     """The ``fusekit train`` command line of one variant (its OPTIONS last, so they win)."""
     out = run_path(args.runs, args.task, name)
     return (["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
              "--loss-proposer", "fixed", *lvf.settings(args.steps, args.lambda_grad), "--seed", str(args.seed)]
-            + shlex.split(options)
+            + split_options(name, options)
             + ["--log", str(out.with_suffix(".csv")), "-o", str(out)])
 
 
@@ -115,7 +124,7 @@ def stage_score(args: argparse.Namespace) -> None:
              "",
              f"Scored {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Fixed-loss fine-tunes (settings of "
-             f"`learned_vs_fixed.py`, `--steps 400 --batch-size 4 --patch-size 64 --lr 2e-4` unless the run "
+             f"`learned_vs_fixed.py`, `{' '.join(lvf.SETTINGS[:8])}` unless the run "
              "says otherwise). Means over each full test split, `cddfuse` profile, every metric higher is "
              "better; **within 5%**: metrics (of 9) at least 95% of the yardstick.", ""]
     lines += [describe(label, path) for label, path in runs.items()] + [""]
