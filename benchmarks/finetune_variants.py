@@ -96,16 +96,26 @@ def runs_in(args: argparse.Namespace) -> dict[str, Path]:
 
 
 def describe(label: str, weights: Path) -> str:
-    """One Markdown bullet with a run's training settings, from its card."""
+    """One Markdown bullet with a run's training settings, from its card (and the runs it started from)."""
     card_path = weights.with_suffix(".json")
     if not card_path.is_file():
         return f"- **{label}**: no training card"
     card = json.loads(card_path.read_text())
     cfg = card.get("config", {})
-    return (f"- **{label}**: from `{Path(str(card.get('init', '?'))).name}`, {card.get('steps', '?')} steps of "
-            f"{cfg.get('batch_size', '?')} x {cfg.get('patch_size', '?')} px patches, lambda_grad "
-            f"{cfg.get('lambda_grad', '?')}, seed {card.get('seed', '?')}, {card.get('train_seconds', '?')} s "
-            f"on {card.get('machine', '?')}")
+    start = f"from `{Path(str(card['init'])).name}`" if card.get("init") else "from random weights"
+    stopped = " (stopped by --max-minutes)" if card.get("stopped") == "time" else ""
+    lr = cfg.get("lr")
+    earlier = []
+    parent = card.get("init_card")
+    while parent:
+        earlier.append(f"{parent.get('steps', '?')} steps on {parent.get('device', '?')} "
+                       f"({parent.get('train_seconds', '?')} s)")
+        parent = parent.get("init_card")
+    history = f" (which is, oldest first: {', then '.join(reversed(earlier))})" if earlier else ""
+    return (f"- **{label}**: {start}{history}, {card.get('steps', '?')} steps{stopped} of "
+            f"{cfg.get('batch_size', '?')} x {cfg.get('patch_size', '?')} px patches, "
+            f"lr {lr if lr is None else format(lr, 'g')}, lambda_grad {cfg.get('lambda_grad', '?')}, "
+            f"seed {card.get('seed', '?')}, {card.get('train_seconds', '?')} s on {card.get('machine', '?')}")
 
 
 def section_mark(args: argparse.Namespace) -> str:

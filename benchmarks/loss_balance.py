@@ -121,12 +121,16 @@ def add_run_args(parser: argparse.ArgumentParser, stages: list[str]) -> None:
     parser.add_argument("--no-write", action="store_true")
 
 
-def run_stage(parser: argparse.ArgumentParser, argv: list[str] | None, stages: dict) -> None:
-    """Parse ``argv`` (with :func:`add_run_args`' defaults filled in) and run the chosen stage."""
+def run_stage(parser: argparse.ArgumentParser, argv: list[str] | None, stages: dict,
+              train_needs_start: bool = True) -> None:
+    """Parse ``argv`` (with :func:`add_run_args`' defaults filled in) and run the chosen stage.
+
+    ``train_needs_start``: the train stage fine-tunes, so ``--start`` is required.
+    """
     args = parser.parse_args(argv)
     if args.patches is None:
         args.patches = REPO / "gpu_data" / f"{args.task}.npz"
-    if args.stage == "train" and args.start is None:
+    if args.stage == "train" and train_needs_start and args.start is None:
         parser.error("train needs --start")
     stages[args.stage](args)
 
