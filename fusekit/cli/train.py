@@ -88,7 +88,9 @@ def _machine(device: str) -> str:
               help="Stop cleanly after this much wall time (counted from the start of the command), "
                    "saving checkpoint and weights.")
 @click.option("--time-schedule", is_flag=True,
-              help="With --max-minutes: decay the learning rate over the time budget (not bit-reproducible).")
+              help="With --max-minutes: decay the learning rate over the time budget (not bit-reproducible). "
+                   "The run still ends at --steps if that comes first; to fill the budget, raise --steps "
+                   "(e.g. --steps 1000000).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.pass_obj
 def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, method: str, task: str,

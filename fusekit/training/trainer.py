@@ -126,7 +126,9 @@ class TrainConfig:
     time_schedule : bool
         With ``max_minutes``: learning-rate decay and gradient ramp follow
         the larger of step and time progress (see :meth:`progress`). Runs are
-        then no longer bit-reproducible (they depend on speed).
+        then no longer bit-reproducible (they depend on speed). The run
+        still ends at ``steps`` if that comes first, so a run meant to fill
+        the time budget sets ``steps`` out of reach.
     proposer_warmup : int
         Before step 1, fit a learnable loss proposer for this many steps to
         the hand-made ``fixed`` weights of the task (softened to
