@@ -46,7 +46,6 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import finetune_variants as fv  # noqa: E402
 import loss_balance as lb  # noqa: E402
 import refusion_results as rr  # noqa: E402
-from sections import write_section  # noqa: E402
 
 WEIGHTS = REPO / "plugins" / "fusekit_refusion" / "weights"
 
@@ -119,18 +118,13 @@ def stage_score(args: argparse.Namespace) -> None:
              "",
              f"Scored {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. **shipped**: the weights fusekit "
-             "ships (trained on a lent GPU, the IVIF ones then fine-tuned on one CPU thread; history below); the other runs: `fusekit train` from random "
+             "ships (trained on a lent GPU, the IVIF ones then fine-tuned on one CPU thread; history below); "
+             "the other runs: `fusekit train` from random "
              f"weights with `{' '.join(SETTINGS[:10])}`, stopped by `--max-minutes` (learning rate and "
              "gradient-term ramp scheduled over the time budget). Means over each full test split, `cddfuse` "
              "profile, every metric higher is better; **within 5%**: metrics (of 9) at least 95% of the "
              "yardstick.", ""]
-    lines += [fv.describe(label, path) for label, path in runs.items()] + [""]
-    lines += lb.yardstick_tables(args.task, list(runs), rows, counts, "no setting was chosen on")
-    lines.append(f"<!-- end {mark} -->")
-    text = "\n".join(lines)
-    print(text)
-    if not args.no_write:
-        write_section(mark, text)
+    fv.finish_section(args, mark, lines, runs, rows, counts)
 
 
 def stage_sheet(args: argparse.Namespace) -> None:

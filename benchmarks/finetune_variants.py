@@ -137,7 +137,27 @@ def stage_score(args: argparse.Namespace) -> None:
              f"`learned_vs_fixed.py`, `{' '.join(lvf.SETTINGS[:8])}` unless the run "
              "says otherwise). Means over each full test split, `cddfuse` profile, every metric higher is "
              "better; **within 5%**: metrics (of 9) at least 95% of the yardstick.", ""]
-    lines += [describe(label, path) for label, path in runs.items()] + [""]
+    finish_section(args, mark, lines, runs, rows, counts)
+
+
+def finish_section(args: argparse.Namespace, mark: str, head: list[str], runs: dict[str, Path],
+                   rows: dict[str, dict[str, list[float]]], counts: dict[str, int]) -> None:
+    """Complete a BENCHMARKS section of scored runs: ``head``, one line per run, the tables; print, write.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        ``task`` and ``no_write`` (print only) are read.
+    mark : str
+        Section marker, ``head`` opens with its ``begin`` comment.
+    head : list of str
+        Title and introduction lines.
+    runs : dict of str to Path
+        Label -> weights file, in table order.
+    rows, counts
+        What :func:`loss_balance.fuse_and_score` returned.
+    """
+    lines = head + [describe(label, path) for label, path in runs.items()] + [""]
     lines += lb.yardstick_tables(args.task, list(runs), rows, counts, "no setting was chosen on")
     lines.append(f"<!-- end {mark} -->")
     text = "\n".join(lines)
