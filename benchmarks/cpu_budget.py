@@ -58,13 +58,23 @@ TRAIN_DIRS = {
     "meif": None,
 }
 
-# The shipped weights' loss (fixed, gradient terms at half weight as the
-# shipped IVIF fine-tune) at the trainer's CPU batch, from random weights.
+# The shipped weights' loss (fixed) at the trainer's CPU batch, from random
+# weights; the gradient-term weight is the shipped card's (shipped_lambda_grad).
 # The step count is out of reach so that --max-minutes ends the run: with
 # --time-schedule the schedules follow the larger of step and time progress.
 SETTINGS = ["--loss-proposer", "fixed", "--patch-size", "64", "--batch-size", "4", "--lr", "1e-3",
-            "--lambda-grad", "0.5", "--steps", "1000000", "--checkpoint-every", "500", "--no-progress",
-            "--time-schedule"]
+            "--steps", "1000000", "--checkpoint-every", "500", "--no-progress", "--time-schedule"]
+
+
+def shipped_card(task: str) -> dict:
+    """Registry entry (``task``, ``file``, ``card``) of the weights fusekit ships for ``task``."""
+    registry = json.loads((WEIGHTS / "registry.json").read_text())
+    return next(e for e in registry["weights"] if e["task"] == task)
+
+
+def shipped_lambda_grad(task: str) -> float:
+    """Final gradient-term weight the shipped ``task`` weights were trained with (IVIF 0.5, others 1)."""
+    return float(shipped_card(task)["card"]["config"]["lambda_grad"])
 
 
 def run_label(minutes: float) -> str:
@@ -75,7 +85,8 @@ def run_label(minutes: float) -> str:
 def train_command(args: argparse.Namespace, data: list[str]) -> list[str]:
     """The ``fusekit train`` command of the budgeted run (``data``: folders, or ``--patches FILE``)."""
     out = fv.run_path(args.runs, args.task, run_label(args.minutes))
-    return (["fusekit", "train", "--task", args.task, *data, *SETTINGS, "--seed", str(args.seed),
+    return (["fusekit", "train", "--task", args.task, *data, *SETTINGS,
+             "--lambda-grad", f"{shipped_lambda_grad(args.task):g}", "--seed", str(args.seed),
              "--threads", str(args.threads), "--max-minutes", f"{args.minutes:g}",
              "--log", str(out.with_suffix(".csv")), "-o", str(out)])
 
@@ -97,8 +108,7 @@ def stage_train(args: argparse.Namespace) -> None:
 
 def export_shipped(task: str, runs: Path) -> Path:
     """Copy the shipped weights of ``task`` and their registry card into RUNS as ``ft-<task>-shipped.*``."""
-    registry = json.loads((WEIGHTS / "registry.json").read_text())
-    entry = next(e for e in registry["weights"] if e["task"] == task)
+    entry = shipped_card(task)
     target = fv.run_path(runs, task, "shipped")
     runs.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(WEIGHTS / entry["file"], target)
@@ -120,7 +130,8 @@ def stage_score(args: argparse.Namespace) -> None:
              f"{os.cpu_count()} cores, Python {platform.python_version()}. **shipped**: the weights fusekit "
              "ships (trained on a lent GPU, the IVIF ones then fine-tuned on one CPU thread; history below); "
              "the other runs: `fusekit train` from random "
-             f"weights with `{' '.join(SETTINGS[:10])}`, stopped by `--max-minutes` (learning rate and "
+             f"weights with `{' '.join(SETTINGS[:8])} --lambda-grad "
+             f"{shipped_lambda_grad(args.task):g}` (the shipped weights' loss), stopped by `--max-minutes` (learning rate and "
              "gradient-term ramp scheduled over the time budget). Means over each full test split, `cddfuse` "
              "profile, every metric higher is better; **within 5%**: metrics (of 9) at least 95% of the "
              "yardstick.", ""]
