@@ -90,6 +90,24 @@ def test_fixed_loss_from_a_patch_file_and_resume(run_cli, host, tmp_path):
     assert "resumed from" in result.output and json.loads(out.with_suffix(".json").read_text())["steps"] == 5
 
 
+def test_time_schedule_without_steps_trains_until_the_budget_is_spent(run_cli, host, ivif_dir, tmp_path):
+    """A user who gives a time budget gets the whole budget, not the 1500-step default; --steps still wins."""
+    unbounded = [a for a in FAST if a not in ("--steps", "3")]
+    budget = ["--loss-proposer", "fixed", "--max-minutes", "0.05", "--time-schedule"]
+    out = tmp_path / "t.safetensors"
+    result = run_cli(["train", "--task", "ivif", ivif_dir, "-o", out, *budget, *unbounded], host=host)
+    assert result.exit_code == 0, result.output
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["stopped"] == "time" and card["steps"] > 3
+    from fusekit.training.trainer import UNTIL_TIME_UP
+
+    assert card["config"]["steps"] == UNTIL_TIME_UP  # not cut at the 1500-step default
+    capped = tmp_path / "c.safetensors"
+    assert run_cli(["train", "--task", "ivif", ivif_dir, "-o", capped, *budget, *FAST], host=host).exit_code == 0
+    card = json.loads(capped.with_suffix(".json").read_text())
+    assert card["stopped"] == "done" and card["steps"] == 3
+
+
 def test_bad_input_fails_before_training(run_cli, host, ivif_dir, tmp_path):
     out = tmp_path / "w.safetensors"
     empty = tmp_path / "empty"

@@ -49,7 +49,9 @@ def _machine(device: str) -> str:
 @click.option("--reconstructor", default="refusion", show_default=True, help="Reconstruction network.")
 @click.option("--patches", "patch_files", multiple=True, type=click.Path(path_type=Path),
               help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable.")
-@click.option("--steps", type=int, default=1500, show_default=True, help="Total training steps.")
+@click.option("--steps", type=int, default=None,
+              help="Total training steps.  [default: 1500; with --time-schedule and --max-minutes: as many as "
+                   "the time budget allows]")
 @click.option("--batch-size", type=int, default=4, show_default=True,
               help="Patch pairs per batch (doubled by the swapped-order copy).")
 @click.option("--patch-size", type=int, default=48, show_default=True, help="Patch side in pixels.")
@@ -88,9 +90,9 @@ def _machine(device: str) -> str:
               help="Stop cleanly after this much wall time (counted from the start of the command), "
                    "saving checkpoint and weights.")
 @click.option("--time-schedule", is_flag=True,
-              help="With --max-minutes: decay the learning rate over the time budget (not bit-reproducible). "
-                   "The run still ends at --steps if that comes first; to fill the budget, raise --steps "
-                   "(e.g. --steps 1000000).")
+              help="With --max-minutes: decay the learning rate and ramp the gradient terms over the time "
+                   "budget, and train until it is spent (an explicit --steps still ends the run first). "
+                   "Not bit-reproducible.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.pass_obj
 def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, method: str, task: str,
@@ -129,7 +131,10 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     clock_start = time.monotonic()  # --max-minutes counts from here: loading data is part of it
     from ..training.data import PatchSampler, find_pairs, load_pairs, load_patch_file
     from ..training.distributed import join_from_environment, sampler_seed
-    from ..training.trainer import TrainConfig, Trainer, TrainingInterrupted
+    from ..training.trainer import UNTIL_TIME_UP, TrainConfig, Trainer, TrainingInterrupted
+
+    if steps is None:  # a time-scheduled budget is meant to be filled, not cut short by the default
+        steps = UNTIL_TIME_UP if time_schedule and max_minutes else 1500
 
     config = TrainConfig(task=task, steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
                          lr_proposer=lr_proposer, lr_schedule=lr_schedule, lambda_grad=lambda_grad,

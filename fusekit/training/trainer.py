@@ -64,7 +64,7 @@ from .data import PatchSampler, swap_augment
 from .distributed import Group
 from .losses import REC_REDUCTIONS, fusion_loss, reconstruction_loss
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "save_weights",
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "UNTIL_TIME_UP", "save_weights",
            "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
 
 #: Identifies a fusekit training checkpoint, and the version of its layout.
@@ -128,7 +128,8 @@ class TrainConfig:
         the larger of step and time progress (see :meth:`progress`). Runs are
         then no longer bit-reproducible (they depend on speed). The run
         still ends at ``steps`` if that comes first, so a run meant to fill
-        the time budget sets ``steps`` out of reach.
+        the time budget sets ``steps`` out of reach (:data:`UNTIL_TIME_UP`,
+        what the command line does when ``--steps`` is not given).
     proposer_warmup : int
         Before step 1, fit a learnable loss proposer for this many steps to
         the hand-made ``fixed`` weights of the task (softened to
@@ -233,6 +234,11 @@ class TrainConfig:
         if self.ramp_fraction <= 0 or t >= self.ramp_fraction:
             return self.lambda_grad
         return self.lambda_grad_start + (self.lambda_grad - self.lambda_grad_start) * t / self.ramp_fraction
+
+
+#: ``steps`` of a run that only its time budget ends (``fusekit train --time-schedule --max-minutes M``
+#: without ``--steps``); its progress bar counts steps without a total.
+UNTIL_TIME_UP = 10**9
 
 
 @dataclass
@@ -627,7 +633,8 @@ class Trainer:
         start = time.monotonic()
         budget_start = start if clock_start is None else min(clock_start, start)
         log_file, writer = self._open_log()
-        bar = _progress_bar(total=c.steps, initial=self.step, show=self.progress,
+        bar = _progress_bar(total=None if c.steps >= UNTIL_TIME_UP else c.steps, initial=self.step,
+                            show=self.progress,
                             desc=f"train {self.names['method']}/{c.task}")
         stopped = "done"
         self.group.broadcast_parameters([self.fuser_net, self.proposer_net, self.recon_net])
