@@ -131,9 +131,9 @@ def stage_score(args: argparse.Namespace) -> None:
              f"{os.cpu_count()} cores, Python {platform.python_version()}. **shipped**: the weights fusekit "
              "ships (trained on a lent GPU, the IVIF ones then fine-tuned on one CPU thread; history below); "
              "the other runs: `fusekit train` from random "
-             f"weights with `{' '.join(SETTINGS[:8])} --lambda-grad "
-             f"{shipped_lambda_grad(args.task):g}` (the shipped weights' loss), stopped by `--max-minutes` (learning rate and "
-             "gradient-term ramp scheduled over the time budget). Means over each full test split, `cddfuse` "
+             f"weights with `{' '.join(SETTINGS[:8])} --lambda-grad {shipped_lambda_grad(args.task):g}` "
+             "(the shipped weights' loss), stopped by `--max-minutes` (learning rate and gradient-term ramp "
+             "scheduled over the time budget). Means over each full test split, `cddfuse` "
              "profile, every metric higher is better; **within 5%**: metrics (of 9) at least 95% of the "
              "yardstick.", ""]
     fv.finish_section(args, mark, lines, runs, rows, counts)

@@ -134,7 +134,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     from ..training.trainer import UNTIL_TIME_UP, TrainConfig, Trainer, TrainingInterrupted
 
     if steps is None:  # a time-scheduled budget is meant to be filled, not cut short by the default
-        steps = UNTIL_TIME_UP if time_schedule and max_minutes else 1500
+        steps = UNTIL_TIME_UP if time_schedule and max_minutes else TrainConfig.steps
 
     config = TrainConfig(task=task, steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
                          lr_proposer=lr_proposer, lr_schedule=lr_schedule, lambda_grad=lambda_grad,
