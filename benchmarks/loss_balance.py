@@ -264,7 +264,8 @@ def yardstick_tables(task: str, labels: list[str], rows: dict[str, dict[str, lis
             task_means[label] = [t + v / len(rows) for t, v in zip(task_means[label], by[label])]
         yard = [t + v / len(rows) for t, v in zip(yard, rr.YARDSTICK[dataset])]
         lines.append("")
-    lines += [f"**{task}, task mean** (unweighted mean of the {len(rows)} splits)", "",
+    span = f"unweighted mean of the {len(rows)} splits" if len(rows) > 1 else "its one split"
+    lines += [f"**{task}, task mean** ({span})", "",
               "| weights | " + " | ".join(rr.HEAD) + " | within 5% | short on |",
               "|---|" + "---|" * (len(rr.HEAD) + 2),
               "| *yardstick (authors' ckpt)* | " + " | ".join(rr.fmt(v) for v in yard) + " | | |"]
