@@ -10,6 +10,7 @@ import click
 
 from ..api import fuse_files
 from ..errors import InputError, ParameterError
+from ..guard import refuse_output_over_inputs, refuse_outputs_in_folder_over_inputs
 from ..interfaces import TASKS, Fuser
 from ..io import is_image_file
 from . import CliState, echo_error
@@ -46,7 +47,8 @@ def match_folders(folders: list[Path]) -> tuple[dict[str, list[Path]], dict[str,
     for folder in folders:
         by_stem: dict[str, list[Path]] = {}
         for path in sorted(folder.iterdir()):
-            if path.is_file() and is_image_file(path):
+            # hidden files (.DS_Store, macOS '._x.png' resource forks, temporaries) are not images
+            if path.is_file() and not path.name.startswith(".") and is_image_file(path):
                 by_stem.setdefault(path.stem, []).append(path)
         listings.append(by_stem)
     sets: dict[str, list[Path]] = {}
@@ -121,6 +123,7 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
         raise InputError("--dask fuses folders; pass source folders, or drop --dask for single images")
     if output.is_dir():
         raise InputError(f"{output}: is a folder; give an output file name such as {output / 'fused.png'}")
+    refuse_output_over_inputs(output, sources)
     fuser.prepare()
     fuse_files(fuser, sources, output, bit_depth=depth)
     click.echo(f"wrote {output}", err=True)
@@ -135,9 +138,12 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
 
     if output.exists() and not output.is_dir():
         raise InputError(f"{output}: exists and is not a folder; in folder mode -o names a folder")
+    refuse_output_over_inputs(output, folders, what="source folder")
     sets, problems = match_folders(folders)
     if not sets and not problems:
         raise InputError(f"no images in {', '.join(map(str, folders))}; expected files with matching names")
+    outputs = {name: output / f"{name}.{ext}" for name in sets}
+    refuse_outputs_in_folder_over_inputs(outputs.values(), [p for paths in sets.values() for p in paths])
     fuser.prepare()
     if dask_address:
         from ..evaluation.cluster import dask_executor
@@ -146,7 +152,7 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
     else:
         running = nullcontext(None)
     with running as executor, tqdm(total=len(sets), desc=f"fuse {fuser.name}", unit="set", disable=None) as bar:
-        failed = fuse_sets(fuser, sets, {name: output / f"{name}.{ext}" for name in sets}, bit_depth=depth,
+        failed = fuse_sets(fuser, sets, outputs, bit_depth=depth,
                            jobs=jobs, executor=executor, on_done=lambda name, error: bar.update(1))
     failures = {**problems, **failed}
     done = len(sets) - len(failed)
