@@ -80,8 +80,9 @@ def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> N
                    "Needs pip install 'fusekit[dask]'.")
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Cache folder for fused images produced by --method "
-                   "(default: $FUSEKIT_CACHE_DIR or ~/.cache/fusekit). Delete it after "
-                   "changing a method's code or weights.")
+                   "(default: $FUSEKIT_CACHE_DIR or ~/.cache/fusekit). Entries follow the sources' "
+                   "content and order, the options, the weights file and the fusekit version; delete "
+                   "it after changing a plugin's code.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
 @click.pass_obj

@@ -16,9 +16,13 @@ Fused images come from folders (``fused=``: files with the same names, any
 extension, e.g. another tool's output) or are produced by running methods
 (``methods=``). Produced images are written as 8-bit PNG (16-bit if a
 source is 16-bit) into a cache folder and reused by later runs, so an
-interrupted run resumes where it stopped; writes are atomic. The cache is
-keyed by the dataset folder, the method and its options, not by the method's
-code or weights: after changing those, delete the method's cache folder or
+interrupted run resumes where it stopped; writes are atomic. A cached image
+is used only while its key matches: the content of every source, the choice
+and order of the source sub-folders, the method and its options (with the
+content of a weights file they name), and the fusekit version; a cached
+image that was changed or is corrupt is fused again with a warning (see
+:mod:`fusekit.evaluation.cache`). Scores are never cached. The key does not
+cover a method's code: after editing a plugin, delete its cache folder or
 use another ``cache_dir``.
 
 Every image is scored on its luminance (Y of BT.601 YCbCr, 0-255; see the

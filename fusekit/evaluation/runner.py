@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 from ..errors import InputError, ParameterError, one_line
 from ..metrics.base import Metric
 from ..metrics.profiles import Profile, get_profile
+from . import cache
 from .dataset import find_dataset
 from .report import EvaluationReport, Failure
 from .sources import FusedFolder, FusedMethod, _find_fused, _folder_specs, _method_specs, default_cache_dir
@@ -108,7 +109,9 @@ def evaluate(dataset: str | os.PathLike, *,
     # sources are read and their statistics computed once for all methods
     by_scene: dict[str, list[_Fused]] = {name: [] for name in data.items}
     listings: dict[Path, dict[str, list[Path]]] = {}
+    source_hashes: dict[str, list[str] | None] = {}
     for spec in specs:
+        method = cache.method_key(spec.fuser, spec.options) if isinstance(spec, FusedMethod) else None
         for name in data.items:
             if isinstance(spec, FusedFolder):
                 found, why = _find_fused(spec.folder, listings, name)
@@ -118,7 +121,9 @@ def evaluate(dataset: str | os.PathLike, *,
                 by_scene[name].append(_Fused(spec.label, str(found), None))
             else:
                 cached = spec.folder / f"{name}.png"
-                by_scene[name].append(_Fused(spec.label, str(cached) if cached.is_file() else None, spec))
+                key = _scene_key(method, data.modalities, data.items[name], source_hashes, name)
+                hit = key is not None and cache.lookup(cached, key)
+                by_scene[name].append(_Fused(spec.label, str(cached) if hit else None, spec, key))
 
     broken = _check_methods([f for entries in by_scene.values() for f in entries], report,
                             in_process=executor is None and jobs == 1)
@@ -140,6 +145,22 @@ def evaluate(dataset: str | os.PathLike, *,
             report.rows.append(row)
     report.failures.sort(key=lambda f: (f.method is not None, order.get(f.method or "", -1), f.image))
     return report
+
+
+def _scene_key(method: dict[str, Any] | None, modalities: Sequence[str], sources: Sequence[Path],
+               hashes: dict[str, list[str] | None], name: str) -> str | None:
+    """Cache key of one scene's fused image for ``method``; None if a source cannot be read.
+
+    Source hashes are computed once per scene and shared by every method.
+    """
+    if name not in hashes:
+        try:
+            hashes[name] = [cache.file_sha256(p) for p in sources]
+        except OSError:
+            hashes[name] = None  # the work item reports the unreadable source
+    if method is None or hashes[name] is None:
+        return None
+    return cache.entry_key(method, modalities, hashes[name])
 
 
 def _check_methods(entries: list[_Fused], report: EvaluationReport, in_process: bool) -> set[str]:

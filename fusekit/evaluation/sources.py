@@ -51,9 +51,14 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._=-]+", "_", text).strip("_") or "x"
 
 
-def _dataset_key(root: Path) -> str:
+def _dataset_key(root: Path, modalities: Sequence[str] = ()) -> str:
+    """Cache folder name of a dataset read with ``modalities`` in that order.
+
+    Another choice or order of source sub-folders gets its own folder, so
+    alternating ``--sources`` orders do not fuse over each other's images.
+    """
     resolved = root.resolve()
-    digest = hashlib.sha1(str(resolved).encode()).hexdigest()[:8]
+    digest = hashlib.sha1("\0".join([str(resolved), *modalities]).encode()).hexdigest()[:8]
     return _slug("-".join(resolved.parts[-3:])) + "-" + digest
 
 
@@ -79,8 +84,8 @@ def _method_specs(methods: str | Sequence[str] | Mapping[str, Mapping[str, Any]]
         shown = tuple(sorted(dict(options).items()))
         label = name + ("[" + ",".join(f"{k}={v}" for k, v in shown) + "]" if shown else "")
         key = name + "".join(f"-{k}={v}" for k, v in items)
-        specs.append(FusedMethod(label, cls, items, cache_root / "fused" / _dataset_key(dataset.root)
-                                 / _slug(key)))
+        folder = cache_root / "fused" / _dataset_key(dataset.root, dataset.modalities) / _slug(key)
+        specs.append(FusedMethod(label, cls, items, folder))
     return specs
 
 

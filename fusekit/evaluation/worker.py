@@ -35,6 +35,7 @@ class _Fused:
     method: str
     path: str | None
     produce: FusedMethod | None
+    key: str | None = None  # cache key of the image ``produce`` writes (see .cache)
 
 
 @dataclass(frozen=True)
@@ -88,9 +89,10 @@ def forget_fuser(spec: FusedMethod, fuser: Any) -> None:
         del _FUSERS[_fuser_key(spec)]
 
 
-def _produce(image: str, sources: tuple[str, ...], spec: FusedMethod | None) -> str:
+def _produce(image: str, sources: tuple[str, ...], spec: FusedMethod | None, key: str | None = None) -> str:
     from .. import io
     from ..api import fuse_images
+    from . import cache
 
     if spec is None:
         raise InputError(f"{image}: no fused image and no method to produce one")
@@ -98,7 +100,10 @@ def _produce(image: str, sources: tuple[str, ...], spec: FusedMethod | None) -> 
     fused = fuse_images(load_fuser(spec), [im.data for im in loaded], list(sources))
     depth = max(im.bit_depth for im in loaded)
     out = spec.folder / f"{image}.png"
+    cache.record_path(out).unlink(missing_ok=True)  # no record may vouch for the image being replaced
     io.write_image(out, fused, bit_depth=depth)
+    if key is not None:
+        cache.store(out, key)
     return str(out)
 
 
@@ -125,7 +130,7 @@ def run_task(task: _Task) -> list[_Outcome]:
         try:
             fused_path = entry.path
             if fused_path is None:
-                fused_path = _produce(task.image, task.sources, entry.produce)
+                fused_path = _produce(task.image, task.sources, entry.produce, entry.key)
                 outcome.produced = True
             if sources is None:
                 # RGB kept as stored: each profile converts colour to grey its own way

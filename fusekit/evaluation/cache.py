@@ -1,0 +1,181 @@
+"""Trustworthy entries of the fused-image cache of ``fusekit eval --method``.
+
+Only fused images are cached, never scores: the profile and the metric set
+change nothing that is cached, and every score is computed afresh from the
+images. A cached image ``<folder>/<name>.png`` (the folder names the dataset,
+its source sub-folders in order, the method and its options) has a record
+beside it, ``<name>.json``, holding
+
+* ``key``: a SHA-256 of everything the fused image depends on: the fusekit
+  version, the method's class, its options (and the content of any option
+  that names a file, such as ``weights``), the source sub-folders in order,
+  and the content of every source file;
+* ``sha256``: the SHA-256 of the cached PNG itself.
+
+An entry is used only when both match. A different key (a source edited in
+place, another source order, new weights, another fusekit version) makes the
+image be fused again; a record that cannot be read or a PNG that does not
+match its record (edited, truncated, corrupted) is recomputed with a
+warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from ..io import FusekitWarning
+
+#: Version of the record format; a change invalidates every entry.
+RECORD_FORMAT = 1
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of a file's bytes.
+
+    Not remembered between calls: a file edited in place within the file
+    system's timestamp resolution keeps its size and mtime.
+
+    Parameters
+    ----------
+    path : path-like
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _option_material(options: Iterable[tuple[str, Any]]) -> list[list[str]]:
+    """Options as text, with the content hash of any option naming an existing file."""
+    out = []
+    for key, value in options:
+        item = [str(key), repr(value)]
+        if isinstance(value, (str, os.PathLike)) and str(value) and os.path.isfile(value):
+            item.append(file_sha256(value))
+        out.append(item)
+    return out
+
+
+def method_key(fuser: type, options: Iterable[tuple[str, Any]]) -> dict[str, Any]:
+    """What a method contributes to the key: its class, options, and files its options name.
+
+    Computed once per method and run (it may hash a weights file).
+    """
+    return {"method": f"{fuser.__module__}.{fuser.__qualname__}", "options": _option_material(options)}
+
+
+def entry_key(method: dict[str, Any], modalities: Sequence[str], source_hashes: Sequence[str]) -> str:
+    """The key of one cached fused image: a SHA-256 of everything it depends on.
+
+    Parameters
+    ----------
+    method : dict
+        From :func:`method_key`.
+    modalities : sequence of str
+        Source sub-folders, in the order the sources are given to the method.
+    source_hashes : sequence of str
+        :func:`file_sha256` of the scene's source files, in that order.
+
+    Returns
+    -------
+    str
+        Hex digest.
+    """
+    from .. import __version__
+
+    material = {
+        "format": RECORD_FORMAT,
+        "fusekit": __version__,
+        **method,
+        "modalities": list(modalities),
+        "sources": list(source_hashes),
+    }
+    return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
+
+
+def record_path(image: str | os.PathLike) -> Path:
+    """Where the record of the cached image ``image`` lives (same stem, ``.json``)."""
+    return Path(image).with_suffix(".json")
+
+
+def lookup(image: str | os.PathLike, key: str) -> bool:
+    """Whether the cached ``image`` may be used for ``key``; warn if it is corrupt.
+
+    Parameters
+    ----------
+    image : path-like
+        The cached PNG.
+    key : str
+        From :func:`entry_key`.
+
+    Returns
+    -------
+    bool
+        True if the image exists, its record names ``key`` and the image's
+        bytes match the record. A missing image or record, or another key,
+        is a plain miss; an unreadable record or an image that does not
+        match its record gives a :class:`~fusekit.io.FusekitWarning` (the
+        entry is recomputed).
+    """
+    image = Path(image)
+    record = record_path(image)
+    if not image.is_file() or not record.is_file():
+        return False
+    try:
+        data = json.loads(record.read_text(encoding="utf-8"))
+        stored_key, stored_hash = data["key"], data["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        warnings.warn(f"{record}: cache record is unreadable; fusing {image.name} again",
+                      FusekitWarning, stacklevel=2)
+        return False
+    if stored_key != key:
+        return False
+    try:
+        ok = file_sha256(image) == stored_hash
+    except OSError:
+        ok = False
+    if not ok:
+        warnings.warn(f"{image}: cached fused image was changed or is corrupt; fusing it again",
+                      FusekitWarning, stacklevel=2)
+    return ok
+
+
+def store(image: str | os.PathLike, key: str) -> Path:
+    """Write the record of the freshly written cached ``image`` (atomically).
+
+    Parameters
+    ----------
+    image : path-like
+        The cached PNG, already written.
+    key : str
+        From :func:`entry_key`.
+
+    Returns
+    -------
+    Path
+        The record's path.
+    """
+    from .. import __version__
+
+    image = Path(image)
+    record = record_path(image)
+    text = json.dumps({"format": RECORD_FORMAT, "key": key, "sha256": file_sha256(image),
+                       "fusekit": __version__}, indent=1)
+    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, record)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return record
