@@ -52,10 +52,29 @@ def _machine(device: str) -> str:
 @click.option("--steps", type=int, default=None,
               help="Total training steps.  [default: 1500; with --time-schedule and --max-minutes: as many as "
                    "the time budget allows]")
-@click.option("--batch-size", type=int, default=4, show_default=True,
-              help="Patch pairs per batch (doubled by the swapped-order copy).")
+@click.option("--recipe", type=click.Choice(["fusekit", "authors"]), default="fusekit", show_default=True,
+              help="Update rhythm: 'fusekit' (short meta/fusion cycles, Adam on P, cosine decay) or 'authors' "
+                   "(ReFusion's released recipe: epochs of a meta phase then a fusion phase, P moved by "
+                   "normalised SGD, tenfold decay every --decay-every epochs, gradient term ramped per epoch).")
+@click.option("--epochs", type=int, default=None, help="authors recipe: epochs.  [default: 50]")
+@click.option("--meta-batches", type=int, default=None,
+              help="authors recipe: outer batches per meta phase.  [default: 600]")
+@click.option("--fusion-batches", type=int, default=None,
+              help="authors recipe: fusion steps per epoch.  [default: one pass over the training items]")
+@click.option("--decay-every", type=int, default=None,
+              help="authors recipe: divide the learning rate by 10 every N epochs (0: never).  [default: 10]")
+@click.option("--accumulate", type=int, default=None,
+              help="authors recipe: outer batches per update of the loss proposer.  [default: 2]")
+@click.option("--direct-term/--no-direct-term", default=True, show_default=True,
+              help="authors recipe: add the inner fusion loss's own gradient dL_fuse/dP to the proposer's "
+                   "meta-gradient, as the authors' code does.")
+@click.option("--proposer-step-scale", type=float, default=None,
+              help="authors recipe: proposer step = this x the fuser's learning rate.  [default: 1]")
+@click.option("--batch-size", type=int, default=None,
+              help="Patch pairs per batch (doubled by the swapped-order copy).  [default: 4; authors recipe: 2]")
 @click.option("--patch-size", type=int, default=48, show_default=True, help="Patch side in pixels.")
-@click.option("--lr", type=float, default=1e-3, show_default=True, help="Peak learning rate of fuser and reconstructor.")
+@click.option("--lr", type=float, default=None,
+              help="Peak learning rate of fuser and reconstructor.  [default: 1e-3; authors recipe: 1e-4]")
 @click.option("--lr-proposer", type=float, default=1e-3, show_default=True, help="Peak learning rate of the loss proposer.")
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)
 @click.option("--lambda-grad", type=float, default=1.0, show_default=True, help="Final weight of the gradient terms.")
@@ -97,7 +116,9 @@ def _machine(device: str) -> str:
 @click.pass_obj
 def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, method: str, task: str,
                   loss_proposer: str, reconstructor: str, patch_files: tuple[Path, ...], steps: int,
-                  batch_size: int, patch_size: int, lr: float, lr_proposer: float, lr_schedule: str,
+                  recipe: str, epochs: int | None, meta_batches: int | None, fusion_batches: int | None,
+                  decay_every: int | None, accumulate: int | None, direct_term: bool,
+                  proposer_step_scale: float | None, batch_size: int | None, patch_size: int, lr: float, lr_proposer: float, lr_schedule: str,
                   lambda_grad: float, meta_steps: int, fusion_steps: int, no_swap: bool, seed: int,
                   device: str, threads: int | None, checkpoint: Path | None, checkpoint_every: int,
                   resume: Path | None, init_path: Path | None, proposer_warmup: int, learn_weights: str,
@@ -133,15 +154,29 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     from ..training.distributed import join_from_environment, sampler_seed
     from ..training.trainer import UNTIL_TIME_UP, TrainConfig, Trainer, TrainingInterrupted
 
+    authors_only = {"epochs": epochs, "meta_batches": meta_batches, "fusion_batches": fusion_batches,
+                    "decay_every": decay_every, "accumulate": accumulate, "proposer_step_scale": proposer_step_scale}
+    if recipe == "authors":
+        if steps is not None:
+            raise ParameterError("the authors recipe counts in epochs; drop --steps and set --epochs, "
+                                 "--meta-batches and --fusion-batches")
+        steps = 1  # set from the epochs by the trainer
+    else:
+        given = [k for k, v in authors_only.items() if v is not None] + ([] if direct_term else ["direct_term"])
+        if given:
+            raise ParameterError(f"--{given[0].replace('_', '-')} belongs to the authors recipe; add --recipe authors")
     if steps is None:  # a time-scheduled budget is meant to be filled, not cut short by the default
         steps = UNTIL_TIME_UP if time_schedule and max_minutes else TrainConfig.steps
-
-    config = TrainConfig(task=task, steps=steps, batch_size=batch_size, patch_size=patch_size, lr=lr,
+    recipe_defaults = {"batch_size": 2, "lr": 1e-4} if recipe == "authors" else {"batch_size": 4, "lr": 1e-3}
+    config = TrainConfig(task=task, steps=steps, batch_size=recipe_defaults["batch_size"] if batch_size is None
+                         else batch_size, patch_size=patch_size, lr=recipe_defaults["lr"] if lr is None else lr,
                          lr_proposer=lr_proposer, lr_schedule=lr_schedule, lambda_grad=lambda_grad,
                          meta_steps=meta_steps, fusion_steps=fusion_steps, swap=not no_swap, seed=seed,
                          device=device, checkpoint_every=checkpoint_every, max_minutes=max_minutes,
                          time_schedule=time_schedule, proposer_warmup=proposer_warmup,
-                         learn_weights=learn_weights, rec_reduction=rec_reduction)
+                         learn_weights=learn_weights, rec_reduction=rec_reduction, recipe=recipe,
+                         direct_term=direct_term,
+                         **{k: v for k, v in authors_only.items() if v is not None})
     config.validate()
     host = state.host
     fuser_cls = host.fusers.get(method)

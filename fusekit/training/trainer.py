@@ -63,6 +63,7 @@ from ..interfaces import LossProposer, Reconstructor, TorchFuser
 from .data import PatchSampler, swap_augment
 from .distributed import Group
 from .losses import REC_REDUCTIONS, fusion_loss, reconstruction_loss
+from .recipes import RECIPES, EpochSchedule, normalised_sgd_step
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "UNTIL_TIME_UP", "save_weights",
            "CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
@@ -75,10 +76,10 @@ CHECKPOINT_VERSION = 1
 LEARN_WEIGHTS = ("both", "intensity")
 
 #: Settings that change the loss being optimised: a resumed run must keep them.
-_OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction")
+_OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "recipe", "direct_term")
 
 _LOG_COLUMNS = ("step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec",
-                "elapsed_s")
+                "meta_gnorm", "direct_gnorm", "elapsed_s")
 
 
 @dataclass
@@ -150,6 +151,28 @@ class TrainConfig:
         How ``L_rec`` (the reconstructor's loss and P's meta-objective)
         combines the sources' errors at a pixel: the worse-rebuilt source
         (``"max"``, ReFusion) or their mean (an ablation).
+    recipe : {"fusekit", "authors"}
+        The update rhythm (:mod:`fusekit.training.recipes`). With
+        ``"authors"`` the run is ``epochs`` epochs long (``steps`` is set
+        from them), and ``meta_steps``, ``fusion_steps``, ``lr_proposer``,
+        ``lr_schedule``, ``warmup_steps``, ``ramp_fraction`` and
+        ``lambda_grad_start`` do not apply.
+    epochs, meta_batches, fusion_batches : int
+        ``"authors"`` recipe: epochs, outer batches of each meta phase and
+        fusion steps of each fusion phase (0: one pass over the training
+        items, ``ceil(items / batch_size)``).
+    decay_every : int
+        ``"authors"`` recipe: divide the learning rate by 10 every this many
+        epochs (0: never).
+    accumulate : int
+        ``"authors"`` recipe: outer batches per update of P.
+    direct_term : bool
+        ``"authors"`` recipe: add the direct gradient ``dL_fuse/dP`` of the
+        inner batches to P's meta-gradient (as the authors' code does).
+    proposer_step_scale : float
+        ``"authors"`` recipe: P's normalised SGD step is this times F's
+        current learning rate (1 in the authors' code; a shortened schedule
+        raises it so that P can travel as far in fewer updates).
     """
 
     task: str
@@ -179,6 +202,14 @@ class TrainConfig:
     warmup_lr: float = 1e-3
     learn_weights: str = "both"
     rec_reduction: str = "max"
+    recipe: str = "fusekit"
+    epochs: int = 50
+    meta_batches: int = 600
+    fusion_batches: int = 0
+    decay_every: int = 10
+    accumulate: int = 2
+    direct_term: bool = True
+    proposer_step_scale: float = 1.0
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -207,6 +238,18 @@ class TrainConfig:
                                  f"got {self.rec_reduction!r}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ParameterError(f"max-minutes must be positive, got {self.max_minutes}")
+        if self.recipe not in RECIPES:
+            raise ParameterError(f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
+        if self.recipe == "authors":
+            if self.epochs < 1 or self.meta_batches < 0 or self.fusion_batches < 0 or self.accumulate < 1:
+                raise ParameterError("epochs and accumulate must be >= 1, meta-batches and fusion-batches >= 0")
+            if self.decay_every < 0 or not (self.proposer_step_scale > 0 and math.isfinite(self.proposer_step_scale)):
+                raise ParameterError("decay-every must be >= 0 and proposer-step-scale positive")
+            if self.time_schedule:
+                raise ParameterError("--time-schedule belongs to the fusekit recipe; the authors recipe "
+                                     "schedules by epochs (use --max-minutes alone to cap its time)")
+            if self.proposer_warmup:
+                raise ParameterError("the authors recipe starts P from random weights; drop --proposer-warmup")
 
     # -- schedules ------------------------------------------------------------
     def progress(self, step: int, elapsed_s: float = 0.0) -> float:
@@ -386,7 +429,24 @@ class Trainer:
                 p.requires_grad_(False)
         self.opt_fuser = torch.optim.Adam(self.fuser_net.parameters(), lr=config.lr)
         self.opt_recon = torch.optim.Adam(self.recon_net.parameters(), lr=config.lr)
-        self.opt_proposer = torch.optim.Adam(p_params, lr=config.lr_proposer) if self.learnable else None
+        self.schedule: EpochSchedule | None = None
+        if config.recipe == "authors":
+            items = len(getattr(sampler, "images", ())) or 1
+            self.schedule = EpochSchedule(
+                epochs=config.epochs, meta_batches=config.meta_batches if self.learnable else 0,
+                fusion_batches=config.fusion_batches or -(-items // config.batch_size),
+                decay_every=config.decay_every, accumulate=config.accumulate)
+            config.steps = self.schedule.total_steps
+        # the authors recipe draws meta batches from a stream of their own, so that a learned and a fixed
+        # run with the same seed train F on the very same fusion batches
+        self.meta_sampler = None
+        if self.schedule is not None and self.learnable and hasattr(sampler, "rng"):
+            self.meta_sampler = copy.copy(sampler)
+            self.meta_sampler.rng = np.random.default_rng([config.seed, self.group.rank, 7919])
+        # the authors recipe moves P by normalised SGD (no optimiser state); gradients summed per window
+        self.opt_proposer = (torch.optim.Adam(p_params, lr=config.lr_proposer)
+                             if self.learnable and self.schedule is None else None)
+        self._p_window: list[torch.Tensor] | None = None
         self.step = 0
         self.elapsed_before = 0.0
         self.warmup_error: float | None = None
@@ -397,12 +457,15 @@ class Trainer:
     def phase_of(self, step: int) -> str:
         """``"meta"`` or ``"fusion"`` for 0-based ``step``."""
         c = self.config
+        if self.schedule is not None:
+            return self.schedule.phase_of(step)
         if not self.learnable or c.meta_steps == 0:
             return "fusion"
         return "meta" if step % (c.meta_steps + c.fusion_steps) < c.meta_steps else "fusion"
 
-    def _batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        patches = self.sampler.sample(self.config.batch_size)
+    def _batch(self, meta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+        sampler = self.meta_sampler if meta and self.meta_sampler is not None else self.sampler
+        patches = sampler.sample(self.config.batch_size)
         inputs, targets = swap_augment(patches, self.config.swap)
         return (torch.from_numpy(np.ascontiguousarray(inputs)).to(self.device),
                 torch.from_numpy(np.ascontiguousarray(targets)).to(self.device))
@@ -457,45 +520,113 @@ class Trainer:
         return {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
                 "rec": loss_r.item()}
 
-    def meta_step(self, lr: float, lr_p: float, lam: float) -> dict[str, float]:
-        """One meta step: virtual steps of F and R, then an update of P by ``L_rec``."""
+    def meta_gradients(self, lr: float, lam: float, *, direct: bool = False,
+                       outer_weight: float = 1.0) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None],
+                                                           dict[str, float], dict[str, torch.Tensor]]:
+        """P's meta-gradient (and direct gradient) on one inner and one outer batch; nothing moves.
+
+        Inner batch: P's (non-detached) weights give ``L_fuse`` of F; a
+        virtual SGD step ``theta' = theta - lr * dL_fuse/dtheta`` keeps the
+        graph back to P (:func:`torch.func.functional_call`, no copy of F);
+        R takes a virtual step on ``L_rec`` of the detached fused image.
+        Outer batch: F with ``theta'`` fuses, R with its virtual weights
+        rebuilds, and ``outer_weight * L_rec`` is differentiated with respect
+        to P.
+
+        Parameters
+        ----------
+        lr : float
+            Inner (virtual) step size of F and R.
+        lam : float
+            Gradient-term weight of ``L_fuse``.
+        direct : bool
+            Also return ``dL_fuse/dP`` of the inner batch (else ``None`` s).
+        outer_weight : float
+            Factor of the outer loss (``1 / accumulate`` in the authors recipe).
+
+        Returns
+        -------
+        meta, direct : list of Tensor or None
+            Per parameter of P (``requires_grad`` ones, in order); detached.
+        losses : dict of str to float
+            ``fuse``, ``fuse_int``, ``fuse_grad``, ``rec``, ``meta_rec``.
+        inner : dict of str to Tensor
+            The inner batch ``x`` (``N x S x H x W``) and P's weights on it,
+            ``w_int`` and ``w_grad`` (detached), for diagnostics.
+        """
         f_params = {k: v for k, v in self.fuser_net.named_parameters() if v.requires_grad}
         r_params = {k: v for k, v in self.recon_net.named_parameters() if v.requires_grad}
-        # inner: virtual SGD step of F under P's (non-detached) loss
-        x, t = self._batch()
+        p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
+        x, t = self._batch(meta=True)
         w_int, w_grad = self.loss_weights(x)
         fused = functional_call(self.fuser_net, f_params, (x,))
         loss_f, parts = fusion_loss(x, fused, w_int, w_grad, lam)
         self._check_finite(loss_f, "the fusion loss")
-        grads = torch.autograd.grad(loss_f, list(f_params.values()), create_graph=True, allow_unused=True)
+        wrt = list(f_params.values()) + (p_params if direct else [])
+        all_grads = torch.autograd.grad(loss_f, wrt, create_graph=True, allow_unused=True)
+        grads = all_grads[:len(f_params)]
+        direct_grads = ([None if g is None else g.detach() for g in all_grads[len(f_params):]]
+                        if direct else [None] * len(p_params))
         f_virtual = {k: (v - lr * g if g is not None else v) for (k, v), g in zip(f_params.items(), grads)}
-        # inner: virtual step of R on the detached fused image (no path to P)
         rec = functional_call(self.recon_net, r_params, (fused.detach(),))
         loss_r = reconstruction_loss(t, rec, self.config.rec_reduction)
         r_grads = torch.autograd.grad(loss_r, list(r_params.values()), allow_unused=True)
         r_virtual = {k: (v.detach() - lr * g if g is not None else v.detach())
                      for (k, v), g in zip(r_params.items(), r_grads)}
-        # outer: fresh batch through the virtual F and R; L_rec moves P only
-        x2, t2 = self._batch()
+        x2, t2 = self._batch(meta=True)
         fused2 = functional_call(self.fuser_net, f_virtual, (x2,))
         rec2 = functional_call(self.recon_net, r_virtual, (fused2,))
         meta = reconstruction_loss(t2, rec2, self.config.rec_reduction)
         self._check_finite(meta, "the meta reconstruction loss")
+        meta_grads = torch.autograd.grad(meta * outer_weight, p_params, allow_unused=True)
+        losses = {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
+                  "rec": loss_r.item(), "meta_rec": meta.item()}
+        inner = {"x": x.detach(), "w_int": w_int.detach(), "w_grad": w_grad.detach()}
+        return [None if g is None else g.detach() for g in meta_grads], direct_grads, losses, inner
+
+    def meta_step(self, lr: float, lr_p: float, lam: float) -> dict[str, float]:
+        """One meta step of the ``fusekit`` recipe: Adam on P's normalised meta-gradient."""
         p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
-        p_grads = torch.autograd.grad(meta, p_params, allow_unused=True)
+        p_grads, _, losses, _ = self.meta_gradients(lr, lam)
         if self.group.active:  # the group's mean meta-gradient (an unused parameter counts as 0)
             p_grads = self.group.average([torch.zeros_like(p) if g is None else g
                                           for p, g in zip(p_params, p_grads)])
-        scale = max((g.detach().abs().max() for g in p_grads if g is not None),
+        scale = max((g.abs().max() for g in p_grads if g is not None),
                     default=torch.tensor(0.0, device=self.device))
         self.opt_proposer.zero_grad(set_to_none=True)
         if scale > 0:
             for p, g in zip(p_params, p_grads):
-                p.grad = None if g is None else (g.detach() / scale)
+                p.grad = None if g is None else (g / scale)
             _set_lr(self.opt_proposer, lr_p)
             self.opt_proposer.step()
-        return {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
-                "rec": loss_r.item(), "meta_rec": meta.item()}
+        return losses
+
+    def meta_step_authors(self, lr: float, lam: float) -> dict[str, float]:
+        """One meta step of the ``authors`` recipe (see :mod:`fusekit.training.recipes`).
+
+        The meta-gradient (outer loss divided by ``accumulate``), plus the
+        inner ``dL_fuse/dP`` when ``direct_term`` is on, is summed into the
+        window; at the window's end P moves by normalised SGD of size
+        ``lr * proposer_step_scale``.
+        """
+        c = self.config
+        p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
+        meta, direct, losses, _ = self.meta_gradients(lr, lam, direct=c.direct_term, outer_weight=1 / c.accumulate)
+        losses["meta_gnorm"] = _norm(meta)
+        if c.direct_term:
+            losses["direct_gnorm"] = _norm(direct)
+        if self._p_window is None:
+            self._p_window = [torch.zeros_like(p) for p in p_params]
+        for acc, g, d in zip(self._p_window, meta, direct):
+            if g is not None:
+                acc.add_(g)
+            if d is not None:
+                acc.add_(d)
+        if self.schedule.ends_window(self.step):
+            window = self.group.average(self._p_window) if self.group.active else self._p_window
+            normalised_sgd_step(p_params, window, lr * c.proposer_step_scale)
+            self._p_window = None
+        return losses
 
     def warm_up_proposer(self) -> float | None:
         """Fit a learnable P to the task's hand-made ``fixed`` weights (``config.proposer_warmup`` steps).
@@ -648,11 +779,17 @@ class Trainer:
                 if c.max_minutes is not None and spent >= c.max_minutes * 60:
                     stopped = "time"
                     break
-                frac = c.progress(self.step, spent)
-                factor = c.lr_factor(self.step, frac)
-                lr, lam = c.lr * factor, c.lambda_at(self.step, frac)
                 phase = self.phase_of(self.step)
-                if phase == "meta":
+                if self.schedule is not None:
+                    factor = self.schedule.lr_factor(self.step)
+                    lr, lam = c.lr * factor, c.lambda_grad * self.schedule.lambda_factor(self.step)
+                else:
+                    frac = c.progress(self.step, spent)
+                    factor = c.lr_factor(self.step, frac)
+                    lr, lam = c.lr * factor, c.lambda_at(self.step, frac)
+                if phase == "meta" and self.schedule is not None:
+                    losses = self.meta_step_authors(lr, lam)
+                elif phase == "meta":
                     losses = self.meta_step(lr, c.lr_proposer * factor, lam)
                 else:
                     losses = self.fusion_step(lr, lam)
@@ -735,6 +872,7 @@ class Trainer:
             "elapsed_s": float(self.elapsed_before),
             "config": json.dumps(asdict(self.config)),
             "sampler_state": json.dumps(self.sampler.state()),
+            "meta_sampler_state": json.dumps(self.meta_sampler.state()) if self.meta_sampler is not None else "",
             "recent_losses": json.dumps(self._recent),
             "fuser": self.fuser_net.state_dict(),
             "proposer": self.proposer_net.state_dict(),
@@ -742,6 +880,7 @@ class Trainer:
             "opt_fuser": self.opt_fuser.state_dict(),
             "opt_recon": self.opt_recon.state_dict(),
             "opt_proposer": self.opt_proposer.state_dict() if self.opt_proposer is not None else {},
+            "proposer_window": [g.detach().cpu() for g in self._p_window] if self._p_window is not None else [],
         }
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
@@ -789,8 +928,12 @@ class Trainer:
             self.opt_recon.load_state_dict(state["opt_recon"])
             if self.opt_proposer is not None:
                 self.opt_proposer.load_state_dict(state["opt_proposer"])
+            window = state.get("proposer_window") or []
+            self._p_window = [g.to(self.device) for g in window] if window else None
             if self.group.is_main:
                 self.sampler.set_state(json.loads(state["sampler_state"]))
+                if self.meta_sampler is not None and state.get("meta_sampler_state"):
+                    self.meta_sampler.set_state(json.loads(state["meta_sampler_state"]))
             else:  # only rank 0's sampler is saved: the others continue on fresh streams
                 fresh = np.random.SeedSequence([self.config.seed, self.group.rank, int(state["step"])])
                 self.sampler.set_state(np.random.default_rng(fresh).bit_generator.state)
@@ -888,6 +1031,11 @@ def _progress_bar(total: int, initial: int, show: bool | None, desc: str) -> Any
         return _NoBar()
     return tqdm(total=total, initial=initial, disable=None if show is None else False, desc=desc,
                 unit="step", dynamic_ncols=True)
+
+
+def _norm(grads: list[torch.Tensor | None]) -> float:
+    """Euclidean norm of a list of gradients taken as one vector (``None`` counts as 0)."""
+    return float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None) or torch.tensor(0.0)))
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

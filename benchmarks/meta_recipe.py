@@ -1,0 +1,320 @@
+"""Learned vs fixed loss under the authors' training recipe, from random weights, at equal fuser updates.
+
+Issue 21: every earlier learned-vs-fixed run fine-tuned fixed-loss weights
+with fusekit's own short recipe (Adam on P, ~130 proposer updates). This
+benchmark trains every arm *from random weights* with ``fusekit train
+--recipe authors`` (ReFusion's released schedule, see
+:mod:`fusekit.training.recipes`), scaled to two CPU cores:
+
+======================  =====================  ==============================
+element                 authors                scaled here
+======================  =====================  ==============================
+epochs                  50                     10
+outer batches / epoch   up to 600              120
+fusion steps / epoch    one pass (~2000)       360 (one pass over 720 patches)
+lr decay                /10 every 10 epochs    /10 every 2 epochs (same share)
+gradient-term ramp      (epoch + 1) / 50       (epoch + 1) / 10
+P update                lr_F * g / max|g|      2.5 x lr_F * g / max|g| (*)
+accumulation            2 outer batches        2
+batch                   2 + swapped order      2 + swapped order
+patch                   256 px (group)         32 px
+F, R learning rate      Adam 1e-4              Adam 1e-3 (**)
+start                   random                 random
+======================  =====================  ==============================
+
+(*) P makes 600 updates here instead of 15,000; with the step 2.5x larger
+its largest possible travel over the first decay period (120 updates x
+2.5e-3 = 0.3) equals the authors' (3,000 x 1e-4). (**) F makes 3,600
+updates instead of ~100,000, so its rate is the 1e-3 with which fusekit's
+CPU runs reach the shipped quality.
+
+Arms (same seed, data, batches and fuser updates; they differ only in the loss):
+
+* ``fixed``: the hand-made loss (``--loss-proposer fixed``), no meta phase;
+* ``learned``: ReFusion's proposer, P's update = meta-gradient + direct
+  ``dL_fuse/dP`` (the authors' code);
+* ``learned-nodirect``: the meta-gradient alone (``--no-direct-term``).
+
+Stages::
+
+    python benchmarks/meta_recipe.py train --task mfif --seeds 1 2 [--arms fixed learned ...]
+    python benchmarks/meta_recipe.py score --task mfif
+    python benchmarks/meta_recipe.py sheet --task mfif
+
+``train`` runs the jobs two at a time, one CPU thread each; weights, cards,
+loss logs and the proposers' weights go to ``benchmarks/results/meta/<task>/``
+(kept in the repository), checkpoints to ``--work``. ``score`` fuses the
+task's test splits with every run there, scores them with ``fusekit eval``
+in both profiles and writes the section ``meta-recipe-<task>`` of
+``BENCHMARKS.md`` (mean and spread over the seeds). ``sheet`` writes
+``docs/meta_recipe_<task>.png``.
+
+Reference: H. Bai et al., "ReFusion", IJCV 2024, arXiv:2312.07943.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import refusion_results as rr  # noqa: E402
+from sections import write_section  # noqa: E402
+
+RESULTS = REPO / "benchmarks" / "results" / "meta"
+SCALED = ["--recipe", "authors", "--epochs", "10", "--meta-batches", "120", "--fusion-batches", "360",
+          "--decay-every", "2", "--accumulate", "2", "--proposer-step-scale", "2.5", "--lr", "1e-3",
+          "--batch-size", "2", "--patch-size", "32", "--threads", "1", "--checkpoint-every", "1000",
+          "--no-progress"]
+#: arm -> extra options of ``fusekit train``
+ARMS = {
+    "fixed": ["--loss-proposer", "fixed"],
+    "learned": ["--loss-proposer", "refusion"],
+    "learned-nodirect": ["--loss-proposer", "refusion", "--no-direct-term"],
+}
+TRAIN_DIRS = {
+    "ivif": [rr.DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
+    "mif": [rr.DATA / "mif" / f"aanlib_mri_{m}" / "train" for m in ("ct", "pet", "spect")],
+}
+#: final gradient-term weight, as the shipped weights of each task were trained
+LAMBDA = {"ivif": 0.5, "mif": 1.0, "mfif": 1.0, "meif": 1.0}
+PROFILES = ("cddfuse", "standard")
+
+
+def run_stem(task: str, arm: str, seed: int) -> Path:
+    return RESULTS / task / f"{arm}-seed{seed}"
+
+
+def data_args(task: str, work: Path) -> list[str]:
+    """Training data: the train folders (IVIF, MIF) or ``make_patches.py`` patches (MFIF, MEIF)."""
+    if task in TRAIN_DIRS:
+        return [str(d) for d in TRAIN_DIRS[task]]
+    patches = work / "data" / f"{task}.npz"
+    if not patches.is_file():
+        subprocess.run([sys.executable, str(REPO / "benchmarks" / "make_patches.py"), "--out",
+                        str(work / "data"), "--tasks", task], check=True)
+    return ["--patches", str(patches)]
+
+
+def train_command(task: str, arm: str, seed: int, work: Path) -> list[str]:
+    stem = run_stem(task, arm, seed)
+    return (["fusekit", "train", "--task", task, *data_args(task, work), *SCALED, *ARMS[arm],
+             "--lambda-grad", f"{LAMBDA[task]:g}", "--seed", str(seed), "--log", str(stem) + ".csv",
+             "--checkpoint", str(work / "ckpt" / f"{task}-{arm}-seed{seed}.ckpt"), "-o", str(stem) + ".safetensors"])
+
+
+def export_proposer(checkpoint: Path, out: Path) -> None:
+    """Write the learned proposer P of a training checkpoint as safetensors (for ``fusekit explain``)."""
+    from fusekit.training.trainer import read_checkpoint, save_weights
+
+    state = read_checkpoint(checkpoint)
+    if not state["proposer"]:
+        return
+    save_weights(state["proposer"], out, {"format": "fusekit-proposer", "task": state["task"],
+                                          "loss_proposer": state["loss_proposer"], "steps": state["step"]})
+
+
+def stage_train(args: argparse.Namespace) -> None:
+    """Run every (arm, seed) two at a time, one thread each."""
+    (args.work / "ckpt").mkdir(parents=True, exist_ok=True)
+    (RESULTS / args.task).mkdir(parents=True, exist_ok=True)
+    jobs = [(arm, seed) for seed in args.seeds for arm in args.arms
+            if args.force or not run_stem(args.task, arm, seed).with_suffix(".safetensors").is_file()]
+    running: list[tuple[subprocess.Popen, str, int, object]] = []
+    failed = []
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    while jobs or running:
+        while jobs and len(running) < args.parallel:
+            arm, seed = jobs.pop(0)
+            cmd = train_command(args.task, arm, seed, args.work)
+            print(f"[{time.strftime('%H:%M:%S')}] " + " ".join(cmd), flush=True)
+            log = open(run_stem(args.task, arm, seed).with_suffix(".log"), "w")
+            running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), arm, seed, log))
+        time.sleep(5)
+        for item in list(running):
+            proc, arm, seed, log = item
+            if proc.poll() is None:
+                continue
+            running.remove(item)
+            log.close()
+            print(f"[{time.strftime('%H:%M:%S')}] {arm} seed {seed}: exit {proc.returncode}", flush=True)
+            if proc.returncode:
+                failed.append(f"{arm}-seed{seed}")
+            elif arm != "fixed":
+                export_proposer(args.work / "ckpt" / f"{args.task}-{arm}-seed{seed}.ckpt",
+                                run_stem(args.task, arm, seed).with_suffix(".proposer.safetensors"))
+    if failed:
+        raise SystemExit(f"training failed: {', '.join(failed)}; see {RESULTS / args.task}/*.log")
+
+
+def runs_in(task: str) -> dict[str, Path]:
+    """label (``arm-seedS``) -> weights of every finished run of ``task``."""
+    return {p.name[:-len(".safetensors")]: p for p in sorted((RESULTS / task).glob("*-seed*.safetensors"))
+            if not p.name.endswith(".proposer.safetensors")}
+
+
+def fuse_all(task: str, runs: dict[str, Path], work: Path) -> None:
+    import fusekit
+    from fusekit.api import fuse_files
+    from fusekit.cli.fuse import match_folders
+
+    for _, dataset, sources, _ in (s for s in rr.SPLITS if s[0] == task):
+        sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
+        for label, weights in runs.items():
+            out = work / "fused" / task / dataset / label
+            todo = [n for n in sorted(sets) if not (out / f"{n}.png").exists()]
+            if todo:
+                fuser = fusekit.get_fuser("refusion", task=task, weights=str(weights))
+                fuser.prepare()
+                for name in todo:
+                    fuse_files(fuser, sets[name], out / f"{name}.png")
+                print(f"{dataset}: fused {len(todo)} with {label}", flush=True)
+
+
+def score_split(task: str, dataset: str, sources: tuple[str, ...], labels: list[str], work: Path,
+                profile: str, jobs: int) -> dict[str, list[float]]:
+    """Mean of the nine metrics per run label on one split (images every run scored)."""
+    out = work / "csv" / f"{dataset}-{profile}-{'_'.join(labels)}.csv"
+    rr.run_eval(["fusekit", "eval", str(rr.split_dir(dataset, task)), "--task", task, "--sources",
+                 ",".join(sources), "--metrics", ",".join(rr.METRICS), "-j", str(jobs), "--profile", profile]
+                + [x for label in labels for x in ("--fused", str(work / "fused" / task / dataset / label))], out)
+    rows: dict[str, dict[str, list[float]]] = {}
+    with out.open() as fh:
+        for row in csv.DictReader(fh):
+            try:
+                values = [float(row[m]) for m in rr.METRICS]
+            except (KeyError, ValueError, TypeError):
+                continue
+            if all(math.isfinite(v) for v in values):
+                rows.setdefault(row["method"], {})[row["image"]] = values
+    common = set.intersection(*(set(r) for r in rows.values()))
+    return {m: [sum(r[i][k] for i in common) / len(common) for k in range(len(rr.METRICS))]
+            for m, r in rows.items()}
+
+
+def _mean_spread(values: list[list[float]]) -> tuple[list[float], list[float]]:
+    n = len(values)
+    mean = [sum(v[k] for v in values) / n for k in range(len(values[0]))]
+    spread = [(max(v[k] for v in values) - min(v[k] for v in values)) / 2 for k in range(len(values[0]))]
+    return mean, spread
+
+
+def stage_score(args: argparse.Namespace) -> None:
+    """Fuse and score every run; write the section with per-arm mean ± half-range over seeds."""
+    runs = runs_in(args.task)
+    if not runs:
+        raise SystemExit(f"no runs in {RESULTS / args.task}; run the train stage first")
+    fuse_all(args.task, runs, args.work)
+    labels = list(runs)
+    arms = sorted({label.rsplit("-seed", 1)[0] for label in labels}, key=lambda a: list(ARMS).index(a)
+                  if a in ARMS else 99)
+    splits = [s for s in rr.SPLITS if s[0] == args.task]
+    # task mean (unweighted over splits) per profile, arm, seed
+    per_run: dict[str, dict[str, list[float]]] = {p: {} for p in PROFILES}
+    per_split: dict[str, dict[str, dict[str, list[float]]]] = {p: {} for p in PROFILES}
+    for profile in PROFILES:
+        for _, dataset, sources, _ in splits:
+            means = score_split(args.task, dataset, sources, labels, args.work, profile, args.jobs)
+            per_split[profile][dataset] = {label: means[label] for label in labels}
+        for label in labels:
+            per_run[profile][label] = [sum(per_split[profile][d][label][k] for _, d, _, _ in splits) / len(splits)
+                                       for k in range(len(rr.METRICS))]
+    text = report(args.task, arms, labels, per_run, splits)
+    print(text)
+    if not args.no_write:
+        write_section(f"meta-recipe-{args.task}", text)
+
+
+def report(task: str, arms: list[str], labels: list[str], per_run: dict, splits: list) -> str:
+    cards = {label: json.loads((RESULTS / task / f"{label}.json").read_text()) for label in labels}
+    secs = "; ".join(f"{label} {cards[label].get('train_seconds')} s ({cards[label].get('steps')} steps)"
+                     for label in labels)
+    seeds = sorted({str(c.get("seed")) for c in cards.values()})
+    mark = f"meta-recipe-{task}"
+    lines = [f"<!-- begin {mark} -->",
+             f"## Learned vs fixed loss under the authors' recipe, from random weights, {task} "
+             "(`benchmarks/meta_recipe.py`)", "",
+             f"Scored {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
+             f"{os.cpu_count()} cores, Python {platform.python_version()}. Every arm: `fusekit train "
+             f"{' '.join(SCALED[:20])} --lambda-grad {LAMBDA[task]:g}` from random weights, seeds "
+             f"{', '.join(seeds)}; each arm makes the same 3,600 fuser updates on the same batches. "
+             f"Training time (one CPU thread each, two side by side): {secs}. Task mean = unweighted mean "
+             f"over the test splits ({', '.join(d for _, d, _, _ in splits)}); value = mean over seeds "
+             "± half the range. Every metric higher is better.", ""]
+    for profile in PROFILES:
+        head = rr.HEAD
+        lines += [f"**{task}, task mean, `{profile}` profile**", "",
+                  "| arm | " + " | ".join(head) + " | beats fixed on |", "|---|" + "---|" * (len(head) + 1)]
+        if profile == "cddfuse":
+            ys = [rr.YARDSTICK[d] for _, d, _, _ in splits]
+            ym = [sum(y[k] for y in ys) / len(ys) for k in range(len(head))]
+            lines.append("| *yardstick (authors' ckpt)* | " + " | ".join(rr.fmt(v) for v in ym) + " | |")
+        fixed_mean = None
+        for arm in arms:
+            values = [per_run[profile][label] for label in labels if label.rsplit("-seed", 1)[0] == arm]
+            mean, spread = _mean_spread(values)
+            if arm == "fixed":
+                fixed_mean = mean
+            wins = "" if arm == "fixed" or fixed_mean is None else \
+                f"{sum(a > b for a, b in zip(mean, fixed_mean))}/9"
+            cells = [f"{rr.fmt(m)} ± {rr.fmt(s)}" for m, s in zip(mean, spread)]
+            lines.append(f"| {arm} (n={len(values)}) | " + " | ".join(cells) + f" | {wins} |")
+        lines.append("")
+    lines.append(f"<!-- end {mark} -->")
+    return "\n".join(lines)
+
+
+def stage_sheet(args: argparse.Namespace) -> None:
+    """``docs/meta_recipe_<task>.png``: sources | one column per arm (seed 1), scenes of refusion_results."""
+    import numpy as np
+
+    from fusekit.cli.fuse import match_folders
+    from fusekit.io import read_image, write_image
+    from fusekit.sheet import contact_sheet
+
+    labels = [label for label in runs_in(args.task) if label.endswith(f"-seed{args.sheet_seed}")]
+    rows = []
+    for dataset, pick in rr.SCENES[args.task]:
+        _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
+        sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
+        name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
+        rows.append([read_image(p) for p in sets[name]]
+                    + [read_image(args.work / "fused" / args.task / dataset / label / f"{name}.png")
+                       for label in labels])
+    out = REPO / "docs" / f"meta_recipe_{args.task}.png"
+    write_image(out, np.asarray(contact_sheet(rows, height=160), dtype=np.float32))
+    rr._to_palette(out)
+    out.chmod(0o644)
+    print(f"wrote {out}: " + " | ".join(list(sources) + labels))
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=["train", "score", "sheet"])
+    parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
+    parser.add_argument("--work", type=Path, default=REPO / "gpu_out" / "meta",
+                        help="checkpoints, patches, fused images and score tables (not kept in the repository)")
+    parser.add_argument("--parallel", type=int, default=2, help="train stage: runs at once")
+    parser.add_argument("--force", action="store_true", help="train stage: retrain runs that exist")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--sheet-seed", type=int, default=1)
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args(argv)
+    globals()[f"stage_{args.stage}"](args)
+
+
+if __name__ == "__main__":
+    main()
