@@ -21,6 +21,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from . import color, io
+from .contract import check_fused
 from .errors import InputError
 from .interfaces import Fuser
 from .plugins import PluginHost, get_host
@@ -75,6 +76,10 @@ def check_sources(fuser: Fuser, sources: Sequence[np.ndarray], labels: Sequence[
         raise InputError(f"method {fuser.name!r} takes {want} sources, got {n}; "
                          f"pass {want} images (see 'fusekit methods')")
     h, w = sources[0].shape[:2]
+    for src, label in zip(sources, labels):
+        if src.shape[0] == 0 or src.shape[1] == 0:
+            raise InputError(f"{label}: empty image ({src.shape[1]}x{src.shape[0]} pixels); "
+                             "pass images at least 1 pixel high and wide")
     for src, label in zip(sources[1:], labels[1:]):
         if src.shape[:2] != (h, w):
             raise InputError(
@@ -100,18 +105,26 @@ def fuse_images(fuser: Fuser, sources: Sequence[np.ndarray],
     ndarray
         float32 in [0, 1]; ``H x W x 3`` if any source is in colour (or the
         fuser works in colour), else ``H x W``.
+
+    Raises
+    ------
+    InputError
+        Wrong number of sources, an empty image, or sources of different sizes.
+    PluginError
+        The fuser broke its output contract (wrong shape or dtype, NaN or
+        inf, values outside [0, 1]); the message names the method and plugin
+        (:func:`fusekit.contract.check_fused`).
     """
     labels = list(labels) if labels is not None else [f"source {i + 1}" for i in range(len(sources))]
     check_sources(fuser, sources, labels)
+    height, width = sources[0].shape[:2]
     if fuser.needs_color:
-        fused = fuser.fuse([color.to_rgb(s) for s in sources])
+        fused = check_fused(fuser, fuser.fuse([color.to_rgb(s) for s in sources]), (height, width, 3))
         if all(np.ndim(s) == 2 for s in sources):
             fused = color.luminance(fused)
         return np.clip(fused, 0.0, 1.0).astype(np.float32, copy=False)
     lumas = [color.luminance(s) for s in sources]
-    fused_y = fuser.fuse(lumas)
-    if fused_y.shape != lumas[0].shape:
-        raise InputError(f"method {fuser.name!r} returned shape {fused_y.shape}, expected {lumas[0].shape}")
+    fused_y = check_fused(fuser, fuser.fuse(lumas), (height, width))
     return color.merge(fused_y, color.fuse_chroma(sources))
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from .api import fuse_files
+from .contract import describe
 from .errors import one_line
 from .interfaces import Fuser
 
@@ -38,6 +39,8 @@ def _fuse_one(fuser: Fuser, paths: Sequence[Path], out: Path, bit_depth: int | N
         return None
     except Exception as exc:  # any failure of one set is reported, the batch goes on
         return one_line(exc)
+    except SystemExit as exc:  # a plugin calling sys.exit() must not end the whole batch
+        return f"{describe(fuser)} called sys.exit({exc.code!r}); fix the plugin"
 
 
 def _fuse_in_worker(paths: Sequence[Path], out: Path, bit_depth: int | None) -> str | None:

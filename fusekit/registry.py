@@ -2,10 +2,38 @@
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 from typing import Any, Iterator
 
 from .errors import UnknownNameError
+
+#: Registered class -> name of the plugin that registered it (for messages about its behaviour).
+_OWNERS: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
+def owner_of(obj: Any) -> str | None:
+    """Name of the plugin that registered ``obj`` (a class, or an instance of one), if known.
+
+    Parameters
+    ----------
+    obj : object
+        A registered class, or an instance of a registered class.
+
+    Returns
+    -------
+    str or None
+        The plugin name given at registration, or ``None`` for an object no
+        registry has seen (e.g. a fuser instance built by hand).
+    """
+    for candidate in (obj, type(obj)):
+        try:
+            owner = _OWNERS.get(candidate)
+        except TypeError:  # not weak-referenceable
+            owner = None
+        if owner is not None:
+            return owner
+    return None
 
 
 @dataclass(frozen=True)
@@ -43,6 +71,10 @@ class Registry:
     def add(self, entry: Entry) -> None:
         """Add ``entry``; the caller has already checked for duplicates."""
         self._entries[entry.name] = entry
+        try:
+            _OWNERS[entry.obj] = entry.plugin
+        except TypeError:  # not weak-referenceable (e.g. a plain function): no owner to name
+            pass
 
     def entry(self, name: str) -> Entry:
         """The entry for ``name``; :class:`UnknownNameError` with suggestions if absent."""

@@ -146,6 +146,10 @@ def run_task(task: _Task) -> list[_Outcome]:
         except Exception as exc:  # any failure of this image is reported, the run goes on
             outcome.errors.append((None, one_line(exc)))
             continue
+        except SystemExit as exc:  # a plugin calling sys.exit() must not end the whole run
+            outcome.errors.append((None, f"{entry.method}: the method called sys.exit({exc.code!r}); "
+                                         "fix the plugin"))
+            continue
         for metric in state.metrics:
             try:
                 outcome.values[metric.name] = float(evaluate_metric(metric, ctx))
