@@ -212,7 +212,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
         raise InputError(
             f"{path}: cannot write to folder {folder} ({exc.strerror or exc}); choose a writable output path"
         ) from None
-    os.close(fd)
+    try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a written image follows the umask
+    finally:
+        os.close(fd)
     try:
         if ext == ".png" and pixels.dtype == np.uint16 and pixels.ndim == 3:
             Path(tmp_name).write_bytes(_encode_png16_rgb(pixels))  # Pillow cannot write 48-bit PNG
@@ -223,6 +226,29 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
         Path(tmp_name).unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write image ({exc}); check free space and permissions") from None
     return path
+
+
+def current_umask() -> int:
+    """The process's file-mode creation mask, without changing it.
+
+    Read from ``/proc/self/status`` where Linux provides it; elsewhere set
+    and restored at once (``os.umask`` can only be read by setting it).
+
+    Returns
+    -------
+    int
+        The mask, e.g. ``0o022``.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
