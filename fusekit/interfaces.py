@@ -106,6 +106,16 @@ class Fuser(abc.ABC):
         nothing.
         """
 
+    @classmethod
+    def weight_variants(cls) -> list[dict[str, str]]:
+        """Trained weights the method ships, one row per file (``fusekit info`` shows them).
+
+        Network methods override this; each row is a flat dict of short
+        strings with at least ``task`` and ``variant`` (the name users pass
+        as ``--weights``). The default: none.
+        """
+        return []
+
     # -- helpers shared by every fuser ---------------------------------
     @classmethod
     def option_names(cls) -> list[str]:

@@ -3,7 +3,8 @@
 The click group is built by :func:`make_cli` from a plugin host, so tests can
 build one with their own plugins and plugins can add sub-commands through the
 ``register_commands`` hook. Errors fusekit raises on purpose become one line
-on stderr and exit status 1; ``--traceback`` shows the full trace instead.
+on stderr and exit status 1 (2 for usage errors, click's included);
+``--traceback`` shows the full trace instead.
 """
 
 from __future__ import annotations
@@ -40,13 +41,19 @@ class FusekitGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # one line, like every other error, instead of click's three
+            if ctx.params.get("traceback"):
+                raise
+            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
+            echo_error(f"{exc.format_message()} (see '{where} --help')")
+            ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except FusekitError as exc:
             if ctx.params.get("traceback"):
                 raise
             echo_error(str(exc))
-            ctx.exit(1)
+            ctx.exit(exc.exit_code)
         except Exception as exc:  # unexpected: still one line unless asked
             if ctx.params.get("traceback"):
                 raise
@@ -93,11 +100,12 @@ def make_cli(host: PluginHost | None = None) -> click.Group:
             warn_failures(host, lambda line: click.echo(line, err=True))
 
     from .fuse import fuse_command
-    from .info import methods_command, plugins_command
+    from .info import info_command, methods_command, plugins_command
 
-    for command in (fuse_command, methods_command, plugins_command):
+    for command in (fuse_command, methods_command, info_command, plugins_command):
         cli.add_command(command)
-    for module_name, attr in (("eval", "eval_command"), ("train", "train_command")):
+    for module_name, attr in (("eval", "eval_command"), ("train", "train_command"),
+                              ("explain", "explain_command")):
         command = _optional_command(module_name, attr)
         if command is not None:
             cli.add_command(command)

@@ -1,4 +1,4 @@
-"""``fusekit methods`` and ``fusekit plugins``: what is installed."""
+"""``fusekit methods``, ``fusekit info METHOD`` and ``fusekit plugins``: what is installed."""
 
 from __future__ import annotations
 
@@ -36,3 +36,30 @@ def plugins_command(state: CliState) -> None:
             what = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.registered.items()) or "-"
         rows.append([info.name, info.version or "?", "built-in" if info.builtin else "external", what])
     click.echo(format_table(["plugin", "version", "kind", "registered"], rows))
+
+
+@click.command("info")
+@click.argument("method")
+@click.pass_obj
+def info_command(state: CliState, method: str) -> None:
+    """Describe METHOD: summary, tasks, inputs, options and the trained weights it ships.
+
+    \b
+    Example:
+      fusekit info refusion
+    """
+    import inspect
+
+    cls = state.host.fusers.get(method)  # unknown name: one-line error listing the methods
+    entry = next(e for e in state.host.fusers if e.name == method)
+    click.echo(f"{method}: {cls.summary or '(no summary)'}")
+    click.echo(f"plugin: {entry.plugin}; tasks: {', '.join(cls.tasks)}; inputs: {cls.inputs_text()}")
+    params = inspect.signature(cls.__init__).parameters
+    options = [f"{name}={params[name].default!r}" if params[name].default is not inspect.Parameter.empty
+               else name for name in cls.option_names()]
+    click.echo(f"options: {', '.join(options) if options else '(none)'}")
+    rows = cls.weight_variants()
+    if rows:
+        header = list(rows[0])
+        click.echo("\nshipped weights (pass --weights VARIANT; the default is used without it):")
+        click.echo(format_table(header, [[str(r.get(h, "")) for h in header] for r in rows]))

@@ -47,7 +47,10 @@ class ReFusion(TorchFuser):
         expects: ivif (infrared, visible), mif (CT/PET/SPECT, MRI), mfif
         (near focus, far focus), meif (under-, over-exposed).
     weights : str or path-like, optional
-        A weights file to use instead of the shipped weights of ``task``: one
+        The name of a shipped variant of ``task`` (``"fixed"``: trained
+        with the hand-made loss; ``"learned"``: with ReFusion's meta-learned
+        loss, where shipped; ``fusekit info refusion`` lists them), or a
+        weights file to use instead of the shipped weights: one
         of the authors' ``ReFusion_<TASK>.pth`` checkpoints (loaded with
         ``torch.load(weights_only=True)``) or a ``.safetensors`` file written by
         ``fusekit train``. Without it the shipped weights of ``task`` are
@@ -115,16 +118,88 @@ class ReFusion(TorchFuser):
 
         return ReFusionNet()
 
+    def _weights_variant(self) -> str | None:
+        """The shipped variant named by ``weights`` (``None``: the default), or ``""`` for a file."""
+        from .weights import is_variant_name
+
+        if self.weights is None:
+            return None
+        if self.weights.exists() or not is_variant_name(str(self.weights)):
+            return ""
+        return str(self.weights)
+
     def load_weights(self, network: "torch.nn.Module") -> None:
-        """Load ``weights`` if given, else the shipped weights of ``task`` (sha256-checked)."""
+        """Load ``weights`` (a file, or the name of a shipped variant such as ``fixed`` or
+        ``learned``), else the default shipped weights of ``task`` (sha256-checked)."""
         from .checkpoint import load_weights_file
 
-        if self.weights is not None:
+        variant = self._weights_variant()
+        if variant == "":
+            _check_task_of(self.weights, self.task)
             load_weights_file(network, self.weights)
             return
         from .weights import entry_for
 
-        load_weights_file(network, entry_for(self.task).path)
+        load_weights_file(network, entry_for(self.task, variant=variant).path)
+
+    def shipped_entry(self):
+        """The registry entry of the shipped weights in use (:class:`~fusekit_refusion.weights.WeightsEntry`),
+        or ``None`` when ``weights`` is a file."""
+        from .weights import entry_for
+
+        variant = self._weights_variant()
+        return None if variant == "" else entry_for(self.task, variant=variant, verify=False)
+
+    @classmethod
+    def weight_variants(cls) -> list[dict[str, str]]:
+        """One row per shipped weights file: task, variant, default, loss proposer, training summary."""
+        from .weights import TASKS as _tasks, variants_for
+
+        rows = []
+        for task in _tasks:
+            for i, entry in enumerate(variants_for(task)):
+                card = entry.card
+                cfg = card.get("config", {})
+                rows.append({"task": task, "variant": entry.variant, "default": "yes" if i == 0 else "",
+                             "loss_proposer": str(card.get("loss_proposer", "?")),
+                             "trained": f"{card.get('steps', '?')} steps, {cfg.get('recipe', 'fusekit')} recipe, "
+                                        f"seed {card.get('seed', '?')}",
+                             "proposer": "yes" if entry.proposer else "",
+                             "file": entry.path.name})
+        return rows
+
+    def proposer_network(self) -> "torch.nn.Module":
+        """The meta-learned loss proposer P shipped with the weights in use, on CPU, in eval mode.
+
+        Raises
+        ------
+        WeightsError
+            The weights in use have no shipped proposer (a fixed-loss
+            variant, or a file passed with ``weights``).
+        """
+        from fusekit.errors import WeightsError
+
+        from .meta_networks import LossProposalNet
+        from .weights import sha256_of, variants_for
+
+        entry = self.shipped_entry()
+        if entry is None or entry.proposer is None:
+            learned = [e.variant for e in variants_for(self.task) if e.proposer is not None]
+            what = "a weights file" if entry is None else f"the {entry.variant!r} weights of {self.task}"
+            hint = (f"use --weights {learned[0]}" if learned else
+                    f"no variant of {self.task} ships one; train one with 'fusekit train --loss-proposer refusion'")
+            raise WeightsError(f"{what} came without a learned loss proposer to explain; {hint}")
+        if entry.proposer_sha256 and sha256_of(entry.proposer) != entry.proposer_sha256:
+            raise WeightsError(f"{entry.proposer}: sha256 does not match the registry; reinstall fusekit")
+        from safetensors.torch import load_file
+
+        net = LossProposalNet()
+        try:
+            net.load_state_dict(load_file(str(entry.proposer)))
+        except Exception as exc:
+            raise WeightsError(f"{entry.proposer}: cannot load the loss proposer ({type(exc).__name__}); "
+                               f"reinstall fusekit") from exc
+        return net.eval()
 
     def fuse_tensor(self, sources: "torch.Tensor") -> "torch.Tensor":
         """``N x S x H x W`` (``S >= 2``) -> ``N x 1 x H x W``, pairwise for ``S > 2``."""
@@ -138,6 +213,24 @@ class ReFusion(TorchFuser):
             if self.stretch:
                 fused = _stretch(fused)
         return fused
+
+
+def _check_task_of(path: Path, task: str) -> None:
+    """Refuse fusekit weights whose metadata names another task (authors' ``.pth`` files have none)."""
+    if path.suffix != ".safetensors" or not path.is_file():
+        return
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception:
+        return  # the loader names what is wrong with the file
+    if meta.get("task") not in (None, task):
+        from fusekit.errors import WeightsError
+
+        raise WeightsError(f"{path}: weights are for task {meta['task']!r}, not {task!r}; pass --task "
+                           f"{meta['task']} or weights trained for {task}")
 
 
 def _stretch(x: "torch.Tensor") -> "torch.Tensor":

@@ -26,10 +26,15 @@ Registry format
       ]
     }
 
-Fields: ``task`` (str, required, unique), ``file`` (str, required, a
+Fields: ``task`` (str, required), ``file`` (str, required, a
 safetensors file beside the registry), ``sha256`` (str, required, checked
 before loading), ``card`` (dict, required, shown to users; say how the
-weights were trained and how they score). The safetensors file holds the
+weights were trained and how they score). Optional: ``variant`` (str, the
+name users pass as ``--weights NAME``; default ``"fixed"`` when the card's
+``loss_proposer`` is ``"fixed"``, else ``"learned"``; unique per task),
+``default`` (bool: the variant used when none is named; a task with one
+entry uses it), ``proposer`` and ``proposer_sha256`` (the loss proposer's
+weights of a meta-learned variant, read by ``fusekit explain``). The safetensors file holds the
 state dict of :class:`~fusekit_refusion.network.ReFusionNet` under its own
 names (``safetensors.torch.save_file(net.state_dict(), path)``); the
 authors' key layout is accepted too.
@@ -52,7 +57,7 @@ from fusekit.errors import WeightsError
 from fusekit.interfaces import TASKS
 
 __all__ = ["WEIGHTS_DIR", "REGISTRY", "WeightsEntry", "read_registry", "entry_for", "installed_tasks",
-           "sha256_of"]
+           "sha256_of", "variants_for", "is_variant_name"]
 
 #: Folder of the shipped weights and their registry.
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -74,12 +79,24 @@ class WeightsEntry:
         Expected SHA-256 of the file, lowercase hex.
     card : dict
         Training card: how the weights were made and how they score.
+    variant : str
+        Name of this variant (``"fixed"``, ``"learned"``, ...).
+    default : bool
+        Whether it is the task's default.
+    proposer : Path or None
+        The meta-learned loss proposer's weights, where shipped.
+    proposer_sha256 : str or None
+        Expected SHA-256 of ``proposer``.
     """
 
     task: str
     path: Path
     sha256: str
     card: dict = field(default_factory=dict)
+    variant: str = "fixed"
+    default: bool = False
+    proposer: Path | None = None
+    proposer_sha256: str | None = None
 
 
 def sha256_of(path: Path) -> str:
@@ -91,8 +108,9 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def read_registry(registry: Path = REGISTRY) -> list[WeightsEntry]:
-    """Parse and validate the registry; raise WeightsError naming the problem."""
+def read_registry(registry: Path | None = None) -> list[WeightsEntry]:
+    """Parse and validate the registry (default: :data:`REGISTRY`); raise WeightsError naming the problem."""
+    registry = Path(registry) if registry is not None else REGISTRY
     try:
         data = json.loads(Path(registry).read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -108,35 +126,73 @@ def read_registry(registry: Path = REGISTRY) -> list[WeightsEntry]:
             raise WeightsError(f"{registry}: entry {i} needs task, file, sha256 and card; fix the registry")
         if item["task"] not in TASKS:
             raise WeightsError(f"{registry}: entry {i} has task {item['task']!r}, expected one of {', '.join(TASKS)}")
-        if any(e.task == item["task"] for e in entries):
-            raise WeightsError(f"{registry}: two entries for task {item['task']!r}; keep one")
         if not isinstance(item["card"], dict):
             raise WeightsError(f"{registry}: entry {i} card must be a JSON object")
+        variant = str(item.get("variant") or ("fixed" if item["card"].get("loss_proposer") == "fixed"
+                                              else "learned"))
+        if not is_variant_name(variant):
+            raise WeightsError(f"{registry}: entry {i} variant {variant!r} must be a plain word such as 'learned'")
+        if any(e.task == item["task"] and e.variant == variant for e in entries):
+            raise WeightsError(f"{registry}: two {variant!r} entries for task {item['task']!r}; keep one")
+        proposer = item.get("proposer")
         entries.append(WeightsEntry(task=item["task"], path=Path(registry).parent / item["file"],
-                                    sha256=str(item["sha256"]).lower(), card=item["card"]))
+                                    sha256=str(item["sha256"]).lower(), card=item["card"], variant=variant,
+                                    default=bool(item.get("default", False)),
+                                    proposer=Path(registry).parent / proposer if proposer else None,
+                                    proposer_sha256=str(item.get("proposer_sha256", "")).lower() or None))
+    for task in {e.task for e in entries}:
+        if sum(e.default for e in entries if e.task == task) > 1:
+            raise WeightsError(f"{registry}: task {task!r} has more than one default variant; keep one")
     return entries
 
 
-def installed_tasks(registry: Path = REGISTRY) -> list[str]:
+def is_variant_name(text: str) -> bool:
+    """Whether ``text`` names a weights variant rather than a file: a plain lowercase word
+    (letters, digits, ``-``, ``_``), no path separator, no suffix."""
+    return bool(text) and text[0].isalpha() and all(c.isalnum() or c in "-_" for c in text) and text.lower() == text
+
+
+def variants_for(task: str, registry: Path | None = None) -> list[WeightsEntry]:
+    """The shipped variants of ``task``, the default first."""
+    entries = [e for e in read_registry(registry) if e.task == task]
+    return sorted(entries, key=lambda e: (not _is_default(e, entries), e.variant))
+
+
+def _is_default(entry: WeightsEntry, same_task: list[WeightsEntry]) -> bool:
+    return entry.default or (len(same_task) == 1) or (
+        not any(e.default for e in same_task) and entry.variant == "fixed")
+
+
+def installed_tasks(registry: Path | None = None) -> list[str]:
     """Tasks for which trained weights ship with fusekit."""
     return [e.task for e in read_registry(registry)]
 
 
-def entry_for(task: str, registry: Path = REGISTRY, *, verify: bool = True) -> WeightsEntry:
-    """The shipped weights of ``task``, with the file present and its sha256 checked.
+def entry_for(task: str, registry: Path | None = None, *, verify: bool = True,
+              variant: str | None = None) -> WeightsEntry:
+    """The shipped weights of ``task`` (its default variant, or ``variant``), with the file
+    present and its sha256 checked.
 
     Raises
     ------
     WeightsError
-        No weights for the task, the file is missing, or its checksum differs.
+        No weights for the task, no such variant, the file is missing, or
+        its checksum differs.
     """
-    for entry in read_registry(registry):
-        if entry.task == task:
-            break
-    else:
+    entries = variants_for(task, registry)
+    if not entries:
         raise WeightsError(
             f"no trained weights installed for task {task}; pass --weights FILE "
             f"(a .pth from the authors or a .safetensors trained with fusekit train)")
+    if variant is None:
+        entry = entries[0]
+    else:
+        found = [e for e in entries if e.variant == variant]
+        if not found:
+            names = ", ".join(e.variant + (" (default)" if i == 0 else "") for i, e in enumerate(entries))
+            raise WeightsError(f"no weights variant {variant!r} for task {task}; shipped variants: {names}; "
+                               f"or pass --weights FILE")
+        entry = found[0]
     if not entry.path.is_file():
         raise WeightsError(f"{entry.path}: shipped weights for task {task} are missing; reinstall fusekit "
                            f"or pass --weights FILE")
