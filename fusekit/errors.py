@@ -13,7 +13,25 @@ from typing import Iterable
 
 
 class FusekitError(Exception):
-    """Base class of every error fusekit raises on purpose."""
+    """Base class of every error fusekit raises on purpose.
+
+    Attributes
+    ----------
+    exit_code : int
+        Exit status of the command line for this error: 1, or 2 for usage errors.
+    """
+
+    exit_code: int = 1
+
+
+class UsageError(FusekitError, ValueError):
+    """A command-line option or argument cannot be used as given (exit status 2).
+
+    Found before any work is done: an unknown output format, an option
+    value outside its range, an output path that cannot be written.
+    """
+
+    exit_code = 2
 
 
 class InputError(FusekitError, ValueError):

@@ -105,3 +105,70 @@ def refuse_outputs_in_folder_over_inputs(outputs: Iterable[str | os.PathLike],
         if hit is not None:
             raise InputError(f"{out}: the output would overwrite the input {hit}; "
                              "choose another output folder (-o)")
+
+
+def check_writable(path: str | os.PathLike, *, option: str = "-o") -> None:
+    """Raise :class:`UsageError` unless a file can be written at ``path``.
+
+    Checked before any work, so a long run does not end by losing its
+    result: ``path`` must not be a folder, and its folder (or the nearest
+    existing folder above it, where the rest would be created) must take a
+    new file. The test creates and removes an empty hidden file there, which
+    also catches read-only mounts and permissions that ``os.access`` gets
+    wrong (for root, or with ACLs).
+
+    Parameters
+    ----------
+    path : path-like
+        The file about to be written.
+    option : str
+        The option that named it, for the message.
+
+    Raises
+    ------
+    UsageError
+        One line naming the path, why it cannot be written, and the fix.
+    """
+    import tempfile
+
+    from .errors import UsageError
+
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder; give {option} a file name")
+    folder = path.parent if str(path.parent) else Path(".")
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise UsageError(f"{path}: cannot write to folder {folder} (not a folder); choose another {option} path")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fusekit-probe-", dir=folder)
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot write to folder {folder} ({exc.strerror or exc}); "
+                         f"choose a writable {option} path") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def check_writable_folder(folder: str | os.PathLike, *, option: str = "-o") -> None:
+    """Create ``folder`` if needed and raise :class:`UsageError` unless files can be written in it.
+
+    Parameters
+    ----------
+    folder : path-like
+        The output folder of a batch.
+    option : str
+        The option that named it, for the message.
+    """
+    from .errors import UsageError
+
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{folder}: cannot create the output folder ({exc.strerror or exc}); "
+                         f"choose another {option} folder") from None
+    try:
+        check_writable(folder / "probe", option=option)
+    except UsageError:
+        raise UsageError(f"{folder}: cannot write in the output folder; choose a writable {option} folder") from None

@@ -44,8 +44,8 @@ class FusekitGroup(click.Group):
         except click.UsageError as exc:  # one line, like every other error, instead of click's three
             if ctx.params.get("traceback"):
                 raise
-            where = exc.ctx.command_path if exc.ctx is not None else ctx.command_path
-            echo_error(f"{exc.format_message()} (see '{where} --help')")
+            path = (exc.ctx or ctx).command_path.split()[1:]  # the program's own name may differ
+            echo_error(f"{exc.format_message()} (see '{' '.join(['fusekit', *path])} --help')")
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise

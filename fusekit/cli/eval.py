@@ -113,6 +113,16 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
     from ..metrics.profiles import get_profile
 
     host = state.host if isinstance(state, CliState) else None
+    if output is not None:                    # a bad -o fails now, not after all the scoring
+        from ..errors import ParameterError, UsageError
+        from ..evaluation.report import report_format
+        from ..guard import check_writable
+
+        try:
+            fmt = report_format(output, fmt)
+        except ParameterError as exc:
+            raise UsageError(str(exc)) from None
+        check_writable(output)
     get_profile(profile)                      # unknown names fail before any work
     resolve_metrics(_split(metrics), host)
     if not fused_dirs and not methods:

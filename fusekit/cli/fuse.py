@@ -9,10 +9,11 @@ from typing import Any
 import click
 
 from ..api import fuse_files
-from ..errors import InputError, ParameterError
-from ..guard import refuse_output_over_inputs, refuse_outputs_in_folder_over_inputs
+from ..errors import InputError, ParameterError, UsageError
+from ..guard import (check_writable, check_writable_folder, refuse_output_over_inputs,
+                     refuse_outputs_in_folder_over_inputs)
 from ..interfaces import TASKS, Fuser
-from ..io import is_image_file
+from ..io import IMAGE_EXTENSIONS, is_image_file
 from . import CliState, echo_error
 
 
@@ -117,13 +118,20 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     if any(folders) and not all(folders):
         raise InputError("sources mix folders and files; pass only image files or only folders")
     if all(folders):
+        if f".{ext.lstrip('.').lower()}" not in IMAGE_EXTENSIONS:
+            raise UsageError(f"--ext {ext}: unknown image format; use one of "
+                             + ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS))
         _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."), jobs, dask_address)
         return
     if dask_address:
         raise InputError("--dask fuses folders; pass source folders, or drop --dask for single images")
     if output.is_dir():
         raise InputError(f"{output}: is a folder; give an output file name such as {output / 'fused.png'}")
+    if output.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise UsageError(f"{output}: unknown output format {output.suffix or '(no extension)'!r}; use one of "
+                         + ", ".join(IMAGE_EXTENSIONS))
     refuse_output_over_inputs(output, sources)
+    check_writable(output)
     fuser.prepare()
     fuse_files(fuser, sources, output, bit_depth=depth)
     click.echo(f"wrote {output}", err=True)
@@ -144,6 +152,7 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
         raise InputError(f"no images in {', '.join(map(str, folders))}; expected files with matching names")
     outputs = {name: output / f"{name}.{ext}" for name in sets}
     refuse_outputs_in_folder_over_inputs(outputs.values(), [p for paths in sets.values() for p in paths])
+    check_writable_folder(output)
     fuser.prepare()
     if dask_address:
         from ..evaluation.cluster import dask_executor

@@ -57,6 +57,41 @@ class Stat:
     n: int
 
 
+#: Report format of each file extension ``-o`` understands.
+REPORT_SUFFIXES: dict[str, str] = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown",
+                                   ".tex": "latex", ".txt": "table"}
+
+
+def report_format(path: str | os.PathLike, fmt: str | None = None) -> str:
+    """The format to write ``path`` in: ``fmt`` if given, else from the file extension.
+
+    Parameters
+    ----------
+    path : path-like
+        The report file.
+    fmt : str, optional
+        An explicit format (``--format``); it wins over the extension.
+
+    Returns
+    -------
+    str
+        ``"csv"``, ``"json"``, ``"markdown"``, ``"latex"`` or ``"table"``.
+
+    Raises
+    ------
+    ParameterError
+        No ``fmt`` and an extension that names no format (writing CSV into
+        ``scores.xyz`` would hide the mistake).
+    """
+    if fmt is not None:
+        return fmt
+    suffix = Path(path).suffix.lower()
+    if suffix not in REPORT_SUFFIXES:
+        raise ParameterError(f"{path}: cannot tell the report format from {suffix or 'a name without extension'!r}; "
+                             f"use one of {', '.join(REPORT_SUFFIXES)} or give --format")
+    return REPORT_SUFFIXES[suffix]
+
+
 def _fmt(value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
@@ -307,12 +342,9 @@ class EvaluationReport:
         return text if text.endswith("\n") else text + "\n"
 
     def write(self, path: str | os.PathLike, fmt: str | None = None) -> Path:
-        """Write the report; the format defaults to the file extension (csv, json, md, tex)."""
+        """Write the report; the format defaults to the file extension (see :func:`report_format`)."""
         path = Path(path)
-        if fmt is None:
-            fmt = {".csv": "csv", ".json": "json", ".md": "markdown", ".markdown": "markdown",
-                   ".tex": "latex", ".txt": "table"}.get(path.suffix.lower(), "csv")
-        text = self.render(fmt)
+        text = self.render(report_format(path, fmt))
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(text, encoding="utf-8")
