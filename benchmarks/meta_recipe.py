@@ -33,7 +33,10 @@ Arms (same seed, data, batches and fuser updates; they differ only in the loss):
 * ``fixed``: the hand-made loss (``--loss-proposer fixed``), no meta phase;
 * ``learned``: ReFusion's proposer, P's update = meta-gradient + direct
   ``dL_fuse/dP`` (the authors' code);
-* ``learned-nodirect``: the meta-gradient alone (``--no-direct-term``).
+* ``learned-nodirect``: the meta-gradient alone (``--no-direct-term``);
+* ``learned-steady`` (a design change): the meta-gradient alone, and P's
+  step stays at the peak rate while F's decays (``--no-proposer-decay``), so
+  P keeps learning once F has become good.
 
 Stages::
 
@@ -82,6 +85,8 @@ ARMS = {
     "fixed": ["--loss-proposer", "fixed"],
     "learned": ["--loss-proposer", "refusion"],
     "learned-nodirect": ["--loss-proposer", "refusion", "--no-direct-term"],
+    # design change: meta-gradient alone, and P keeps its peak step while F's rate decays
+    "learned-steady": ["--loss-proposer", "refusion", "--no-direct-term", "--no-proposer-decay"],
 }
 TRAIN_DIRS = {
     "ivif": [rr.DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
@@ -303,7 +308,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("stage", choices=["train", "score", "sheet"])
     parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS))
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS)[:3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
     parser.add_argument("--work", type=Path, default=REPO / "gpu_out" / "meta",
                         help="checkpoints, patches, fused images and score tables (not kept in the repository)")

@@ -148,3 +148,33 @@ def test_meta_gradient_report_reads_a_real_training_state(stacks):
     # the meta-gradient carries the inner learning rate (1e-3): the direct term is far larger
     assert report["direct_over_meta"] > 10 and report["direct_share"] > 0.9
     assert 0.0 <= report["int_first"] <= 1.0 and report["noise_floor"] == pytest.approx(3 ** -0.5)
+
+
+def test_proposer_step_can_be_kept_at_the_peak_rate(stacks):
+    steady = _trainer(stacks, proposer_decay=False, direct_term=False)
+    before = _params(steady.proposer_net)
+    for _ in range(2):
+        steady.meta_step_authors(1e-5, 0.5)  # F's rate has decayed a hundredfold ...
+        steady.step += 1
+    moved = max(float((a - b).abs().max()) for a, b in zip(before, _params(steady.proposer_net)))
+    assert moved == pytest.approx(1e-3, rel=1e-4)  # ... P still steps at the peak rate
+
+
+def test_cli_keeps_the_two_recipes_options_apart(run_cli, tmp_path):
+    from .corpus import one_line_error
+
+    patches = tmp_path / "p.npz"
+    np.savez(patches, patches=(np.random.default_rng(0).random((4, 2, 24, 24)) * 255).astype(np.uint8))
+    out = tmp_path / "w.safetensors"
+    one_line_error(run_cli(["train", "--task", "mfif", "--patches", patches, "--epochs", "2", "-o", out]),
+                   "--epochs belongs to the authors recipe", "--recipe authors")
+    one_line_error(run_cli(["train", "--task", "mfif", "--patches", patches, "--recipe", "authors", "--steps", "5",
+                            "-o", out]), "counts in epochs")
+    result = run_cli(["train", "--task", "mfif", "--patches", patches, "--recipe", "authors", "--epochs", "1",
+                      "--meta-batches", "2", "--fusion-batches", "2", "--patch-size", "16", "--no-progress",
+                      "-o", out])
+    assert result.exit_code == 0, result.output
+    import json
+
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["steps"] == 4 and card["config"]["recipe"] == "authors" and card["config"]["lr"] == 1e-4

@@ -70,6 +70,9 @@ def _machine(device: str) -> str:
                    "meta-gradient, as the authors' code does.")
 @click.option("--proposer-step-scale", type=float, default=None,
               help="authors recipe: proposer step = this x the fuser's learning rate.  [default: 1]")
+@click.option("--proposer-decay/--no-proposer-decay", default=True, show_default=True,
+              help="authors recipe: the proposer's step decays with the fuser's learning rate (the authors' "
+                   "code), or stays at the peak rate (a design change).")
 @click.option("--batch-size", type=int, default=None,
               help="Patch pairs per batch (doubled by the swapped-order copy).  [default: 4; authors recipe: 2]")
 @click.option("--patch-size", type=int, default=48, show_default=True, help="Patch side in pixels.")
@@ -118,7 +121,8 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                   loss_proposer: str, reconstructor: str, patch_files: tuple[Path, ...], steps: int,
                   recipe: str, epochs: int | None, meta_batches: int | None, fusion_batches: int | None,
                   decay_every: int | None, accumulate: int | None, direct_term: bool,
-                  proposer_step_scale: float | None, batch_size: int | None, patch_size: int, lr: float, lr_proposer: float, lr_schedule: str,
+                  proposer_step_scale: float | None, proposer_decay: bool, batch_size: int | None,
+                  patch_size: int, lr: float, lr_proposer: float, lr_schedule: str,
                   lambda_grad: float, meta_steps: int, fusion_steps: int, no_swap: bool, seed: int,
                   device: str, threads: int | None, checkpoint: Path | None, checkpoint_every: int,
                   resume: Path | None, init_path: Path | None, proposer_warmup: int, learn_weights: str,
@@ -162,7 +166,8 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                                  "--meta-batches and --fusion-batches")
         steps = 1  # set from the epochs by the trainer
     else:
-        given = [k for k, v in authors_only.items() if v is not None] + ([] if direct_term else ["direct_term"])
+        given = ([k for k, v in authors_only.items() if v is not None] + ([] if direct_term else ["direct_term"])
+                 + ([] if proposer_decay else ["proposer_decay"]))
         if given:
             raise ParameterError(f"--{given[0].replace('_', '-')} belongs to the authors recipe; add --recipe authors")
     if steps is None:  # a time-scheduled budget is meant to be filled, not cut short by the default
@@ -175,7 +180,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                          device=device, checkpoint_every=checkpoint_every, max_minutes=max_minutes,
                          time_schedule=time_schedule, proposer_warmup=proposer_warmup,
                          learn_weights=learn_weights, rec_reduction=rec_reduction, recipe=recipe,
-                         direct_term=direct_term,
+                         direct_term=direct_term, proposer_decay=proposer_decay,
                          **{k: v for k, v in authors_only.items() if v is not None})
     config.validate()
     host = state.host

@@ -76,7 +76,7 @@ CHECKPOINT_VERSION = 1
 LEARN_WEIGHTS = ("both", "intensity")
 
 #: Settings that change the loss being optimised: a resumed run must keep them.
-_OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "recipe", "direct_term")
+_OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "recipe", "direct_term", "proposer_decay")
 
 _LOG_COLUMNS = ("step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec",
                 "meta_gnorm", "direct_gnorm", "elapsed_s")
@@ -173,6 +173,11 @@ class TrainConfig:
         ``"authors"`` recipe: P's normalised SGD step is this times F's
         current learning rate (1 in the authors' code; a shortened schedule
         raises it so that P can travel as far in fewer updates).
+    proposer_decay : bool
+        ``"authors"`` recipe: P's step follows F's decaying learning rate
+        (the authors' code); off, it stays at the peak rate times
+        ``proposer_step_scale`` (a design change: P keeps learning while F
+        anneals).
     """
 
     task: str
@@ -210,6 +215,7 @@ class TrainConfig:
     accumulate: int = 2
     direct_term: bool = True
     proposer_step_scale: float = 1.0
+    proposer_decay: bool = True
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -624,7 +630,8 @@ class Trainer:
                 acc.add_(d)
         if self.schedule.ends_window(self.step):
             window = self.group.average(self._p_window) if self.group.active else self._p_window
-            normalised_sgd_step(p_params, window, lr * c.proposer_step_scale)
+            step = (lr if c.proposer_decay else c.lr) * c.proposer_step_scale
+            normalised_sgd_step(p_params, window, step)
             self._p_window = None
         return losses
 
