@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import header
 from .errors import InputError
 
 #: File extensions fusekit reads and writes (lower case, with dot).
@@ -102,18 +103,34 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
         raise InputError(f"{path}: file not found; check the path")
     if path.is_dir():
         raise InputError(f"{path}: is a folder, expected an image file")
+    if path.stat().st_size == 0:
+        raise InputError(f"{path}: empty file (0 bytes); was it copied completely?")
+    head = header.read_header(path)
+    if head is not None:
+        header.check_size(path, head)  # before decoding: a huge image must not exhaust memory
+        if head.frames > 1:
+            warnings.warn(f"{path}: holds {head.frames} pages; using page 1 (save the page you want "
+                          "as its own file)", FusekitWarning, stacklevel=2)
     try:
-        if _is_48_or_64_bit_png(path):
-            raw = _read_png16_colour(path)  # Pillow would truncate it to 8 bits
-        elif path.suffix.lower() in (".tif", ".tiff"):
-            raw = np.asarray(iio.imread(path, index=0))
-        else:
-            raw = np.asarray(iio.imread(path))
+        with header.pillow_unlimited():
+            if head is not None and head.mode == "CMYK":
+                raw = header.decode_cmyk(path)  # imageio would give the inks as RGB + alpha
+            elif _is_48_or_64_bit_png(path):
+                raw = _read_png16_colour(path)  # Pillow would truncate it to 8 bits
+            elif path.suffix.lower() in (".tif", ".tiff") or (head is not None and head.frames > 1):
+                raw = np.asarray(iio.imread(path, index=0))
+            else:
+                raw = np.asarray(iio.imread(path))
+    except MemoryError:
+        raise InputError(f"{path}: not enough memory to decode this image; free memory or lower "
+                         f"{header.MAX_PIXELS_ENV}") from None
     except Exception as exc:  # imageio raises many types for bad files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(
             f"{path}: cannot read image ({reason}); is it a complete PNG, JPEG, BMP or TIFF file?"
         ) from None
+    if head is not None and head.orientation != 1:
+        raw = header.orient(raw, head.orientation)  # phone photos: EXIF says how to turn them upright
     return LoadedImage(*_normalise(raw, path, near_grey == "keep"), path=path)
 
 

@@ -7,6 +7,7 @@ import click
 
 from ..interfaces import TASKS
 from . import CliState, echo_error
+from .limits import max_pixels_option
 
 _FORMATS = ("table", "csv", "json", "markdown", "latex")
 
@@ -85,6 +86,7 @@ def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> N
                    "it after changing a plugin's code.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr (default: when stderr is a terminal).")
+@max_pixels_option
 @click.pass_obj
 def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
                  methods: tuple[str, ...], task: str | None, sources: str | None,

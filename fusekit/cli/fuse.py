@@ -15,6 +15,7 @@ from ..guard import (check_writable, check_writable_folder, refuse_output_over_i
 from ..interfaces import TASKS, Fuser
 from ..io import IMAGE_EXTENSIONS, is_image_file
 from . import CliState, echo_error
+from .limits import max_pixels_option
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -90,6 +91,7 @@ def match_folders(folders: list[Path]) -> tuple[dict[str, list[Path]], dict[str,
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
               help="Folder mode: fuse on a Dask cluster (tcp://host:8786; workers must see the same "
                    "paths), or 'local' for -j worker processes here. Needs pip install 'fusekit[dask]'.")
+@max_pixels_option
 @click.pass_obj
 def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, method: str,
                  task: str | None, weights: Path | None, device: str | None,
