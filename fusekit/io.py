@@ -18,6 +18,7 @@ Examples
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -221,28 +222,123 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
         bit_depth = 8
     clipped = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     pixels = img_as_uint(clipped) if bit_depth == 16 else img_as_ubyte(clipped)
+    # encode in memory, then write the bytes ourselves: a short write (full disk, quota) is an
+    # error here, while Pillow's encoders could leave a truncated file and report success
+    try:
+        if ext == ".png" and pixels.dtype == np.uint16 and pixels.ndim == 3:
+            encoded = _encode_png16_rgb(pixels)  # Pillow cannot write 48-bit PNG
+        else:
+            encoded = iio.imwrite("<bytes>", pixels, extension=ext)
+    except Exception as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"{path}: cannot write image (encoding {ext} failed: {reason}); "
+                         "try .png or .tif") from None
+    write_bytes_atomic(path, encoded)
+    return path
+
+
+#: Temporary files of atomic writes: ``.<stem>.fusekit-<pid>-<random><ext>`` (see :func:`remove_stale_temps`).
+_TEMP_NAME = re.compile(r"^\..*\.fusekit-(?P<pid>\d+)-[A-Za-z0-9_]+\.[A-Za-z0-9]+$")
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, what: str = "image") -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed over it.
+
+    The temporary file is hidden, names the writing process
+    (``.<stem>.fusekit-<pid>-<random><ext>``) and is removed on any failure
+    or interruption (Ctrl-C, SIGTERM in a worker); one left by a killed
+    process is removed by :func:`remove_stale_temps` on the next run. The
+    file gets the mode the umask gives new files.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file; missing parent folders are created.
+    data : bytes
+    what : str
+        What the file is, for the message (``"image"``, ``"report"``).
+
+    Returns
+    -------
+    Path
+
+    Raises
+    ------
+    InputError
+        The folder cannot be created or written, or the disk is full; the
+        message names the file and the fix.
+    """
+    path = Path(path)
     folder = path.parent if str(path.parent) else Path(".")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=ext, dir=folder)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.fusekit-{os.getpid()}-", suffix=path.suffix,
+                                        dir=folder)
     except OSError as exc:
         raise InputError(
             f"{path}: cannot write to folder {folder} ({exc.strerror or exc}); choose a writable output path"
         ) from None
     try:
-        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a written image follows the umask
-    finally:
-        os.close(fd)
-    try:
-        if ext == ".png" and pixels.dtype == np.uint16 and pixels.ndim == 3:
-            Path(tmp_name).write_bytes(_encode_png16_rgb(pixels))  # Pillow cannot write 48-bit PNG
-        else:
-            iio.imwrite(tmp_name, pixels, extension=ext)
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a written file follows the umask
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
         os.replace(tmp_name, path)
-    except Exception as exc:
+    except BaseException as exc:  # errors and interrupts alike: never leave the temporary file
         Path(tmp_name).unlink(missing_ok=True)
-        raise InputError(f"{path}: cannot write image ({exc}); check free space and permissions") from None
+        if not isinstance(exc, Exception):
+            raise
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise InputError(f"{path}: cannot write {what} ({reason}); check free space and permissions") from None
     return path
+
+
+def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:
+    """Remove temporary files that killed fusekit processes left in ``folder``.
+
+    Only files named like :func:`write_bytes_atomic`'s temporaries whose
+    process no longer runs are removed; another fusekit run writing to the
+    same folder keeps its own.
+
+    Parameters
+    ----------
+    folder : path-like
+
+    Returns
+    -------
+    list of Path
+        The files removed.
+    """
+    removed: list[Path] = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _TEMP_NAME.match(entry.name)
+        if match is None or not entry.is_file(follow_symlinks=False) or _process_alive(int(match["pid"])):
+            continue
+        try:
+            os.unlink(entry.path)
+            removed.append(Path(entry.path))
+        except OSError:
+            pass
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):
+        return True
+    return True
 
 
 def current_umask() -> int:

@@ -28,7 +28,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from ..io import FusekitWarning
+from ..io import FusekitWarning, write_bytes_atomic
 
 #: Version of the record format; a change invalidates every entry.
 RECORD_FORMAT = 1
@@ -172,10 +172,4 @@ def store(image: str | os.PathLike, key: str) -> Path:
     record = record_path(image)
     text = json.dumps({"format": RECORD_FORMAT, "key": key, "sha256": file_sha256(image),
                        "fusekit": __version__}, indent=1)
-    tmp = record.with_name(f".{record.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, record)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return record
+    return write_bytes_atomic(record, text.encode("utf-8"), what="cache record")

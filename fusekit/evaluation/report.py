@@ -345,8 +345,6 @@ class EvaluationReport:
         """Write the report; the format defaults to the file extension (see :func:`report_format`)."""
         path = Path(path)
         text = self.render(report_format(path, fmt))
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        from ..io import write_bytes_atomic
+
+        return write_bytes_atomic(path, text.encode("utf-8"), what="report")
