@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import multiprocessing
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -18,6 +17,7 @@ from .api import fuse_files
 from .contract import describe
 from .errors import one_line
 from .interfaces import Fuser
+from .workers import cap_jobs, init_worker_signals, run_item, stop_pool, usable_cores
 
 __all__ = ["fuse_sets"]
 
@@ -27,6 +27,7 @@ _WORKER_FUSER: Fuser | None = None
 
 def _init_worker(fuser: Fuser, threads: int) -> None:
     global _WORKER_FUSER
+    init_worker_signals()  # Ctrl-C is the main process's to handle; SIGTERM removes a half-written temp
     _WORKER_FUSER = fuser
     if "torch" in sys.modules:  # share the cores between workers instead of oversubscribing them
         sys.modules["torch"].set_num_threads(threads)
@@ -45,7 +46,7 @@ def _fuse_one(fuser: Fuser, paths: Sequence[Path], out: Path, bit_depth: int | N
 
 def _fuse_in_worker(paths: Sequence[Path], out: Path, bit_depth: int | None) -> str | None:
     assert _WORKER_FUSER is not None, "worker started without a fuser"
-    return _fuse_one(_WORKER_FUSER, paths, out, bit_depth)
+    return run_item(_fuse_one, _WORKER_FUSER, paths, out, bit_depth)
 
 
 def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping[str, Path], *,
@@ -64,8 +65,9 @@ def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping
     bit_depth : {8, 16}, optional
         Output depth; default: that of the deepest source of each set.
     jobs : int
-        Worker processes; 1 fuses in this process. With N > 1 each worker
-        gets ``cpu_count // N`` torch threads (at least 1).
+        Worker processes; 1 fuses in this process. More than the usable
+        cores is capped to them with a warning. With N > 1 each worker gets
+        ``cores // N`` torch threads (at least 1).
     executor : concurrent.futures.Executor, optional
         Runs the sets instead (``jobs`` is then ignored), e.g. a Dask
         cluster's (:func:`fusekit.evaluation.cluster.dask_executor`); the
@@ -77,6 +79,13 @@ def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping
     -------
     dict of str to str
         Set name -> one-line error, for the sets that failed.
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On Ctrl-C (or a plugin raising it): worker processes are stopped at
+        once, queued sets are not started, and no temporary file is left;
+        the sets reported through ``on_done`` so far are complete.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
@@ -97,14 +106,20 @@ def fuse_sets(fuser: Fuser, sets: Mapping[str, Sequence[Path]], outputs: Mapping
                    for name, paths in sets.items()}
         _collect(futures, record)
         return failures
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    jobs = cap_jobs(jobs, len(sets))
+    threads = max(1, usable_cores() // jobs)
     context: Any = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() \
         else None
-    with cf.ProcessPoolExecutor(max_workers=min(jobs, len(sets)), mp_context=context,
-                                initializer=_init_worker, initargs=(fuser, threads)) as pool:
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                  initializer=_init_worker, initargs=(fuser, threads))
+    try:
         futures = {pool.submit(_fuse_in_worker, list(paths), outputs[name], bit_depth): name
                    for name, paths in sets.items()}
         _collect(futures, record)
+    except BaseException:  # Ctrl-C: stop now instead of finishing every queued set
+        stop_pool(pool)
+        raise
+    pool.shutdown()
     return failures
 
 

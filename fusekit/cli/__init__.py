@@ -49,6 +49,11 @@ class FusekitGroup(click.Group):
             ctx.exit(exc.exit_code)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except KeyboardInterrupt:  # Ctrl-C: outputs are atomic, so say so and stop
+            if ctx.params.get("traceback"):
+                raise
+            echo_error("interrupted; files already written are complete and no temporary file is left")
+            ctx.exit(130)
         except FusekitError as exc:
             if ctx.params.get("traceback"):
                 raise

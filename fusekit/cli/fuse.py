@@ -13,7 +13,7 @@ from ..errors import InputError, ParameterError, UsageError
 from ..guard import (check_writable, check_writable_folder, refuse_output_over_inputs,
                      refuse_outputs_in_folder_over_inputs)
 from ..interfaces import TASKS, Fuser
-from ..io import IMAGE_EXTENSIONS, is_image_file
+from ..io import IMAGE_EXTENSIONS, is_image_file, remove_stale_temps
 from . import CliState, echo_error
 from .limits import max_pixels_option
 
@@ -134,6 +134,7 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
                          + ", ".join(IMAGE_EXTENSIONS))
     refuse_output_over_inputs(output, sources)
     check_writable(output)
+    remove_stale_temps(output.parent if str(output.parent) else ".")
     fuser.prepare()
     fuse_files(fuser, sources, output, bit_depth=depth)
     click.echo(f"wrote {output}", err=True)
@@ -155,6 +156,7 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
     outputs = {name: output / f"{name}.{ext}" for name in sets}
     refuse_outputs_in_folder_over_inputs(outputs.values(), [p for paths in sets.values() for p in paths])
     check_writable_folder(output)
+    remove_stale_temps(output)  # left by a run that was killed (SIGKILL) while writing
     fuser.prepare()
     if dask_address:
         from ..evaluation.cluster import dask_executor
@@ -162,12 +164,25 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
         running = dask_executor(dask_address, workers=jobs)
     else:
         running = nullcontext(None)
-    with running as executor, tqdm(total=len(sets), desc=f"fuse {fuser.name}", unit="set", disable=None) as bar:
-        failed = fuse_sets(fuser, sets, outputs, bit_depth=depth,
-                           jobs=jobs, executor=executor, on_done=lambda name, error: bar.update(1))
+    finished: dict[str, str | None] = {}
+
+    def on_done(name: str, error: str | None) -> None:
+        finished[name] = error
+        bar.update(1)
+
+    total = len(sets) + len(problems)
+    try:
+        with running as executor, tqdm(total=len(sets), desc=f"fuse {fuser.name}", unit="set",
+                                       disable=None) as bar:
+            failed = fuse_sets(fuser, sets, outputs, bit_depth=depth, jobs=jobs, executor=executor,
+                               on_done=on_done)
+    except KeyboardInterrupt:
+        done = sum(error is None for error in finished.values())
+        echo_error(f"interrupted after fusing {done} of {total} sets into {output}; each written file is "
+                   "complete and no temporary file is left")
+        raise click.exceptions.Exit(130) from None
     failures = {**problems, **failed}
     done = len(sets) - len(failed)
-    total = len(sets) + len(problems)
     click.echo(f"fused {done} of {total} sets into {output}", err=True)
     if failures:
         click.echo(f"{len(failures)} failed:", err=True)

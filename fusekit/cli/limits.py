@@ -1,4 +1,9 @@
-"""``--max-pixels``: the per-image pixel limit, shared by the commands that read images."""
+"""Options shared by the commands that read images: ``--max-pixels``, and clean stops on SIGTERM.
+
+:func:`max_pixels_option` adds ``--max-pixels`` and, for the run of the
+command, makes SIGTERM stop it like Ctrl-C (see
+:func:`fusekit.workers.sigterm_as_interrupt`).
+"""
 
 from __future__ import annotations
 
@@ -26,13 +31,19 @@ def environment(name: str, value: str) -> Iterator[None]:
 
 
 def _apply(ctx: click.Context, _param: click.Parameter, value: int | None) -> None:
+    from ..workers import sigterm_as_interrupt
+
     if value is not None:
         ctx.with_resource(environment(MAX_PIXELS_ENV, str(value)))
     max_pixels()  # a malformed $FUSEKIT_MAX_PIXELS is a usage error now, not a failure per image
+    ctx.with_resource(sigterm_as_interrupt())  # SIGTERM stops the run like Ctrl-C, cleanly
 
 
 def max_pixels_option(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Decorate a click command with ``--max-pixels N`` (sets ``$FUSEKIT_MAX_PIXELS`` for the run)."""
+    """Decorate a click command with ``--max-pixels N`` (sets ``$FUSEKIT_MAX_PIXELS`` for the run).
+
+    The command also stops cleanly on SIGTERM, as on Ctrl-C.
+    """
     return click.option(
         "--max-pixels", type=click.IntRange(min=1), default=None, metavar="N", expose_value=False,
         callback=_apply,

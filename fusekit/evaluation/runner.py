@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 from ..errors import InputError, ParameterError, one_line
+from ..io import remove_stale_temps
 from ..metrics.base import Metric
 from ..metrics.profiles import Profile, get_profile
 from . import cache
@@ -58,7 +59,8 @@ def evaluate(dataset: str | os.PathLike, *,
     task : str, optional
         Task given to methods that take one (default: from the layout).
     jobs : int
-        Parallel worker processes (ignored when ``executor`` is given).
+        Parallel worker processes (ignored when ``executor`` is given);
+        more than the usable cores are capped to them with a warning.
     executor : concurrent.futures.Executor, optional
         Runs the work items (one per scene, with every method's fused image
         of it); it is not shut down.
@@ -84,7 +86,7 @@ def evaluate(dataset: str | os.PathLike, *,
 
     host = host or get_host()
     prof = get_profile(profile)
-    chosen = resolve_metrics(metrics, host)
+    chosen = resolve_metrics(metrics, host, prof)  # a profile may define only some metrics (vifb)
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ParameterError(f"jobs must be a positive integer, got {jobs!r}")
     data = find_dataset(dataset, sources)
@@ -97,6 +99,9 @@ def evaluate(dataset: str | os.PathLike, *,
     if not specs:
         raise InputError("nothing to evaluate: give fused-image folders (--fused DIR) "
                          "or methods to run (--method NAME)")
+    for spec in specs:
+        if isinstance(spec, FusedMethod):
+            remove_stale_temps(spec.folder)  # left by a run killed while writing into the cache
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError(f"two fused sources share the label {labels!r}; give them distinct names")

@@ -17,6 +17,7 @@ from ..errors import InputError, one_line
 from ..metrics import compiled
 from ..metrics.base import Metric
 from ..metrics.profiles import Profile
+from ..workers import cap_jobs, init_worker_signals, run_item, stop_pool
 from .sources import FusedMethod
 
 
@@ -52,8 +53,10 @@ class _Task:
 _WORKER_STATE: _State | None = None
 
 
-def _init_worker(state: _State | None) -> None:
+def _init_worker(state: _State | None, worker_process: bool = False) -> None:
     global _WORKER_STATE
+    if worker_process:
+        init_worker_signals()  # Ctrl-C is the main process's to handle; SIGTERM removes a half-written temp
     _WORKER_STATE = state
 
 
@@ -183,6 +186,8 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
             _init_worker(previous)
         return outcomes
     owned = executor is None
+    if owned:
+        jobs = cap_jobs(jobs, len(tasks))
     if executor is not None:
         # a foreign executor (threads, Dask): every item carries the metrics
         tasks = [dataclasses.replace(t, state=state) for t in tasks]
@@ -193,12 +198,13 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
         # also inherit numba and the loaded kernels instead of each loading them.
         compiled.warm_up()
         pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
-                                      initializer=_init_worker, initargs=(state,))
+                                      initializer=_init_worker, initargs=(state, True))
     else:
-        pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(state,))
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(state, True))
     try:
         # submit (and so fork the workers) before the progress bar starts its monitor thread
-        futures = {pool.submit(run_task, t): t for t in tasks}
+        futures = {(pool.submit(run_item, run_task, t) if owned else pool.submit(run_task, t)): t
+                   for t in tasks}
         with progress_bar() as bar:
             for fut in cf.as_completed(futures):
                 t = futures[fut]
@@ -207,7 +213,10 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
                 except Exception as exc:  # a worker died or could not unpickle the item
                     outcomes += [_Outcome(t.image, e.method, {}, [(None, one_line(exc))]) for e in t.fused]
                 bar.update(len(t.fused))
-    finally:
+    except BaseException:  # Ctrl-C: stop the workers now instead of finishing every queued scene
         if owned:
-            pool.shutdown(cancel_futures=True)
+            stop_pool(pool)
+        raise
+    if owned:
+        pool.shutdown(cancel_futures=True)
     return outcomes
