@@ -55,7 +55,7 @@ def _as_float_image(image: Any, label: str) -> np.ndarray:
     if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[2] != 3):
         raise InputError(f"{label}: expected an H x W or H x W x 3 image, got shape {arr.shape}")
     if arr.dtype.kind == "f":
-        if arr.size and (np.nanmin(arr) < 0 or np.nanmax(arr) > 1 or np.isnan(arr).any()):
+        if arr.size and (not np.isfinite(arr).all() or arr.min() < 0 or arr.max() > 1):
             raise InputError(f"{label}: float image values must lie in [0, 1]; rescale it")
         return np.ascontiguousarray(arr, dtype=np.float32)
     if arr.dtype.kind not in "ub":

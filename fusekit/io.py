@@ -162,7 +162,7 @@ def _normalise(raw: np.ndarray, path: Path, keep_near_grey: bool = False) -> tup
         bit_depth = 16
     elif raw.dtype.kind == "f":
         bit_depth = 16
-        if np.nanmin(raw) < 0 or np.nanmax(raw) > 1 or np.isnan(raw).any():
+        if raw.size and (not np.isfinite(raw).all() or raw.min() < 0 or raw.max() > 1):
             raise InputError(f"{path}: floating-point image outside [0, 1]; rescale it to [0, 1]")
     else:
         raise InputError(f"{path}: unsupported sample type {raw.dtype}; save it as 8- or 16-bit")
