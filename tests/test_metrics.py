@@ -49,7 +49,7 @@ def test_builtin_metrics_registered_with_metadata():
     assert not metrics["en"].needs_sources and metrics["mi"].needs_sources
     assert metrics["mi"].unit_for("standard") == "bits"
     assert metrics["mi"].unit_for("cddfuse") == "nats"
-    assert set(PROFILES) == {"standard", "cddfuse"}
+    assert set(PROFILES) == {"standard", "cddfuse", "vifb"}
 
 
 def test_scores_carry_unit_and_direction(pair):
@@ -63,7 +63,7 @@ def test_scores_carry_unit_and_direction(pair):
 
 def test_default_without_sources_computes_fused_only_metrics(pair):
     a, _ = pair
-    assert set(compute(a, [])) == {"en", "sd", "sf", "ag"}
+    assert set(compute(a, [])) == {"en", "sd", "sf", "ag", "ei"}
 
 
 # -- hand-computable values ---------------------------------------------------
@@ -346,7 +346,7 @@ def test_fused_images_of_one_scene_share_source_statistics(pair, profile):
 
     a, b = pair
     outputs = [np.maximum(a, b), (a + b) / 2, np.flipud(a)]  # the last shares little with the sources
-    metrics = list_metrics()
+    metrics = [m for m in list_metrics() if PROFILES[profile].defines(m.name)]
     alone = [compute(f, [a, b], metrics=metrics, profile=profile) for f in outputs]
     base = make_context(outputs[0], [a, b], PROFILES[profile])
     together = [{m.name: evaluate_metric(m, base) for m in metrics}]

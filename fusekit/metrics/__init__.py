@@ -2,14 +2,16 @@
 
 Fusion has no ground truth, so the fused image F is scored against its
 sources (A, B) with no-reference metrics. Built-in metrics: ``en``, ``sd``,
-``sf``, ``ag`` (of F alone), ``mi``, ``scd``, ``vif``, ``qabf``, ``ssim``,
-``psnr``, ``cc``, ``nabf``. Plugins add more through the
-``register_metrics`` hook. Every metric is computed on luminance (Y of
-BT.601 YCbCr) on a 0-255 scale.
+``sf``, ``ag``, ``ei`` (of F alone), ``mi``, ``scd``, ``vif``, ``qabf``,
+``ssim``, ``psnr``, ``cc``, ``nabf``, ``ce``, ``rmse``, ``qcb``, ``qcv``.
+Plugins add more through the ``register_metrics`` hook. Every metric is
+computed on luminance (Y of BT.601 YCbCr) on a 0-255 scale, except under
+the ``vifb`` profile, which scores colour images per channel as VIFB does.
 
 A *profile* fixes the conventions that differ between the widely used
-scripts (:mod:`fusekit.metrics.profiles`): ``standard`` (textbook, default)
-and ``cddfuse`` (reproduces CDDFuse's ``utils/Evaluator.py``).
+scripts (:mod:`fusekit.metrics.profiles`): ``standard`` (textbook, default),
+``cddfuse`` (reproduces CDDFuse's ``utils/Evaluator.py``) and ``vifb``
+(reproduces the VIFB benchmark's MATLAB metrics).
 
 Examples
 --------

@@ -28,9 +28,11 @@ class MetricContext:
     Parameters
     ----------
     fused : ndarray, shape (H, W)
-        Fused luminance, 0-255 scale.
+        Fused luminance, 0-255 scale (``(H, W, 3)`` colour under profiles
+        that score channels, such as ``vifb``).
     sources : sequence of ndarray, each (H, W)
-        Source luminances, 0-255 scale, same size as ``fused``.
+        Source luminances, 0-255 scale, same size as ``fused`` (colour
+        ``(H, W, 3)`` allowed as for ``fused``).
     profile : Profile
         The profile the metrics follow (:mod:`fusekit.metrics.profiles`).
     source_cache : dict, optional
@@ -72,7 +74,7 @@ class MetricContext:
             grey levels) are reused, not recomputed.
         """
         fused = np.asarray(fused, dtype=np.float64)
-        if self.sources and fused.shape != self.sources[0].shape:
+        if self.sources and fused.shape[:2] != self.sources[0].shape[:2]:
             raise ValueError(f"fused image of shape {fused.shape} for sources of shape {self.sources[0].shape}")
         return MetricContext(fused, self.sources, self.profile, self._source_cache)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import correlation, edges, fidelity, information, intensity, structural, vif
+from . import correlation, edges, fidelity, information, intensity, perceptual, structural, vif
 from .base import Metric
 
 #: Built-in metrics in report order (the order of ReFusion's tables, then the rest).
@@ -16,6 +16,11 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     *fidelity.METRICS,         # psnr
     correlation.CC,
     edges.NABF,
+    # added with the vifb profile (VIFB's metrics fusekit lacked)
+    information.CE,
+    intensity.EI,
+    fidelity.RMSE,
+    *perceptual.METRICS,       # qcb, qcv
 )
 
 #: Names of :data:`BUILTIN_METRICS`, in order.

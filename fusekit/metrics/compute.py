@@ -28,27 +28,38 @@ def list_metrics(host: "PluginHost | None" = None) -> list[Metric]:
 
 
 def resolve_metrics(metrics: str | Iterable[str | Metric] | None = None,
-                    host: "PluginHost | None" = None) -> list[Metric]:
+                    host: "PluginHost | None" = None,
+                    profile: str | Profile | None = None) -> list[Metric]:
     """Turn metric names (or a comma-separated string) into :class:`Metric` objects.
 
     Parameters
     ----------
     metrics : str, iterable of str or Metric, or None
         ``None`` means every registered metric, built-in ones first in the
-        order of :data:`fusekit.metrics.BUILTIN_ORDER`, then plugin metrics.
+        order of :data:`fusekit.metrics.BUILTIN_ORDER`, then plugin metrics
+        (with ``profile``: only those the profile defines).
     host : PluginHost, optional
+    profile : str or Profile, optional
+        Check the metrics against this profile: ``vifb`` defines only
+        VIFB's 13 metrics.
 
     Raises
     ------
     UnknownNameError
         A name is not registered (the message suggests close names).
+    InputError
+        ``profile`` does not define a metric asked for by name (the message
+        names the profiles that do).
     """
     registry = _registry(host)
+    prof = None if profile is None else get_profile(profile)
     if metrics is None:
         from .catalog import BUILTIN_ORDER
 
         names = [n for n in BUILTIN_ORDER if n in registry]
         names += [n for n in registry.names() if n not in names]
+        if prof is not None:
+            names = [n for n in names if prof.defines(n)]
         return [registry.get(n) for n in names]
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
@@ -59,6 +70,9 @@ def resolve_metrics(metrics: str | Iterable[str | Metric] | None = None,
             out.append(metric)
     if not out:
         raise UnknownNameError("metric", "", registry.names())
+    if prof is not None:
+        for metric in out:
+            prof.function_for(metric)  # raises for a metric the profile does not define
     return out
 
 
@@ -111,7 +125,7 @@ def reuse_sources(base: MetricContext, fused: np.ndarray, data_range: float | No
 
 
 def _check_size(fused: np.ndarray, source: np.ndarray, index: int) -> None:
-    if source.shape != fused.shape:
+    if source.shape[:2] != fused.shape[:2]:
         raise InputError(
             f"source {index + 1} is {source.shape[1]}x{source.shape[0]} pixels but the fused image is "
             f"{fused.shape[1]}x{fused.shape[0]}; metrics need images of one size (crop or resize them)"
@@ -134,7 +148,7 @@ def evaluate_metric(metric: Metric, ctx: MetricContext) -> Score:
     if metric.sources is not None and metric.needs_sources and n not in metric.sources:
         want = " or ".join(str(k) for k in metric.sources)
         raise InputError(f"metric {metric.name!r} is defined for {want} sources, got {n}")
-    value = float(metric.function(ctx))
+    value = float(ctx.profile.function_for(metric)(ctx))
     if np.isnan(value):
         raise ArithmeticError(f"metric {metric.name!r} is undefined (NaN) for this image")
     return Score(value, metric.name, metric.unit_for(ctx.profile.name), metric.higher_is_better)
@@ -149,7 +163,8 @@ def compute(fused: np.ndarray, sources: Sequence[np.ndarray] = (),
     ----------
     fused : ndarray, shape (H, W) or (H, W, 3)
         The fused image. Colour images are scored on their luminance
-        (BT.601 Y; OpenCV's grey weights under ``cddfuse``).
+        (BT.601 Y; OpenCV's grey weights under ``cddfuse``), except under
+        ``vifb``, which scores each channel as VIFB does.
     sources : sequence of ndarray, each (H, W) or (H, W, 3)
         The source images, in the order of the dataset (e.g. infrared,
         visible). Same height and width as ``fused``.
@@ -157,7 +172,7 @@ def compute(fused: np.ndarray, sources: Sequence[np.ndarray] = (),
         Names (``["en", "ssim"]`` or ``"en,ssim"``) or :class:`Metric`
         objects. Default: every registered metric; without sources, only
         those of the fused image alone.
-    profile : {"standard", "cddfuse"} or Profile
+    profile : {"standard", "cddfuse", "vifb"} or Profile
         Conventions to follow (:mod:`fusekit.metrics.profiles`).
     data_range : float, optional
         Full scale of float inputs; default 255. Use 1 for images in [0, 1].
@@ -169,14 +184,16 @@ def compute(fused: np.ndarray, sources: Sequence[np.ndarray] = (),
     -------
     dict of str to Score
         Values in the order of ``metrics``; each :class:`Score` is a float
-        with ``.unit`` and ``.higher_is_better``.
+        with ``.unit`` and ``.higher_is_better``. Default metrics: those the
+        profile defines.
 
     Raises
     ------
     UnknownNameError
         Unknown metric or profile (close names are suggested).
     InputError
-        Sizes differ, or a metric needs sources that were not given.
+        Sizes differ, a metric needs sources that were not given, or the
+        profile does not define a metric asked for.
 
     Examples
     --------
@@ -191,7 +208,7 @@ def compute(fused: np.ndarray, sources: Sequence[np.ndarray] = (),
     ('bits', 2.0)
     """
     prof = get_profile(profile)
-    chosen = resolve_metrics(metrics, host)
+    chosen = resolve_metrics(metrics, host, prof)
     if metrics is None and len(sources) == 0:
         chosen = [m for m in chosen if not m.needs_sources]
     ctx = make_context(fused, sources, prof, data_range)

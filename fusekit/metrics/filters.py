@@ -134,10 +134,12 @@ def sobel(image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
     Parameters
     ----------
     image : ndarray, shape (H, W), float64
-    mode : {"constant", "mirror"}
+    mode : {"constant", "mirror", "replicate"}
         Border handling: ``"constant"`` pads with zeros (``convolve2d(...,
         mode="same")``); ``"mirror"`` reflects without repeating the edge
-        pixel (MATLAB code that extends the image symmetrically first).
+        pixel (MATLAB code that extends the image symmetrically first);
+        ``"replicate"`` repeats the edge pixel (MATLAB ``imfilter(...,
+        'replicate')``).
 
     Returns
     -------
@@ -148,9 +150,10 @@ def sobel(image: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
         ``[1, 2, 1]`` across the difference direction. Integer images give
         exact integer responses.
     """
-    if mode not in ("constant", "mirror"):
-        raise ValueError(f"mode must be 'constant' or 'mirror', got {mode!r}")
-    p = np.pad(image, 1, mode="constant" if mode == "constant" else "reflect")
+    pads = {"constant": "constant", "mirror": "reflect", "replicate": "edge"}
+    if mode not in pads:
+        raise ValueError(f"mode must be 'constant', 'mirror' or 'replicate', got {mode!r}")
+    p = np.pad(image, 1, mode=pads[mode])
     d = p[:, :-2] - p[:, 2:]             # (H+2, W): left minus right
     gx = d[1:-1] * 2.0
     gx += d[:-2]

@@ -1,4 +1,4 @@
-"""Metrics of the fused image alone: EN, SD, SF, AG.
+"""Metrics of the fused image alone: EN, SD, SF, AG, EI.
 
 All take the fused luminance ``F`` (H x W, 0-255 scale).
 
@@ -11,6 +11,10 @@ performance", IEEE Transactions on Communications 43 (1995) 2959-2965.
 G. Cui, H. Feng, Z. Xu, Q. Li, Y. Chen, "Detail preserved fusion of visible
 and infrared images using regional saliency extraction and multi-scale image
 decomposition", Optics Communications 341 (2015) 199-209.
+B. Rajalingam, R. Priya, "Hybrid multimodality medical image fusion technique
+for feature enhancement in medical diagnosis", International Journal of
+Engineering Science Invention (2018) (edge intensity; reference code: VIFB's
+``metricsEdge_intensity.m``).
 """
 
 from __future__ import annotations
@@ -86,6 +90,20 @@ def average_gradient(ctx: MetricContext) -> float:
     return float(np.mean(np.sqrt((dx * dx + dy * dy) / 2.0)))
 
 
+def edge_intensity(ctx: MetricContext) -> float:
+    """Edge intensity: mean Sobel gradient magnitude of F, in grey levels.
+
+    ``EI = mean sqrt(Sx^2 + Sy^2)`` with the 3 x 3 Sobel responses (weights
+    1, 2, 1; not divided by 8) and replicated borders, as MATLAB's
+    ``imfilter(F, fspecial('sobel'), 'replicate')`` in the reference code.
+    0 for a constant image.
+    """
+    from .filters import sobel
+
+    gx, gy = sobel(ctx.fused, "replicate")
+    return float(np.mean(np.sqrt(gx * gx + gy * gy)))
+
+
 EN = Metric("en", "entropy", "bits", True, False,
             "Shannon 1948 (256 grey levels)", entropy,
             description="entropy of the fused image's 256-level histogram")
@@ -98,5 +116,9 @@ SF = Metric("sf", "spatial frequency", "grey levels", True, False,
 AG = Metric("ag", "average gradient", "grey levels/pixel", True, False,
             "Cui et al., Optics Communications 2015", average_gradient,
             description="mean of sqrt((dx^2 + dy^2)/2)")
+
+EI = Metric("ei", "edge intensity", "grey levels", True, False,
+            "Rajalingam & Priya, IJESI 2018 (VIFB metricsEdge_intensity.m)", edge_intensity,
+            description="mean Sobel gradient magnitude, replicated borders")
 
 METRICS = (EN, SD, SF, AG)

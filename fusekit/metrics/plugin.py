@@ -9,7 +9,7 @@ from ..hookspecs import hookimpl
 
 @hookimpl
 def register_metrics(register: Callable[[Any], None]) -> None:
-    """Register EN, SD, SF, AG, MI, SCD, VIF, Qabf, SSIM, PSNR, CC and Nabf."""
+    """Register the built-in metrics (:data:`fusekit.metrics.catalog.BUILTIN_METRICS`)."""
     from .catalog import BUILTIN_METRICS
 
     for metric in BUILTIN_METRICS:

@@ -22,7 +22,14 @@ The same metric name gives different numbers in different evaluation scripts
     pixels; PSNR with peak max(F); Q^{AB/F} with zero-padded borders and the
     script's handling of equal gradient magnitudes.
 
-Both profiles share EN, SD, SF, SCD, VIF, CC and N^{AB/F}. Where the script
+``vifb``
+    Reproduces the MATLAB metric code of the VIFB benchmark (Zhang, Ye &
+    Xiao, CVPR Workshops 2020): its 13 metrics only (``ag ce ei en mi psnr
+    qabf qcb qcv rmse sf ssim sd``), colour fused images scored per channel
+    and averaged, 8-bit inputs, MI in nats, its PSNR and RMSE formulas; see
+    :mod:`fusekit.metrics.vifb` for every convention.
+
+``standard`` and ``cddfuse`` share EN, SD, SF, SCD, VIF, CC and N^{AB/F}. Where the script
 returns NaN (a correlation with a constant image, 0/0), fusekit returns the
 documented value instead (see :mod:`fusekit.metrics.correlation`).
 """
@@ -30,10 +37,14 @@ documented value instead (see :mod:`fusekit.metrics.correlation`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..errors import InputError, UnknownNameError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Metric, MetricContext
 
 
 @dataclass(frozen=True)
@@ -93,6 +104,23 @@ class Profile:
             raise InputError("image holds NaN or infinite values; metrics need finite pixels")
         return self._grey(arr.astype(np.float64) * scale if scale != 1.0 else arr.astype(np.float64))
 
+    def defines(self, name: str) -> bool:
+        """Whether this profile gives metric ``name`` a meaning (``standard``, ``cddfuse``: all)."""
+        return True
+
+    def function_for(self, metric: "Metric") -> Callable[["MetricContext"], float]:
+        """The function that computes ``metric`` under this profile.
+
+        Raises
+        ------
+        InputError
+            The profile does not define the metric; the message names the
+            profiles that do.
+        """
+        if not self.defines(metric.name):
+            raise InputError(_undefined_message(metric.name, self))
+        return metric.function
+
     def _grey(self, arr: np.ndarray) -> np.ndarray:
         from .. import color
 
@@ -123,6 +151,45 @@ class _CDDFuseProfile(Profile):
         return np.rint(grey).astype(np.float64)
 
 
+class _VIFBProfile(Profile):
+    """Profile that keeps colour channels and runs VIFB's own metric code (:mod:`.vifb`)."""
+
+    def prepare(self, image: np.ndarray, data_range: float | None = None) -> np.ndarray:
+        """Like :meth:`Profile.prepare`, but colour stays colour and values are 8-bit levels.
+
+        Returns
+        -------
+        ndarray, shape (H, W) or (H, W, 3), float64
+            Integers 0..255 (rounded half away from zero, as MATLAB stores
+            8-bit data), channels as given (alpha dropped).
+        """
+        return super().prepare(image, data_range)
+
+    def _grey(self, arr: np.ndarray) -> np.ndarray:
+        from .perceptual import round_half_away
+
+        return np.clip(round_half_away(arr), 0.0, 255.0)
+
+    def defines(self, name: str) -> bool:
+        from .vifb import IMPLEMENTATIONS
+
+        return name in IMPLEMENTATIONS
+
+    def function_for(self, metric: "Metric") -> Callable[["MetricContext"], float]:
+        from .vifb import IMPLEMENTATIONS
+
+        try:
+            return IMPLEMENTATIONS[metric.name]
+        except KeyError:
+            raise InputError(_undefined_message(metric.name, self)) from None
+
+
+def _undefined_message(name: str, profile: Profile) -> str:
+    others = [p.name for p in PROFILES.values() if p.name != profile.name and p.defines(name)]
+    where = f"profiles that define it: {', '.join(others)}" if others else "no profile defines it"
+    return f"metric {name!r} is not part of profile {profile.name!r}; {where}"
+
+
 STANDARD = Profile(
     name="standard",
     summary="textbook definitions; luminance Y (BT.601), 0-255; MI in bits; "
@@ -138,8 +205,16 @@ CDDFUSE = _CDDFuseProfile(
               "utils/Evaluator.py (commit fd8da1f)",
 )
 
+VIFB = _VIFBProfile(
+    name="vifb",
+    summary="reproduces VIFB's MATLAB metrics: its 13 metrics, colour per channel and averaged, "
+            "8-bit inputs, MI in nats, its PSNR/RMSE/SF/AG formulas",
+    reference="Zhang, Ye & Xiao, VIFB, CVPR Workshops 2020; github.com/xingchenzhang/VIFB "
+              "metrics/ (commit 22b2ea9)",
+)
+
 #: Profiles by name.
-PROFILES: dict[str, Profile] = {p.name: p for p in (STANDARD, CDDFUSE)}
+PROFILES: dict[str, Profile] = {p.name: p for p in (STANDARD, CDDFUSE, VIFB)}
 
 
 def get_profile(profile: str | Profile) -> Profile:
