@@ -119,9 +119,9 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
             elif _is_48_or_64_bit_png(path):
                 raw = _read_png16_colour(path)  # Pillow would truncate it to 8 bits
             elif path.suffix.lower() in (".tif", ".tiff") or (head is not None and head.frames > 1):
-                raw = np.asarray(iio.imread(path, index=0))
+                raw = np.asarray(iio.imread(path, index=0, plugin=_decoder(path)))
             else:
-                raw = np.asarray(iio.imread(path))
+                raw = np.asarray(iio.imread(path, plugin=_decoder(path)))
     except MemoryError:
         raise InputError(f"{path}: not enough memory to decode this image; free memory or lower "
                          f"{header.MAX_PIXELS_ENV}") from None
@@ -133,6 +133,15 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
     if head is not None and head.orientation != 1:
         raw = header.orient(raw, head.orientation)  # phone photos: EXIF says how to turn them upright
     return LoadedImage(*_normalise(raw, path, near_grey == "keep"), path=path)
+
+
+def _decoder(path: Path) -> str:
+    """The imageio plugin for ``path``: tifffile for TIFF, Pillow for everything else.
+
+    Naming it keeps imageio from trying every plugin it has (DICOM, FITS,
+    video readers...) on a file that is not what its name says.
+    """
+    return "tifffile" if path.suffix.lower() in (".tif", ".tiff") else "pillow"
 
 
 def read_image(path: str | os.PathLike, *, near_grey: str = "mean") -> np.ndarray:
