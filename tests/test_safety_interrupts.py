@@ -100,6 +100,37 @@ def test_a_signal_stops_a_folder_run_fast_and_cleanly(tmp_path, jobs, sig):
         assert read_image(path).shape == (48, 48)
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_ctrl_c_stops_an_eval_fast_and_keeps_its_cache_complete(tmp_path, jobs):
+    _folders(tmp_path / "d", 40)
+    (tmp_path / "d" / "x").rename(tmp_path / "d" / "ir")
+    (tmp_path / "d" / "y").rename(tmp_path / "d" / "vi")
+    cache = tmp_path / "c"
+    proc = _start(tmp_path, ["eval", tmp_path / "d", "-m", "slow", "--metrics", "en", "--cache", cache,
+                             "--no-progress", "-j", jobs])
+    try:
+        deadline = time.monotonic() + 60
+        while not list(cache.rglob("*.json")) and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.05)
+        start = time.monotonic()
+        os.killpg(proc.pid, signal.SIGINT)
+        _, stderr = proc.communicate(timeout=20)
+        took = time.monotonic() - start
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert took < 2.0, f"took {took:.2f} s to stop"
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "interrupted" in errors[0]
+    written = sorted(p for p in cache.rglob("*") if p.is_file())
+    time.sleep(1.0)
+    assert sorted(p for p in cache.rglob("*") if p.is_file()) == written, "workers kept fusing"
+    assert not [p for p in written if p.name.startswith(".")]
+    assert 1 <= len([p for p in written if p.suffix == ".png"]) < 40
+
+
 class InterruptsOnB(Fuser):
     """Raises KeyboardInterrupt on the set named b (first source all 77)."""
 
