@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import correlation, edges, fidelity, information, intensity, perceptual, structural, vif
+from . import correlation, edges, fidelity, information, intensity, normalized, perceptual, structural, vif
 from .base import Metric
 
 #: Built-in metrics in report order (the order of ReFusion's tables, then the rest).
@@ -21,6 +21,8 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     intensity.EI,
     fidelity.RMSE,
     *perceptual.METRICS,       # qcb, qcv
+    *normalized.METRICS,       # nmi, te, qncie
+    structural.QY,
 )
 
 #: Names of :data:`BUILTIN_METRICS`, in order.
