@@ -206,10 +206,13 @@ class ReFusion(TorchFuser):
         import torch
 
         net = self.network
+        # the authors' checkpoints run exactly as published (zero padding); fusekit's own weights get the
+        # mirrored border that keeps weights trained on zero-padded patches from striping the edges
+        border = 0 if self.weights is not None and self.weights.suffix.lower() == ".pth" else None
         fused = sources[:, :1]
         for i in range(1, sources.shape[1]):
             pair = torch.cat([fused, sources[:, i:i + 1]], dim=1)
-            fused = net.infer(pair, chunk_pixels=self.chunk_pixels)
+            fused = net.infer(pair, chunk_pixels=self.chunk_pixels, border=border)
             if self.stretch:
                 fused = _stretch(fused)
         return fused
