@@ -19,32 +19,74 @@ def _split(text: str | None) -> list[str] | None:
 
 
 def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
-    """Print every metric with unit, direction and reference, and the profiles; then exit."""
+    """Remember ``--list-metrics``; the listing runs once ``--profile`` is known too."""
     if not value or ctx.resilient_parsing:
         return
-    from ..metrics import PROFILES
+    ctx.meta["fusekit.list_metrics"] = True
+    if "fusekit.profile" in ctx.meta:
+        _print_metric_list(ctx)
+
+
+def _profile_option(ctx: click.Context, _param: click.Parameter, value: str) -> str:
+    """Remember ``--profile`` (eager, so ``--list-metrics --profile P`` sees it in any order)."""
+    if ctx.resilient_parsing:
+        return value
+    ctx.meta["fusekit.profile"] = value
+    if ctx.meta.get("fusekit.list_metrics"):
+        _print_metric_list(ctx)
+    return value
+
+
+def _print_metric_list(ctx: click.Context) -> None:
+    """Print the metrics (unit, direction, reference) and profiles, or one profile's conventions; exit.
+
+    Without ``--profile``: one line per metric and one per profile. With
+    it: per metric the conventions that profile uses (log base, window,
+    data range, sources, colour, border rule, the code it reproduces) and
+    the paper, from :mod:`fusekit.metrics.conventions`, the data that
+    ``docs/metric_conventions.md`` is generated from.
+    """
+    from click.core import ParameterSource
+
+    from ..metrics import PROFILES, compiled
+    from ..metrics.catalog import BUILTIN_ORDER
     from ..metrics.compute import resolve_metrics
+    from ..metrics.profiles import get_profile
 
     state = ctx.find_object(CliState)
     metrics = resolve_metrics(None, state.host if state else None)
-    width = max(len(m.name) for m in metrics)
-    for m in metrics:
-        per_profile = {p: m.unit_for(p) or "no unit" for p in PROFILES}
-        units = (", ".join(f"{p}: {u}" for p, u in per_profile.items())
-                 if len(set(per_profile.values())) > 1 else (m.unit or "no unit"))
-        click.echo(f"{m.name.ljust(width)}  {m.arrow}  {m.full_name} [{units}]; {m.reference}")
-    click.echo("")
-    for p in PROFILES.values():
-        click.echo(f"profile {p.name}: {p.summary}")
-    from ..metrics import compiled
+    profile = ctx.meta["fusekit.profile"]
+    if ctx.get_parameter_source("profile") in (ParameterSource.DEFAULT, None):
+        width = max(len(m.name) for m in metrics)
+        for m in metrics:
+            per_profile = {p: m.unit_for(p) or "no unit" for p in PROFILES}
+            units = (", ".join(f"{p}: {u}" for p, u in per_profile.items())
+                     if len(set(per_profile.values())) > 1 else (m.unit or "no unit"))
+            click.echo(f"{m.name.ljust(width)}  {m.arrow}  {m.full_name} [{units}]; {m.reference}")
+        click.echo("")
+        for p in PROFILES.values():
+            click.echo(f"profile {p.name}: {p.summary}")
+        click.echo("(--list-metrics --profile P shows each metric's conventions under profile P)")
+    else:
+        from ..metrics.conventions import format_conventions
 
+        prof = get_profile(profile)  # unknown name: one-line error with close names
+        click.echo(format_conventions(prof.name), nl=False)
+        plugin = [m for m in metrics if m.name not in BUILTIN_ORDER and prof.defines(m.name)]
+        if plugin:
+            click.echo("\nplugin metrics (conventions in their own documentation):")
+            for m in plugin:
+                click.echo(f"{m.name} {m.arrow} {m.full_name} [{m.unit_for(prof.name) or 'no unit'}]; "
+                           f"{m.reference}")
     click.echo(compiled.status())
     ctx.exit(0)
 
 
 @click.command("eval")
 @click.option("--list-metrics", is_flag=True, expose_value=False, is_eager=True, callback=_list_metrics,
-              help="List the metrics (unit, direction, reference) and profiles, then exit.")
+              help="List the metrics (unit, direction, reference) and profiles, then exit; with "
+                   "--profile P, the conventions P uses for each metric (log base, window, data "
+                   "range, sources, colour, border rule) and its paper.")
 @click.argument("dataset", type=click.Path(path_type=Path, exists=True, file_okay=False))
 @click.option("--fused", "fused_dirs", multiple=True,
               type=click.Path(path_type=Path, exists=True, file_okay=False),
@@ -59,8 +101,9 @@ def _list_metrics(ctx: click.Context, _param: click.Parameter, value: bool) -> N
               help="Source sub-folders in order (default: ir,vi | ct|pet|spect,mri | a,b | under,over).")
 @click.option("--metrics", default=None, metavar="NAMES",
               help="Comma-separated metrics, e.g. en,sd,mi,ssim (default: all).")
-@click.option("--profile", default="standard", show_default=True,
-              help="Metric conventions: standard (textbook) or cddfuse (CDDFuse's Evaluator.py).")
+@click.option("--profile", default="standard", show_default=True, is_eager=True, callback=_profile_option,
+              help="Metric conventions: standard (textbook), cddfuse (CDDFuse's Evaluator.py) or vifb "
+                   "(VIFB's MATLAB metrics); see --list-metrics --profile P.")
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Weights file for the learned methods given with --method "
                    "(e.g. your own 'fusekit train' output).")
