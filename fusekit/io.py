@@ -27,10 +27,8 @@ from pathlib import Path
 import numpy as np
 
 from . import header
+from .datasets import IMAGE_SUFFIXES as IMAGE_EXTENSIONS  # the one list; the old name stays for callers
 from .errors import InputError
-
-#: File extensions fusekit reads and writes (lower case, with dot).
-IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 #: Channels differing by at most this much (on a 0-255 scale) count as grey;
 #: JPEG compression leaves one-level differences in grey images stored as RGB.
@@ -63,11 +61,6 @@ class LoadedImage:
     def is_color(self) -> bool:
         """Whether the image has three (non-equal) colour channels."""
         return self.data.ndim == 3
-
-
-def is_image_file(path: str | os.PathLike) -> bool:
-    """Whether ``path`` has an image extension fusekit reads."""
-    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
 
 
 def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedImage:

@@ -13,9 +13,12 @@ from ..errors import InputError, ParameterError, UsageError
 from ..guard import (check_writable, check_writable_folder, refuse_output_over_inputs,
                      refuse_outputs_in_folder_over_inputs)
 from ..interfaces import TASKS, Fuser
-from ..io import IMAGE_EXTENSIONS, is_image_file, remove_stale_temps
+from ..datasets import IMAGE_SUFFIXES, match_folders
+from ..io import remove_stale_temps
 from . import CliState, echo_error
 from .limits import max_pixels_option
+
+__all__ = ["fuse_command", "match_folders", "parse_param"]  # the last two re-exported for scripts
 
 
 def parse_param(text: str) -> tuple[str, Any]:
@@ -33,38 +36,6 @@ def parse_param(text: str) -> tuple[str, Any]:
         return key, ast.literal_eval(raw.strip())
     except (ValueError, SyntaxError):
         return key, raw
-
-
-def match_folders(folders: list[Path]) -> tuple[dict[str, list[Path]], dict[str, str]]:
-    """Group image files of several folders by file name without extension.
-
-    Returns
-    -------
-    sets : dict
-        name -> one path per folder, for names present exactly once in each.
-    problems : dict
-        name -> why the set cannot be fused (missing in a folder, ambiguous).
-    """
-    listings: list[dict[str, list[Path]]] = []
-    for folder in folders:
-        by_stem: dict[str, list[Path]] = {}
-        for path in sorted(folder.iterdir()):
-            # hidden files (.DS_Store, macOS '._x.png' resource forks, temporaries) are not images
-            if path.is_file() and not path.name.startswith(".") and is_image_file(path):
-                by_stem.setdefault(path.stem, []).append(path)
-        listings.append(by_stem)
-    sets: dict[str, list[Path]] = {}
-    problems: dict[str, str] = {}
-    for name in sorted(set().union(*listings)):
-        missing = [str(f) for f, listing in zip(folders, listings) if name not in listing]
-        ambiguous = [p for listing in listings for p in listing.get(name, []) if len(listing[name]) > 1]
-        if missing:
-            problems[name] = f"no image named {name!r} in {', '.join(missing)}"
-        elif ambiguous:
-            problems[name] = f"several files named {name!r}: {', '.join(map(str, ambiguous))}; keep one"
-        else:
-            sets[name] = [listing[name][0] for listing in listings]
-    return sets, problems
 
 
 @click.command("fuse")
@@ -120,18 +91,18 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     if any(folders) and not all(folders):
         raise InputError("sources mix folders and files; pass only image files or only folders")
     if all(folders):
-        if f".{ext.lstrip('.').lower()}" not in IMAGE_EXTENSIONS:
+        if f".{ext.lstrip('.').lower()}" not in IMAGE_SUFFIXES:
             raise UsageError(f"--ext {ext}: unknown image format; use one of "
-                             + ", ".join(e.lstrip(".") for e in IMAGE_EXTENSIONS))
+                             + ", ".join(e.lstrip(".") for e in IMAGE_SUFFIXES))
         _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."), jobs, dask_address)
         return
     if dask_address:
         raise InputError("--dask fuses folders; pass source folders, or drop --dask for single images")
     if output.is_dir():
         raise InputError(f"{output}: is a folder; give an output file name such as {output / 'fused.png'}")
-    if output.suffix.lower() not in IMAGE_EXTENSIONS:
+    if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise UsageError(f"{output}: unknown output format {output.suffix or '(no extension)'!r}; use one of "
-                         + ", ".join(IMAGE_EXTENSIONS))
+                         + ", ".join(IMAGE_SUFFIXES))
     refuse_output_over_inputs(output, sources)
     check_writable(output)
     remove_stale_temps(output.parent if str(output.parent) else ".")

@@ -1,4 +1,4 @@
-"""Dataset discovery: source sub-folders, their order, and the image sets they share."""
+"""A dataset folder's image sets, found with the vocabulary of :mod:`fusekit.datasets`."""
 
 from __future__ import annotations
 
@@ -7,17 +7,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
+from ..datasets import LAYOUTS, detect_layout, pair_by_stem
 from ..errors import InputError
 
-#: Recognised source layouts: (task, ((aliases of source 1), (aliases of source 2))).
-LAYOUTS: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...] = (
-    ("ivif", (("ir", "infrared"), ("vi", "vis", "visible"))),
-    ("mif", (("ct", "pet", "spect", "ct_pet_spect"), ("mri",))),
-    ("mfif", (("a", "near"), ("b", "far"))),
-    ("meif", (("under",), ("over",))),
-)
-
-_IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+__all__ = ["LAYOUTS", "Dataset", "find_dataset"]
 
 
 @dataclass(frozen=True)
@@ -46,37 +39,6 @@ class Dataset:
     problems: dict[str, str] = field(default_factory=dict)
 
 
-def _images_by_stem(folder: Path) -> dict[str, list[Path]]:
-    by_stem: dict[str, list[Path]] = {}
-    for path in sorted(folder.iterdir()):
-        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in _IMAGE_EXTENSIONS:
-            by_stem.setdefault(path.stem, []).append(path)
-    return by_stem
-
-
-def _detect_layout(root: Path) -> tuple[tuple[str, ...], str | None]:
-    subdirs = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    matches = []
-    for task, slots in LAYOUTS:
-        picked = []
-        for aliases in slots:
-            found = [d for d in subdirs if d.lower() in aliases]
-            if len(found) != 1:
-                break
-            picked.append(found[0])
-        else:
-            matches.append((tuple(picked), task))
-    if len(matches) == 1:
-        return matches[0]
-    shown = ", ".join(subdirs) if subdirs else "(no sub-folders)"
-    if not matches:
-        raise InputError(
-            f"{root}: no recognised source sub-folders (found: {shown}); expected ir/vi, "
-            "ct|pet|spect/mri, a/b or under/over, or name them with --sources X,Y"
-        )
-    raise InputError(f"{root}: several source layouts match ({shown}); pick one with --sources X,Y")
-
-
 def find_dataset(root: str | os.PathLike, sources: Sequence[str] | str | None = None) -> Dataset:
     """Find the source sets of a dataset folder.
 
@@ -86,7 +48,7 @@ def find_dataset(root: str | os.PathLike, sources: Sequence[str] | str | None = 
         Folder with one sub-folder per source modality.
     sources : sequence of str or str, optional
         Sub-folder names in source order (``["ir", "vi"]`` or ``"ir,vi"``);
-        default: detected from :data:`LAYOUTS`.
+        default: detected from :data:`fusekit.datasets.LAYOUTS`.
 
     Returns
     -------
@@ -111,24 +73,13 @@ def find_dataset(root: str | os.PathLike, sources: Sequence[str] | str | None = 
         if missing:
             present = ", ".join(sorted(p.name for p in root.iterdir() if p.is_dir())) or "(none)"
             raise InputError(f"{root}: no sub-folder {missing[0]!r} (found: {present}); fix --sources")
-        task = next((t for t, slots in LAYOUTS
+        task = next((t for t, slots in LAYOUTS.items()
                      if len(slots) == len(modalities)
-                     and all(m.lower() in a for m, a in zip(modalities, slots))), None)
+                     and all(slot.accepts(m) for m, slot in zip(modalities, slots))), None)
     else:
-        modalities, task = _detect_layout(root)
-    listings = [_images_by_stem(root / m) for m in modalities]
-    items: dict[str, tuple[Path, ...]] = {}
-    problems: dict[str, str] = {}
-    for name in sorted(set().union(*listings)):
-        missing = [m for m, listing in zip(modalities, listings) if name not in listing]
-        multiple = [p.name for listing in listings for p in listing.get(name, [])
-                    if len(listing[name]) > 1]
-        if missing:
-            problems[name] = f"no source image named {name!r} in {', '.join(m + '/' for m in missing)}"
-        elif multiple:
-            problems[name] = f"several source files named {name!r} ({', '.join(multiple)}); keep one"
-        else:
-            items[name] = tuple(listing[name][0] for listing in listings)
+        modalities, task = detect_layout(root)
+    items, problems = pair_by_stem([root / m for m in modalities], [m + "/" for m in modalities],
+                                   what="source image")
     if not items:
         folders = ", ".join(m + "/" for m in modalities)
         raise InputError(f"{root}: no image name is shared by {folders}; "

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from ..errors import InputError
-from .dataset import Dataset, _images_by_stem
+from ..datasets import images_by_stem
+from .dataset import Dataset
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..plugins import PluginHost
@@ -112,7 +113,7 @@ def _folder_specs(fused: str | os.PathLike | Sequence[str | os.PathLike] | Mappi
 
 
 def _find_fused(folder: Path, cache: dict[Path, dict[str, list[Path]]], name: str) -> tuple[Path | None, str]:
-    listing = cache.setdefault(folder, _images_by_stem(folder))
+    listing = cache.setdefault(folder, images_by_stem(folder))
     found = listing.get(name, [])
     if not found:
         return None, f"no fused image named {name!r} in {folder}"
