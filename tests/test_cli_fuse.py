@@ -9,7 +9,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from fusekit import Fuser, hookimpl
+from fusekit import TASKS, Fuser, hookimpl
 from fusekit.plugins import build_host
 
 from .conftest import EXAMPLES
@@ -26,11 +26,25 @@ class FirstOfTwo(Fuser):
         return sources[0].copy()
 
 
+class ByTask(Fuser):
+    """A test method with a task option: fills the image with the task's index / 10."""
+
+    name = "by-task"
+
+    def __init__(self, *, task: str = "ivif") -> None:
+        super().__init__()
+        self.task = task
+
+    def fuse(self, sources):
+        return np.full_like(sources[0], TASKS.index(self.task) / 10)
+
+
 @pytest.fixture(scope="module")
 def host():
     @hookimpl
     def register_fusers(register):
         register(FirstOfTwo)
+        register(ByTask)
 
     return build_host(entry_points=False,
                       extra=[(types.SimpleNamespace(register_fusers=register_fusers), "test")])
@@ -168,3 +182,54 @@ def test_parallel_folder_mode_writes_the_same_images(run_cli, host, tmp_path):
                                   iio.imread(tmp_path / label / f"{name}.png"))
     assert run_cli(["fuse", "-m", "average", tmp_path / "x", tmp_path / "y", "-o", tmp_path / "z", "-j", "0"],
                    host=host).exit_code == 2  # click's usage error: jobs must be >= 1
+
+
+def test_task_is_ignored_with_a_note_by_methods_without_it(run_cli, host, tmp_path):
+    out = tmp_path / "f.png"
+    result = run_cli(["fuse", "-m", "average", "--task", "mfif", EXAMPLES / "ir.png", EXAMPLES / "vi.png",
+                      "-o", out], host=host)
+    assert result.exit_code == 0, result.output
+    assert "note: average has no task option; --task mfif ignored" in result.output and out.exists()
+    result = run_cli(["fuse", "-m", "first-of-two", "--task", "mfif", EXAMPLES / "ir.png",
+                      EXAMPLES / "vi.png", "-o", out], host=host)
+    assert "ignored (it is meant for ivif)" in result.output
+
+
+@pytest.mark.parametrize("flag", [["--weights", "w.pth"], ["--device", "cuda"], ["--no-stretch"],
+                                  ["-p", "levels=3"]])
+def test_method_options_a_method_lacks_are_refused(run_cli, host, tmp_path, flag):
+    out = tmp_path / "f.png"
+    result = run_cli(["fuse", "-m", "average", *flag, EXAMPLES / "ir.png", EXAMPLES / "vi.png", "-o", out],
+                     host=host)
+    assert result.exit_code != 0 and not out.exists()
+    assert "method 'average' has no option" in result.output and "its options are" in result.output
+
+
+def _task_of(path):
+    return TASKS[round(iio.imread(path).max() / 255 * 10)]
+
+
+@pytest.mark.parametrize("folders, task, note", [
+    (("under", "over"), "meif", "by-task: task meif from the source folders (under/, over/)"),
+    (("over", "under"), "meif", "but meif expects under-exposed then over-exposed"),
+    (("Infrared", "visible"), "ivif", "task ivif from the source folders"),
+    (("left", "right"), "ivif", "name no task; using its default task 'ivif'"),
+])
+def test_task_is_inferred_from_the_source_folders(run_cli, host, tmp_path, folders, task, note):
+    rng = np.random.default_rng(0)
+    files = [write(tmp_path / f / "x.png", rng.integers(0, 256, (8, 8), dtype=np.uint8)) for f in folders]
+    out = tmp_path / "f.png"
+    result = run_cli(["fuse", "-m", "by-task", *files, "-o", out], host=host)
+    assert result.exit_code == 0, result.output
+    assert note in result.output and _task_of(out) == task
+    result = run_cli(["fuse", "-m", "by-task", *(tmp_path / f for f in folders), "-o", tmp_path / "o"],
+                     host=host)  # folder mode: the folders themselves
+    assert result.exit_code == 0 and note in result.output and _task_of(tmp_path / "o" / "x.png") == task
+
+
+def test_an_explicit_task_wins_without_a_note(run_cli, host, tmp_path):
+    files = [write(tmp_path / f / "x.png", np.zeros((8, 8), np.uint8)) for f in ("under", "over")]
+    for args in (["--task", "mif"], ["-p", "task=mif"]):
+        out = tmp_path / "f.png"
+        result = run_cli(["fuse", "-m", "by-task", *args, *files, "-o", out], host=host)
+        assert result.exit_code == 0 and "note:" not in result.output and _task_of(out) == "mif"

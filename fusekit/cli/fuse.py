@@ -2,40 +2,22 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
-from typing import Any
 
 import click
 
 from ..api import fuse_files
-from ..errors import InputError, ParameterError, UsageError
+from ..datasets import IMAGE_SUFFIXES, match_folders
+from ..errors import InputError, UsageError
 from ..guard import (check_writable, check_writable_folder, refuse_output_over_inputs,
                      refuse_outputs_in_folder_over_inputs)
 from ..interfaces import TASKS, Fuser
-from ..datasets import IMAGE_SUFFIXES, match_folders
 from ..io import remove_stale_temps
 from . import CliState, echo_error
 from .limits import max_pixels_option
+from .options import method_options, parse_param
 
 __all__ = ["fuse_command", "match_folders", "parse_param"]  # the last two re-exported for scripts
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """Parse ``KEY=VALUE``; VALUE as a Python literal (number, bool, None) or a string."""
-    key, sep, raw = text.partition("=")
-    key = key.strip().replace("-", "_")
-    if not sep or not key:
-        raise ParameterError(f"option {text!r} is not KEY=VALUE; write e.g. -p levels=4")
-    lowered = raw.strip().lower()
-    if lowered in ("true", "yes", "on"):
-        return key, True
-    if lowered in ("false", "no", "off"):
-        return key, False
-    try:
-        return key, ast.literal_eval(raw.strip())
-    except (ValueError, SyntaxError):
-        return key, raw
 
 
 @click.command("fuse")
@@ -45,7 +27,8 @@ def parse_param(text: str) -> tuple[str, Any]:
 @click.option("-m", "--method", default="refusion", show_default=True,
               help="Fusion method; 'fusekit methods' lists them.")
 @click.option("--task", type=click.Choice(TASKS), default=None,
-              help="Task the method's weights were trained for (learned methods).")
+              help="What the sources are, for methods with task-specific weights (default: from the "
+                   "source folder names, e.g. under/ over/); other methods ignore it.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
               help="Weights file for learned methods (.safetensors, or the authors' .pth).")
 @click.option("--device", default=None, help="cpu, cuda or auto (learned methods).")
@@ -78,15 +61,15 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     Source order matters for learned methods: infrared then visible,
     CT/PET/SPECT then MRI, near then far focus, under then over exposure.
     """
-    options: dict[str, Any] = dict(parse_param(p) for p in params)
-    for key, value in (("task", task), ("weights", weights), ("device", device), ("stretch", stretch)):
-        if value is not None:
-            options[key] = str(value) if isinstance(value, Path) else value
-    fuser = state.host.fusers.get(method).create(**options)
-    depth = int(bit_depth) if bit_depth else None
+    cls = state.host.fusers.get(method)
     missing = [str(s) for s in sources if not s.exists()]
     if missing:
         raise InputError(f"{missing[0]}: file not found; check the path")
+    flags = {"task": task, "weights": weights, "device": device, "stretch": stretch}
+    options = method_options(cls, params, flags, sources,
+                             lambda line: click.echo(f"note: {line}", err=True))
+    fuser = cls.create(**options)
+    depth = int(bit_depth) if bit_depth else None
     folders = [s.is_dir() for s in sources]
     if any(folders) and not all(folders):
         raise InputError("sources mix folders and files; pass only image files or only folders")
