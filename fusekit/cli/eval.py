@@ -116,6 +116,13 @@ def _print_metric_list(ctx: click.Context) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the report to this file: per-image rows (image, method, one column per "
                    "metric) for .csv/.json/.md, the summary table for .tex.")
+@click.option("--report", "html_report", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Also write a self-contained HTML report here: summary table, a chart per metric, "
+                   "labelled contact sheets with enlarged details, per-image table, failures, and the "
+                   "run's profile, conventions and methods.")
+@click.option("--report-scenes", type=click.IntRange(min=0), default=12, show_default=True,
+              help="Most scenes drawn as contact sheets in --report (spread evenly over the sorted "
+                   "names; 0: none), so that large datasets keep the file small.")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
               help="Parallel worker processes.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
@@ -136,7 +143,8 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
                  metrics: str | None, profile: str, fmt: str | None, output: Path | None,
                  jobs: int, cache_dir: Path | None, progress: bool | None,
                  weights: Path | None = None, params: tuple[str, ...] = (),
-                 dask_address: str | None = None) -> None:
+                 dask_address: str | None = None, html_report: Path | None = None,
+                 report_scenes: int = 12) -> None:
     """Score fused images of DATASET with fusion metrics.
 
     DATASET holds one sub-folder per source with files that share names:
@@ -149,6 +157,7 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
       fusekit eval data/mif/harvard_mri_pet/test -m refusion --profile cddfuse -o pet.csv -j 2
       fusekit eval data/ivif/roadscene/test -m average -m max --dask tcp://scheduler:8786
       fusekit eval data/ivif/tno/test -m refusion -m max --profile cddfuse -o table.tex
+      fusekit eval data/ivif/tno/test -m average -m max --report tno.html
 
     Every metric is computed on luminance (BT.601 Y) on a 0-255 scale. The
     table shows mean ± std over images; exit status 1 if any image failed.
@@ -168,6 +177,13 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
         except ParameterError as exc:
             raise UsageError(str(exc)) from None
         check_writable(output)
+    if html_report is not None:               # an unwritable --report fails now too
+        from ..errors import UsageError
+        from ..guard import check_writable, same_path
+
+        if output is not None and same_path(output, html_report):
+            raise UsageError(f"{html_report}: -o and --report name the same file; give them different names")
+        check_writable(html_report, option="--report")
     get_profile(profile)                      # unknown names fail before any work
     resolve_metrics(_split(metrics), host)
     if not fused_dirs and not methods:
@@ -198,6 +214,9 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
         click.echo(report.format_table())
     else:
         click.echo(report.render(fmt or "table"), nl=False)
+    if html_report is not None:
+        report.write_html(html_report, max_scenes=report_scenes)
+        click.echo(f"wrote {html_report}", err=True)
     if report.produced:
         click.echo(f"fused {report.produced} image(s) into the cache", err=True)
     if report.failures:

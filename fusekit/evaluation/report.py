@@ -149,6 +149,16 @@ class EvaluationReport:
         Modality sub-folders in source order.
     produced : int
         Fused images produced (not taken from the cache) in this run.
+    scene_files : dict of str to tuple of Path
+        Source files of each scene, in source order (for the HTML report's
+        contact sheets; filled by :func:`~fusekit.evaluation.evaluate`).
+    fused_files : dict of (str, str) to Path
+        ``(image, method)`` -> the fused file that was (or would have been)
+        scored; a method's file lies in its cache folder.
+    method_info : dict of str to dict
+        Per method label: ``kind`` (``"method"`` or ``"folder"``) and, for
+        methods, ``name``, ``options``, ``summary`` and ``weights`` (the rows
+        of the method's ``weight_variants()``), for folders ``folder``.
     """
 
     profile: Profile
@@ -159,6 +169,9 @@ class EvaluationReport:
     dataset: Path | None = None
     sources: tuple[str, ...] = ()
     produced: int = 0
+    scene_files: dict[str, tuple[Path, ...]] = field(default_factory=dict)
+    fused_files: dict[tuple[str, str], Path] = field(default_factory=dict)
+    method_info: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -340,6 +353,12 @@ class EvaluationReport:
             raise ParameterError(f"unknown report format {fmt!r}; use csv, json, markdown, latex or table")
         text = renderers[fmt]()
         return text if text.endswith("\n") else text + "\n"
+
+    def write_html(self, path: str | os.PathLike, *, max_scenes: int = 12) -> Path:
+        """Write the self-contained HTML report (see :mod:`fusekit.evaluation.html_report`)."""
+        from .html_report import write_html_report
+
+        return write_html_report(self, path, max_scenes=max_scenes)
 
     def write(self, path: str | os.PathLike, fmt: str | None = None) -> Path:
         """Write the report; the format defaults to the file extension (see :func:`report_format`)."""

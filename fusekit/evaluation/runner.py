@@ -106,7 +106,9 @@ def evaluate(dataset: str | os.PathLike, *,
     if len(set(labels)) != len(labels):
         raise InputError(f"two fused sources share the label {labels!r}; give them distinct names")
 
-    report = EvaluationReport(prof, chosen, labels, dataset=data.root, sources=data.modalities)
+    report = EvaluationReport(prof, chosen, labels, dataset=data.root, sources=data.modalities,
+                              scene_files=dict(data.items),
+                              method_info={s.label: _describe(s) for s in specs})
     for name, why in data.problems.items():
         report.failures.append(Failure(name, None, why))
 
@@ -124,8 +126,10 @@ def evaluate(dataset: str | os.PathLike, *,
                     report.failures.append(Failure(name, spec.label, why))
                     continue
                 by_scene[name].append(_Fused(spec.label, str(found), None))
+                report.fused_files[(name, spec.label)] = found
             else:
                 cached = spec.folder / f"{name}.png"
+                report.fused_files[(name, spec.label)] = cached
                 key = _scene_key(method, data.modalities, data.items[name], source_hashes, name)
                 hit = key is not None and cache.lookup(cached, key)
                 by_scene[name].append(_Fused(spec.label, str(cached) if hit else None, spec, key))
@@ -150,6 +154,19 @@ def evaluate(dataset: str | os.PathLike, *,
             report.rows.append(row)
     report.failures.sort(key=lambda f: (f.method is not None, order.get(f.method or "", -1), f.image))
     return report
+
+
+def _describe(spec: FusedFolder | FusedMethod) -> dict[str, Any]:
+    """What the HTML report says about where a column's fused images come from."""
+    if isinstance(spec, FusedFolder):
+        return {"kind": "folder", "folder": str(spec.folder)}
+    try:
+        weights = [dict(row) for row in spec.fuser.weight_variants()]
+    except Exception:  # a plugin's card that cannot be read must not stop the evaluation
+        weights = []
+    return {"kind": "method", "name": getattr(spec.fuser, "name", spec.label),
+            "options": dict(spec.options), "summary": getattr(spec.fuser, "summary", "") or "",
+            "weights": weights}
 
 
 def _scene_key(method: dict[str, Any] | None, modalities: Sequence[str], sources: Sequence[Path],
