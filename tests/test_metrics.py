@@ -54,7 +54,7 @@ def test_builtin_metrics_registered_with_metadata():
 
 def test_scores_carry_unit_and_direction(pair):
     a, b = pair
-    s = compute((a + b) / 2, [a, b], metrics=["psnr", "nabf"])
+    s = compute((a + b) / 2, [a, b], metrics=["psnr", "nabf"], data_range=255)
     assert list(s) == ["psnr", "nabf"]
     assert isinstance(s["psnr"], Score) and s["psnr"].unit == "dB" and s["psnr"].higher_is_better
     assert s["nabf"].higher_is_better is False
@@ -63,7 +63,7 @@ def test_scores_carry_unit_and_direction(pair):
 
 def test_default_without_sources_computes_fused_only_metrics(pair):
     a, _ = pair
-    assert set(compute(a, [])) == {"en", "sd", "sf", "ag", "ei"}
+    assert set(compute(a, [], data_range=255)) == {"en", "sd", "sf", "ag", "ei"}
 
 
 # -- hand-computable values ---------------------------------------------------
@@ -78,19 +78,19 @@ def test_entropy_of_two_equal_levels_is_one_bit_and_constant_is_zero():
 
 def test_sd_sf_ag_on_a_ramp():
     img = np.tile(np.arange(6, dtype=np.float64) * 10.0, (4, 1))  # +10 per column
-    s = compute(img, [], metrics="sd,sf,ag")
+    s = compute(img, [], metrics="sd,sf,ag", data_range=255)
     assert s["sd"] == pytest.approx(np.std(np.arange(6) * 10.0))
     assert s["sf"] == pytest.approx(10.0)           # sqrt(10^2 + 0)
     assert s["ag"] == pytest.approx(10.0 / math.sqrt(2))
-    cdd = compute(img, [], metrics="ag", profile="cddfuse")["ag"]
+    cdd = compute(img, [], metrics="ag", profile="cddfuse", data_range=255)["ag"]
     assert cdd == pytest.approx(10.0 / math.sqrt(2))  # central differences of a ramp agree
 
 
 def test_ag_profiles_differ_as_documented():
     img = np.zeros((5, 5))
     img[2, 2] = 100.0
-    std = compute(img, [], metrics="ag")["ag"]
-    cdd = compute(img, [], metrics="ag", profile="cddfuse")["ag"]
+    std = compute(img, [], metrics="ag", data_range=255)["ag"]
+    cdd = compute(img, [], metrics="ag", profile="cddfuse", data_range=255)["ag"]
     gy, gx = np.gradient(img)
     assert cdd == pytest.approx(np.mean(np.sqrt((gx ** 2 + gy ** 2) / 2)))
     dx = img[:-1, 1:] - img[:-1, :-1]
@@ -113,46 +113,46 @@ def test_mutual_information_matches_scikit_learn(pair):
     f = np.maximum(a, b)
     expected = (skm.mutual_info_score(f.ravel(), a.ravel())
                 + skm.mutual_info_score(f.ravel(), b.ravel()))
-    assert compute(f, [a, b], metrics="mi", profile="cddfuse")["mi"] == pytest.approx(expected, rel=1e-10)
+    assert compute(f, [a, b], metrics="mi", profile="cddfuse", data_range=255)["mi"] == pytest.approx(expected, rel=1e-10)
 
 
 def test_cc_and_scd(pair):
     a, b = pair
     f = 0.6 * a + 0.4 * b
     r = lambda x, y: np.corrcoef(x.ravel(), y.ravel())[0, 1]  # noqa: E731
-    s = compute(f, [a, b], metrics="cc,scd")
+    s = compute(f, [a, b], metrics="cc,scd", data_range=255)
     assert s["cc"] == pytest.approx((r(a, f) + r(b, f)) / 2)
     assert s["scd"] == pytest.approx(r(f - b, a) + r(f - a, b))
-    assert compute(2 * a + 3, [a, a], metrics="cc")["cc"] == pytest.approx(1.0)
+    assert compute(0.5 * a + 3, [a, a], metrics="cc", data_range=255)["cc"] == pytest.approx(1.0)
 
 
 def test_constant_images_give_documented_values_not_nan(pair):
     a, b = pair
     flat = np.full_like(a, 90.0)
-    s = compute(flat, [a, b])
+    s = compute(flat, [a, b], data_range=255)
     assert all(not math.isnan(v) for v in s.values())
     assert s["cc"] == 0.0                       # r with a constant image is defined as 0
     assert s["vif"] == 0.0                      # nothing of either source survives
     r = np.corrcoef((b - a).ravel(), b.ravel())[0, 1]
-    assert compute(b, [a, b], metrics="scd")["scd"] == pytest.approx(r)  # F - B constant: term 0
-    assert compute(a, [flat, flat], metrics="vif")["vif"] == 2.0        # source without information
+    assert compute(b, [a, b], metrics="scd", data_range=255)["scd"] == pytest.approx(r)  # F - B constant: term 0
+    assert compute(a, [flat, flat], metrics="vif", data_range=255)["vif"] == 2.0        # source without information
 
 
 def test_psnr_profiles(pair):
     a, b = pair
     f = (a + b) / 2
     mse = (np.mean((f - a) ** 2) + np.mean((f - b) ** 2)) / 2
-    assert compute(f, [a, b], metrics="psnr")["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse))
-    cdd = compute(f, [a, b], metrics="psnr", profile="cddfuse")["psnr"]
+    assert compute(f, [a, b], metrics="psnr", data_range=255)["psnr"] == pytest.approx(10 * np.log10(255 ** 2 / mse))
+    cdd = compute(f, [a, b], metrics="psnr", profile="cddfuse", data_range=255)["psnr"]
     fr, ar, br = np.round(f), a, b
     mse_r = (np.mean((fr - ar) ** 2) + np.mean((fr - br) ** 2)) / 2
     assert cdd == pytest.approx(10 * np.log10(fr.max() ** 2 / mse_r))
-    assert compute(a, [a, a], metrics="psnr")["psnr"] == math.inf
+    assert compute(a, [a, a], metrics="psnr", data_range=255)["psnr"] == math.inf
 
 
 def test_identical_images_give_maximal_similarity(pair):
     a, _ = pair
-    s = compute(a, [a, a], metrics="ssim,vif,qabf,nabf,cc")
+    s = compute(a, [a, a], metrics="ssim,vif,qabf,nabf,cc", data_range=255)
     assert s["ssim"] == pytest.approx(2.0)
     assert s["vif"] == pytest.approx(2.0, rel=1e-6)
     assert s["cc"] == pytest.approx(1.0)
@@ -168,10 +168,10 @@ def test_ssim_matches_scikit_image(pair):
     f = np.maximum(a, b)
     std = sum(ssim(f, s, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
                    data_range=255) for s in (a, b))
-    assert compute(f, [a, b], metrics="ssim")["ssim"] == pytest.approx(std, rel=1e-6)
+    assert compute(f, [a, b], metrics="ssim", data_range=255)["ssim"] == pytest.approx(std, rel=1e-6)
     f32, a32, b32 = (x.astype(np.float32) for x in (f, a, b))
     cdd = ssim(f32, a32, data_range=2) + ssim(f32, b32, data_range=2)
-    assert compute(f, [a, b], metrics="ssim", profile="cddfuse")["ssim"] == pytest.approx(cdd, rel=1e-7)
+    assert compute(f, [a, b], metrics="ssim", profile="cddfuse", data_range=255)["ssim"] == pytest.approx(cdd, rel=1e-7)
 
 
 def _vifp_direct(ref, dist):
@@ -207,7 +207,7 @@ def test_vif_matches_direct_formulation(pair):
     a, b = pair
     f = np.maximum(a, b)
     expected = _vifp_direct(a, f) + _vifp_direct(b, f)
-    assert compute(f, [a, b], metrics="vif")["vif"] == pytest.approx(expected, rel=1e-9)
+    assert compute(f, [a, b], metrics="vif", data_range=255)["vif"] == pytest.approx(expected, rel=1e-9)
 
 
 def _nabf_loops(f, a, b):
@@ -251,7 +251,7 @@ def _nabf_loops(f, a, b):
 def test_nabf_matches_pixelwise_transcription(pair):
     a, b = (x[:20, :20] for x in pair)
     f = np.clip(np.round(1.3 * np.maximum(a, b) - 20), 0, 255)  # sharper than both: artefacts
-    value = compute(f, [a, b], metrics="nabf")["nabf"]
+    value = compute(f, [a, b], metrics="nabf", data_range=255)["nabf"]
     assert value > 0
     assert value == pytest.approx(_nabf_loops(f, a, b), rel=1e-9)
 
@@ -281,17 +281,17 @@ def _qabf_script(f, a, b):
 def test_qabf_cddfuse_matches_script_formulation(pair):
     a, b = pair
     f = np.round((a + b) / 2)
-    value = compute(f, [a, b], metrics="qabf", profile="cddfuse")["qabf"]
+    value = compute(f, [a, b], metrics="qabf", profile="cddfuse", data_range=255)["qabf"]
     assert value == pytest.approx(_qabf_script(f, a, b), rel=1e-6)  # float32, as the script
 
 
 def test_colour_input_is_scored_on_luminance(pair):
     a, b = pair
     rgb = np.repeat(a[..., None], 3, axis=2)
-    assert compute(rgb, [a, b], metrics="ssim")["ssim"] == pytest.approx(
-        compute(a, [a, b], metrics="ssim")["ssim"], rel=1e-6)
+    assert compute(rgb, [a, b], metrics="ssim", data_range=255)["ssim"] == pytest.approx(
+        compute(a, [a, b], metrics="ssim", data_range=255)["ssim"], rel=1e-6)
     as_unit = compute(a / 255.0, [a / 255.0, b / 255.0], metrics="mi", data_range=1.0)["mi"]
-    assert as_unit == pytest.approx(compute(a, [a, b], metrics="mi")["mi"])
+    assert as_unit == pytest.approx(compute(a, [a, b], metrics="mi", data_range=255)["mi"])
 
 
 # -- errors and plugins -------------------------------------------------------
@@ -308,17 +308,17 @@ def test_unknown_metric_and_profile_suggest_close_names(pair):
 def test_bad_inputs_raise_input_errors(pair):
     a, b = pair
     with pytest.raises(InputError, match="one size"):
-        compute(a, [a[:-1], b[:-1]], metrics="mi")
+        compute(a, [a[:-1], b[:-1]], metrics="mi", data_range=255)
     with pytest.raises(InputError, match="needs the source"):
-        compute(a, [], metrics="mi")
+        compute(a, [], metrics="mi", data_range=255)
     with pytest.raises(InputError, match="2 sources"):
-        compute(a, [a, b, b], metrics="scd")
+        compute(a, [a, b, b], metrics="scd", data_range=255)
     with pytest.raises(InputError, match="at least 41x41"):
-        compute(a[:40, :50], [a[:40, :50], b[:40, :50]], metrics="vif")
+        compute(a[:40, :50], [a[:40, :50], b[:40, :50]], metrics="vif", data_range=255)
     with pytest.raises(InputError, match="smaller than its 11x11 window"):
-        compute(a[:10, :10], [a[:10, :10], b[:10, :10]], metrics="ssim")
+        compute(a[:10, :10], [a[:10, :10], b[:10, :10]], metrics="ssim", data_range=255)
     with pytest.raises(InputError, match="at least 7x7"):
-        compute(a[:6, :6], [a[:6, :6], b[:6, :6]], metrics="ssim", profile="cddfuse")
+        compute(a[:6, :6], [a[:6, :6], b[:6, :6]], metrics="ssim", profile="cddfuse", data_range=255)
 
 
 def test_plugin_metric_is_registered_and_nan_is_not_silent(pair):
@@ -333,9 +333,9 @@ def test_plugin_metric_is_registered_and_nan_is_not_silent(pair):
     host = build_host(entry_points=False, extra=[(plugin, "test-metrics")])
     assert {"meangrey", "broken", "ssim"} <= {m.name for m in list_metrics(host)}
     a, b = pair
-    assert compute(a, [a, b], metrics="meangrey", host=host)["meangrey"] == pytest.approx(a.mean())
+    assert compute(a, [a, b], metrics="meangrey", host=host, data_range=255)["meangrey"] == pytest.approx(a.mean())
     with pytest.raises(ArithmeticError, match="undefined"):
-        compute(a, [a, b], metrics="broken", host=host)
+        compute(a, [a, b], metrics="broken", host=host, data_range=255)
 
 
 @pytest.mark.parametrize("profile", sorted(PROFILES))
@@ -347,21 +347,21 @@ def test_fused_images_of_one_scene_share_source_statistics(pair, profile):
     a, b = pair
     outputs = [np.maximum(a, b), (a + b) / 2, np.flipud(a)]  # the last shares little with the sources
     metrics = [m for m in list_metrics() if PROFILES[profile].defines(m.name)]
-    alone = [compute(f, [a, b], metrics=metrics, profile=profile) for f in outputs]
-    base = make_context(outputs[0], [a, b], PROFILES[profile])
+    alone = [compute(f, [a, b], metrics=metrics, profile=profile, data_range=255) for f in outputs]
+    base = make_context(outputs[0], [a, b], PROFILES[profile], data_range=255)
     together = [{m.name: evaluate_metric(m, base) for m in metrics}]
     known = dict(base._source_cache)
     for f in outputs[1:]:
-        ctx = reuse_sources(base, f)
+        ctx = reuse_sources(base, f, data_range=255)
         together.append({m.name: evaluate_metric(m, ctx) for m in metrics})
     assert together == alone
     # nothing of the sources was recomputed, and no later image changed what was cached
     assert base._source_cache.keys() == known.keys()
     assert all(base._source_cache[k] is v for k, v in known.items())
-    again = reuse_sources(base, outputs[0])
+    again = reuse_sources(base, outputs[0], data_range=255)
     assert {m.name: evaluate_metric(m, again) for m in metrics} == alone[0]
     with pytest.raises(InputError, match="one size"):
-        reuse_sources(base, a[:-1])
+        reuse_sources(base, a[:-1], data_range=255)
 
 
 def test_separable_filters_equal_2d_convolution():
@@ -388,3 +388,45 @@ def test_separable_filters_equal_2d_convolution():
     gx, gy = sobel(x[0], "mirror")
     np.testing.assert_array_equal(gx, convolve2d(ext, h3, mode="valid"))
     np.testing.assert_array_equal(gy, convolve2d(ext, h1, mode="valid"))
+
+
+def test_floats_in_0_1_are_fusekits_own_scale():
+    """``compute(fuse([a, b]), [a, b])`` on images as read_image gives them: floats in [0, 1]."""
+    from fusekit import fuse
+    from fusekit.io import read_image
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "data"
+    a, b = read_image(examples / "ir.png"), read_image(examples / "vi.png")
+    fused = fuse([a, b], method="average")
+    got = compute(fused, [a, b], metrics="en,mi,ssim,psnr")
+    same = compute(fused * 255.0, [a * 255.0, b * 255.0], metrics="en,mi,ssim,psnr", data_range=255)
+    assert {k: float(v) for k, v in got.items()} == pytest.approx({k: float(v) for k, v in same.items()},
+                                                                   rel=1e-6)  # float32 vs float64 scaling
+    assert 6.0 < got["en"] < 8.0  # read as 0-255 it was 0.27 bits
+    as_bytes = compute(np.round(fused * 255).astype(np.uint8), [], metrics="en")["en"]
+    assert got["en"] == pytest.approx(as_bytes, abs=0.05)
+
+
+def test_pixels_outside_the_declared_range_are_refused_not_rescaled(pair):
+    a, _ = pair
+    with pytest.raises(InputError, match=r"outside 0\.\.1; .*pass data_range=255"):
+        compute(a, [], metrics="en")                          # 0-255 floats without data_range
+    with pytest.raises(InputError, match=r"outside 0\.\.100; give the data_range"):
+        compute(a, [], metrics="en", data_range=100)
+    with pytest.raises(InputError, match="int16 integer image has values -1"):
+        compute(np.full((8, 8), -1, np.int16), [], metrics="en")
+    with pytest.raises(InputError, match="NaN"):
+        compute(np.full((8, 8), np.nan), [], metrics="en")
+    edge = np.float32(1) + np.float32(1e-7)                   # float32 rounding above 1 is fine
+    assert compute(np.full((8, 8), edge, np.float32), [], metrics="en")["en"] == 0.0
+    assert compute(np.full((8, 8), 300, np.int64), [], metrics="en", data_range=1000)["en"] == 0.0
+
+
+def test_profiles_state_their_conventions_as_data():
+    std, cdd = PROFILES["standard"], PROFILES["cddfuse"]
+    assert (std.mi_log_base, std.ssim_variant, std.qabf_variant, std.psnr_peak, std.ag_differences) == \
+        (2.0, "wang", "paper", "255", "forward")
+    assert (cdd.mi_log_base, cdd.ssim_variant, cdd.qabf_variant, cdd.psnr_peak, cdd.ag_differences) == \
+        (math.e, "skimage-0.19", "script", "max-fused", "central")
+    with pytest.raises(InputError, match="ssim_variant must be one of"):
+        type(std)(name="x", summary="", reference="", ssim_variant="gaussian")

@@ -48,7 +48,7 @@ def test_kernels_give_the_numpy_values(data_dir, monkeypatch, profile):
     scenes = _scenes(data_dir)
 
     def run():
-        return [{k: float(v) for k, v in compute(f, [a, b], profile=profile).items()} for f, a, b in scenes]
+        return [{k: float(v) for k, v in compute(f, [a, b], profile=profile, data_range=255).items()} for f, a, b in scenes]
 
     fast, plain = _with_kernels(monkeypatch, True, run), _with_kernels(monkeypatch, False, run)
     for got, want in zip(fast, plain):

@@ -37,7 +37,7 @@ def _load(row: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("row", ROWS, ids=[Path(r["fused"]).stem for r in ROWS])
 def test_cddfuse_profile_reproduces_the_script(row, metric_kernels):
     f, a, b = _load(row)
-    values = compute(f, [a, b], metrics=METRICS, profile="cddfuse")
+    values = compute(f, [a, b], metrics=METRICS, profile="cddfuse", data_range=255)
     for name in METRICS:
         expected = float(row[name])
         if math.isnan(expected):
@@ -63,8 +63,8 @@ def test_grey_conversion_matches_opencv():
 def test_standard_profile_differs_only_where_documented():
     row = next(r for r in ROWS if r["case"] == "tno07")
     f, a, b = _load(row)
-    std = compute(f, [a, b], metrics=METRICS, profile="standard")
-    cdd = compute(f, [a, b], metrics=METRICS, profile="cddfuse")
+    std = compute(f, [a, b], metrics=METRICS, profile="standard", data_range=255)
+    cdd = compute(f, [a, b], metrics=METRICS, profile="cddfuse", data_range=255)
     for name in ("en", "sd", "sf", "scd", "vif", "cc"):  # same definitions: same numbers
         assert std[name] == pytest.approx(cdd[name], rel=1e-12), name
         assert std[name] == pytest.approx(float(row[name]), rel=1e-5), name

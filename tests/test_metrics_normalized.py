@@ -42,7 +42,7 @@ def _mutual_info(x, y):
 
 def test_nmi_te_qncie_match_transcriptions(triplet):
     a, b, f = (stretch_255(t) for t in triplet)
-    v = compute(triplet[2], triplet[:2], metrics="nmi,te,qncie")
+    v = compute(triplet[2], triplet[:2], metrics="nmi,te,qncie", data_range=255)
     # metricMI.m, case 1 (Hossny)
     (ia, ha, hfa), (ib, hb, hfb) = _mutual_info(a, f), _mutual_info(b, f)
     assert v["nmi"] == pytest.approx(2 * (ia / (ha + hfa) + ib / (hb + hfb)), rel=1e-12)
@@ -65,19 +65,19 @@ def test_nmi_te_qncie_match_transcriptions(triplet):
 def test_information_metrics_by_hand():
     a = np.zeros((8, 8))
     a[:, 4:] = 255                                    # two equal halves: H = 1 bit
-    v = compute(a, [a, a], metrics="nmi,te")
+    v = compute(a, [a, a], metrics="nmi,te", data_range=255)
     assert v["nmi"] == pytest.approx(2.0, rel=1e-12)  # F = A = B
     q = 1.85                                          # sum = 2 * 0.5^q / 0.25^(q-1) = 2^(q-1)
     assert v["te"] == pytest.approx(2 * (1 - 2 ** (q - 1)) / (1 - q), rel=1e-12)
     flat = np.full((8, 8), 9.0)
-    assert compute(flat, [flat, flat], metrics="nmi")["nmi"] == 0.0   # no information at all
+    assert compute(flat, [flat, flat], metrics="nmi", data_range=255)["nmi"] == 0.0   # no information at all
     # Q_NCIE: all 256 levels equally often and F = A = B gives R = ones, eigenvalues (3, 0, 0)
     ramp = np.arange(256, dtype=float).reshape(16, 16)
-    assert compute(ramp, [ramp, ramp], metrics="qncie")["qncie"] == pytest.approx(1.0, abs=1e-12)
+    assert compute(ramp, [ramp, ramp], metrics="qncie", data_range=255)["qncie"] == pytest.approx(1.0, abs=1e-12)
     # unrelated images (4 levels, so the histogram estimate has little bias): R ~ identity
     rng = np.random.default_rng(0)
     x, y, z = (rng.integers(0, 4, (256, 256)) * 85.0 for _ in range(3))
-    assert compute(z, [x, y], metrics="qncie")["qncie"] == pytest.approx(1 - math.log(3) / math.log(256),
+    assert compute(z, [x, y], metrics="qncie", data_range=255)["qncie"] == pytest.approx(1 - math.log(3) / math.log(256),
                                                                           abs=1e-6)
 
 
@@ -101,8 +101,8 @@ def test_qy_matches_a_transcription_of_metric_yang(triplet):
     lam = va / (va + vb)
     binary = ab >= 0.75
     expected = np.mean((lam * af + (1 - lam) * bf) * binary + np.maximum(af, bf) * ~binary)
-    assert compute(f, [a, b], metrics="qy")["qy"] == pytest.approx(expected, rel=1e-9)
-    assert compute(a, [a, a], metrics="qy")["qy"] == pytest.approx(1.0, rel=1e-9)
+    assert compute(f, [a, b], metrics="qy", data_range=255)["qy"] == pytest.approx(expected, rel=1e-9)
+    assert compute(a, [a, a], metrics="qy", data_range=255)["qy"] == pytest.approx(1.0, rel=1e-9)
 
 
 def test_metadata():

@@ -92,7 +92,7 @@ def _ramp(rows: int = 4, cols: int = 6) -> np.ndarray:
 
 def test_fused_only_conventions_by_hand():
     f = _ramp()
-    v = compute(f, [], metrics="ag,ei,sf,sd,en", profile="vifb")
+    v = compute(f, [], metrics="ag,ei,sf,sd,en", profile="vifb", data_range=255)
     # gradient 10 along x everywhere (central and one-sided), summed over 24 pixels / (3 * 5)
     assert v["ag"] == pytest.approx(24 * 10 / math.sqrt(2) / 15, rel=1e-12)
     # Sobel 1-2-1 weights: 4 * 20 inside, 4 * 10 in the replicated border columns
@@ -102,7 +102,7 @@ def test_fused_only_conventions_by_hand():
     assert v["sd"] == pytest.approx(np.std(f), rel=1e-12)
     assert v["en"] == pytest.approx(math.log2(6), rel=1e-12)
     # the standard profile's EI is the same, its AG uses forward differences over (M-1)(N-1)
-    assert compute(f, [], metrics="ei")["ei"] == pytest.approx(v["ei"], rel=1e-12)
+    assert compute(f, [], metrics="ei", data_range=255)["ei"] == pytest.approx(v["ei"], rel=1e-12)
 
 
 def test_colour_fused_image_is_scored_per_channel_and_averaged():
@@ -181,7 +181,7 @@ def test_cross_entropy_by_hand():
 
 def test_rmse_by_hand_and_its_direction():
     a = np.full((8, 8), 50.0)
-    v = compute(a + 3, [a, a - 2], metrics="rmse")
+    v = compute(a + 3, [a, a - 2], metrics="rmse", data_range=255)
     assert v["rmse"] == pytest.approx((3 + 5) / 2, rel=1e-12)
     assert v["rmse"].higher_is_better is False and v["rmse"].unit == "grey levels"
 
@@ -253,21 +253,21 @@ def _qcv_transcribed(a, b, f):
 
 def test_qcb_and_qcv_match_transcriptions_of_the_reference_code(textured):
     a, b, f = textured
-    v = compute(f, [a, b], metrics="qcb,qcv")
+    v = compute(f, [a, b], metrics="qcb,qcv", data_range=255)
     assert v["qcb"] == pytest.approx(_qcb_transcribed(a, b, f), rel=1e-9)
     assert v["qcv"] == pytest.approx(_qcv_transcribed(a, b, f), rel=1e-9)
     odd = [t[:45, :37] for t in textured]            # odd sizes: freqspace's other branch, partial blocks
-    v = compute(odd[2], odd[:2], metrics="qcb,qcv")
+    v = compute(odd[2], odd[:2], metrics="qcb,qcv", data_range=255)
     assert v["qcb"] == pytest.approx(_qcb_transcribed(*odd), rel=1e-9)
     assert v["qcv"] == pytest.approx(_qcv_transcribed(*odd), rel=1e-9)
 
 
 def test_qcb_and_qcv_limits(textured):
     a, _, _ = textured
-    v = compute(a, [a, a], metrics="qcb,qcv")
+    v = compute(a, [a, a], metrics="qcb,qcv", data_range=255)
     assert v["qcb"] == pytest.approx(1.0, rel=1e-12)   # every contrast kept
     assert v["qcv"] == 0.0                             # no difference
-    stretched = compute(a * 0.5 + 20, [a, a], metrics="qcv")["qcv"]  # both stretch to 0-255 first
+    stretched = compute(a * 0.5 + 20, [a, a], metrics="qcv", data_range=255)["qcv"]  # both stretch to 0-255 first
     assert stretched == pytest.approx(0.0, abs=1e-9)
     metrics = {m.name: m for m in list_metrics()}
     assert metrics["qcv"].higher_is_better is False and metrics["qcb"].higher_is_better
@@ -275,7 +275,7 @@ def test_qcb_and_qcv_limits(textured):
     # the reference divides 0 by 0 for a constant image: vifb reports it undefined, standard defines it
     for key in ("qcb", "qcv"):
         with pytest.raises(ArithmeticError, match="undefined"):
-            compute(np.stack([a] * 3, -1), [np.stack([a] * 3, -1), flat], metrics=key, profile="vifb")
-    v = compute(flat, [a, a], metrics="qcb,qcv")
+            compute(np.stack([a] * 3, -1), [np.stack([a] * 3, -1), flat], metrics=key, profile="vifb", data_range=255)
+    v = compute(flat, [a, a], metrics="qcb,qcv", data_range=255)
     assert v["qcb"] == 0.0                              # no contrast preserved
-    assert v["qcv"] == pytest.approx(compute(np.zeros_like(a), [a, a], metrics="qcv")["qcv"], rel=1e-12)
+    assert v["qcv"] == pytest.approx(compute(np.zeros_like(a), [a, a], metrics="qcv", data_range=255)["qcv"], rel=1e-12)

@@ -8,9 +8,13 @@ sources (A, B) with no-reference metrics. Built-in metrics: ``en``, ``sd``,
 Plugins add more through the ``register_metrics`` hook. Every metric is
 computed on luminance (Y of BT.601 YCbCr) on a 0-255 scale, except under
 the ``vifb`` profile, which scores colour images per channel as VIFB does.
+Inputs: uint8 and uint16 by their type, floats in [0, 1] (what
+:func:`fusekit.io.read_image` and :func:`fusekit.fuse` return) unless
+``data_range`` says otherwise; pixels outside the range are an error.
 
 A *profile* fixes the conventions that differ between the widely used
-scripts (:mod:`fusekit.metrics.profiles`): ``standard`` (textbook, default),
+scripts (:mod:`fusekit.metrics.profiles`, as data that the metrics read):
+``standard`` (textbook, default),
 ``cddfuse`` (reproduces CDDFuse's ``utils/Evaluator.py``) and ``vifb``
 (reproduces the VIFB benchmark's MATLAB metrics).
 

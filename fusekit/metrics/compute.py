@@ -175,8 +175,11 @@ def compute(fused: np.ndarray, sources: Sequence[np.ndarray] = (),
     profile : {"standard", "cddfuse", "vifb"} or Profile
         Conventions to follow (:mod:`fusekit.metrics.profiles`).
     data_range : float, optional
-        Full scale of float inputs; default 255. Use 1 for images in [0, 1].
-        uint8 / uint16 inputs are scaled by their type.
+        Full scale of float inputs; default 1: floats in [0, 1], as
+        :func:`fusekit.io.read_image` and :func:`fusekit.fuse` return them
+        (pass 255 for floats on a 0-255 scale). uint8 / uint16 inputs are
+        scaled by their type; other integer types default to 0-255. Pixels
+        outside the range are an error, never rescaled.
     host : PluginHost, optional
         Where metrics are looked up; default the process-wide plugin host.
 
@@ -192,8 +195,9 @@ def compute(fused: np.ndarray, sources: Sequence[np.ndarray] = (),
     UnknownNameError
         Unknown metric or profile (close names are suggested).
     InputError
-        Sizes differ, a metric needs sources that were not given, or the
-        profile does not define a metric asked for.
+        Sizes differ, pixels lie outside ``data_range``, a metric needs
+        sources that were not given, or the profile does not define a
+        metric asked for.
 
     Examples
     --------

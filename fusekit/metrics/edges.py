@@ -120,7 +120,7 @@ def _qabf_source(ctx: MetricContext, s: int, mode: str, quirks: bool) -> tuple[n
 def qabf(ctx: MetricContext) -> float:
     """Q^{AB/F} in [0, 1] (see module docstring for the profile differences)."""
     _check_two(ctx, "qabf")
-    quirks = ctx.profile.name == "cddfuse"
+    quirks = ctx.profile.qabf_variant == "script"
     kernels = compiled.kernels()
     if kernels is not None:
         return _qabf_compiled(ctx, kernels, quirks)

@@ -30,7 +30,7 @@ def mean_squared_error(ctx: MetricContext) -> float:
 def psnr(ctx: MetricContext) -> float:
     """Peak signal-to-noise ratio in dB (see module docstring for the peak)."""
     mse = mean_squared_error(ctx)
-    peak = float(ctx.fused.max()) if ctx.profile.name == "cddfuse" else 255.0
+    peak = float(ctx.fused.max()) if ctx.profile.psnr_peak == "max-fused" else 255.0
     if mse == 0.0:
         return float("inf")
     if peak <= 0.0:

@@ -52,9 +52,7 @@ def mutual_information(ctx: MetricContext) -> float:
     """
     f = grey_levels(ctx, 0)
     total = sum(_mutual_information(f, grey_levels(ctx, i)) for i in range(1, len(ctx.images)))
-    if ctx.profile.name == "cddfuse":
-        return float(total)
-    return float(total / np.log(2.0))
+    return float(total / np.log(ctx.profile.mi_log_base))  # natural log: / 1.0, exact
 
 
 def _histogram(ctx: MetricContext, index: int) -> np.ndarray:

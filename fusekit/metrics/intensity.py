@@ -82,7 +82,7 @@ def average_gradient(ctx: MetricContext) -> float:
     f = ctx.fused
     if f.shape[0] < 2 or f.shape[1] < 2:
         return 0.0
-    if ctx.profile.name == "cddfuse":
+    if ctx.profile.ag_differences == "central":
         gy, gx = np.gradient(f)
         return float(np.mean(np.sqrt((gx * gx + gy * gy) / 2.0)))
     dx = f[:-1, 1:] - f[:-1, :-1]

@@ -36,6 +36,7 @@ documented value instead (see :mod:`fusekit.metrics.correlation`).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
@@ -47,9 +48,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from .base import Metric, MetricContext
 
 
+#: Accepted values of the string conventions of a :class:`Profile`.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "ssim_variant": ("wang", "skimage-0.19"),
+    "qabf_variant": ("paper", "script"),
+    "psnr_peak": ("255", "max-fused"),
+    "ag_differences": ("forward", "central"),
+}
+
+#: Float pixels may overshoot the declared range by this fraction of it (float32 rounding).
+_RANGE_TOLERANCE = 1e-6
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A named set of metric conventions.
+    """A named set of metric conventions, as data: metrics read the fields, never the name.
 
     Attributes
     ----------
@@ -59,11 +72,37 @@ class Profile:
         One line shown in reports.
     reference : str
         Where the conventions come from.
+    mi_log_base : float
+        Log base of MI: 2 (bits) or e (nats).
+    ssim_variant : {"wang", "skimage-0.19"}
+        Wang et al.'s reference SSIM, or scikit-image 0.19's defaults as
+        CDDFuse's script calls them (:mod:`fusekit.metrics.structural`).
+    qabf_variant : {"paper", "script"}
+        Q^{AB/F} as printed, or with the script's zero padding and quirks
+        (:mod:`fusekit.metrics.edges`).
+    psnr_peak : {"255", "max-fused"}
+        PSNR's peak: 255, or the fused image's maximum.
+    ag_differences : {"forward", "central"}
+        AG from forward differences over (M-1)(N-1) pixels, or central
+        differences (``np.gradient``) over all pixels.
     """
 
     name: str
     summary: str
     reference: str
+    mi_log_base: float = 2.0
+    ssim_variant: str = "wang"
+    qabf_variant: str = "paper"
+    psnr_peak: str = "255"
+    ag_differences: str = "forward"
+
+    def __post_init__(self) -> None:
+        for field_name, allowed in CHOICES.items():
+            if getattr(self, field_name) not in allowed:
+                raise InputError(f"profile {self.name!r}: {field_name} must be one of {', '.join(allowed)}, "
+                                 f"got {getattr(self, field_name)!r}")
+        if not self.mi_log_base > 1:
+            raise InputError(f"profile {self.name!r}: mi_log_base must be > 1, got {self.mi_log_base}")
 
     def prepare(self, image: np.ndarray, data_range: float | None = None) -> np.ndarray:
         """Turn an image into the luminance array the metrics of this profile expect.
@@ -71,16 +110,24 @@ class Profile:
         Parameters
         ----------
         image : ndarray, shape (H, W) or (H, W, 3)
-            Grey or RGB. uint8 (0-255), uint16 (0-65535) or float on a
-            0-``data_range`` scale.
+            Grey or RGB. uint8 (0-255) and uint16 (0-65535) by their type;
+            floats in [0, 1], fusekit's own convention (what
+            :func:`fusekit.io.read_image` and :func:`fusekit.fuse` return);
+            other integer types on a 0-255 scale.
         data_range : float, optional
-            Full scale of float input; default 255. Pass 1 for float
-            images in [0, 1] (as :func:`fusekit.io.read_image` returns).
+            Full scale of float or non-uint8/uint16 integer input, e.g. 255
+            for floats on a 0-255 scale. Ignored for uint8 and uint16.
 
         Returns
         -------
         ndarray, shape (H, W), float64
             Luminance on a 0-255 scale.
+
+        Raises
+        ------
+        InputError
+            Pixels outside ``[0, data_range]`` (never silently rescaled), a
+            bad shape or dtype, or non-finite values.
         """
         arr = np.asarray(image)
         if arr.ndim == 3 and arr.shape[2] == 4:
@@ -94,14 +141,9 @@ class Profile:
         elif arr.dtype == np.uint16:
             scale = 255.0 / 65535.0
         elif arr.dtype.kind in "fiu":
-            full = 255.0 if data_range is None else float(data_range)
-            if not full > 0:
-                raise InputError(f"data_range must be positive, got {data_range}")
-            scale = 255.0 / full
+            scale = 255.0 / _checked_range(arr, data_range)
         else:
             raise InputError(f"unsupported image dtype {arr.dtype}; use uint8, uint16 or float")
-        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-            raise InputError("image holds NaN or infinite values; metrics need finite pixels")
         return self._grey(arr.astype(np.float64) * scale if scale != 1.0 else arr.astype(np.float64))
 
     def defines(self, name: str) -> bool:
@@ -184,6 +226,29 @@ class _VIFBProfile(Profile):
             raise InputError(_undefined_message(metric.name, self)) from None
 
 
+def _checked_range(arr: np.ndarray, data_range: float | None) -> float:
+    """The full scale of a float or integer image, after checking its pixels lie within it."""
+    is_float = arr.dtype.kind == "f"
+    if is_float and not np.isfinite(arr).all():
+        raise InputError("image holds NaN or infinite values; metrics need finite pixels")
+    full = (1.0 if is_float else 255.0) if data_range is None else float(data_range)
+    if not full > 0:
+        raise InputError(f"data_range must be positive, got {data_range}")
+    lo, hi = float(arr.min()), float(arr.max())
+    slack = _RANGE_TOLERANCE * full if is_float else 0.0
+    if lo < -slack or hi > full + slack:
+        kind = "float" if is_float else f"{arr.dtype} integer"
+        if data_range is not None:
+            fix = "give the data_range the image uses"
+        elif is_float:
+            fix = "float images are read as [0, 1]; pass data_range=255 for a 0-255 scale"
+        else:
+            fix = f"{arr.dtype} images are read as 0-255; pass data_range for another scale"
+        raise InputError(f"{kind} image has values {lo:g}..{hi:g}, outside 0..{full:g}; {fix} "
+                         "(or pass uint8/uint16 arrays)")
+    return full
+
+
 def _undefined_message(name: str, profile: Profile) -> str:
     others = [p.name for p in PROFILES.values() if p.name != profile.name and p.defines(name)]
     where = f"profiles that define it: {', '.join(others)}" if others else "no profile defines it"
@@ -199,14 +264,20 @@ STANDARD = Profile(
 
 CDDFUSE = _CDDFuseProfile(
     name="cddfuse",
+    mi_log_base=math.e,
+    ssim_variant="skimage-0.19",
+    qabf_variant="script",
+    psnr_peak="max-fused",
+    ag_differences="central",
     summary="reproduces CDDFuse utils/Evaluator.py: grey rounded inputs, MI in nats, "
             "skimage-0.19 SSIM (7x7 uniform, data_range 2), PSNR peak max(F)",
     reference="Zhao et al., CDDFuse, CVPR 2023; github.com/Zhaozixiang1228/MMIF-CDDFuse "
               "utils/Evaluator.py (commit fd8da1f)",
 )
 
-VIFB = _VIFBProfile(
+VIFB = _VIFBProfile(  # its own metric code (vifb.py) reads none of the convention fields
     name="vifb",
+    mi_log_base=math.e,
     summary="reproduces VIFB's MATLAB metrics: its 13 metrics, colour per channel and averaged, "
             "8-bit inputs, MI in nats, its PSNR/RMSE/SF/AG formulas",
     reference="Zhang, Ye & Xiao, VIFB, CVPR Workshops 2020; github.com/xingchenzhang/VIFB "

@@ -143,7 +143,7 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
 
 def ssim(ctx: MetricContext) -> float:
     """``sum_s SSIM(F, S_s)`` under the context's profile (see module docstring)."""
-    if ctx.profile.name == "cddfuse":
+    if ctx.profile.ssim_variant == "skimage-0.19":
         return _ssim_cddfuse(ctx)
     return _ssim_standard(ctx)
 
