@@ -57,11 +57,6 @@ class LoadedImage:
     bit_depth: int
     path: Path
 
-    @property
-    def is_color(self) -> bool:
-        """Whether the image has three (non-equal) colour channels."""
-        return self.data.ndim == 3
-
 
 def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedImage:
     """Read an image file with its bit depth.

@@ -237,13 +237,6 @@ def get_host() -> PluginHost:
     return _default_host
 
 
-def set_host(host: PluginHost | None) -> PluginHost | None:
-    """Replace the process-wide host (tests); returns the previous one."""
-    global _default_host
-    previous, _default_host = _default_host, host
-    return previous
-
-
 def warn_failures(host: PluginHost, echo: Callable[[str], None]) -> None:
     """Print one warning line summarising failed plugins, if any."""
     failed = host.failures
