@@ -212,24 +212,31 @@ def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
 def _detail_box(images: Sequence[np.ndarray]) -> tuple[int, int, int] | None:
     """``(row, col, size)`` of the square with the most edge energy in the mean of ``images``.
 
-    The window is a quarter of the shorter side, searched with half-window
-    steps; ``None`` for images too small to zoom into.
+    The square is an eighth of the shorter side (at least 12 pixels), searched
+    with half-square steps away from a margin of 1/25 of each side (dark
+    frames and padding at image borders are edges nobody wants to look at),
+    on the mean image smoothed with a Gaussian (sigma 1.5) so that sensor
+    noise does not win over structure; ``None`` for images too small to zoom
+    into.
     """
+    from scipy import ndimage
+
     same = [i for i in images if i is not None and i.shape[:2] == images[0].shape[:2]]
     if not same:
         return None
     grey = np.mean([i.mean(axis=2) if i.ndim == 3 else i for i in same], axis=0).astype(np.float64)
     h, w = grey.shape
-    size = min(h, w) // 4
-    if size < 8:
+    size = max(min(h, w) // 8, 12)
+    mr, mc = h // 25, w // 25
+    if h - 2 * mr < size or w - 2 * mc < size:
         return None
-    gy, gx = np.gradient(grey)
+    gy, gx = np.gradient(ndimage.gaussian_filter(grey, 1.5))
     energy = np.hypot(gx, gy)
     integral = np.pad(energy.cumsum(0).cumsum(1), ((1, 0), (1, 0)))
     step = max(size // 2, 1)
-    best, where = -1.0, (0, 0)
-    for r in range(0, h - size + 1, step):
-        for c in range(0, w - size + 1, step):
+    best, where = -1.0, (mr, mc)
+    for r in range(mr, h - mr - size + 1, step):
+        for c in range(mc, w - mc - size + 1, step):
             total = (integral[r + size, c + size] - integral[r, c + size]
                      - integral[r + size, c] + integral[r, c])
             if total > best:
