@@ -237,3 +237,12 @@ def test_report_renders_in_headless_chromium(dataset: Path, fused_folder: Path, 
     rows = np.nonzero(header.sum(axis=1) > 200)[0]
     assert rows.size and rows.min() < 400                               # the summary table near the top
     assert (np.abs(image - [255, 221, 0]).max(axis=2) <= 3).sum() > 50  # the sheets' detail markers
+
+
+def test_weights_card_shows_the_task_of_the_run(dataset: Path, tmp_path: Path):
+    report = evaluate(dataset, methods=["average"], metrics="en", cache_dir=tmp_path / "cache")
+    report.method_info["average"] = {"kind": "method", "name": "net", "summary": "", "options": {"task": "ivif"},
+                                     "weights": [{"task": "ivif", "variant": "fixed", "file": "net_ivif.st"},
+                                                 {"task": "mif", "variant": "fixed", "file": "net_mif.st"}]}
+    html = render_html(report, max_scenes=0)
+    assert "net_ivif.st" in html and "net_mif.st" not in html

@@ -471,6 +471,9 @@ def _metadata(report: "EvaluationReport") -> str:
             out.append(f"<p><strong>{_e(method)}</strong>: method <code>{_e(info.get('name', method))}</code>"
                        f" ({_e(info.get('summary', ''))}); options {_e(opts)}; fused images cached.</p>")
             weights = info.get("weights") or []
+            task = info.get("options", {}).get("task")
+            if task is not None and any(row.get("task") == task for row in weights):
+                weights = [row for row in weights if row.get("task") == task]  # the cards of this run's task
             if weights:
                 header = list(dict.fromkeys(k for row in weights for k in row))
                 body = "".join("<tr>" + "".join(f'<td class="l">{_e(row.get(h, ""))}</td>' for h in header)
