@@ -231,7 +231,8 @@ def bench_metrics(triplets, rounds):
         os.environ["FUSEKIT_NUMBA"] = "1" if numba else "0"
         compiled._reset()
         try:
-            return compute(f, [a, b], metrics=NAMES if profile == "cddfuse" else None, profile=profile)
+            return compute(f, [a, b], metrics=NAMES if profile == "cddfuse" else None, profile=profile,
+                           data_range=255)  # the triplets are 0-255 float32 arrays
         finally:
             os.environ.pop("FUSEKIT_NUMBA")
             compiled._reset()
@@ -283,7 +284,7 @@ def bench_breakdown(triplet, rounds):
     metrics = resolve_metrics(NAMES)
     best = {m.name: float("inf") for m in metrics}
     for _ in range(rounds):
-        ctx = make_context(f, [a, b], CDDFUSE)
+        ctx = make_context(f, [a, b], CDDFUSE, data_range=255)
         for m in metrics:
             c0 = time.process_time()
             evaluate_metric(m, ctx)
