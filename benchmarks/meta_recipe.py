@@ -36,7 +36,11 @@ Arms (same seed, data, batches and fuser updates; they differ only in the loss):
 * ``learned-nodirect``: the meta-gradient alone (``--no-direct-term``);
 * ``learned-steady`` (a design change): the meta-gradient alone, and P's
   step stays at the peak rate while F's decays (``--no-proposer-decay``), so
-  P keeps learning once F has become good.
+  P keeps learning once F has become good;
+* ``learned-sym`` (a design change): the meta-gradient alone, with P
+  order-equivariant (``--symmetric-proposer``), so that it cannot collapse
+  to "intensity from the first input, gradient from the second";
+  ``learned-sym-direct`` keeps the direct term too.
 
 Stages::
 
@@ -50,7 +54,8 @@ loss logs and the proposers' weights go to ``benchmarks/results/meta/<task>/``
 task's test splits with every run there, scores them with ``fusekit eval``
 in both profiles and writes the section ``meta-recipe-<task>`` of
 ``BENCHMARKS.md`` (mean and spread over the seeds). ``sheet`` writes
-``docs/meta_recipe_<task>.png``.
+``docs/meta_recipe_<task>.png``; ``maps`` draws the learned proposers' weight
+maps (``docs/meta_recipe_<task>_maps.png``).
 
 Reference: H. Bai et al., "ReFusion", IJCV 2024, arXiv:2312.07943.
 """
@@ -87,6 +92,11 @@ ARMS = {
     "learned-nodirect": ["--loss-proposer", "refusion", "--no-direct-term"],
     # design change: meta-gradient alone, and P keeps its peak step while F's rate decays
     "learned-steady": ["--loss-proposer", "refusion", "--no-direct-term", "--no-proposer-decay"],
+    # design change: the meta-gradient alone, with P made order-equivariant so that it cannot collapse to
+    # a rule about input slots (what the diagnostic shows the meta-only arms do)
+    "learned-sym": ["--loss-proposer", "refusion", "--no-direct-term", "--symmetric-proposer"],
+    # the same with the authors' direct term kept
+    "learned-sym-direct": ["--loss-proposer", "refusion", "--symmetric-proposer"],
 }
 TRAIN_DIRS = {
     "ivif": [rr.DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
@@ -126,8 +136,13 @@ def export_proposer(checkpoint: Path, out: Path) -> None:
     state = read_checkpoint(checkpoint)
     if not state["proposer"]:
         return
-    save_weights(state["proposer"], out, {"format": "fusekit-proposer", "task": state["task"],
-                                          "loss_proposer": state["loss_proposer"], "steps": state["step"]})
+    weights = dict(state["proposer"])
+    symmetric = all(k.startswith("inner.") for k in weights)  # trained with --symmetric-proposer
+    if symmetric:
+        weights = {k[len("inner."):]: v for k, v in weights.items()}
+    save_weights(weights, out, {"format": "fusekit-proposer", "task": state["task"],
+                                "loss_proposer": state["loss_proposer"], "steps": state["step"],
+                                "symmetric": "1" if symmetric else "0"})
 
 
 def stage_train(args: argparse.Namespace) -> None:
@@ -304,9 +319,49 @@ def stage_sheet(args: argparse.Namespace) -> None:
     print(f"wrote {out}: " + " | ".join(list(sources) + labels))
 
 
+def stage_maps(args: argparse.Namespace) -> None:
+    """``docs/meta_recipe_<task>_maps.png``: per learned arm (seed ``--sheet-seed``) the explain figure
+    of the first scene of the task's sheet (sources, fused image, proposed weight maps)."""
+    import numpy as np
+    import torch
+    import fusekit
+    from fusekit import color, io
+    from fusekit.api import fuse_images
+    from fusekit.cli.fuse import match_folders
+    from fusekit.explain import explain_figure
+    from fusekit_refusion.fuser import load_proposer
+
+    dataset, pick = rr.SCENES[args.task][0]
+    _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
+    sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
+    name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
+    loaded = [io.load_image(path) for path in sets[name]]
+    lumas = torch.from_numpy(np.stack([color.luminance(im.data) for im in loaded])[None].astype(np.float32))
+    figures = []
+    for label, weights in runs_in(args.task).items():
+        proposer_file = weights.with_name(weights.name.replace(".safetensors", ".proposer.safetensors"))
+        if not label.endswith(f"-seed{args.sheet_seed}") or not proposer_file.is_file():
+            continue
+        with torch.inference_mode():
+            w_int, w_grad = load_proposer(proposer_file)(lumas)
+        fused = fuse_images(fusekit.get_fuser("refusion", task=args.task, weights=str(weights)),
+                            [im.data for im in loaded])
+        names = [f"{label}: {s}" if i == 0 else s for i, s in enumerate(sources)]
+        figures.append(explain_figure([im.data for im in loaded], fused, w_int[0, 0].numpy(),
+                                      w_grad[0, 0].numpy(), names, height=180))
+    width = max(f.shape[1] for f in figures)
+    stacked = np.concatenate([np.pad(f, ((0, 8), (0, width - f.shape[1]), (0, 0)), constant_values=255)
+                              for f in figures])
+    out = REPO / "docs" / f"meta_recipe_{args.task}_maps.png"
+    io.write_image(out, stacked.astype(np.float32) / 255)
+    rr._to_palette(out)
+    out.chmod(0o644)
+    print(f"wrote {out}: {len(figures)} learned arms, scene {dataset}/{name}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["train", "score", "sheet"])
+    parser.add_argument("stage", choices=["train", "score", "sheet", "maps"])
     parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS)[:3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])

@@ -178,3 +178,22 @@ def test_cli_keeps_the_two_recipes_options_apart(run_cli, tmp_path):
 
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["steps"] == 4 and card["config"]["recipe"] == "authors" and card["config"]["lr"] == 1e-4
+
+
+def test_symmetric_proposer_swaps_its_weights_with_the_sources_and_survives_a_checkpoint(stacks, tmp_path):
+    t = _trainer(stacks, symmetric_proposer=True, tmp_path=tmp_path)
+    x = torch.rand(2, 2, 16, 16)
+    with torch.no_grad():
+        w_int, w_grad = t.proposer_net(x)
+        s_int, s_grad = t.proposer_net(x.flip(1))
+    assert torch.allclose(w_int, s_int.flip(1), atol=1e-6) and torch.allclose(w_grad, s_grad.flip(1), atol=1e-6)
+    assert torch.allclose(w_int.sum(1), torch.ones(2, 16, 16), atol=1e-6)
+    t.config.steps = 2
+    t.run()
+    again = _trainer(stacks, symmetric_proposer=True)
+    again.load_checkpoint(tmp_path / "ck.pt")
+    for a, b in zip(_params(t.proposer_net), _params(again.proposer_net)):
+        assert torch.equal(a, b)
+    plain = _trainer(stacks)
+    with pytest.raises(Exception, match="symmetric"):
+        plain.load_checkpoint(tmp_path / "ck.pt")

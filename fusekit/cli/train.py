@@ -73,6 +73,9 @@ def _machine(device: str) -> str:
 @click.option("--proposer-decay/--no-proposer-decay", default=True, show_default=True,
               help="authors recipe: the proposer's step decays with the fuser's learning rate (the authors' "
                    "code), or stays at the peak rate (a design change).")
+@click.option("--symmetric-proposer", is_flag=True,
+              help="Make the learned loss proposer's weights independent of the sources' order (it then "
+                   "cannot collapse to 'intensity from the first input, gradient from the second').")
 @click.option("--batch-size", type=int, default=None,
               help="Patch pairs per batch (doubled by the swapped-order copy).  [default: 4; authors recipe: 2]")
 @click.option("--patch-size", type=int, default=48, show_default=True, help="Patch side in pixels.")
@@ -121,7 +124,8 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                   loss_proposer: str, reconstructor: str, patch_files: tuple[Path, ...], steps: int,
                   recipe: str, epochs: int | None, meta_batches: int | None, fusion_batches: int | None,
                   decay_every: int | None, accumulate: int | None, direct_term: bool,
-                  proposer_step_scale: float | None, proposer_decay: bool, batch_size: int | None,
+                  proposer_step_scale: float | None, proposer_decay: bool, symmetric_proposer: bool,
+                  batch_size: int | None,
                   patch_size: int, lr: float, lr_proposer: float, lr_schedule: str,
                   lambda_grad: float, meta_steps: int, fusion_steps: int, no_swap: bool, seed: int,
                   device: str, threads: int | None, checkpoint: Path | None, checkpoint_every: int,
@@ -181,6 +185,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
                          time_schedule=time_schedule, proposer_warmup=proposer_warmup,
                          learn_weights=learn_weights, rec_reduction=rec_reduction, recipe=recipe,
                          direct_term=direct_term, proposer_decay=proposer_decay,
+                         symmetric_proposer=symmetric_proposer,
                          **{k: v for k, v in authors_only.items() if v is not None})
     config.validate()
     host = state.host

@@ -76,7 +76,8 @@ CHECKPOINT_VERSION = 1
 LEARN_WEIGHTS = ("both", "intensity")
 
 #: Settings that change the loss being optimised: a resumed run must keep them.
-_OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "recipe", "direct_term", "proposer_decay")
+_OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "recipe", "direct_term", "proposer_decay",
+                       "symmetric_proposer")
 
 _LOG_COLUMNS = ("step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec",
                 "meta_gnorm", "direct_gnorm", "elapsed_s")
@@ -173,6 +174,10 @@ class TrainConfig:
         ``"authors"`` recipe: P's normalised SGD step is this times F's
         current learning rate (1 in the authors' code; a shortened schedule
         raises it so that P can travel as far in fewer updates).
+    symmetric_proposer : bool
+        Wrap a learnable proposer in
+        :class:`~fusekit.training.symmetric.OrderEquivariant`, so its weights
+        follow the sources' content, never their order (a design change).
     proposer_decay : bool
         ``"authors"`` recipe: P's step follows F's decaying learning rate
         (the authors' code); off, it stays at the peak rate times
@@ -216,6 +221,7 @@ class TrainConfig:
     direct_term: bool = True
     proposer_step_scale: float = 1.0
     proposer_decay: bool = True
+    symmetric_proposer: bool = False
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -425,6 +431,10 @@ class Trainer:
         self.fuser = fuser
         self.fuser_net = fuser.build_network().to(self.device).train()
         self.proposer_net = proposer.build_network().to(self.device).train()
+        if config.symmetric_proposer and proposer.learnable:
+            from .symmetric import OrderEquivariant
+
+            self.proposer_net = OrderEquivariant(self.proposer_net).to(self.device).train()
         self.recon_net = reconstructor.build_network().to(self.device).train()
         p_params = list(self.proposer_net.parameters())
         if self.learnable and not p_params:

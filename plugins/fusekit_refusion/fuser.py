@@ -179,7 +179,6 @@ class ReFusion(TorchFuser):
         """
         from fusekit.errors import WeightsError
 
-        from .meta_networks import LossProposalNet
         from .weights import sha256_of, variants_for
 
         entry = self.shipped_entry()
@@ -191,15 +190,7 @@ class ReFusion(TorchFuser):
             raise WeightsError(f"{what} came without a learned loss proposer to explain; {hint}")
         if entry.proposer_sha256 and sha256_of(entry.proposer) != entry.proposer_sha256:
             raise WeightsError(f"{entry.proposer}: sha256 does not match the registry; reinstall fusekit")
-        from safetensors.torch import load_file
-
-        net = LossProposalNet()
-        try:
-            net.load_state_dict(load_file(str(entry.proposer)))
-        except Exception as exc:
-            raise WeightsError(f"{entry.proposer}: cannot load the loss proposer ({type(exc).__name__}); "
-                               f"reinstall fusekit") from exc
-        return net.eval()
+        return load_proposer(entry.proposer)
 
     def fuse_tensor(self, sources: "torch.Tensor") -> "torch.Tensor":
         """``N x S x H x W`` (``S >= 2``) -> ``N x 1 x H x W``, pairwise for ``S > 2``."""
@@ -216,6 +207,39 @@ class ReFusion(TorchFuser):
             if self.stretch:
                 fused = _stretch(fused)
         return fused
+
+
+def load_proposer(path: str | os.PathLike) -> "torch.nn.Module":
+    """A loss proposal network from a ``.safetensors`` file, in eval mode on CPU.
+
+    A file whose metadata says ``symmetric = 1`` was trained order-equivariant
+    (``fusekit train --symmetric-proposer``) and is wrapped the same way.
+
+    Raises
+    ------
+    WeightsError
+        Unreadable file or tensors that do not fit the network.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from fusekit.errors import WeightsError
+
+    from .meta_networks import LossProposalNet
+
+    net = LossProposalNet()
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        net.load_state_dict(load_file(str(path)))
+    except Exception as exc:
+        raise WeightsError(f"{path}: cannot load the loss proposer ({type(exc).__name__}); "
+                           f"reinstall fusekit or pass a proposer written by fusekit") from exc
+    if meta.get("symmetric") == "1":
+        from fusekit.training.symmetric import OrderEquivariant
+
+        return OrderEquivariant(net).eval()
+    return net.eval()
 
 
 def _check_task_of(path: Path, task: str) -> None:
