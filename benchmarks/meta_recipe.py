@@ -359,9 +359,43 @@ def stage_maps(args: argparse.Namespace) -> None:
     print(f"wrote {out}: {len(figures)} learned arms, scene {dataset}/{name}")
 
 
+def stage_ship(args: argparse.Namespace) -> None:
+    """Install run ``--ship-run`` (e.g. ``learned-seed1``) as the task's ``learned`` weights variant,
+    with its loss proposer, in ``plugins/fusekit_refusion/weights/registry.json``; ``--make-default``
+    makes it the task's default (only where it beat the fixed arm, issue 21's rule)."""
+    import shutil
+
+    from fusekit_refusion.weights import REGISTRY, WEIGHTS_DIR, sha256_of
+
+    stem = RESULTS / args.task / args.ship_run
+    weights, proposer = stem.with_suffix(".safetensors"), stem.with_suffix(".proposer.safetensors")
+    card = json.loads(stem.with_suffix(".json").read_text())
+    if not proposer.is_file():
+        raise SystemExit(f"{proposer} is missing: only a learned run with an exported proposer can ship")
+    target = WEIGHTS_DIR / f"refusion_{args.task}_learned.safetensors"
+    target_p = WEIGHTS_DIR / f"refusion_{args.task}_learned.proposer.safetensors"
+    shutil.copyfile(weights, target)
+    shutil.copyfile(proposer, target_p)
+    card["weights"] = target.name
+    card["log"] = str(stem.with_suffix(".csv").relative_to(REPO))
+    card["benchmark"] = f"BENCHMARKS.md, section meta-recipe-{args.task} (benchmarks/meta_recipe.py)"
+    registry = json.loads(REGISTRY.read_text())
+    entries = [e for e in registry["weights"] if not (e["task"] == args.task and e.get("variant") == "learned")]
+    for e in entries:
+        if e["task"] == args.task:
+            e.setdefault("variant", "fixed")
+            e["default"] = not args.make_default
+    entries.append({"task": args.task, "variant": "learned", "default": bool(args.make_default),
+                    "file": target.name, "sha256": sha256_of(target), "proposer": target_p.name,
+                    "proposer_sha256": sha256_of(target_p), "card": card})
+    registry["weights"] = entries
+    REGISTRY.write_text(json.dumps(registry, indent=2) + "\n")
+    print(f"installed {args.ship_run} as {args.task}/learned" + (" (default)" if args.make_default else ""))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["train", "score", "sheet", "maps"])
+    parser.add_argument("stage", choices=["train", "score", "sheet", "maps", "ship"])
     parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS)[:3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
@@ -372,6 +406,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--sheet-seed", type=int, default=1)
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--ship-run", default="learned-seed1", help="ship stage: run to install")
+    parser.add_argument("--make-default", action="store_true", help="ship stage: make it the task's default")
     args = parser.parse_args(argv)
     globals()[f"stage_{args.stage}"](args)
 

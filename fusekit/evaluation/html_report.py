@@ -380,7 +380,7 @@ def _sheets(report: "EvaluationReport", max_scenes: int) -> str:
                f"sheets switched off (0 of {total} scenes)")
         return f'<p class="note">{_e(why)}.</p>'
     out = [f'<p class="note">{len(scenes)} of {total} scenes'
-           + (f", spread evenly over the sorted names (--report-scenes sets how many)" if len(scenes) < total else "")
+           + (", spread evenly over the sorted names (--report-scenes sets how many)" if len(scenes) < total else "")
            + ". Yellow square: the detail enlarged in the second row, where the sources have the "
              "most edges.</p>"]
     for name in scenes:
@@ -478,7 +478,7 @@ def _metadata(report: "EvaluationReport") -> str:
                 header = list(dict.fromkeys(k for row in weights for k in row))
                 body = "".join("<tr>" + "".join(f'<td class="l">{_e(row.get(h, ""))}</td>' for h in header)
                                + "</tr>" for row in weights)
-                out.append(f'<table class="weights"><caption class="note">weights the method ships '
+                out.append('<table class="weights"><caption class="note">weights the method ships '
                            f'(pass --weights VARIANT)</caption><thead><tr>'
                            + "".join(f'<th class="l">{_e(h)}</th>' for h in header)
                            + f"</tr></thead><tbody>{body}</tbody></table>")
