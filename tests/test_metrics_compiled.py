@@ -129,11 +129,11 @@ def test_warm_up_says_why_a_first_run_pauses(monkeypatch):
     monkeypatch.setenv("FUSEKIT_NUMBA", "1")
     compiled._reset()
     messages: list[str] = []
-    monkeypatch.setattr(compiled, "_load_all", lambda k: time.sleep(0.5))     # a slow (first) load
+    monkeypatch.setattr(compiled, "_load_all", lambda k, *a: time.sleep(0.5))     # a slow (first) load
     assert compiled.warm_up(notify=messages.append, after_s=0.05)
     assert len(messages) == 1 and "first run only" in messages[0]
     messages.clear()
-    monkeypatch.setattr(compiled, "_load_all", lambda k: None)                # a quick (cached) load
+    monkeypatch.setattr(compiled, "_load_all", lambda k, *a: None)                # a quick (cached) load
     assert compiled.warm_up(notify=messages.append, after_s=5.0)
     time.sleep(0.1)
     assert messages == []
@@ -147,3 +147,21 @@ def test_eval_checks_the_dataset_before_compiling(run_cli, monkeypatch, tmp_path
     result = run_cli(["eval", tmp_path, "-m", "average"])
     assert result.exit_code != 0 and f"error: {tmp_path}" in result.output   # names the folder
     assert calls == []                                           # failed at once, no compile first
+
+
+def test_warm_up_loads_only_the_kernels_of_the_metrics_asked_for(monkeypatch):
+    assert compiled.needed(["en", "sd", "mi", "qcb"], "cddfuse") == []
+    assert compiled.needed(None, "cddfuse") == ["nabf", "qabf", "ssim", "vif"]
+    assert compiled.needed(None, "vifb") == ["qabf", "ssim"]             # vifb defines no VIF or Nabf
+    loaded: list = []
+    monkeypatch.setenv("FUSEKIT_NUMBA", "1")
+    compiled._reset()
+    monkeypatch.setattr(compiled, "_load_all", lambda k, metrics, profile: loaded.append(list(metrics)))
+    monkeypatch.setattr(compiled, "kernels", lambda: object())           # as if numba were there
+    try:
+        assert compiled.warm_up(metrics=["en", "sd"], profile="cddfuse") is False
+        assert loaded == []                                              # nothing to load, numba untouched
+        assert compiled.warm_up(metrics=["en", "SSIM"], profile="standard") is True
+        assert loaded == [["ssim"]]
+    finally:
+        compiled._reset()

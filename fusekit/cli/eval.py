@@ -206,7 +206,8 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
         from ..metrics import compiled
 
         find_dataset(dataset, _split(sources))  # a bad dataset fails at once, not after the first compile
-        compiled.warm_up(notify=lambda message: click.echo(message, err=True))  # first run: say why it pauses
+        compiled.warm_up(notify=lambda message: click.echo(message, err=True),  # first run: say why it pauses
+                         metrics=_split(metrics), profile=profile)          # only the kernels these metrics use
         report = run()
     if output is not None:
         report.write(output, fmt)

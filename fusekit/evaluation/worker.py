@@ -196,7 +196,7 @@ def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | N
         # forked workers inherit the state as is, so metrics from plugins
         # (even lambdas) work; only the small work items are pickled. They
         # also inherit numba and the loaded kernels instead of each loading them.
-        compiled.warm_up()
+        compiled.warm_up(metrics=[m.name for m in state.metrics], profile=state.profile)
         pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
                                       initializer=_init_worker, initargs=(state, True))
     else:

@@ -102,40 +102,6 @@ def box_mean(x: np.ndarray, y: np.ndarray, k: int, mode: int) -> np.ndarray:
 
 
 @njit(**_OPTIONS)
-def ssim_image_stats(x: np.ndarray, k: int, cov_norm: np.float32) -> tuple[np.ndarray, np.ndarray]:
-    """Local mean ``u`` and variance ``cov_norm * (U(x^2) - u^2)`` in float32, as scikit-image forms them."""
-    u = box_mean(x, x, k, 0)
-    uu = box_mean(x, x, k, 1)
-    h, w = x.shape
-    var = np.empty((h, w), np.float32)
-    for i in range(h):
-        for j in range(w):
-            var[i, j] = cov_norm * (uu[i, j] - u[i, j] * u[i, j])
-    return u, var
-
-
-@njit(**_OPTIONS)
-def ssim_map(x: np.ndarray, y: np.ndarray, ux: np.ndarray, vx: np.ndarray, uy: np.ndarray,
-             vy: np.ndarray, k: int, cov_norm: np.float32, c1: np.float32, c2: np.float32) -> np.ndarray:
-    """scikit-image's float32 SSIM map of ``x`` and ``y`` from their cached local statistics."""
-    uxy = box_mean(x, y, k, 2)
-    h, w = x.shape
-    two = np.float32(2.0)
-    out = np.empty((h, w), np.float32)
-    for i in range(h):
-        for j in range(w):
-            a = ux[i, j]
-            b = uy[i, j]
-            vxy = cov_norm * (uxy[i, j] - a * b)
-            a1 = two * a * b + c1
-            a2 = two * vxy + c2
-            b1 = a * a + b * b + c1
-            b2 = vx[i, j] + vy[i, j] + c2
-            out[i, j] = (a1 * a2) / (b1 * b2)
-    return out
-
-
-@njit(**_OPTIONS)
 def filter_valid(image: np.ndarray, kernel: np.ndarray, step: int) -> np.ndarray:
     """Separable 'valid' correlation of each ``(h, w)`` slice of ``image`` with ``outer(kernel, kernel)``.
 
@@ -264,7 +230,9 @@ def edges_cddfuse(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
     """
     h, w = image.shape
     p = np.zeros((h + 2, w + 2))
-    p[1:h + 1, 1:w + 1] = image
+    for i in range(h):            # a loop, not a slice assignment: that takes numba ~2.5 s to compile
+        for j in range(w):
+            p[i + 1, j + 1] = image[i, j]
     g2 = np.empty((h, w), np.float32)
     g = np.empty((h, w), np.float32)
     alpha = np.empty((h, w), np.float32)

@@ -5,8 +5,8 @@ compiled loops instead of chains of numpy array operations:
 
 - ``cddfuse`` SSIM: scikit-image's uniform filters become exact window sums
   (the profile's images are integers, which keeps every sum exact, see
-  :func:`fusekit.metrics._numba_kernels.box_mean`) and its float32 map one
-  pass; the values are scikit-image's bit for bit.
+  :func:`fusekit.metrics._numba_kernels.box_mean`); the values are
+  scikit-image's bit for bit.
 - VIF and ``standard`` SSIM: the separable Gaussian filters are direct
   loops, and the per-pixel terms one pass per source.
 - Q^{AB/F} and N^{AB/F}: Sobel edges and the per-pixel terms in one pass
@@ -15,9 +15,15 @@ compiled loops instead of chains of numpy array operations:
 The values agree with the numpy/scipy path to about 1e-12 relative (the
 sums run in another order) and are identical for SSIM under ``cddfuse``.
 Without numba, or with the environment variable ``FUSEKIT_NUMBA=0``, the
-numpy/scipy code runs. numba compiles the kernels on first use (about half a minute
-on a laptop-class core) and caches them on disk (beside this module, else in the user's
-cache folder, or in ``NUMBA_CACHE_DIR``), so later runs only load them.
+numpy/scipy code runs. Only SSIM, VIF, Qabf and Nabf use kernels
+(:data:`KERNEL_METRICS`); numba is imported, and a kernel compiled, only
+when one of them is computed. numba compiles a kernel on its first use
+(all of them: about 5 s on one shared core of a 2-core machine, see
+``BENCHMARKS.md``) and caches it on disk (in ``NUMBA_CACHE_DIR`` if set,
+else beside this module if that folder is writable, else in the user's
+cache folder, e.g. ``~/.cache/numba``: an installed package in a read-only
+site-packages and CI runners both work), so later runs only load it
+(about 0.4 s for numba's import and the loads).
 
 Examples
 --------
@@ -31,9 +37,12 @@ from __future__ import annotations
 import os
 import threading
 from types import ModuleType
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Iterable
 
-__all__ = ["enabled", "kernels", "status", "warm_up"]
+if TYPE_CHECKING:
+    from .profiles import Profile
+
+__all__ = ["KERNEL_METRICS", "enabled", "kernels", "needed", "status", "warm_up"]
 
 _STATE: dict[str, ModuleType | str | None] = {}
 
@@ -77,8 +86,39 @@ def status() -> str:
     return "compiled metric kernels: off (numba not installed; pip install 'fusekit[fast]' for faster metrics)"
 
 
-def warm_up(notify: Callable[[str], None] | None = None, after_s: float = 2.0) -> bool:
-    """Import numba and load (or compile) every kernel now, e.g. before forking workers.
+#: The built-in metrics that call kernels; the others never import numba.
+KERNEL_METRICS: frozenset[str] = frozenset({"ssim", "vif", "qabf", "nabf"})
+
+
+def needed(metrics: Iterable[str] | None = None, profile: "str | Profile" = "standard") -> list[str]:
+    """The metrics among ``metrics`` whose computation calls compiled kernels under ``profile``.
+
+    Parameters
+    ----------
+    metrics : iterable of str, optional
+        Metric names; default every built-in metric.
+    profile : str or Profile
+        Profile (or its name); metrics it does not define are left out.
+
+    Returns
+    -------
+    list of str
+        Sorted names, empty when no kernel is needed (then numba is not imported).
+    """
+    from .profiles import get_profile
+
+    prof = get_profile(profile) if isinstance(profile, str) else profile
+    names = KERNEL_METRICS if metrics is None else {str(m).strip().lower() for m in metrics}
+    return sorted(n for n in names & KERNEL_METRICS if prof.defines(n))
+
+
+def warm_up(notify: Callable[[str], None] | None = None, after_s: float = 2.0,
+            metrics: Iterable[str] | None = None, profile: "str | Profile" = "standard") -> bool:
+    """Import numba and load (or compile) the kernels that ``metrics`` need, e.g. before forking workers.
+
+    Only the kernels of the metrics asked for are loaded: on a first run
+    (nothing in numba's cache yet) that is what is compiled, so
+    ``--metrics en,sd,mi`` compiles nothing and does not import numba.
 
     Parameters
     ----------
@@ -88,49 +128,56 @@ def warm_up(notify: Callable[[str], None] | None = None, after_s: float = 2.0) -
         a command line can say why it pauses.
     after_s : float
         Seconds before ``notify`` is called.
+    metrics : iterable of str, optional
+        Names of the metrics that will be computed; default every built-in
+        metric of ``profile``.
+    profile : str or Profile
+        Profile the metrics will be computed under.
 
     Returns
     -------
     bool
-        :func:`enabled`.
+        Whether kernels were loaded: :func:`enabled` and at least one of
+        ``metrics`` uses them.
     """
+    wanted = needed(metrics, profile)
+    if not wanted or _switched_off():
+        return False
     k = kernels()
     if k is None:
         return False
     timer = None
     if notify is not None:
         timer = threading.Timer(after_s, notify, args=(
-            "compiling fusekit's metric kernels with numba (first run only, about half a minute)",))
+            "compiling fusekit's metric kernels with numba (first run only, a few seconds)",))
         timer.daemon = True
         timer.start()
     try:
-        _load_all(k)
+        _load_all(k, wanted, profile)
     finally:
         if timer is not None:
             timer.cancel()
     return True
 
 
-def _load_all(k: ModuleType) -> None:
-    """Call every kernel once on tiny inputs of the types the metrics pass."""
+def _load_all(k: ModuleType, metrics: Iterable[str] = KERNEL_METRICS,
+              profile: "str | Profile" = "standard") -> None:
+    """Compute ``metrics`` once on a small integer triplet, so that each kernel they call is loaded
+    (or compiled) for exactly the argument types the metrics pass. Best effort: a kernel missed here
+    is compiled on its first real call."""
     import numpy as np
 
-    x = np.zeros((8, 8), np.float32)
-    one = np.float32(1.0)
-    k.integer_valued(x, 1.0)
-    u, v = k.ssim_image_stats(x, 7, one)
-    k.ssim_map(x, x, u, v, u, v, 7, one, one, one)
-    for step in (1, 2):
-        k.filter_valid(np.zeros((1, 8, 8)), np.ones(3) / 3.0, step)
-    k.vif_source_terms(np.zeros((8, 8)), np.zeros((8, 8)), 2.0, 1e-10)
-    z = np.zeros((8, 8))
-    k.vif_numerator(z, z, z, z, z, 2.0, 1e-10)
-    e = k.edges_cddfuse(z)
-    k.qabf_sums(*k.qabf_exponents(*e, *e), e[1])
-    e = k.edges_standard(z)
-    k.qabf_standard(*e, *e)
-    k.nabf_numerator(e[1], e[2], z, e[1], e[2], z, e[1], e[2])
-    k.ssim_standard_mean(z, z, z, z, z, 1.0, 1.0)
+    from .compute import compute
+
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (64, 64)).astype(np.uint8)
+    b = np.ascontiguousarray(a.T)
+    f = (a // 2 + b // 2).astype(np.uint8)
+    for name in metrics:
+        try:
+            compute(f, [a, b], metrics=[name], profile=profile)
+        except Exception:  # noqa: BLE001 - a metric refusing the tiny triplet only defers its compile
+            pass
 
 
 def _reset() -> None:

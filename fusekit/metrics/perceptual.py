@@ -39,7 +39,6 @@ enhancement in night vision: a comparative study", IEEE TPAMI 34 (2012)
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
 
 from ..errors import InputError
 from .base import Metric, MetricContext
@@ -122,6 +121,8 @@ _CB_G1, _CB_G2 = _gaussian_taps(2.0), _gaussian_taps(4.0)
 
 def _window_sum(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
     """MATLAB ``filter2(outer(taps, taps), image, 'same')``: zero padding, two 1-D passes."""
+    from scipy import ndimage  # here, not at import: `fusekit fuse` loads the metrics but never runs them
+
     out = ndimage.correlate1d(image, taps, axis=0, mode="constant", cval=0.0)
     return ndimage.correlate1d(out, taps, axis=1, mode="constant", cval=0.0)
 
