@@ -189,6 +189,27 @@ def test_exposure_workers_do_not_change_the_result(crops):
                                   fc.Exposure(workers=3).fuse(sources))
 
 
+def test_exposure_threaded_and_stacked_paths_agree(crops, monkeypatch):
+    """Large images run per source in threads, small ones as one stack: the same bits either way."""
+    from fusekit_classic import exposure
+
+    sources = _sources(fc.Exposure, crops, 3)
+    monkeypatch.setattr(exposure, "_THREAD_PIXELS", 0)                  # every size threaded
+    threaded = fc.Exposure(workers=3).fuse(sources)
+    monkeypatch.setattr(exposure, "_THREAD_PIXELS", 10 ** 12)           # every size stacked
+    np.testing.assert_array_equal(fc.Exposure(workers=3).fuse(sources), threaded)
+    np.testing.assert_array_equal(fc.Exposure(levels=2).fuse(sources[:2]),
+                                  _threaded(monkeypatch, exposure, sources[:2], levels=2))
+
+
+def _threaded(monkeypatch, exposure, sources, **options):
+    monkeypatch.setattr(exposure, "_THREAD_PIXELS", 0)
+    try:
+        return fc.Exposure(workers=2, **options).fuse(sources)
+    finally:
+        monkeypatch.setattr(exposure, "_THREAD_PIXELS", 10 ** 12)
+
+
 def test_max_and_average_on_hand_values():
     a = np.array([[0.0, 0.5], [1.0, 0.25]], np.float32)
     b = np.array([[1.0, 0.25], [0.0, 0.75]], np.float32)

@@ -23,6 +23,19 @@ def test_roundtrip_8bit_formats(tmp_path, ext):
         np.testing.assert_allclose(loaded.data, img / 255.0, atol=1e-6)
 
 
+@pytest.mark.parametrize("shape", [(20, 30), (20, 30, 3), (1, 1), (1, 7, 3)])
+@pytest.mark.parametrize("depth", [8, 16])
+def test_written_png_holds_the_exact_samples(tmp_path, shape, depth):
+    """fusekit's own PNG encoder (Sub filter, zlib level 1): Pillow and imageio read back the samples."""
+    rng = np.random.default_rng(1)
+    top = 255 if depth == 8 else 65535
+    samples = rng.integers(0, top + 1, shape)
+    path = write_image(tmp_path / "x.png", (samples / top).astype(np.float32), bit_depth=depth)
+    np.testing.assert_array_equal(np.round(read_image(path) * top), samples)
+    if depth == 8:
+        np.testing.assert_array_equal(iio.imread(path), samples)
+
+
 def test_grey_stored_as_three_equal_channels_reads_as_grey(tmp_path):
     grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
     iio.imwrite(tmp_path / "g.png", np.stack([grey] * 3, axis=2))
@@ -71,7 +84,10 @@ def test_write_is_atomic_and_leaves_nothing_on_failure(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
+    import fusekit.io
+
     monkeypatch.setattr(imageio.v3, "imwrite", broken)
+    monkeypatch.setattr(fusekit.io, "_encode_png", broken)   # PNG has its own encoder
     with pytest.raises(InputError, match="out.png: cannot write image"):
         write_image(tmp_path / "out.png", np.zeros((4, 4), np.float32))
     assert list(tmp_path.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from typing import Sequence
 
 import numpy as np
@@ -19,6 +20,8 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 _EPS = np.float32(1e-12)
 #: Rows per band in the per-pixel weight terms (cache-sized temporaries).
 _BAND = 32
+#: Images with fewer pixels are fused in the calling thread (see ``benchmarks/exposure.py``).
+_THREAD_PIXELS = 512 * 512
 
 
 class Exposure(Fuser):
@@ -178,32 +181,44 @@ class Exposure(Fuser):
         check_sources(self.name, sources, ndim=3)
         n = len(sources)
         h, w, _ = np.shape(sources[0])
-        # per source: R, G, B planes and the weight map, so one Gaussian
-        # pyramid serves image and weight alike (a copy: inputs stay untouched)
-        planes = np.empty((n, 4, h, w), dtype=np.float32)
+        # plane c of source k is stack[c, k]: R, G, B and the weight map, so one
+        # Gaussian pyramid serves image and weight alike, and the planes of all
+        # sources form one contiguous stack (a copy: inputs stay untouched)
+        stack = np.empty((4, n, h, w), dtype=np.float32)
         for k, src in enumerate(sources):
-            planes[k, :3] = np.asarray(src).transpose(2, 0, 1)
-        saturation = not _all_grey(planes[:, :3])
+            stack[:3, k] = np.asarray(src).transpose(2, 0, 1)
+        saturation = not _all_grey(stack[:3].swapaxes(0, 1))
         depth = max_levels(h, w)
         if self.levels is not None:
             depth = min(depth, self.levels)
 
         def weigh(k: int) -> None:
-            planes[k, 3] = self.quality(planes[k, :3], saturation=saturation)
+            stack[3, k] = self.quality(stack[:3, k], saturation=saturation)
 
-        # Sources are independent until the sums below, so they run in threads
-        # (numpy releases the GIL); sums keep source order: results do not
-        # depend on the thread count.
-        with ThreadPoolExecutor(max_workers=min(n, self.workers)) as pool:
-            list(pool.map(weigh, range(n)))
-            wsum = planes[:, 3].sum(axis=0) + n * _EPS
-            planes[:, 3] += _EPS
-            planes[:, 3] /= wsum
-            parts = list(pool.map(lambda k: _weighted_laplacian(planes[k], depth), range(n)))
-        blended = parts[0]
-        for part in parts[1:]:
-            for acc, level in zip(blended, part):
-                acc += level
+        def normalise() -> None:
+            wsum = stack[3].sum(axis=0) + n * _EPS
+            stack[3] += _EPS
+            stack[3] /= wsum
+
+        # Large sources are independent until the sums, so they run in threads
+        # (numpy releases the GIL). Small ones run inline on the stack of all
+        # sources at once: fewer numpy calls, the cost that dominates there.
+        # Both give the same values (sums in source order, elementwise steps).
+        threads = min(n, self.workers) if h * w >= _THREAD_PIXELS else 1
+        if threads > 1:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(weigh, range(n)))
+                normalise()
+                parts = list(pool.map(lambda k: _weighted_laplacian(stack[:, k], depth), range(n)))
+            blended = parts[0]
+            for part in parts[1:]:
+                for acc, level in zip(blended, part):
+                    acc += level
+        else:
+            for k in range(n):
+                weigh(k)
+            normalise()
+            blended = _blended_laplacian(stack, depth)
         fused = np.empty((h, w, 3), dtype=np.float32)
         # collapse, writing the finest level straight into the H x W x 3 result
         image = blended[-1]
@@ -243,6 +258,33 @@ def _weighted_laplacian(planes: np.ndarray, depth: int) -> list[np.ndarray]:
     return out
 
 
+def _blended_laplacian(stack: np.ndarray, depth: int) -> list[np.ndarray]:
+    """Sum over sources of :func:`_weighted_laplacian`, all sources in one stack.
+
+    ``stack`` is ``4 x S x H x W`` (R, G, B, normalised weight of each
+    source). Returns ``depth + 1`` arrays ``3 x h x w``, finest first; the
+    values are those of summing :func:`_weighted_laplacian` of each source
+    in source order.
+    """
+    n = stack.shape[1]
+    gauss = gaussian_pyramid(stack.reshape((4 * n,) + stack.shape[2:]), depth)
+    out = []
+    for level, g in enumerate(gauss):
+        colour, weight = g[:3 * n], g[3 * n:]
+        if level < depth:
+            lap = expand(gauss[level + 1][:3 * n], g.shape[1:3])
+            np.subtract(colour, lap, out=lap)
+        else:
+            lap = colour.copy()
+        lap = lap.reshape((3, n) + g.shape[1:3])
+        lap *= weight                      # each source's weight, broadcast over R, G, B
+        total = lap[:, 0].copy()
+        for k in range(1, n):
+            total += lap[:, k]
+        out.append(total)
+    return out
+
+
 def laplacian(stack: np.ndarray) -> np.ndarray:
     """3x3 Laplacian ``[[0,1,0],[1,-4,1],[0,1,0]]`` of a stack ``S x H x W``, reflect-101 borders.
 
@@ -251,8 +293,9 @@ def laplacian(stack: np.ndarray) -> np.ndarray:
     rounds). Exposure-fusion weights are products of small numbers, so such
     1e-8 residues would decide which source wins in flat regions.
     """
-    from scipy import ndimage
     if min(stack.shape[1:3]) < 2:
+        from scipy import ndimage  # only here: importing it costs ~0.1 s, more than a whole fusion
+
         return ndimage.laplace(stack, mode="mirror", axes=(1, 2)).astype(np.float32)
     return _second_difference(stack, 1) + _second_difference(stack, 2)
 

@@ -1,0 +1,222 @@
+"""Exposure fusion (``exposure``) against OpenCV's ``createMergeMertens(1, 1, 1)``, whole processes.
+
+Usage::
+
+    python benchmarks/exposure.py                 # writes its section of BENCHMARKS.md
+    python benchmarks/exposure.py --no-write      # print only
+    python benchmarks/exposure.py --pairs 5 --rounds 7
+
+What it measures
+----------------
+* One folder run each, as a user runs them: ``fusekit fuse -m exposure
+  UNDER/ OVER/ -o OUT/`` against a Python process that does the same with
+  OpenCV (``cv2.imread`` both exposures, ``createMergeMertens(1, 1, 1)``,
+  the result rounded to 8 bits and written with ``cv2.imwrite`` as PNG),
+  on the first ``--pairs`` MEFB test pairs (linked into a temporary folder).
+  Both processes start from scratch (interpreter, imports, decoding,
+  encoding included) and are run alternately, ``--rounds`` times; the
+  ratio is taken per round and its median reported, because the machine's
+  speed drifts with the other jobs on it.
+* The method alone, in one process: ``Exposure().fuse`` on float32 RGB
+  against ``merge.process`` on the same 8-bit images, alternately, median
+  of ``--repeats`` calls per pair after a warm-up.
+* Agreement: PSNR between the two results (both clipped to [0, 1]) on the
+  same pairs, and between the PNG files both processes wrote.
+
+Requires ``opencv-python-headless`` (the ``dev`` extra) and the data in
+``../shared/data``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
+from sections import write_section  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+MEFB = DATA / "meif" / "mefb" / "test"
+MARK = "exposure-vs-opencv"
+
+
+def opencv_folder(under: Path, over: Path, out: Path) -> None:
+    """The reference process: fuse every pair of ``under``/``over`` with OpenCV into ``out`` (PNG).
+
+    Parameters
+    ----------
+    under, over : Path
+        Folders of the under- and over-exposed images, paired by file name.
+    out : Path
+        Output folder (created); one ``<stem>.png`` per pair.
+    """
+    import cv2
+
+    out.mkdir(parents=True, exist_ok=True)
+    merge = cv2.createMergeMertens(1.0, 1.0, 1.0)
+    for name in sorted(os.listdir(under)):
+        images = [cv2.imread(str(folder / name), cv2.IMREAD_COLOR) for folder in (under, over)]
+        fused = merge.process(images)
+        pixels = np.clip(np.rint(fused * 255.0), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(out / (Path(name).stem + ".png")), pixels)
+
+
+def _fusekit_command() -> list[str]:
+    script = Path(sys.executable).with_name("fusekit")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, "-c", "import sys; from fusekit.cli import main; sys.exit(main())"]
+
+
+def _timed_process(command: list[str]) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t0
+
+
+def bench_folders(under: Path, over: Path, rounds: int, work: Path) -> dict:
+    """Alternate the OpenCV process and ``fusekit fuse`` on the folders; wall seconds per round."""
+    ours_cmd = _fusekit_command() + ["fuse", "-m", "exposure", str(under), str(over), "-o"]
+    theirs_cmd = [sys.executable, str(Path(__file__).resolve()), "--opencv-folder", str(under), str(over)]
+    ours, theirs = [], []
+    for r in range(rounds + 1):                  # round 0 warms the file cache, not reported
+        for label in (("theirs", "ours") if r % 2 else ("ours", "theirs")):
+            out = work / f"{label}-{r}"
+            seconds = _timed_process((ours_cmd if label == "ours" else theirs_cmd) + [str(out)])
+            if r:
+                (ours if label == "ours" else theirs).append(seconds)
+            if r < rounds:
+                shutil.rmtree(out)
+    ratios = [t / o for t, o in zip(theirs, ours)]
+    return {"ours": ours, "theirs": theirs, "ratios": ratios,
+            "files": (work / f"ours-{rounds}", work / f"theirs-{rounds}")}
+
+
+def bench_calls(names: list[str], repeats: int) -> dict:
+    """Per pair: median seconds of ``Exposure().fuse`` and of OpenCV's ``process``, and their PSNR."""
+    import cv2
+
+    from fusekit_classic.exposure import Exposure
+
+    merge = cv2.createMergeMertens(1.0, 1.0, 1.0)
+    fuser = Exposure()
+    rows = []
+    for name in names:
+        u8 = [cv2.imread(str(MEFB / side / name), cv2.IMREAD_COLOR) for side in ("under", "over")]
+        rgb = [np.ascontiguousarray(im[..., ::-1]).astype(np.float32) / np.float32(255) for im in u8]
+        ours_out, theirs_out = fuser.fuse(rgb), merge.process(u8)
+        ours_t, theirs_t = [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fuser.fuse(rgb)
+            t1 = time.perf_counter()
+            merge.process(u8)
+            t2 = time.perf_counter()
+            ours_t.append(t1 - t0)
+            theirs_t.append(t2 - t1)
+        theirs_rgb = np.clip(theirs_out[..., ::-1], 0, 1)
+        mse = float(np.mean((ours_out.astype(np.float64) - theirs_rgb) ** 2))
+        rows.append({"name": name, "shape": u8[0].shape[:2], "ours": statistics.median(ours_t),
+                     "theirs": statistics.median(theirs_t), "psnr": _psnr(mse),
+                     "ratio": statistics.median(t / o for t, o in zip(theirs_t, ours_t))})
+    return {"rows": rows}
+
+
+def _psnr(mse: float) -> float:
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def file_psnr(ours: Path, theirs: Path) -> list[tuple[str, float]]:
+    """PSNR (8-bit) between the PNG files the two folder runs wrote."""
+    import cv2
+
+    out = []
+    for path in sorted(ours.iterdir()):
+        a = cv2.imread(str(path), cv2.IMREAD_COLOR).astype(np.float64)
+        b = cv2.imread(str(theirs / path.name), cv2.IMREAD_COLOR).astype(np.float64)
+        out.append((path.stem, _psnr(float(np.mean((a - b) ** 2)) / 255.0 ** 2)))
+    return out
+
+
+def render(folders: dict, calls: dict, files: list, names: list[str], command: str,
+           load: tuple[float, float]) -> str:
+    """The Markdown section."""
+    import cv2
+
+    med = statistics.median
+    fmt = lambda xs: ", ".join(f"{x:.2f}" for x in xs)  # noqa: E731
+    lines = [f"<!-- begin {MARK} -->", "## Exposure fusion against OpenCV, whole processes (`benchmarks/exposure.py`)", "",
+             f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
+             f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load[0]:.1f} before and "
+             f"{load[1]:.1f} after: the cores are shared with other jobs, so only the side-by-side "
+             f"ratios count; Python {platform.python_version()}, numpy {np.__version__}, "
+             f"OpenCV {cv2.__version__}).", "",
+             f"One folder run each on the first {len(names)} MEFB test pairs "
+             f"({', '.join(f'`{n}`' for n in names)}): `fusekit fuse -m exposure under/ over/ -o out/` "
+             "against a Python process doing the same with OpenCV (`cv2.imread`, "
+             "`createMergeMertens(1, 1, 1).process`, rounded to 8 bits, `cv2.imwrite` PNG). Start-up, "
+             f"decoding and encoding included; the two alternate, {len(folders['ratios'])} rounds "
+             "after one unreported warm-up round.", "",
+             "| what | median s | runs (s) |", "|---|---:|---|",
+             f"| OpenCV process | {med(folders['theirs']):.2f} | {fmt(folders['theirs'])} |",
+             f"| `fusekit fuse -m exposure` | {med(folders['ours']):.2f} | {fmt(folders['ours'])} |",
+             "", f"Speed ratio (OpenCV time / fusekit time, per round): median "
+             f"**{med(folders['ratios']):.2f}x** (runs {fmt(folders['ratios'])}; above 1: fusekit faster).",
+             "", "The method alone in one process (`Exposure().fuse` on float32 RGB against "
+             "`merge.process` on the same 8-bit images, alternately, median per pair; default threads):",
+             "", "| pair | size | fusekit ms | OpenCV ms | ratio | PSNR to OpenCV (dB) |",
+             "|---|---|---:|---:|---:|---:|"]
+    for row in calls["rows"]:
+        h, w = row["shape"]
+        lines.append(f"| `{row['name']}` | {w}x{h} | {row['ours'] * 1e3:.1f} | {row['theirs'] * 1e3:.1f} | "
+                     f"{row['ratio']:.2f} | {row['psnr']:.1f} |")
+    lines += ["", "PSNR between the PNG files the two folder runs wrote (8 bits): "
+              + ", ".join(f"`{n}` {p:.1f} dB" for n, p in files) + ".", f"<!-- end {MARK} -->"]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pairs", type=int, default=5, help="first N MEFB test pairs")
+    parser.add_argument("--rounds", type=int, default=7, help="alternating folder runs per side")
+    parser.add_argument("--repeats", type=int, default=7, help="timed calls per pair, in-process")
+    parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--opencv-folder", nargs=3, type=Path, metavar=("UNDER", "OVER", "OUT"),
+                        help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.opencv_folder:
+        opencv_folder(*args.opencv_folder)
+        return
+    sys.path[:0] = [str(REPO), str(REPO / "plugins")]
+    names = sorted(os.listdir(MEFB / "under"))[: args.pairs]
+    load0 = os.getloadavg()[0]
+    with tempfile.TemporaryDirectory(prefix="fusekit-exposure-") as tmp:
+        work = Path(tmp)
+        for side in ("under", "over"):
+            (work / side).mkdir()
+            for name in names:
+                (work / side / name).symlink_to(MEFB / side / name)
+        folders = bench_folders(work / "under", work / "over", args.rounds, work)
+        files = file_psnr(*folders["files"])
+        calls = bench_calls(names, args.repeats)
+    load1 = os.getloadavg()[0]
+    command = "python benchmarks/exposure.py" + (f" {' '.join(argv)}" if argv else "")
+    text = render(folders, calls, files, names, command, (load0, load1))
+    print(text)
+    if not args.no_write:
+        write_section(MARK, text)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
