@@ -479,7 +479,7 @@ def _metadata(report: "EvaluationReport") -> str:
                 body = "".join("<tr>" + "".join(f'<td class="l">{_e(row.get(h, ""))}</td>' for h in header)
                                + "</tr>" for row in weights)
                 out.append('<table class="weights"><caption class="note">weights the method ships '
-                           f'(pass --weights VARIANT)</caption><thead><tr>'
+                           '(pass --weights VARIANT)</caption><thead><tr>'
                            + "".join(f'<th class="l">{_e(h)}</th>' for h in header)
                            + f"</tr></thead><tbody>{body}</tbody></table>")
         elif info.get("kind") == "folder":
