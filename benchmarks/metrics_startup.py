@@ -14,7 +14,7 @@ and on 41 RoadScene test triplets (fused = the rounded mean of the two
 sources, written to a temporary dataset), for
 
 * ``--base``: the repository at that commit (a temporary ``git worktree``,
-  put first on ``PYTHONPATH``), and the working tree;
+  imported instead of the working tree), and the working tree;
 * ``cold``: an empty ``NUMBA_CACHE_DIR``, as on the first run after
   ``pip install`` (numba compiles the kernels and fills the cache);
   ``warm``: the same cache again (numba only loads the kernels);
@@ -64,13 +64,24 @@ def make_dataset(root: Path, source: Path, count: int) -> Path:
     return root
 
 
-def run_eval(code: Path | None, dataset: Path, cache: Path, numba: bool) -> float:
-    """Seconds of one ``fusekit eval`` process; ``code`` is a checkout put first on the path."""
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), FUSEKIT_NUMBA="1" if numba else "0")
+def _launcher(code: Path | None, then: str) -> list[str]:
+    """``python -c`` running ``then`` with fusekit imported from ``code`` (a checkout) if given.
+
+    An editable install's import hook would find the working tree first, so
+    it is taken off ``sys.meta_path`` and the checkout put first on the path.
+    """
+    setup = "import sys; "
     if code is not None:
-        env["PYTHONPATH"] = os.pathsep.join([str(code), str(code / "plugins"), env.get("PYTHONPATH", "")])
-    command = [sys.executable, "-c", "import sys; from fusekit.cli import main; sys.exit(main())",
-               "eval", str(dataset), "--fused", str(dataset / "fused"), "--profile", "cddfuse"]
+        setup += ("sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in "
+                  f"getattr(f, '__module__', '')]; sys.path[:0] = [{str(code)!r}, {str(code / 'plugins')!r}]; ")
+    return [sys.executable, "-c", setup + then]
+
+
+def run_eval(code: Path | None, dataset: Path, cache: Path, numba: bool) -> float:
+    """Seconds of one ``fusekit eval`` process; ``code`` is a checkout to run instead of this tree."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(cache), FUSEKIT_NUMBA="1" if numba else "0")
+    command = _launcher(code, "from fusekit.cli import main; sys.exit(main())") + [
+        "eval", str(dataset), "--fused", str(dataset / "fused"), "--profile", "cddfuse"]
     t0 = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - t0
@@ -90,6 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base), args.base],
                        check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
+            where = subprocess.run(_launcher(base, "import fusekit.metrics._numba_kernels as k; print(k.__file__)"),
+                                   check=True, capture_output=True, text=True).stdout.strip()
+            if not where.startswith(str(base)):
+                raise SystemExit(f"the base checkout is not the one imported: {where}")
             sets = {"1 triplet (MSRS 640x480)": make_dataset(work / "one", DATA / "ivif/msrs/test", 1),
                     "41 triplets (RoadScene)": make_dataset(work / "many", DATA / "ivif/roadscene/test", 41)}
             codes = {"base": base, "now": None}
