@@ -72,11 +72,16 @@ def opencv_folder(under: Path, over: Path, out: Path) -> None:
         cv2.imwrite(str(out / (Path(name).stem + ".png")), pixels)
 
 
-def _fusekit_command() -> list[str]:
+def _fusekit_command(code: Path | None = None) -> list[str]:
+    """``fusekit``, or ``python -c`` running the CLI of checkout ``code`` instead of this tree."""
     script = Path(sys.executable).with_name("fusekit")
-    if script.exists():
+    if code is None and script.exists():
         return [str(script)]
-    return [sys.executable, "-c", "import sys; from fusekit.cli import main; sys.exit(main())"]
+    setup = "import sys; "
+    if code is not None:   # an editable install's import hook would find the working tree first
+        setup += ("sys.meta_path[:] = [f for f in sys.meta_path if '__editable__' not in "
+                  f"getattr(f, '__module__', '')]; sys.path[:0] = [{str(code)!r}, {str(code / 'plugins')!r}]; ")
+    return [sys.executable, "-c", setup + "from fusekit.cli import main; sys.exit(main())"]
 
 
 def _timed_process(command: list[str]) -> float:
@@ -85,22 +90,29 @@ def _timed_process(command: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def bench_folders(under: Path, over: Path, rounds: int, work: Path) -> dict:
-    """Alternate the OpenCV process and ``fusekit fuse`` on the folders; wall seconds per round."""
-    ours_cmd = _fusekit_command() + ["fuse", "-m", "exposure", str(under), str(over), "-o"]
-    theirs_cmd = [sys.executable, str(Path(__file__).resolve()), "--opencv-folder", str(under), str(over)]
-    ours, theirs = [], []
+def bench_folders(under: Path, over: Path, rounds: int, work: Path, base: Path | None) -> dict:
+    """Alternate the OpenCV process, ``fusekit fuse`` and (if given) the ``base`` checkout's
+    ``fusekit fuse`` on the folders; wall seconds per round."""
+    fuse = ["fuse", "-m", "exposure", str(under), str(over), "-o"]
+    commands = {"theirs": [sys.executable, str(Path(__file__).resolve()), "--opencv-folder", str(under), str(over)],
+                "ours": _fusekit_command() + fuse}
+    if base is not None:
+        commands["base"] = _fusekit_command(base) + fuse
+    times: dict[str, list[float]] = {label: [] for label in commands}
+    labels = list(commands)
     for r in range(rounds + 1):                  # round 0 warms the file cache, not reported
-        for label in (("theirs", "ours") if r % 2 else ("ours", "theirs")):
+        for label in labels[r % len(labels):] + labels[:r % len(labels)]:
             out = work / f"{label}-{r}"
-            seconds = _timed_process((ours_cmd if label == "ours" else theirs_cmd) + [str(out)])
+            seconds = _timed_process(commands[label] + [str(out)])
             if r:
-                (ours if label == "ours" else theirs).append(seconds)
+                times[label].append(seconds)
             if r < rounds:
                 shutil.rmtree(out)
-    ratios = [t / o for t, o in zip(theirs, ours)]
-    return {"ours": ours, "theirs": theirs, "ratios": ratios,
-            "files": (work / f"ours-{rounds}", work / f"theirs-{rounds}")}
+    times["ratios"] = [t / o for t, o in zip(times["theirs"], times["ours"])]
+    if base is not None:
+        times["base_ratios"] = [t / o for t, o in zip(times["theirs"], times["base"])]
+    times["files"] = (work / f"ours-{rounds}", work / f"theirs-{rounds}")
+    return times
 
 
 def bench_calls(names: list[str], repeats: int) -> dict:
@@ -150,7 +162,7 @@ def file_psnr(ours: Path, theirs: Path) -> list[tuple[str, float]]:
 
 
 def render(folders: dict, calls: dict, files: list, names: list[str], command: str,
-           load: tuple[float, float]) -> str:
+           load: tuple[float, float], base_rev: str | None = None) -> str:
     """The Markdown section."""
     import cv2
 
@@ -166,13 +178,18 @@ def render(folders: dict, calls: dict, files: list, names: list[str], command: s
              f"({', '.join(f'`{n}`' for n in names)}): `fusekit fuse -m exposure under/ over/ -o out/` "
              "against a Python process doing the same with OpenCV (`cv2.imread`, "
              "`createMergeMertens(1, 1, 1).process`, rounded to 8 bits, `cv2.imwrite` PNG). Start-up, "
-             f"decoding and encoding included; the two alternate, {len(folders['ratios'])} rounds "
+             f"decoding and encoding included; the processes alternate, {len(folders['ratios'])} rounds "
              "after one unreported warm-up round.", "",
              "| what | median s | runs (s) |", "|---|---:|---|",
              f"| OpenCV process | {med(folders['theirs']):.2f} | {fmt(folders['theirs'])} |",
-             f"| `fusekit fuse -m exposure` | {med(folders['ours']):.2f} | {fmt(folders['ours'])} |",
-             "", f"Speed ratio (OpenCV time / fusekit time, per round): median "
-             f"**{med(folders['ratios']):.2f}x** (runs {fmt(folders['ratios'])}; above 1: fusekit faster).",
+             f"| `fusekit fuse -m exposure` | {med(folders['ours']):.2f} | {fmt(folders['ours'])} |"]
+    if "base" in folders:
+        lines.append(f"| same, fusekit at `{base_rev}` (before these speed-ups) | {med(folders['base']):.2f} | "
+                     f"{fmt(folders['base'])} |")
+    lines += ["", f"Speed ratio (OpenCV time / fusekit time, per round): median "
+              f"**{med(folders['ratios']):.2f}x** (runs {fmt(folders['ratios'])}; above 1: fusekit faster)"
+              + (f"; fusekit at `{base_rev}`: {med(folders['base_ratios']):.2f}x (runs "
+                 f"{fmt(folders['base_ratios'])})." if "base" in folders else "."),
              "", "The method alone in one process (`Exposure().fuse` on float32 RGB against "
              "`merge.process` on the same 8-bit images, alternately, median per pair; default threads):",
              "", "| pair | size | fusekit ms | OpenCV ms | ratio | PSNR to OpenCV (dB) |",
@@ -200,6 +217,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=5, help="first N MEFB test pairs")
     parser.add_argument("--rounds", type=int, default=7, help="alternating folder runs per side")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per pair, in-process")
+    parser.add_argument("--base", default="857ac06",
+                        help="commit whose fusekit also runs, for a before/after in the same run ('' for none)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--opencv-folder", nargs=3, type=Path, metavar=("UNDER", "OVER", "OUT"),
                         help=argparse.SUPPRESS)
@@ -216,12 +235,27 @@ def main(argv: list[str] | None = None) -> None:
             (work / side).mkdir()
             for name in names:
                 (work / side / name).symlink_to(MEFB / side / name)
-        folders = bench_folders(work / "under", work / "over", args.rounds, work)
+        base = work / "base" if args.base else None
+        if base is not None:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(base), args.base],
+                           check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            if base is not None:
+                probe = _fusekit_command(base)[:-1] + [_fusekit_command(base)[-1].replace(
+                    "from fusekit.cli import main; sys.exit(main())", "import fusekit_classic.exposure as e; print(e.__file__)")]
+                where = subprocess.run(probe, check=True, capture_output=True, text=True).stdout.strip()
+                if not where.startswith(str(base)):
+                    raise SystemExit(f"the base checkout is not the one imported: {where}")
+            folders = bench_folders(work / "under", work / "over", args.rounds, work, base)
+        finally:
+            if base is not None:
+                subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)],
+                               check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         files = file_psnr(*folders["files"])
         calls = bench_calls(names, args.repeats)
     load1 = os.getloadavg()[0]
     command = "python benchmarks/exposure.py" + (f" {' '.join(argv)}" if argv else "")
-    text = render(folders, calls, files, names, command, (load0, load1))
+    text = render(folders, calls, files, names, command, (load0, load1), args.base or None)
     print(text)
     if not args.no_write:
         write_section(MARK, text)
