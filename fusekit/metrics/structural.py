@@ -111,13 +111,15 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
                          f"{ctx.fused.shape[1]}x{ctx.fused.shape[0]}")
 
     kernels = _exact_sum_kernels(ctx)
+    f32 = np.float32
 
     def local_stats(index: int) -> tuple[np.ndarray, np.ndarray]:
         x = ctx.float32(index)
         if kernels is not None:
-            u, uu = kernels.box_mean(x, x, win, 0), kernels.box_mean(x, x, win, 1)
-        else:
-            u, uu = ndimage.uniform_filter(x, size=win), ndimage.uniform_filter(x * x, size=win)
+            u = kernels.box_mean(x, x, win, 0)
+            return u, kernels.ssim_variance(u, kernels.box_mean(x, x, win, 1), f32(cov_norm))
+        u = ndimage.uniform_filter(x, size=win)
+        uu = ndimage.uniform_filter(x * x, size=win)
         return u, cov_norm * (uu - u * u)
 
     ux, vx = ctx.cached_image(0, ("ssim-cdd", kernels is not None), lambda: local_stats(0))
@@ -125,16 +127,17 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
     total = 0.0
     for i in range(1, len(ctx.images)):
         uy, vy = ctx.cached_image(i, ("ssim-cdd", kernels is not None), lambda: local_stats(i))
-        if kernels is not None:   # the same float32 map, from exact window sums
+        if kernels is not None:
             uxy = kernels.box_mean(f, ctx.float32(i), win, 2)
+            smap = kernels.ssim_map(uxy, ux, vx, uy, vy, f32(cov_norm), f32(c1), f32(c2))
         else:
             uxy = ndimage.uniform_filter(f * ctx.float32(i), size=win)
-        vxy = cov_norm * (uxy - ux * uy)
-        a1 = 2 * ux * uy + c1
-        a2 = 2 * vxy + c2
-        b1 = ux ** 2 + uy ** 2 + c1
-        b2 = vx + vy + c2
-        smap = (a1 * a2) / (b1 * b2)
+            vxy = cov_norm * (uxy - ux * uy)
+            a1 = 2 * ux * uy + c1
+            a2 = 2 * vxy + c2
+            b1 = ux ** 2 + uy ** 2 + c1
+            b2 = vx + vy + c2
+            smap = (a1 * a2) / (b1 * b2)
         h, w = smap.shape
         total += float(smap[pad:h - pad, pad:w - pad].mean(dtype=np.float64))
     return total
