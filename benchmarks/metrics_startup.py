@@ -150,8 +150,9 @@ NOTES = (
     "`tests/test_metrics_compiled.py`). numba caches the compiled kernels in `NUMBA_CACHE_DIR` if "
     "set, else beside the module if writable, else in the user's cache folder, so an installed "
     "package and CI runners both keep them. A warm run still pays about 0.4 s for importing numba "
-    "and loading the kernels: for one triplet that is more than the kernels save, so "
-    "`FUSEKIT_NUMBA=0` is the faster setting there; on many triplets the kernels win it back.")
+    "and loading the kernels (numba's own import pulls in scipy's BLAS bindings); whether the "
+    "kernels earn that back depends on how many and how large the images are: compare the `warm` "
+    "and `numpy` rows.")
 
 
 def render(times, args, load, argv) -> str:
