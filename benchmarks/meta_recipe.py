@@ -346,15 +346,14 @@ def stage_maps(args: argparse.Namespace) -> None:
             w_int, w_grad = load_proposer(proposer_file)(lumas)
         fused = fuse_images(fusekit.get_fuser("refusion", task=args.task, weights=str(weights)),
                             [im.data for im in loaded])
-        names = [f"{label}: {s}" if i == 0 else s for i, s in enumerate(sources)]
         figures.append(explain_figure([im.data for im in loaded], fused, w_int[0, 0].numpy(),
-                                      w_grad[0, 0].numpy(), names, height=180))
+                                      w_grad[0, 0].numpy(), list(sources), height=180,
+                                      title=f"{label} ({dataset}/{name})"))
     width = max(f.shape[1] for f in figures)
     stacked = np.concatenate([np.pad(f, ((0, 8), (0, width - f.shape[1]), (0, 0)), constant_values=255)
                               for f in figures])
     out = REPO / "docs" / f"meta_recipe_{args.task}_maps.png"
     io.write_image(out, stacked.astype(np.float32) / 255)
-    rr._to_palette(out)
     out.chmod(0o644)
     print(f"wrote {out}: {len(figures)} learned arms, scene {dataset}/{name}")
 

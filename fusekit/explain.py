@@ -54,8 +54,17 @@ def _colour_bar(height: int, first: str, second: str) -> tuple[np.ndarray, list[
     return diverging_colours(ramp), [(0, f"1: {first}"), (height // 2, "0.5: even"), (height - 12, f"0: {second}")]
 
 
+def _fit(draw, text: str, width: int) -> str:
+    """``text`` shortened with an ellipsis so that it fits ``width`` pixels."""
+    if draw.textlength(text) <= width:
+        return text
+    while text and draw.textlength(text + "...") > width:
+        text = text[:-1]
+    return text + "..."
+
+
 def explain_figure(sources: Sequence[np.ndarray], fused: np.ndarray, w_int: np.ndarray, w_grad: np.ndarray,
-                   names: Sequence[str], height: int = 256) -> np.ndarray:
+                   names: Sequence[str], height: int = 256, title: str | None = None) -> np.ndarray:
     """A labelled figure: row 1 the sources and the fused image, row 2 the weight maps and a colour bar.
 
     Parameters
@@ -71,6 +80,8 @@ def explain_figure(sources: Sequence[np.ndarray], fused: np.ndarray, w_int: np.n
         Labels of the two sources (e.g. file names or roles).
     height : int
         Panel height in pixels.
+    title : str, optional
+        A line drawn above the panels.
 
     Returns
     -------
@@ -80,28 +91,29 @@ def explain_figure(sources: Sequence[np.ndarray], fused: np.ndarray, w_int: np.n
     from PIL import Image, ImageDraw
 
     label_h, gap = 16, 6
+    head = label_h if title else 0
     top = [(_panel(s, height), n) for s, n in zip(sources, names)] + [(_panel(fused, height), "fused")]
     bar, ticks = _colour_bar(height, names[0], names[1])
-    bottom = [(_panel(diverging_colours(w_int), height), f"intensity weight of {names[0]} (mean {w_int.mean():.2f})"),
-              (_panel(diverging_colours(w_grad), height), f"gradient weight of {names[0]} (mean {w_grad.mean():.2f})")]
+    bottom = [(_panel(diverging_colours(w_int), height), f"intensity weight of {names[0]}: mean {w_int.mean():.2f}"),
+              (_panel(diverging_colours(w_grad), height), f"gradient weight of {names[0]}: mean {w_grad.mean():.2f}")]
     widths = [sum(p.shape[1] for p, _ in row) + gap * (len(row) + 1) for row in (top, bottom)]
     bar_space = bar.shape[1] + 150
     width = max(widths[0], widths[1] + bar_space)
-    canvas = np.ones((2 * (height + label_h) + 3 * gap, width, 3), dtype=np.float32)
-    spots: list[tuple[int, int, str]] = []
+    canvas = np.ones((head + 2 * (height + label_h) + 3 * gap, width, 3), dtype=np.float32)
+    spots: list[tuple[int, int, str, int]] = [(gap, 2, title, width - 2 * gap)] if title else []
     for r, row in enumerate((top, bottom)):
-        y = gap + r * (height + label_h + gap) + label_h
+        y = head + gap + r * (height + label_h + gap) + label_h
         x = gap
         for panel, label in row:
             canvas[y:y + height, x:x + panel.shape[1]] = panel
-            spots.append((x, y - label_h + 2, label))
+            spots.append((x, y - label_h + 2, label, panel.shape[1]))
             x += panel.shape[1] + gap
         if r == 1:
             canvas[y:y + height, x + 4:x + 4 + bar.shape[1]] = bar
             for dy, text in ticks:
-                spots.append((x + bar.shape[1] + 10, y + dy, text))
+                spots.append((x + bar.shape[1] + 10, y + dy, text, width - x - bar.shape[1] - 12))
     picture = Image.fromarray((canvas * 255 + 0.5).astype(np.uint8))
     draw = ImageDraw.Draw(picture)
-    for x, y, text in spots:
-        draw.text((x, y), text, fill=(0, 0, 0))
+    for x, y, text, room in spots:
+        draw.text((x, y), _fit(draw, text, room), fill=(0, 0, 0))
     return np.asarray(picture)
