@@ -4,15 +4,40 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-#: The benchmark data live beside the repository (../shared/data), in CI too.
-DATA = REPO.parent / "shared" / "data"
+#: The large benchmark data (``<task>/<dataset>/<split>/<source>/``): ``$FUSEKIT_DATA``, or beside
+#: the repository (``../shared/data``, where CI has it). A fresh clone has none; the core tests run on
+#: ``examples/data`` and the tests that need these data skip with :data:`DATA_HINT`.
+DATA = Path(os.environ.get("FUSEKIT_DATA") or REPO.parent / "shared" / "data").expanduser()
 EXAMPLES = REPO / "examples" / "data"
+#: What a skip says: where the data were looked for and how to get them.
+DATA_HINT = (f"benchmark data not found at {DATA}; set FUSEKIT_DATA to a copy laid out as "
+             "<task>/<dataset>/<split>/<source>/ (e.g. ivif/tno/test/ir/), built from the public "
+             "repositories listed in docs/benchmark_data_sources.tsv")
+
+
+def require_data(*parts: str) -> Path:
+    """The benchmark data path ``DATA/parts...``, or skip the test saying how to get the data.
+
+    Parameters
+    ----------
+    *parts : str
+        Path below the data root (``"ivif/tno/test"``); none for the root itself.
+
+    Returns
+    -------
+    Path
+    """
+    path = DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(DATA_HINT if not DATA.is_dir() else f"{path} not found in the benchmark data ({DATA_HINT})")
+    return path
 
 
 @functools.lru_cache(maxsize=None)
@@ -26,9 +51,7 @@ def load_refusion_benchmark():
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    if not DATA.is_dir():
-        pytest.skip(f"benchmark data not found at {DATA}")
-    return DATA
+    return require_data()
 
 
 @pytest.fixture(scope="session")

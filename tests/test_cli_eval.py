@@ -15,19 +15,17 @@ from fusekit.io import read_image, write_image
 from fusekit.metrics import Metric
 from fusekit.plugins import build_host
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"  # real images in the repository
 
 
 @pytest.fixture()
 def dataset(tmp_path: Path) -> Path:
-    """Two real MRI/PET crops (PET in colour) in mri/ and pet/ sub-folders."""
-    src = DATA / "mif" / "harvard_mri_pet" / "test"
-    if not src.is_dir():
-        pytest.skip(f"{src} not available")
+    """Two crops of the real MRI/PET demo pair (PET in colour) as scenes 14 and 37 in mri/ and pet/."""
     root = tmp_path / "mri_pet"
-    for name in ("14", "37"):
+    for name, (top, left) in (("14", (80, 60)), ("37", (120, 110))):
         for mod in ("mri", "pet"):
-            write_image(root / mod / f"{name}.png", read_image(src / mod / f"{name}.png")[80:160, 60:160])
+            image = read_image(EXAMPLES / f"{mod}.png")
+            write_image(root / mod / f"{name}.png", image[top:top + 80, left:left + 100])
     return root
 
 

@@ -18,26 +18,30 @@ from fusekit.evaluation import EvaluationReport, find_dataset
 from fusekit.io import read_image, write_image
 from fusekit.metrics import compute
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"  # real images in the repository
 NAMES = ("01", "07", "13")
+#: where each scene is cropped from the demo pair (top, left): three "scenes" and a lonely infrared one
+CORNERS = {"01": (100, 100), "07": (200, 300), "13": (300, 450), "lonely": (50, 500)}
 METRICS = "en,mi,ssim,cc,qabf"
 
 
-def _crop(path: Path) -> np.ndarray:
-    if not path.exists():
-        pytest.skip(f"{path} not available")
-    img = read_image(path)
-    return img[100:148, 100:164]  # 48 x 64 crop of a real image
+def _crop(path: Path, name: str) -> np.ndarray:
+    from fusekit.color import luminance
+
+    top, left = CORNERS[name]
+    image = read_image(path)
+    image = luminance(image) if image.ndim == 3 else image  # grey, like the TNO pairs these stand for
+    return image[top:top + 48, left:left + 64]  # 48 x 64 crop of a real image
 
 
 @pytest.fixture()
 def dataset(tmp_path: Path) -> Path:
-    """ir/ vi/ crops of three TNO pairs, plus an infrared image without a partner."""
+    """ir/ vi/ crops of the infrared/visible demo pair as three scenes, plus an infrared image without a partner."""
     root = tmp_path / "tno"
     for name in NAMES:
         for mod in ("ir", "vi"):
-            write_image(root / mod / f"{name}.png", _crop(DATA / "ivif/tno/test" / mod / f"{name}.png"))
-    write_image(root / "ir" / "lonely.png", _crop(DATA / "ivif/tno/test/ir/02.png"))
+            write_image(root / mod / f"{name}.png", _crop(EXAMPLES / f"{mod}.png", name))
+    write_image(root / "ir" / "lonely.png", _crop(EXAMPLES / "ir.png", "lonely"))
     return root
 
 

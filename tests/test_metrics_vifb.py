@@ -20,18 +20,16 @@ from fusekit.metrics import PROFILES, MetricContext, compute, list_metrics, reso
 from fusekit.metrics.perceptual import round_half_away, stretch_255
 from fusekit.metrics.vifb import IMPLEMENTATIONS, RGB2GRAY
 
+from .conftest import require_data
+
 HERE = Path(__file__).resolve().parent
 GOLDEN = HERE / "golden" / "vifb"
-DATA = HERE.parents[1] / "shared" / "data"
 VIFB_KEYS = ("ag", "ce", "ei", "en", "mi", "psnr", "qabf", "qcb", "qcv", "rmse", "sf", "ssim", "sd")
 ROWS = list(csv.DictReader((GOLDEN / "vifb_published.csv").open()))
 
 
 def _sources(row: dict[str, str]) -> tuple[Path, Path]:
-    vi, ir = DATA / row["vi"], DATA / row["ir"]
-    if not vi.exists():
-        pytest.skip(f"VIFB sources not found under {DATA} (the benchmark data beside the repository)")
-    return vi, ir
+    return require_data(row["vi"]), require_data(row["ir"])
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[r["fused"] for r in ROWS])

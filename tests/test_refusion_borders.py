@@ -23,7 +23,7 @@ from fusekit_refusion.fuser import ReFusion  # noqa: E402
 from fusekit_refusion.network import ReFusionNet  # noqa: E402
 from fusekit_refusion.weights import read_registry  # noqa: E402
 
-from .conftest import DATA  # noqa: E402
+from .conftest import require_data  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
@@ -96,9 +96,7 @@ def luma_pair(task: str, name: str) -> tuple[np.ndarray, np.ndarray]:
     base, m1, m2, _ = PAIRS[task]
     out = []
     for modality in (m1, m2):
-        path = DATA / base / modality / name
-        if not path.is_file():
-            pytest.skip(f"benchmark image not found: {path}")
+        path = require_data(base, modality, name)
         image = read_image(path)
         out.append(np.ascontiguousarray(luminance(image) if image.ndim == 3 else image, dtype=np.float32))
     return out[0], out[1]
@@ -118,8 +116,7 @@ def shipped_net(task: str) -> ReFusionNet:
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[f"{e.task}-{e.variant}" for e in ENTRIES])
 def test_shipped_weights_print_no_stripes_into_the_borders(entry):
-    if not DATA.is_dir():
-        pytest.skip(f"benchmark data not found at {DATA}")
+    require_data()
     fuser = ReFusion(task=entry.task, weights=str(entry.path))
     for name in PAIRS[entry.task][3]:
         fused = 255 * fuser.fuse(list(luma_pair(entry.task, name)))

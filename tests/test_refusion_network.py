@@ -14,7 +14,7 @@ from fusekit_refusion.engine import infer  # noqa: E402
 from fusekit_refusion.network import (PARAMETER_COUNT, LayerNorm2d, ReFusionNet,  # noqa: E402
                                       TransformerBlock)
 
-from .conftest import DATA, load_refusion_benchmark  # noqa: E402
+from .conftest import load_refusion_benchmark, require_data  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -38,13 +38,12 @@ def seeded(bench):
 
 def real_pair(h=72, w=96):
     """A real MSRS infrared/visible crop pair as an ``1 x 2 x h x w`` tensor."""
-    if not DATA.is_dir():
-        pytest.skip(f"benchmark data not found at {DATA}")
+    data = require_data("ivif/msrs/test")
     from fusekit.color import luminance
     from fusekit.io import read_image
 
-    ir = read_image(DATA / "ivif/msrs/test/ir/00537D.png")
-    vi = read_image(DATA / "ivif/msrs/test/vi/00537D.png")
+    ir = read_image(data / "ir/00537D.png")
+    vi = read_image(data / "vi/00537D.png")
     ir = luminance(ir) if ir.ndim == 3 else ir
     vi = luminance(vi)
     crop = np.stack([ir[200:200 + h, 300:300 + w], vi[200:200 + h, 300:300 + w]])
