@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import types
 
+import click
 import imageio.v3 as iio
 import numpy as np
 import pytest
@@ -233,3 +234,14 @@ def test_an_explicit_task_wins_without_a_note(run_cli, host, tmp_path):
         out = tmp_path / "f.png"
         result = run_cli(["fuse", "-m", "by-task", *args, *files, "-o", out], host=host)
         assert result.exit_code == 0 and "note:" not in result.output and _task_of(out) == "mif"
+
+
+def test_fuse_help_states_every_default():
+    """Every option of ``fusekit fuse`` says its default in --help (required ones say required)."""
+    from fusekit.cli.fuse import fuse_command
+
+    for param in fuse_command.params:
+        if not isinstance(param, click.Option) or param.name == "help" or param.required:
+            continue
+        text = (param.help or "").lower()
+        assert "default" in text or param.show_default, f"{param.opts}: help states no default"

@@ -30,12 +30,17 @@ __all__ = ["fuse_command", "match_folders", "parse_param"]  # the last two re-ex
               help="What the sources are, for methods with task-specific weights (default: from the "
                    "source folder names, e.g. under/ over/); other methods ignore it.")
 @click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="Weights file for learned methods (.safetensors, or the authors' .pth).")
-@click.option("--device", default=None, help="cpu, cuda or auto (learned methods).")
+              help="Weights file for learned methods (.safetensors, or the authors' .pth), or a shipped "
+                   "variant name (default: the weights fusekit ships for the task; 'fusekit info refusion' "
+                   "lists them).")
+@click.option("--device", default=None,
+              help="cpu, cuda or auto, for learned methods (default: the method's; cpu for refusion).")
 @click.option("--stretch/--no-stretch", default=None,
-              help="Min-max stretch the network output (ReFusion default: on).")
+              help="Min-max stretch the network output of learned methods (default: the method's; on "
+                   "for refusion).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Method option, repeatable, e.g. -p levels=4.")
+              help="Method option, repeatable, e.g. -p levels=4 (default: the method's own values; "
+                   "'fusekit info METHOD' lists them).")
 @click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None,
               help="Output bit depth (default: 16 if any source is 16-bit, else 8).")
 @click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
@@ -44,7 +49,8 @@ __all__ = ["fuse_command", "match_folders", "parse_param"]  # the last two re-ex
               help="Output file extension in folder mode.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
               help="Folder mode: fuse on a Dask cluster (tcp://host:8786; workers must see the same "
-                   "paths), or 'local' for -j worker processes here. Needs pip install 'fusekit[dask]'.")
+                   "paths), or 'local' for -j worker processes here. Needs pip install 'fusekit[dask]' "
+                   "(default: no cluster; -j processes on this machine).")
 @max_pixels_option
 @click.pass_obj
 def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, method: str,
@@ -60,6 +66,8 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
 
     Source order matters for learned methods: infrared then visible,
     CT/PET/SPECT then MRI, near then far focus, under then over exposure.
+    Folder mode shows a progress bar on a terminal (sets done, rate, time
+    left) and ends with a count of fused and failed sets.
     """
     cls = state.host.fusers.get(method)
     missing = [str(s) for s in sources if not s.exists()]
