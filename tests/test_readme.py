@@ -26,3 +26,17 @@ def test_readme_python_example_fuses_the_demo_pair(tmp_path, monkeypatch, torch_
     fused = read_image(tmp_path / "fused.png")
     assert fused.shape == (480, 640, 3)                      # colour kept from the visible image
     assert float(np.std(fused)) > 0.05                        # a real image, not a flat one
+
+
+def test_readme_first_sections_use_only_files_in_the_repository():
+    """The shell examples before "Train" name only inputs a fresh clone has (no ../shared/data)."""
+    text = (REPO / "README.md").read_text()
+    first = text[text.index("## Set up"):text.index("## Train")]
+    commands = "\n".join(re.findall(r"```bash\n(.*?)```", first, flags=re.S))
+    assert "shared/data" not in commands
+    paths = set(re.findall(r"examples/data/[\w./-]+", commands))
+    assert len(paths) >= 8                                    # one pair per task, at least
+    missing = sorted(p for p in paths if not (REPO / p).exists())
+    assert not missing, f"README names files a clone lacks: {missing}"
+    for task in ("ivif", "mif", "mfif", "meif"):
+        assert f"--task {task} examples/data/{task}/" in commands  # one command per task
