@@ -50,11 +50,13 @@ def _print_metric_list(ctx: click.Context) -> None:
 
     from ..metrics import PROFILES, compiled
     from ..metrics.catalog import BUILTIN_ORDER
-    from ..metrics.compute import resolve_metrics
+    from ..metrics.compute import list_metrics, resolve_metrics
     from ..metrics.profiles import get_profile
 
     state = ctx.find_object(CliState)
-    metrics = resolve_metrics(None, state.host if state else None)
+    host = state.host if state else None
+    metrics = resolve_metrics(None, host)
+    metrics += [m for m in list_metrics(host) if m.on_request]  # listed too, computed only when named
     profile = ctx.meta["fusekit.profile"]
     if ctx.get_parameter_source("profile") in (ParameterSource.DEFAULT, None):
         width = max(len(m.name) for m in metrics)
@@ -62,7 +64,8 @@ def _print_metric_list(ctx: click.Context) -> None:
             per_profile = {p: m.unit_for(p) or "no unit" for p in PROFILES}
             units = (", ".join(f"{p}: {u}" for p, u in per_profile.items())
                      if len(set(per_profile.values())) > 1 else (m.unit or "no unit"))
-            click.echo(f"{m.name.ljust(width)}  {m.arrow}  {m.full_name} [{units}]; {m.reference}")
+            named = " (only when named in --metrics)" if m.on_request else ""
+            click.echo(f"{m.name.ljust(width)}  {m.arrow}  {m.full_name} [{units}]; {m.reference}{named}")
         click.echo("")
         for p in PROFILES.values():
             click.echo(f"profile {p.name}: {p.summary}")

@@ -142,6 +142,10 @@ class Metric:
         Numbers of sources the metric is defined for; ``None`` means any.
     label : str
         Short display name for tables (default: the name in capitals).
+    on_request : bool
+        ``True`` for a metric computed only when asked for by name, not in
+        the default "all metrics" set (``ms-ssim``: images of 161 pixels or
+        more; ``mef-ssim``: exposure stacks).
 
     Examples
     --------
@@ -179,6 +183,7 @@ class Metric:
     profile_units: Mapping[str, str] = field(default_factory=dict, compare=False)
     sources: tuple[int, ...] | None = None
     label: str = ""
+    on_request: bool = False
 
     @property
     def display(self) -> str:

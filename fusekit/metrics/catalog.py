@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from . import correlation, edges, fidelity, information, intensity, normalized, perceptual, structural, vif
+from . import (correlation, edges, fidelity, information, intensity, multiscale, normalized, perceptual,
+               structural, vif)
 from .base import Metric
 
 #: Built-in metrics in report order (the order of ReFusion's tables, then the rest).
@@ -23,6 +24,7 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     *perceptual.METRICS,       # qcb, qcv
     *normalized.METRICS,       # nmi, te, qncie
     structural.QY,
+    *multiscale.METRICS,       # ms-ssim, mef-ssim
 )
 
 #: Names of :data:`BUILTIN_METRICS`, in order.

@@ -35,7 +35,8 @@ def resolve_metrics(metrics: str | Iterable[str | Metric] | None = None,
     Parameters
     ----------
     metrics : str, iterable of str or Metric, or None
-        ``None`` means every registered metric, built-in ones first in the
+        ``None`` means every registered metric but those computed on request
+        (:attr:`Metric.on_request`), built-in ones first in the
         order of :data:`fusekit.metrics.BUILTIN_ORDER`, then plugin metrics
         (with ``profile``: only those the profile defines).
     host : PluginHost, optional
@@ -60,7 +61,7 @@ def resolve_metrics(metrics: str | Iterable[str | Metric] | None = None,
         names += [n for n in registry.names() if n not in names]
         if prof is not None:
             names = [n for n in names if prof.defines(n)]
-        return [registry.get(n) for n in names]
+        return [m for m in map(registry.get, names) if not m.on_request]  # those only when named
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     out: list[Metric] = []

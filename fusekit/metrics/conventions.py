@@ -114,6 +114,15 @@ _STANDARD: dict[str, dict[str, str]] = {
                sources="variance-weighted SSIM(A,F), SSIM(B,F) where SSIM(A,B) >= 0.75, else the max; "
                        "2 sources",
                border="valid region", code="Liu's metricYang.m"),
+    "ms-ssim": dict(log=_NONE, window="11x11 Gaussian (sigma 1.5), K1 0.01, K2 0.03; 5 scales, 2x2 mean and "
+                                      "every 2nd pixel between them; exponents 0.0448 0.2856 0.3001 0.2363 0.1333",
+                    range="L = 255", sources="sum: MS-SSIM(A,F) + MS-SSIM(B,F)",
+                    border="valid region; images >= 161 px a side; scale means < 0 clipped to 0",
+                    code="Wang's msssim.m"),
+    "mef-ssim": dict(log=_NONE, window="11x11 patches (uniform mean, contrast, structure); 11x11 Gaussian "
+                                       "(sigma 1.5) SSIM without luminance, C2 = (0.03 x 255)^2; 3 scales",
+                     range="0-255", sources="all sources at once: best contrast, consistency-weighted structure",
+                     border="valid region; images >= 41 px a side", code="Ma's mef_ssim.m (as MEFB calls it)"),
 }
 
 # -- cddfuse: CDDFuse's utils/Evaluator.py -----------------------------------------------------
