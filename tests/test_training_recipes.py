@@ -197,3 +197,46 @@ def test_symmetric_proposer_swaps_its_weights_with_the_sources_and_survives_a_ch
     plain = _trainer(stacks)
     with pytest.raises(Exception, match="symmetric"):
         plain.load_checkpoint(tmp_path / "ck.pt")
+
+
+def test_first_interrupt_stops_at_a_step_boundary_and_resume_is_exact(stacks, tmp_path):
+    import os
+    import signal
+
+    from fusekit.training.trainer import TrainingInterrupted
+
+    straight = _trainer(stacks)
+    straight.run()
+    cut = _trainer(stacks, tmp_path=tmp_path)
+    original = cut.meta_step_authors
+
+    def interrupted_step(lr, lam):  # Ctrl-C arrives in the middle of step 3
+        out = original(lr, lam)
+        if cut.step == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+    cut.meta_step_authors = interrupted_step
+    with pytest.raises(TrainingInterrupted):
+        cut.run()
+    assert cut.step == 3  # the step in flight finished; the checkpoint sits at its boundary
+    resumed = _trainer(stacks)
+    resumed.load_checkpoint(tmp_path / "ck.pt")
+    resumed.run()
+    for a, b in zip(_params(straight.fuser_net) + _params(straight.proposer_net),
+                    _params(resumed.fuser_net) + _params(resumed.proposer_net)):
+        assert torch.equal(a, b)
+
+
+def test_train_refuses_bad_numbers_and_unwritable_outputs_before_training(run_cli, tmp_path):
+    from .corpus import one_line_error
+
+    patches = tmp_path / "p.npz"
+    np.savez(patches, patches=(np.random.default_rng(0).random((4, 2, 24, 24)) * 255).astype(np.uint8))
+    base = ["train", "--task", "mfif", "--patches", patches, "--steps", "2", "--patch-size", "16"]
+    one_line_error(run_cli(base + ["--lr", "inf", "-o", tmp_path / "w.safetensors"]), "lr", "finite")
+    one_line_error(run_cli(base + ["--threads", "-3", "-o", tmp_path / "w.safetensors"]), "--threads")
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    one_line_error(run_cli(base + ["-o", blocker / "w.safetensors"]), str(blocker))
+    one_line_error(run_cli(base + ["--log", blocker / "log.csv", "-o", tmp_path / "w.safetensors"]), "--log")
+    assert not (tmp_path / "w.safetensors").exists()

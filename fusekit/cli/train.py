@@ -89,7 +89,8 @@ def _machine(device: str) -> str:
 @click.option("--no-swap", is_flag=True, help="Do not feed pairs in swapped order too.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="CPU threads for torch (default: torch's choice).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint file (default: OUTPUT with suffix .ckpt).")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True,
@@ -205,6 +206,13 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
         raise ParameterError(f"output {output} should end in .safetensors")
     if output.is_dir():
         raise InputError(f"output {output} is a folder; give a file name such as {output / 'weights.safetensors'}")
+    from ..guard import check_writable
+
+    # every file the run writes must be writable before hours of training, not after
+    for path, option in ((output, "-o"), (checkpoint or output.with_suffix(".ckpt"), "--checkpoint"),
+                         (card or output.with_suffix(".json"), "--card"), (log_path, "--log")):
+        if path is not None:
+            check_writable(path, option=option)
 
     # everything that can be wrong with the input is checked before training
     images: list[Any] = []

@@ -228,8 +228,10 @@ class TrainConfig:
         positive = {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
                     "lr_proposer": self.lr_proposer, "fusion_steps": self.fusion_steps}
         for key, value in positive.items():
-            if not value > 0:
-                raise ParameterError(f"{key.replace('_', '-')} must be positive, got {value}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ParameterError(f"{key.replace('_', '-')} must be a positive finite number, got {value}")
+        if not (math.isfinite(self.lambda_grad) and math.isfinite(self.lambda_grad_start)):
+            raise ParameterError(f"lambda-grad must be finite, got {self.lambda_grad}")
         if self.patch_size < 8:
             raise ParameterError(f"patch-size must be at least 8 pixels, got {self.patch_size}")
         if self.meta_steps < 0 or self.checkpoint_every < 0 or self.warmup_steps < 0:
@@ -786,10 +788,15 @@ class Trainer:
                             desc=f"train {self.names['method']}/{c.task}")
         stopped = "done"
         self.group.broadcast_parameters([self.fuser_net, self.proposer_net, self.recon_net])
+        stop = _StopRequest()
+        snapshot = self._sampler_states()
         try:
+            stop.install()
             if self.step == 0:
                 self.warm_up_proposer()
             while self.step < c.steps:
+                if stop.requested:  # Ctrl-C / SIGTERM arrived during the last step: stop at this boundary
+                    raise KeyboardInterrupt
                 # every process must take the same decision: the group agrees on the slowest clock
                 spent = (self.group.max(time.monotonic() - budget_start, self.device)
                          if c.max_minutes is not None else 0.0)
@@ -811,6 +818,7 @@ class Trainer:
                 else:
                     losses = self.fusion_step(lr, lam)
                 self.step += 1
+                snapshot = self._sampler_states()  # the samplers as a step boundary leaves them
                 elapsed = self.elapsed_before + time.monotonic() - start
                 self._recent = (self._recent + [losses])[-50:]
                 if writer is not None:
@@ -833,9 +841,13 @@ class Trainer:
             bar.close()
             if log_file is not None:
                 log_file.close()
+            # a second Ctrl-C may have cut a step short after it drew its batches: put the samplers back
+            # where the step began, so that a resumed run draws exactly what an uninterrupted one would
+            self._set_sampler_states(snapshot)
             saved = self.save_checkpoint() if self.checkpoint_path else None
             raise TrainingInterrupted(self.step, saved) from None
         finally:
+            stop.uninstall()
             bar.close()
             if log_file is not None and not log_file.closed:
                 log_file.close()
@@ -844,6 +856,17 @@ class Trainer:
             self.save_checkpoint()
         return TrainResult(step=self.step, elapsed_s=self.elapsed_before, stopped=stopped,
                            losses=self.recent_losses())
+
+    def _sampler_states(self) -> tuple[Any, Any]:
+        return (copy.deepcopy(self.sampler.state()) if hasattr(self.sampler, "state") else None,
+                copy.deepcopy(self.meta_sampler.state()) if self.meta_sampler is not None else None)
+
+    def _set_sampler_states(self, states: tuple[Any, Any]) -> None:
+        main, meta = states
+        if main is not None:
+            self.sampler.set_state(main)
+        if meta is not None and self.meta_sampler is not None:
+            self.meta_sampler.set_state(meta)
 
     def recent_losses(self) -> dict[str, float]:
         """Mean of each loss over the last (up to 50) steps that reported it."""
@@ -1025,6 +1048,45 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         raise WeightsError(f"{path}: not a fusekit training checkpoint; pass a file written by "
                            f"'fusekit train --checkpoint'")
     return _checked_version(state, path)
+
+
+class _StopRequest:
+    """Turn the first Ctrl-C (SIGINT) or SIGTERM into a request to stop at the next step boundary.
+
+    The training loop checks :attr:`requested` between steps, so the
+    checkpoint it then saves is exact and a resumed run continues as if it
+    had never stopped. A second signal interrupts at once (the loop then
+    restores its samplers to the start of the cut step). Outside the main
+    thread signals cannot be caught, and Ctrl-C interrupts at once.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, Any] = {}
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def install(self) -> None:
+        import signal
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                self._previous[sig] = signal.signal(sig, self._handle)
+            except (ValueError, OSError):  # pragma: no cover - platforms without the signal
+                pass
+
+    def uninstall(self) -> None:
+        import signal
+
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
 
 class _NoBar:
