@@ -269,7 +269,8 @@ def report(task: str, arms: list[str], labels: list[str], per_run: dict, splits:
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Every arm: `fusekit train "
              f"{' '.join(SCALED[:20])} --lambda-grad {LAMBDA[task]:g}` from random weights, seeds "
              f"{', '.join(seeds)}; each arm makes the same 3,600 fuser updates on the same batches. "
-             f"Training time (one CPU thread each, two side by side): {secs}. Task mean = unweighted mean "
+             "Arms: " + "; ".join(f"**{a}** `{' '.join(ARMS[a])}`" for a in arms if a in ARMS) + ". "
+             f"Training time (one CPU thread each, 2-5 runs sharing the 2 cores): {secs}. Task mean = unweighted mean "
              f"over the test splits ({', '.join(d for _, d, _, _ in splits)}); value = mean over seeds "
              "± half the range. Every metric higher is better.", ""]
     for profile in PROFILES:
@@ -354,6 +355,10 @@ def stage_maps(args: argparse.Namespace) -> None:
                               for f in figures])
     out = REPO / "docs" / f"meta_recipe_{args.task}_maps.png"
     io.write_image(out, stacked.astype(np.float32) / 255)
+    from PIL import Image  # 256 dithered colours: a quarter of the size, and the colour bar stays smooth
+
+    Image.open(out).convert("RGB").quantize(colors=256, method=Image.Quantize.MEDIANCUT,
+                                            dither=Image.Dither.FLOYDSTEINBERG).save(out, optimize=True)
     out.chmod(0o644)
     print(f"wrote {out}: {len(figures)} learned arms, scene {dataset}/{name}")
 
