@@ -150,6 +150,9 @@ def _read_plain_tiff(path: Path, head: header.Header | None) -> np.ndarray | Non
         with Image.open(path) as img:
             if img.mode != head.mode or img.info.get("compression") not in _PILLOW_TIFF_COMPRESSIONS:
                 return None
+            bits = img.tag_v2.get(258, (8,))  # BitsPerSample: Pillow reads 48-bit RGB as 8-bit "RGB"
+            if any(b != 8 for b in (bits if isinstance(bits, tuple) else (bits,))):
+                return None
             img.load()
             return np.asarray(img)
     except Exception:  # noqa: BLE001 - tifffile gets its turn and reports what is wrong

@@ -23,7 +23,9 @@ from .corpus import hidden_files, one_line_error, write
 
 #: A CLI with a slow test method, run as its own process so signals can be sent to it.
 SLOW_CLI = textwrap.dedent('''
-    import sys, time, types
+    import signal, sys, time, types
+    # Ctrl-C as in a terminal: a shell that started pytest in the background leaves SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     from fusekit import Fuser, hookimpl
     from fusekit.cli import make_cli
     from fusekit.plugins import build_host
