@@ -140,6 +140,20 @@ def folder(runs_dir: Path, task: str, dataset: str, label: str) -> Path:
     return runs_dir / "results" / task / dataset / label.replace(" ", "-")
 
 
+def fuse_missing(task: str, sets: dict[str, list[Path]], weights: Path, out: Path, what: str) -> None:
+    """Fuse with ReFusion ``weights`` every source set of ``sets`` whose ``out/<name>.png`` is missing."""
+    import fusekit
+    from fusekit.api import fuse_files
+
+    todo = [n for n in sorted(sets) if not (out / f"{n}.png").exists()]
+    if todo:
+        fuser = fusekit.get_fuser("refusion", task=task, weights=str(weights))
+        fuser.prepare()
+        for name in todo:
+            fuse_files(fuser, sets[name], out / f"{name}.png")
+        print(f"{what}: fused {len(todo)}", flush=True)
+
+
 def fuse_and_score(task: str, runs_dir: Path, runs: dict[str, Path], jobs: int,
                    csv_tag: str = "balance") -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
     """Fuse the task's yardstick and check splits with every run and score them side by side.
@@ -165,8 +179,6 @@ def fuse_and_score(task: str, runs_dir: Path, runs: dict[str, Path], jobs: int,
     counts : dict
         Split -> number of images.
     """
-    import fusekit
-    from fusekit.api import fuse_files
     from fusekit.cli.fuse import match_folders
 
     splits = [s[:3] for s in rr.SPLITS if s[0] == task] + [s for s in CHECK_SPLITS if s[0] == task]
@@ -175,14 +187,7 @@ def fuse_and_score(task: str, runs_dir: Path, runs: dict[str, Path], jobs: int,
     for _, dataset, sources in splits:
         sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
         for label, weights in runs.items():
-            out = folder(runs_dir, task, dataset, label)
-            todo = [n for n in sorted(sets) if not (out / f"{n}.png").exists()]
-            if todo:
-                fuser = fusekit.get_fuser("refusion", task=task, weights=str(weights))
-                fuser.prepare()
-                for name in todo:
-                    fuse_files(fuser, sets[name], out / f"{name}.png")
-                print(f"{dataset}: fused {len(todo)} with {label}", flush=True)
+            fuse_missing(task, sets, weights, folder(runs_dir, task, dataset, label), f"{dataset}: {label}")
         csv_path = runs_dir / "results" / "csv" / f"{dataset}-{len(sets)}-cddfuse-{csv_tag}.csv"
         if csv_path.exists():
             csv_path.unlink()  # the set of runs may have grown since the last score

@@ -77,6 +77,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+import loss_balance as lb  # noqa: E402
 import refusion_results as rr  # noqa: E402
 from sections import write_section  # noqa: E402
 
@@ -185,21 +186,13 @@ def runs_in(task: str) -> dict[str, Path]:
 
 
 def fuse_all(task: str, runs: dict[str, Path], work: Path) -> None:
-    import fusekit
-    from fusekit.api import fuse_files
+    """Fuse the task's test splits with every run (images already there are kept)."""
     from fusekit.cli.fuse import match_folders
 
     for _, dataset, sources, _ in (s for s in rr.SPLITS if s[0] == task):
         sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
         for label, weights in runs.items():
-            out = work / "fused" / task / dataset / label
-            todo = [n for n in sorted(sets) if not (out / f"{n}.png").exists()]
-            if todo:
-                fuser = fusekit.get_fuser("refusion", task=task, weights=str(weights))
-                fuser.prepare()
-                for name in todo:
-                    fuse_files(fuser, sets[name], out / f"{name}.png")
-                print(f"{dataset}: fused {len(todo)} with {label}", flush=True)
+            lb.fuse_missing(task, sets, weights, work / "fused" / task / dataset / label, f"{dataset}: {label}")
 
 
 def score_split(task: str, dataset: str, sources: tuple[str, ...], labels: list[str], work: Path,
@@ -267,7 +260,7 @@ def report(task: str, arms: list[str], labels: list[str], per_run: dict, splits:
              "(`benchmarks/meta_recipe.py`)", "",
              f"Scored {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
              f"{os.cpu_count()} cores, Python {platform.python_version()}. Every arm: `fusekit train "
-             f"{' '.join(SCALED[:20])} --lambda-grad {LAMBDA[task]:g}` from random weights, seeds "
+             f"{' '.join(SCALED[:SCALED.index('--threads')])} --lambda-grad {LAMBDA[task]:g}` from random weights, seeds "
              f"{', '.join(seeds)}; each arm makes the same 3,600 fuser updates on the same batches. "
              "Arms: " + "; ".join(f"**{a}** `{' '.join(ARMS[a])}`" for a in arms if a in ARMS) + ". "
              f"Training time (one CPU thread each, 2-5 runs sharing the 2 cores): {secs}. Task mean = unweighted mean "

@@ -1114,7 +1114,7 @@ def _progress_bar(total: int, initial: int, show: bool | None, desc: str) -> Any
 
 def _norm(grads: list[torch.Tensor | None]) -> float:
     """Euclidean norm of a list of gradients taken as one vector (``None`` counts as 0)."""
-    return float(torch.sqrt(sum((g.double() ** 2).sum() for g in grads if g is not None) or torch.tensor(0.0)))
+    return math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads if g is not None))
 
 
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
