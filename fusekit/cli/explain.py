@@ -61,7 +61,8 @@ def explain_command(state: CliState, sources: tuple[Path, Path], output: Path, m
     lumas = np.stack([color.luminance(im.data) for im in loaded])[None]
     with torch.inference_mode():
         w_int, w_grad = proposer(torch.from_numpy(np.ascontiguousarray(lumas, dtype=np.float32)))
-    names = [p.name for p in sources]
+    # pairs usually share a file name (under/x.png, over/x.png): then the folder tells them apart
+    names = [p.name if sources[0].name != sources[1].name else f"{p.parent.name}/{p.name}" for p in sources]
     picture = explain_figure([im.data for im in loaded], fused, w_int[0, 0].numpy(), w_grad[0, 0].numpy(),
                              names, height=height)
     io.write_image(output, picture.astype(np.float32) / 255.0)
