@@ -98,6 +98,10 @@ ARMS = {
     "learned-sym": ["--loss-proposer", "refusion", "--no-direct-term", "--symmetric-proposer"],
     # the same with the authors' direct term kept
     "learned-sym-direct": ["--loss-proposer", "refusion", "--symmetric-proposer"],
+    # design change: P (order-equivariant, authors' update with the direct term) sets the intensity weights
+    # only; the gradient term keeps the hand-made max-gradient selection, so the learned part is exactly
+    # what the fixed loss sets by a rule (mean or max intensity)
+    "learned-int": ["--loss-proposer", "refusion", "--symmetric-proposer", "--learn-weights", "intensity"],
 }
 TRAIN_DIRS = {
     "ivif": [rr.DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
