@@ -127,11 +127,15 @@ def data_args(task: str, work: Path) -> list[str]:
     return ["--patches", str(patches)]
 
 
-def train_command(task: str, arm: str, seed: int, work: Path) -> list[str]:
+def train_command(task: str, arm: str, seed: int, work: Path, resume: bool = True) -> list[str]:
+    """``fusekit train`` for one run; it continues from the run's checkpoint where one is left
+    (a stopped session), which the trainer resumes exactly."""
     stem = run_stem(task, arm, seed)
+    checkpoint = work / "ckpt" / f"{task}-{arm}-seed{seed}.ckpt"
+    again = ["--resume", str(checkpoint)] if resume and checkpoint.is_file() else []
     return (["fusekit", "train", "--task", task, *data_args(task, work), *SCALED, *ARMS[arm],
              "--lambda-grad", f"{LAMBDA[task]:g}", "--seed", str(seed), "--log", str(stem) + ".csv",
-             "--checkpoint", str(work / "ckpt" / f"{task}-{arm}-seed{seed}.ckpt"), "-o", str(stem) + ".safetensors"])
+             "--checkpoint", str(checkpoint), *again, "-o", str(stem) + ".safetensors"])
 
 
 def export_proposer(checkpoint: Path, out: Path) -> None:
@@ -162,9 +166,9 @@ def stage_train(args: argparse.Namespace) -> None:
     while jobs or running:
         while jobs and len(running) < args.parallel:
             arm, seed = jobs.pop(0)
-            cmd = train_command(args.task, arm, seed, args.work)
+            cmd = train_command(args.task, arm, seed, args.work, resume=not args.force)
             print(f"[{time.strftime('%H:%M:%S')}] " + " ".join(cmd), flush=True)
-            log = open(run_stem(args.task, arm, seed).with_suffix(".log"), "w")
+            log = open(run_stem(args.task, arm, seed).with_suffix(".log"), "a" if "--resume" in cmd else "w")
             running.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env), arm, seed, log))
         time.sleep(5)
         for item in list(running):
