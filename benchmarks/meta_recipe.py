@@ -149,9 +149,10 @@ def export_proposer(checkpoint: Path, out: Path) -> None:
     symmetric = all(k.startswith("inner.") for k in weights)  # trained with --symmetric-proposer
     if symmetric:
         weights = {k[len("inner."):]: v for k, v in weights.items()}
+    learn = json.loads(state["config"]).get("learn_weights", "both")  # "intensity": gradient weights by rule
     save_weights(weights, out, {"format": "fusekit-proposer", "task": state["task"],
                                 "loss_proposer": state["loss_proposer"], "steps": state["step"],
-                                "symmetric": "1" if symmetric else "0"})
+                                "symmetric": "1" if symmetric else "0", "learn_weights": learn})
 
 
 def stage_train(args: argparse.Namespace) -> None:

@@ -240,3 +240,19 @@ def test_train_refuses_bad_numbers_and_unwritable_outputs_before_training(run_cl
     one_line_error(run_cli(base + ["-o", blocker / "w.safetensors"]), str(blocker))
     one_line_error(run_cli(base + ["--log", blocker / "log.csv", "-o", tmp_path / "w.safetensors"]), "--log")
     assert not (tmp_path / "w.safetensors").exists()
+
+
+def test_intensity_only_proposer_reads_back_as_the_loss_it_was_trained_with(stacks):
+    """``--learn-weights intensity``: the trainer's loss weights are P's intensity weights and the rule's
+    gradient weights; :class:`LearnedIntensity` (what ``fusekit explain`` shows) gives exactly those."""
+    from fusekit.training.partial import LearnedIntensity
+
+    trainer = _trainer(stacks, learn_weights="intensity", symmetric_proposer=True)
+    x = torch.from_numpy(np.stack(stacks[:2]))
+    with torch.no_grad():
+        want_int, want_grad = trainer.loss_weights(x)
+        got_int, got_grad = LearnedIntensity(trainer.proposer_net)(x)
+        raw_int, raw_grad = trainer.proposer_net(x)
+    assert torch.equal(got_int, want_int) and torch.equal(got_grad, want_grad)
+    assert torch.equal(got_int, raw_int)
+    assert set(got_grad.unique().tolist()) == {0.0, 1.0} and not torch.equal(got_grad, raw_grad)
