@@ -40,7 +40,13 @@ Arms (same seed, data, batches and fuser updates; they differ only in the loss):
 * ``learned-sym`` (a design change): the meta-gradient alone, with P
   order-equivariant (``--symmetric-proposer``), so that it cannot collapse
   to "intensity from the first input, gradient from the second";
-  ``learned-sym-direct`` keeps the direct term too.
+  ``learned-sym-direct`` keeps the direct term too;
+* ``learned-int`` (a design change): P, order-equivariant and moved by the
+  authors' update with its direct term, sets the intensity weights only; the
+  gradient term keeps the hand-made max-gradient selection
+  (``--learn-weights intensity``). The learned part is then exactly what the
+  fixed loss sets by a rule (an even or brighter-source intensity target),
+  and the direct term's selection pressure acts on intensity alone.
 
 Stages::
 
