@@ -135,7 +135,7 @@ def stage_sheet(args: argparse.Namespace) -> None:
     """``docs/learned_vs_fixed_<task>.png``: sources | start | fixed | learned, scenes of refusion_results."""
     import numpy as np
 
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
     from fusekit.io import read_image, write_image
     from fusekit.sheet import contact_sheet
 

@@ -179,7 +179,7 @@ def fuse_and_score(task: str, runs_dir: Path, runs: dict[str, Path], jobs: int,
     counts : dict
         Split -> number of images.
     """
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
 
     splits = [s[:3] for s in rr.SPLITS if s[0] == task] + [s for s in CHECK_SPLITS if s[0] == task]
     rows: dict[str, dict[str, list[float]]] = {}
@@ -302,7 +302,7 @@ def write_sheet(task: str, runs_dir: Path, runs: dict[str, Path], out: Path) -> 
     """
     import numpy as np
 
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
     from fusekit.io import read_image, write_image
     from fusekit.sheet import contact_sheet
 

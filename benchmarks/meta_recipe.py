@@ -202,7 +202,7 @@ def runs_in(task: str) -> dict[str, Path]:
 
 def fuse_all(task: str, runs: dict[str, Path], work: Path) -> None:
     """Fuse the task's test splits with every run (images already there are kept)."""
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
 
     for _, dataset, sources, _ in (s for s in rr.SPLITS if s[0] == task):
         sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
@@ -308,7 +308,7 @@ def stage_sheet(args: argparse.Namespace) -> None:
     """``docs/meta_recipe_<task>.png``: sources | one column per arm (seed 1), scenes of refusion_results."""
     import numpy as np
 
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
     from fusekit.io import read_image, write_image
     from fusekit.sheet import contact_sheet
 
@@ -336,7 +336,7 @@ def stage_maps(args: argparse.Namespace) -> None:
     import fusekit
     from fusekit import color, io
     from fusekit.api import fuse_images
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
     from fusekit.explain import explain_figure
     from fusekit_refusion.fuser import load_proposer
 

@@ -89,7 +89,7 @@ def split_dir(dataset: str, task: str) -> Path:
 
 def pair_names(task: str, dataset: str, sources: tuple[str, ...], limit: slice | None) -> list[str]:
     """Names (stems) of the source sets of a split, sorted, the ``limit`` slice of them."""
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
 
     sets, problems = match_folders([split_dir(dataset, task) / s for s in sources])
     if problems:
@@ -102,7 +102,7 @@ def stage_fuse(args: argparse.Namespace) -> None:
     """Fuse each split with both weight files, skipping outputs that exist."""
     import fusekit
     from fusekit.api import fuse_files
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
 
     for task, dataset, sources, _ in selected(args):
         folders = [split_dir(dataset, task) / s for s in sources]
@@ -150,7 +150,7 @@ def eval_dir(args: argparse.Namespace, task: str, dataset: str, sources: tuple[s
     if len(names) == len(pair_names(task, dataset, sources, None)):
         return split_dir(dataset, task)
     subset = args.work / "subsets" / f"{dataset}-{tag(args, dataset, len(names))}"
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
 
     sets, _ = match_folders([split_dir(dataset, task) / s for s in sources])
     for name in names:
@@ -411,7 +411,7 @@ def stage_sheet(args: argparse.Namespace) -> None:
     import numpy as np
 
     import fusekit
-    from fusekit.cli.fuse import match_folders
+    from fusekit.datasets import match_folders
     from fusekit.io import read_image, write_image
     from fusekit.sheet import contact_sheet
 
