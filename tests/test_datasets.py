@@ -66,3 +66,9 @@ def test_layout_and_source_folders_accept_every_alias(tmp_path):
         detect_layout(tmp_path)
     with pytest.raises(ParameterError, match="unknown task"):
         source_folders(tmp_path, "rgb")
+
+
+def test_canonical_source_order_is_pinned():
+    # training stacks sources in slot order and the shipped networks expect it: never reorder
+    assert {task: slots[0].folder for task, slots in LAYOUTS.items()} == {
+        "ivif": "ir", "mif": "ct", "mfif": "a", "meif": "under"}

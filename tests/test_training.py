@@ -142,8 +142,26 @@ def test_find_pairs_orders_sources_and_rejects_bad_folders(tmp_path):
     odd = tmp_path / "odd"
     _write(odd / "ir" / "1.png", _textured(1))
     _write(odd / "vi" / "2.png", _textured(2))
-    with pytest.raises(InputError, match="no partner"):
+    with pytest.raises(InputError, match="make no pair.*no image named '1' in vi/"):
         find_pairs([odd], "ivif")
+
+
+def test_find_pairs_accepts_every_folder_alias_in_slot_order(tmp_path):
+    data = tmp_path / "data"
+    for name in ("2", "1"):
+        _write(data / "visible" / f"{name}.png", _textured(1))
+        _write(data / "Infrared" / f"{name}.jpg", _textured(2))
+    pairs = find_pairs([data], "ivif")
+    assert [(a.parent.name, b.parent.name, a.stem) for a, b in pairs] == [
+        ("Infrared", "visible", "1"), ("Infrared", "visible", "2")]
+    for task, first, second in (("mfif", "near", "far"), ("meif", "under", "over"), ("mif", "spect", "mri")):
+        folder = tmp_path / task
+        _write(folder / second / "x.png", _textured(3))
+        _write(folder / first / "x.png", _textured(4))
+        assert [(a.parent.name, b.parent.name) for a, b in find_pairs([folder], task)] == [(first, second)]
+    _write(data / "Infrared" / "2.png", _textured(5))
+    with pytest.raises(InputError, match="several image files named '2'"):
+        find_pairs([data], "ivif")
 
 
 def test_load_pairs_rejects_small_and_mismatched_images(tmp_path):

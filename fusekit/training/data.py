@@ -1,15 +1,16 @@
 """Training data: source pairs from dataset folders, random patches, augmentation.
 
-A data folder has the layout used by ``fusekit eval``: one sub-folder per
-modality, the two images of a pair having the same file name::
+A data folder has the layout used by ``fusekit eval`` (:mod:`fusekit.datasets`
+knows it): one sub-folder per source, under any folder name the task's slot
+accepts, the two images of a pair having the same file name::
 
     DATA_DIR/ir/0001.png   DATA_DIR/vi/0001.png
     DATA_DIR/ir/0002.png   DATA_DIR/vi/0002.png
 
 Images are read with :func:`fusekit.io.read_image` and reduced to luminance
 with :func:`fusekit.color.luminance` (float32 in [0, 1]). Sources are stacked
-in the task's canonical order (:data:`SOURCE_ORDER`), the order the published
-ReFusion networks expect.
+in the task's slot order (:data:`fusekit.datasets.LAYOUTS`), the order the
+published ReFusion networks expect.
 
 For fast runs (a GPU that would otherwise wait for image decoding) patches can
 be extracted once into a ``.npz`` file holding ``patches``, a uint8 array
@@ -27,57 +28,13 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..datasets import TASKS, pair_by_stem, source_folders
 from ..errors import InputError, ParameterError
-from ..interfaces import TASKS
 
 __all__ = [
-    "SOURCE_ORDER", "IMAGE_SUFFIXES", "find_pairs", "load_pairs", "load_patch_file",
+    "find_pairs", "load_pairs", "load_patch_file",
     "PatchSampler", "swap_augment",
 ]
-
-#: Per task: for each source position, the accepted modality folder names.
-#: IVIF (infrared, visible); MIF (CT | PET | SPECT, MRI); MFIF (near focus ``a``,
-#: far focus ``b``); MEIF (under-exposed, over-exposed).
-SOURCE_ORDER: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "ivif": (("ir",), ("vi",)),
-    "mif": (("ct", "pet", "spect"), ("mri",)),
-    "mfif": (("a",), ("b",)),
-    "meif": (("under",), ("over",)),
-}
-
-#: File suffixes treated as images (lower case).
-IMAGE_SUFFIXES: frozenset[str] = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"})
-
-
-def _check_task(task: str) -> None:
-    if task not in SOURCE_ORDER:
-        raise ParameterError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
-
-
-def _modality_dir(data_dir: Path, names: tuple[str, ...], task: str) -> Path:
-    found = [data_dir / n for n in names if (data_dir / n).is_dir()]
-    if len(found) == 1:
-        return found[0]
-    present = sorted(p.name for p in data_dir.iterdir() if p.is_dir())
-    if not found:
-        raise InputError(
-            f"{data_dir}: task {task!r} needs a sub-folder named {' or '.join(names)}, found "
-            f"{', '.join(present) if present else 'no sub-folders'}; point DATA_DIR at a folder "
-            f"with one sub-folder per modality")
-    raise InputError(f"{data_dir}: found several of {', '.join(p.name for p in found)}; "
-                     f"use one data folder per modality pair")
-
-
-def _images_in(folder: Path) -> dict[str, Path]:
-    """Image files of ``folder`` keyed by name without extension (as ``fusekit fuse`` matches)."""
-    found: dict[str, Path] = {}
-    for p in sorted(folder.iterdir()):
-        if not (p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES) or p.name.startswith("."):
-            continue
-        if p.stem in found:
-            raise InputError(f"{folder}: several files named {p.stem!r} ({found[p.stem].name}, {p.name}); keep one")
-        found[p.stem] = p
-    return found
 
 
 def find_pairs(data_dirs: Sequence[str | Path], task: str) -> list[tuple[Path, Path]]:
@@ -86,9 +43,11 @@ def find_pairs(data_dirs: Sequence[str | Path], task: str) -> list[tuple[Path, P
     Parameters
     ----------
     data_dirs : sequence of path
-        Folders with one sub-folder per modality (see the module docstring).
+        Folders with one sub-folder per source, named as
+        :data:`fusekit.datasets.LAYOUTS` accepts (``ir`` or ``infrared``,
+        ``vi``, ``vis`` or ``visible``, ...; see the module docstring).
     task : {"ivif", "mif", "mfif", "meif"}
-        Decides the modality folders and their order.
+        Decides the source folders and their order (the task's slots).
 
     Returns
     -------
@@ -98,30 +57,27 @@ def find_pairs(data_dirs: Sequence[str | Path], task: str) -> list[tuple[Path, P
     Raises
     ------
     InputError
-        A folder is missing, lacks a modality sub-folder, holds no pair, or
+        A folder is missing, lacks a source sub-folder, holds no pair, or
         holds images without a partner of the same name.
     """
-    _check_task(task)
+    if task not in TASKS:
+        raise ParameterError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if not data_dirs:
         raise InputError("no data folder given; pass at least one DATA_DIR")
     pairs: list[tuple[Path, Path]] = []
     for raw in data_dirs:
         data_dir = Path(raw)
-        if not data_dir.is_dir():
-            raise InputError(f"data folder {data_dir} does not exist or is not a folder")
-        first, second = (_modality_dir(data_dir, names, task) for names in SOURCE_ORDER[task])
-        a, b = _images_in(first), _images_in(second)
-        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
-        if only_a or only_b:
-            lonely = [f"{first.name}/{a[n].name}" for n in only_a] + [f"{second.name}/{b[n].name}" for n in only_b]
+        folders = source_folders(data_dir, task)
+        shown = [f"{f.name}/" for f in folders]
+        sets, problems = pair_by_stem(folders, shown)
+        if problems:
             raise InputError(
-                f"{data_dir}: {len(lonely)} image(s) have no partner of the same name "
-                f"(e.g. {', '.join(lonely[:3])}); pairs must share file names (any extension) across "
-                f"{first.name}/ and {second.name}/")
-        if not a:
-            raise InputError(f"{data_dir}: no images in {first.name}/ and {second.name}/; "
-                             f"expected matching files such as {first.name}/0001.png and {second.name}/0001.png")
-        pairs.extend((a[n], b[n]) for n in sorted(a))
+                f"{data_dir}: {len(problems)} image name(s) make no pair ({'; '.join(list(problems.values())[:3])}); "
+                f"each name must appear once, with any extension, in each of {' and '.join(shown)}")
+        if not sets:
+            raise InputError(f"{data_dir}: no images in {' and '.join(shown)}; expected matching files "
+                             f"such as {shown[0]}0001.png and {shown[1]}0001.png")
+        pairs.extend(sets.values())  # type: ignore[arg-type]
     return pairs
 
 

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
+from fusekit.datasets import LAYOUTS
 from fusekit.errors import ParameterError
 from fusekit.interfaces import TASKS, TorchFuser
 
@@ -18,13 +19,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["ReFusion", "SOURCE_ORDER", "DEFAULT_CHUNK_PIXELS"]
 
-#: Order in which each task's network expects its two sources.
-SOURCE_ORDER: dict[str, tuple[str, str]] = {
-    "ivif": ("infrared", "visible"),
-    "mif": ("CT/PET/SPECT", "MRI"),
-    "mfif": ("near focus", "far focus"),
-    "meif": ("under-exposed", "over-exposed"),
-}
+#: Order in which each task's network expects its two sources (the labels of
+#: the task's slots in :data:`fusekit.datasets.LAYOUTS`, the one source order).
+SOURCE_ORDER: dict[str, tuple[str, ...]] = {task: tuple(slot.label for slot in slots)
+                                            for task, slots in LAYOUTS.items()}
 
 #: Pixels per tile of the inference engine (kept in sync with engine.py,
 #: duplicated here so that reading the default does not import torch).
