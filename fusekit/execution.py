@@ -1,0 +1,271 @@
+"""Run independent work items in this process, in local worker processes, or on a Dask cluster.
+
+fusekit's batch commands (``fuse`` on folders, ``eval``) hand their work to
+:func:`execute`: a function, the state every item shares, and the items. It
+picks one of three backends:
+
+* serial (``jobs=1``): in this process, one item after the other;
+* local processes (``jobs=N``): a :class:`~concurrent.futures.ProcessPoolExecutor`
+  of at most as many workers as cores and items (:func:`fusekit.workers.cap_jobs`),
+  forked where the platform can, so the shared state is inherited, not
+  pickled; each worker gets ``cores // N`` torch threads;
+* an executor: any :class:`concurrent.futures.Executor` passed in, or a Dask
+  cluster's (``dask="tcp://host:8786"``, or ``"local"`` for ``jobs`` worker
+  processes here; Dask is imported only then). The function and the shared
+  state travel with every item, so they must pickle.
+
+Every backend behaves the same way:
+
+* **results** are :class:`Done` records, in completion order (input order
+  with ``ordered=True``);
+* **failures** stay with their item: an ``Exception`` raised by the function,
+  or a worker that dies, becomes :attr:`Done.error` (one line) and the other
+  items go on;
+* **progress** is one tqdm bar on stderr (:class:`Progress`), started after
+  the workers are forked;
+* **cancellation**: Ctrl-C (or SIGTERM under
+  :func:`fusekit.workers.sigterm_as_interrupt`) submits nothing more, cancels
+  queued items and terminates worker processes at once; a worker unwinds
+  through the write in progress, which removes its temporary file. The
+  ``KeyboardInterrupt`` then reaches the caller, which reports in one line;
+  every item already yielded is complete.
+
+Examples
+--------
+>>> from fusekit.execution import execute
+>>> [d.value for d in execute(pow, [1, 2, 3], shared=2, ordered=True)]
+[2, 4, 8]
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import multiprocessing
+import sys
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from . import workers
+from .errors import InputError, one_line
+
+__all__ = ["Done", "Progress", "execute", "dask_executor"]
+
+#: Seconds to wait for a Dask scheduler before giving up.
+CONNECT_TIMEOUT_S = 10
+
+#: ``(function, shared)`` of this worker process (set by :func:`_init_worker`).
+_WORKER: tuple[Callable[[Any, Any], Any], Any] | None = None
+
+
+@dataclass(frozen=True)
+class Done:
+    """The outcome of one work item: ``index`` and ``item`` as given, ``value`` or one-line ``error``."""
+
+    index: int
+    item: Any
+    value: Any = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Progress:
+    """A progress bar (tqdm, on stderr): its label, unit, whether shown, and units per item.
+
+    ``show=None`` shows it only on a terminal; ``weight(item)`` is how many
+    units an item counts for (default 1).
+    """
+
+    desc: str
+    unit: str = "item"
+    show: bool | None = None
+    leave: bool = True
+    weight: Callable[[Any], int] | None = None
+
+    def bar(self, items: Sequence[Any]) -> Any:
+        """A tqdm bar over ``items`` (a context manager)."""
+        from tqdm import tqdm
+
+        total = sum(map(self.weight, items)) if self.weight else len(items)
+        return tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr, leave=self.leave,
+                    disable=None if self.show is None else not self.show)
+
+    def units(self, item: Any) -> int:
+        """How many units ``item`` counts for."""
+        return self.weight(item) if self.weight else 1
+
+
+#: No bar.
+_SILENT = Progress("", show=False)
+
+
+def execute(function: Callable[[Any, Any], Any], items: Iterable[Any], *, shared: Any = None,
+            jobs: int = 1, executor: cf.Executor | None = None, dask: str | None = None,
+            ordered: bool = False, progress: Progress | None = None) -> Iterator[Done]:
+    """Run ``function(shared, item)`` for every item; yield a :class:`Done` for each.
+
+    Parameters
+    ----------
+    function : callable
+        ``function(shared, item) -> value``; a module-level function where it
+        must pickle (spawned workers, an executor).
+    items : iterable
+        Independent work items (small: each is sent to a worker).
+    shared : object, optional
+        State every item needs (a prepared fuser, metrics); sent once per
+        worker process, or with each item on an executor.
+    jobs : int
+        Worker processes; 1 runs here. Capped to the usable cores (with a
+        warning) and to the number of items. With ``dask="local"``, the
+        number of Dask workers.
+    executor : concurrent.futures.Executor, optional
+        Runs the items instead; it is not shut down.
+    dask : str, optional
+        Run on the Dask cluster at this address (see :func:`dask_executor`).
+    ordered : bool
+        Yield in input order instead of completion order.
+    progress : Progress, optional
+        Show a progress bar.
+
+    Yields
+    ------
+    Done
+
+    Raises
+    ------
+    KeyboardInterrupt
+        On Ctrl-C, after the workers are stopped (see the module docstring).
+        Iterate to the end, or close the generator, so that they are.
+    """
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
+    items = list(items)
+    if dask is None and executor is None and jobs > 1 and len(items) > 1:
+        jobs = workers.cap_jobs(jobs, len(items))
+    if dask is not None:
+        with dask_executor(dask, workers=jobs) as client:
+            yield from _on_executor(client, function, shared, items, ordered, progress)
+    elif executor is not None:
+        yield from _on_executor(executor, function, shared, items, ordered, progress)
+    elif jobs > 1 and len(items) > 1:
+        yield from _in_processes(function, shared, items, jobs, ordered, progress)
+    else:
+        progress = progress or _SILENT
+        with progress.bar(items) as bar:
+            for index, item in enumerate(items):
+                yield Done(index, item, *_attempt(function, shared, item))
+                bar.update(progress.units(item))
+
+
+def _attempt(function: Callable[[Any, Any], Any], shared: Any, item: Any) -> tuple[Any, str | None]:
+    """``(value, None)``, or ``(None, message)`` if the item failed; runs where the item runs."""
+    try:
+        return function(shared, item), None
+    except Exception as exc:  # one item's failure is reported with it; the others go on
+        return None, one_line(exc)
+
+
+def _init_worker(function: Callable[[Any, Any], Any], shared: Any, threads: int) -> None:
+    global _WORKER
+    workers.init_worker_signals()  # Ctrl-C is the main process's to handle; SIGTERM removes a half-written temp
+    _WORKER = (function, shared)
+    if "torch" in sys.modules:  # share the cores between workers instead of oversubscribing them
+        sys.modules["torch"].set_num_threads(threads)
+
+
+def _in_worker(item: Any) -> tuple[Any, str | None]:
+    if _WORKER is None:
+        raise RuntimeError("worker process started without its function")
+    return workers.run_item(_attempt, *_WORKER, item)
+
+
+def _in_processes(function: Callable[[Any, Any], Any], shared: Any, items: list[Any], jobs: int,
+                  ordered: bool, progress: Progress | None) -> Iterator[Done]:
+    context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                                  initargs=(function, shared, max(1, workers.usable_cores() // jobs)))
+    try:
+        # submit (and so fork the workers) before the progress bar starts its monitor thread
+        futures = {pool.submit(_in_worker, item): index for index, item in enumerate(items)}
+        yield from _collect(futures, items, ordered, progress)
+    except BaseException:  # Ctrl-C, or the caller stopped iterating: stop now, not after every queued item
+        workers.stop_pool(pool)
+        raise
+    pool.shutdown()
+
+
+def _on_executor(executor: cf.Executor, function: Callable[[Any, Any], Any], shared: Any, items: list[Any],
+                 ordered: bool, progress: Progress | None) -> Iterator[Done]:
+    futures: dict[cf.Future, int] = {}
+    try:
+        for index, item in enumerate(items):
+            futures[executor.submit(_attempt, function, shared, item)] = index
+        yield from _collect(futures, items, ordered, progress)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+
+
+def _collect(futures: dict[cf.Future, int], items: list[Any], ordered: bool,
+             progress: Progress | None) -> Iterator[Done]:
+    progress = progress or _SILENT
+    with progress.bar(items) as bar:
+        for future in futures if ordered else cf.as_completed(futures):
+            index = futures[future]
+            try:
+                value, error = future.result()
+            except Exception as exc:  # the worker died, or the item could not be sent to it
+                value, error = None, one_line(exc)
+            yield Done(index, items[index], value, error)
+            bar.update(progress.units(items[index]))
+
+
+@contextmanager
+def dask_executor(address: str, workers: int = 1) -> Iterator[cf.Executor]:
+    """An executor backed by a Dask cluster; the connection is closed on exit.
+
+    Every worker needs fusekit and the plugins used, and must see the files
+    at the same paths (a shared file system).
+
+    Parameters
+    ----------
+    address : str
+        Scheduler address (``tcp://host:8786``), or ``"local"`` to start a
+        cluster of worker processes on this machine.
+    workers : int
+        Worker processes of a ``"local"`` cluster (one thread each).
+
+    Yields
+    ------
+    concurrent.futures.Executor
+
+    Raises
+    ------
+    InputError
+        Dask's distributed scheduler is not installed, or the scheduler
+        cannot be reached.
+    """
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise InputError("--dask needs Dask's distributed scheduler; install it with "
+                         "pip install 'fusekit[dask]'") from None
+    cluster = None
+    if address == "local":
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        client = Client(cluster)
+    else:
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise InputError(f"cannot reach the Dask scheduler at {address} ({reason}); start one with "
+                             f"'dask scheduler' and workers with 'dask worker {address}', or check "
+                             f"the address") from None
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
