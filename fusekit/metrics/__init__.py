@@ -4,7 +4,8 @@ Fusion has no ground truth, so the fused image F is scored against its
 sources (A, B) with no-reference metrics. Built-in metrics: ``en``, ``sd``,
 ``sf``, ``ag``, ``ei`` (of F alone), ``mi``, ``scd``, ``vif``, ``qabf``,
 ``ssim``, ``psnr``, ``cc``, ``nabf``, ``ce``, ``rmse``, ``qcb``, ``qcv``,
-``nmi``, ``te``, ``qncie``, ``qy``, ``ms-ssim``, ``mef-ssim``.
+``nmi``, ``te``, ``qncie``, ``qy``, ``ms-ssim``, ``mef-ssim``, ``fmi-pixel``,
+``fmi-w``, ``fmi-dct``.
 Plugins add more through the ``register_metrics`` hook. Every metric is
 computed on luminance (Y of BT.601 YCbCr) on a 0-255 scale, except under
 the ``vifb`` profile, which scores colour images per channel as VIFB does.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import (correlation, edges, fidelity, information, intensity, multiscale, normalized, perceptual,
+from . import (correlation, edges, fidelity, fmi, information, intensity, multiscale, normalized, perceptual,
                structural, vif)
 from .base import Metric
 
@@ -25,6 +25,7 @@ BUILTIN_METRICS: tuple[Metric, ...] = (
     *normalized.METRICS,       # nmi, te, qncie
     structural.QY,
     *multiscale.METRICS,       # ms-ssim, mef-ssim
+    *fmi.METRICS,              # fmi-pixel, fmi-w, fmi-dct
 )
 
 #: Names of :data:`BUILTIN_METRICS`, in order.

@@ -44,6 +44,14 @@ _HIST = "256 levels (rounded half to even, clipped to 0-255)"
 _STRETCH = "each image min-max stretched to 0-255, rounded half away from 0 (Liu's normalize1)"
 _NONE = NOT_APPLICABLE
 
+_FMI_WINDOW = ("3x3 windows, each min-max scaled and read as a 9-point distribution (column-major); "
+               "Nelsen joint estimate between the Frechet bounds and independence")
+_FMI_RANGE = "0-255, per-window min-max scaling (scale-free)"
+_FMI_SOURCES = "mean over sources of FMI(S,F), then over windows; identical raw windows count 1"
+_FMI_BORDER = "valid windows (no padding)"
+_FMI_CODE = ("Haghighat's fmi.m (fast FMI), except that each source meets the raw fused window "
+             "(fmi.m hands the second source the first one's scaled copy)")
+
 # -- standard: the textbook definitions --------------------------------------------------------
 
 _STANDARD_COLOUR = "luminance Y of full-range BT.601, not rounded"
@@ -123,6 +131,16 @@ _STANDARD: dict[str, dict[str, str]] = {
                                        "(sigma 1.5) SSIM without luminance, C2 = (0.03 x 255)^2; 3 scales",
                      range="0-255", sources="all sources at once: best contrast, consistency-weighted structure",
                      border="valid region; images >= 41 px a side", code="Ma's mef_ssim.m (as MEFB calls it)"),
+    "fmi-pixel": dict(log="log2 (normalised: 2 I / (H_S + H_F))", window=_FMI_WINDOW, range=_FMI_RANGE,
+                      sources=_FMI_SOURCES, border=_FMI_BORDER, code=_FMI_CODE),
+    "fmi-w": dict(log="log2 (normalised: 2 I / (H_S + H_F))",
+                  window="one-level discrete Meyer DWT (PyWavelets dmey, 62 taps; MATLAB's has 102), "
+                         "[cA cH; cV cD] scaled to 0-1; then " + _FMI_WINDOW,
+                  range=_FMI_RANGE, sources=_FMI_SOURCES,
+                  border="half-sample symmetric extension for the DWT; valid windows", code=_FMI_CODE),
+    "fmi-dct": dict(log="log2 (normalised: 2 I / (H_S + H_F))",
+                    window="whole-image orthonormal 2-D DCT-II (MATLAB dct2); then " + _FMI_WINDOW,
+                    range=_FMI_RANGE, sources=_FMI_SOURCES, border=_FMI_BORDER, code=_FMI_CODE),
 }
 
 # -- cddfuse: CDDFuse's utils/Evaluator.py -----------------------------------------------------
@@ -246,6 +264,14 @@ SCRIPT_DIFFERENCES: tuple[tuple[str, str], ...] = (
     ("Q_CB and Q_CV on flat images",
      "Liu's code (and so VIFB) divides 0 by 0 for a constant image and returns NaN; VIFB's nanmean "
      "then drops the image. fusekit's vifb profile keeps that; standard and cddfuse define the value."),
+    ("FMI",
+     "Haghighat's fmi.m scales its copy of the fused window while scoring the first source and then "
+     "compares the second source with that scaled copy, so a window where B equals F (but A does not) "
+     "is estimated instead of counting 1, and a constant one counts 0: the script is not symmetric in "
+     "its sources. fusekit compares each source with the fused window as given. fmi.m's wavelet "
+     "feature uses MATLAB's 102-tap dmey filter; PyWavelets' has 62 taps, so fmi-w agrees to about 2 "
+     "digits only. Its default feature is 'edge' although its help says 'none': papers' FMI without a "
+     "suffix may be either."),
     ("VIF",
      "The Python scripts' 'VIF'/'VIFF' is Sheikh's pixel-domain VIF summed over both sources; MEFB's "
      "'VIF' is another metric (Han et al. 2013)."),
