@@ -104,9 +104,6 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
 
 def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | None, ext: str,
                   jobs: int = 1, dask_address: str | None = None) -> None:
-    from contextlib import nullcontext
-    from tqdm import tqdm
-
     from ..batch import fuse_sets
 
     if output.exists() and not output.is_dir():
@@ -120,24 +117,11 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
     check_writable_folder(output)
     remove_stale_temps(output)  # left by a run that was killed (SIGKILL) while writing
     fuser.prepare()
-    if dask_address:
-        from ..evaluation.cluster import dask_executor
-
-        running = dask_executor(dask_address, workers=jobs)
-    else:
-        running = nullcontext(None)
     finished: dict[str, str | None] = {}
-
-    def on_done(name: str, error: str | None) -> None:
-        finished[name] = error
-        bar.update(1)
-
     total = len(sets) + len(problems)
     try:
-        with running as executor, tqdm(total=len(sets), desc=f"fuse {fuser.name}", unit="set",
-                                       disable=None) as bar:
-            failed = fuse_sets(fuser, sets, outputs, bit_depth=depth, jobs=jobs, executor=executor,
-                               on_done=on_done)
+        failed = fuse_sets(fuser, sets, outputs, bit_depth=depth, jobs=jobs, dask=dask_address, progress=None,
+                           on_done=finished.__setitem__)
     except KeyboardInterrupt:
         done = sum(error is None for error in finished.values())
         echo_error(f"interrupted after fusing {done} of {total} sets into {output}; each written file is "
