@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from .report import INPUT_NOTE, _fmt, _fmt_stat
+from .report import _fmt, _fmt_stat
 
 if TYPE_CHECKING:  # pragma: no cover
     from .report import EvaluationReport
@@ -442,8 +442,7 @@ def _metadata(report: "EvaluationReport") -> str:
         ("dataset", str(report.dataset) if report.dataset else "-"),
         ("sources", ", ".join(report.sources) or "-"),
         ("scenes scored", f"{n} of {len(report.scene_files) or n}"),
-        ("inputs", INPUT_NOTE if report.profile.name != "vifb"
-         else "8-bit levels, colour kept (per channel, as VIFB)"),
+        ("inputs", report.profile.inputs),
         ("profile", f"{report.profile.name}: {report.profile.summary}"),
         ("profile source", report.profile.reference),
     ]

@@ -220,7 +220,7 @@ class EvaluationReport:
         where = f"{self.dataset} " if self.dataset else ""
         srcs = f"sources {', '.join(self.sources)}; " if self.sources else ""
         n = len({r["image"] for r in self.rows})
-        return (f"{where}({srcs}{n} images; {INPUT_NOTE})\n"
+        return (f"{where}({srcs}{n} images; {self.profile.inputs})\n"
                 f"profile {self.profile.name}: {self.profile.summary}")
 
     def _label(self, m: Metric) -> str:
@@ -269,7 +269,7 @@ class EvaluationReport:
         return {
             "dataset": str(self.dataset) if self.dataset else None,
             "sources": list(self.sources),
-            "input": INPUT_NOTE,
+            "input": self.profile.inputs,
             "profile": {"name": self.profile.name, "summary": self.profile.summary,
                         "reference": self.profile.reference},
             "metrics": [{"name": m.name, "full_name": m.full_name,
@@ -304,7 +304,7 @@ class EvaluationReport:
                 cell = _fmt_stat(summary[method][m.name])
                 cells.append(f"**{cell}**" if method in best[m.name] else cell)
             out.append("| " + " | ".join([method, *cells]) + " |")
-        out += ["", f"Profile `{self.profile.name}`: {self.profile.summary}. Inputs: {INPUT_NOTE}."
+        out += ["", f"Profile `{self.profile.name}`: {self.profile.summary}. Inputs: {self.profile.inputs}."
                 + (" Bold: best mean of the methods." if any(best.values()) else ""),
                 "", "## Per image", "",
                 "| image | method | " + " | ".join(m.name for m in self.metrics) + " |",

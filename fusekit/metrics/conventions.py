@@ -220,6 +220,18 @@ _VIFB: dict[str, dict[str, str]] = {
                colour=_PER_F, border=_NONE, code="VIFB metricsVariance.m (returns the std)"),
 }
 
+def _cddfuse_entry(metric: str) -> dict[str, str]:
+    function = _CDDFUSE_FUNCTIONS.get(metric)
+    return dict(_STANDARD[metric], **_CDDFUSE.get(metric, {}), colour=_CDDFUSE_COLOUR,
+                code=(f"CDDFuse utils/Evaluator.py Evaluator.{function}" if function else
+                      "not in the script: fusekit's standard definition on its grey inputs"))
+
+
+#: Full per-metric tables that the profiles carry (:attr:`fusekit.metrics.Profile.conventions`).
+STANDARD_TABLE: dict[str, dict[str, str]] = {k: dict(v, colour=_STANDARD_COLOUR) for k, v in _STANDARD.items()}
+CDDFUSE_TABLE: dict[str, dict[str, str]] = {k: _cddfuse_entry(k) for k in _STANDARD}
+VIFB_TABLE: dict[str, dict[str, str]] = {k: dict(v) for k, v in _VIFB.items()}
+
 #: Differences between public scripts that fusekit found by reading them.
 SCRIPT_DIFFERENCES: tuple[tuple[str, str], ...] = (
     ("MI units",
@@ -326,19 +338,9 @@ def convention(profile: str, metric: str) -> dict[str, str] | None:
 
     prof = get_profile(profile)
     m = _metric(metric)
-    if not prof.defines(metric):
-        return None
-    if prof.name == "vifb":
-        entry = dict(_VIFB[metric])
-    else:
-        entry = dict(_STANDARD[metric], colour=_STANDARD_COLOUR)
-        if prof.name == "cddfuse":
-            entry.update(_CDDFUSE.get(metric, {}), colour=_CDDFUSE_COLOUR)
-            function = _CDDFUSE_FUNCTIONS.get(metric)
-            entry["code"] = (f"CDDFuse utils/Evaluator.py Evaluator.{function}" if function else
-                             "not in the script: fusekit's standard definition on its grey inputs")
-        elif prof.name != "standard":  # a profile added later without entries here
-            return None
+    if not prof.defines(metric) or metric not in prof.conventions:
+        return None  # a profile without entries for a metric (a plugin's profile) shows none
+    entry = dict(prof.conventions[metric])
     entry["paper"] = m.reference
     entry["unit"] = m.unit_for(prof.name) or "no unit"
     return {key: entry[key] for key in (*(k for k, _ in ASPECTS), "paper", "unit")}

@@ -37,8 +37,8 @@ documented value instead (see :mod:`fusekit.metrics.correlation`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable, Mapping
 
 import numpy as np
 
@@ -54,6 +54,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "qabf_variant": ("paper", "script"),
     "psnr_peak": ("255", "max-fused"),
     "ag_differences": ("forward", "central"),
+    "grey": ("bt601", "opencv-float32-rounded", "levels-8bit", "pil-l"),
 }
 
 #: Float pixels may overshoot the declared range by this fraction of it (float32 rounding).
@@ -85,6 +86,24 @@ class Profile:
     ag_differences : {"forward", "central"}
         AG from forward differences over (M-1)(N-1) pixels, or central
         differences (``np.gradient``) over all pixels.
+    grey : {"bt601", "opencv-float32-rounded", "levels-8bit", "pil-l"}
+        How :meth:`prepare` turns pixels into what the metrics see: BT.601
+        luminance, not rounded; OpenCV's ``cvtColor(BGR2GRAY)`` in float32,
+        rounded (CDDFuse); 8-bit levels with colour kept (VIFB); Pillow's
+        ``convert("L")`` in fixed point, 8-bit (IVIF_ZOO).
+    implementations : mapping of str to callable
+        Metric functions that replace the built-in ones under this profile
+        (``{"ssim": f}``); metrics not named use their own function.
+    exclusive : bool
+        The profile defines only the metrics in ``implementations``
+        (``vifb``: VIFB's 13); asking for another is an error that names
+        the profiles that define it.
+    conventions : mapping of str to mapping of str to str
+        Per metric, the conventions that change its number (log base,
+        window, data range, sources, colour, border rule, code reproduced);
+        read by :mod:`fusekit.metrics.conventions`.
+    inputs : str
+        One line on how input pixels are read, shown in reports.
     """
 
     name: str
@@ -95,6 +114,12 @@ class Profile:
     qabf_variant: str = "paper"
     psnr_peak: str = "255"
     ag_differences: str = "forward"
+    grey: str = "bt601"
+    implementations: Mapping[str, Callable[["MetricContext"], float]] = field(default_factory=dict, repr=False,
+                                                                              compare=False)
+    exclusive: bool = False
+    conventions: Mapping[str, Mapping[str, str]] = field(default_factory=dict, repr=False, compare=False)
+    inputs: str = "luminance (Y of BT.601 YCbCr), 0-255 scale"
 
     def __post_init__(self) -> None:
         for field_name, allowed in CHOICES.items():
@@ -147,8 +172,8 @@ class Profile:
         return self._grey(arr.astype(np.float64) * scale if scale != 1.0 else arr.astype(np.float64))
 
     def defines(self, name: str) -> bool:
-        """Whether this profile gives metric ``name`` a meaning (``standard``, ``cddfuse``: all)."""
-        return True
+        """Whether this profile gives metric ``name`` a meaning (all, unless :attr:`exclusive`)."""
+        return not self.exclusive or name in self.implementations
 
     def function_for(self, metric: "Metric") -> Callable[["MetricContext"], float]:
         """The function that computes ``metric`` under this profile.
@@ -161,69 +186,59 @@ class Profile:
         """
         if not self.defines(metric.name):
             raise InputError(_undefined_message(metric.name, self))
-        return metric.function
+        return self.implementations.get(metric.name, metric.function)
 
     def _grey(self, arr: np.ndarray) -> np.ndarray:
-        from .. import color
-
-        if arr.ndim == 3:
-            return color.luminance(arr / 255.0).astype(np.float64) * 255.0
-        return arr
+        return _GREY[self.grey](arr)
 
 
-class _CDDFuseProfile(Profile):
-    """Profile that reads images the way CDDFuse's evaluation programs do."""
+def _grey_bt601(arr: np.ndarray) -> np.ndarray:
+    from .. import color
 
-    def _grey(self, arr: np.ndarray) -> np.ndarray:
-        # cv2.imread gives 8-bit BGR; the script casts to float32, calls
-        # cvtColor(BGR2GRAY) and rounds. OpenCV's float32 kernel computes
-        # t = G * 0.587f; t = fma(B, 0.114f, t); t = fma(R, 0.299f, t), each
-        # step rounded to float32 (checked bit for bit against OpenCV on all
-        # 2^24 8-bit colours). The products of 8-bit values and float32
-        # coefficients and their sums are exact in float64, so rounding the
-        # float64 sum to float32 reproduces each fused multiply-add.
-        if arr.ndim == 3:
-            rgb = np.rint(arr)
-            cr, cg, cb = (float(np.float32(c)) for c in (0.299, 0.587, 0.114))
-            t = (rgb[..., 1] * cg).astype(np.float32)
-            t = (rgb[..., 2] * cb + t).astype(np.float32)
-            grey = (rgb[..., 0] * cr + t).astype(np.float32)
-        else:
-            grey = arr.astype(np.float32)
-        return np.rint(grey).astype(np.float64)
+    if arr.ndim == 3:
+        return color.luminance(arr / 255.0).astype(np.float64) * 255.0
+    return arr
 
 
-class _VIFBProfile(Profile):
-    """Profile that keeps colour channels and runs VIFB's own metric code (:mod:`.vifb`)."""
+def _grey_opencv(arr: np.ndarray) -> np.ndarray:
+    """Grey as CDDFuse's evaluation programs read images."""
+    # cv2.imread gives 8-bit BGR; the script casts to float32, calls
+    # cvtColor(BGR2GRAY) and rounds. OpenCV's float32 kernel computes
+    # t = G * 0.587f; t = fma(B, 0.114f, t); t = fma(R, 0.299f, t), each
+    # step rounded to float32 (checked bit for bit against OpenCV on all
+    # 2^24 8-bit colours). The products of 8-bit values and float32
+    # coefficients and their sums are exact in float64, so rounding the
+    # float64 sum to float32 reproduces each fused multiply-add.
+    if arr.ndim == 3:
+        rgb = np.rint(arr)
+        cr, cg, cb = (float(np.float32(c)) for c in (0.299, 0.587, 0.114))
+        t = (rgb[..., 1] * cg).astype(np.float32)
+        t = (rgb[..., 2] * cb + t).astype(np.float32)
+        grey = (rgb[..., 0] * cr + t).astype(np.float32)
+    else:
+        grey = arr.astype(np.float32)
+    return np.rint(grey).astype(np.float64)
 
-    def prepare(self, image: np.ndarray, data_range: float | None = None) -> np.ndarray:
-        """Like :meth:`Profile.prepare`, but colour stays colour and values are 8-bit levels.
 
-        Returns
-        -------
-        ndarray, shape (H, W) or (H, W, 3), float64
-            Integers 0..255 (rounded half away from zero, as MATLAB stores
-            8-bit data), channels as given (alpha dropped).
-        """
-        return super().prepare(image, data_range)
+def _levels_8bit(arr: np.ndarray) -> np.ndarray:
+    """8-bit levels, colour kept: integers 0..255 rounded half away from zero, as MATLAB stores them."""
+    from .perceptual import round_half_away
 
-    def _grey(self, arr: np.ndarray) -> np.ndarray:
-        from .perceptual import round_half_away
+    return np.clip(round_half_away(arr), 0.0, 255.0)
 
-        return np.clip(round_half_away(arr), 0.0, 255.0)
 
-    def defines(self, name: str) -> bool:
-        from .vifb import IMPLEMENTATIONS
+def _grey_pil(arr: np.ndarray) -> np.ndarray:
+    """Pillow's ``Image.convert("L")``: (19595 R + 38470 G + 7471 B + 2^15) >> 16 on 8-bit values."""
+    levels = _levels_8bit(arr).astype(np.int64)
+    if levels.ndim == 3:
+        levels = (levels[..., 0] * 19595 + levels[..., 1] * 38470 + levels[..., 2] * 7471 + 0x8000) >> 16
+    return levels.astype(np.float64)
 
-        return name in IMPLEMENTATIONS
 
-    def function_for(self, metric: "Metric") -> Callable[["MetricContext"], float]:
-        from .vifb import IMPLEMENTATIONS
-
-        try:
-            return IMPLEMENTATIONS[metric.name]
-        except KeyError:
-            raise InputError(_undefined_message(metric.name, self)) from None
+_GREY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "bt601": _grey_bt601, "opencv-float32-rounded": _grey_opencv, "levels-8bit": _levels_8bit,
+    "pil-l": _grey_pil,
+}
 
 
 def _checked_range(arr: np.ndarray, data_range: float | None) -> float:
@@ -255,15 +270,21 @@ def _undefined_message(name: str, profile: Profile) -> str:
     return f"metric {name!r} is not part of profile {profile.name!r}; {where}"
 
 
+from . import conventions as _conv  # noqa: E402  (tables of plain data; imports nothing back)
+from .vifb import IMPLEMENTATIONS as _VIFB_IMPLEMENTATIONS  # noqa: E402
+
 STANDARD = Profile(
     name="standard",
+    conventions=_conv.STANDARD_TABLE,
     summary="textbook definitions; luminance Y (BT.601), 0-255; MI in bits; "
             "SSIM 11x11 Gaussian, L=255, summed over sources",
     reference="definitions from the papers cited by each metric",
 )
 
-CDDFUSE = _CDDFuseProfile(
+CDDFUSE = Profile(
     name="cddfuse",
+    grey="opencv-float32-rounded",
+    conventions=_conv.CDDFUSE_TABLE,
     mi_log_base=math.e,
     ssim_variant="skimage-0.19",
     qabf_variant="script",
@@ -275,8 +296,13 @@ CDDFUSE = _CDDFuseProfile(
               "utils/Evaluator.py (commit fd8da1f)",
 )
 
-VIFB = _VIFBProfile(  # its own metric code (vifb.py) reads none of the convention fields
+VIFB = Profile(  # its own metric code (vifb.py) reads none of the convention fields
     name="vifb",
+    grey="levels-8bit",
+    implementations=_VIFB_IMPLEMENTATIONS,
+    exclusive=True,
+    conventions=_conv.VIFB_TABLE,
+    inputs="8-bit levels, colour kept (per channel, as VIFB)",
     mi_log_base=math.e,
     summary="reproduces VIFB's MATLAB metrics: its 13 metrics, colour per channel and averaged, "
             "8-bit inputs, MI in nats, its PSNR/RMSE/SF/AG formulas",
