@@ -129,9 +129,9 @@ def test_eval_on_a_local_dask_cluster_gives_the_same_rows(run_cli, dataset: Path
 
 def test_eval_unreachable_dask_scheduler_is_a_one_line_error(run_cli, dataset: Path, tmp_path: Path, monkeypatch):
     pytest.importorskip("dask.distributed")
-    from fusekit.evaluation import cluster
+    from fusekit import execution
 
-    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT_S", 1)
+    monkeypatch.setattr(execution, "CONNECT_TIMEOUT_S", 1)
     result = run_cli(["eval", dataset, "-m", "average", "--metrics", "en", "--cache", tmp_path / "c",
                       "--dask", "tcp://127.0.0.1:9"])
     assert result.exit_code != 0

@@ -200,7 +200,7 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
                         progress=progress, host=host)
 
     if dask_address:
-        from ..evaluation.cluster import dask_executor
+        from ..execution import dask_executor
 
         with dask_executor(dask_address, workers=jobs) as executor:
             report = run(executor)

@@ -27,10 +27,10 @@ use another ``cache_dir``.
 
 Every image is scored on its luminance (Y of BT.601 YCbCr, 0-255; see the
 profile). Work items (one scene each, with every method's fused image of it,
-so the sources' statistics are computed once for all methods) run on a
-:class:`concurrent.futures.Executor`: in-process for ``jobs=1``, a
-:class:`~concurrent.futures.ProcessPoolExecutor` for ``jobs > 1``, or any
-executor passed in, such as ``dask.distributed.Client(...).get_executor()``.
+so the sources' statistics are computed once for all methods) run through
+:func:`fusekit.execution.execute`: in-process for ``jobs=1``, in worker
+processes for ``jobs > 1``, or on any executor passed in, such as
+:func:`fusekit.execution.dask_executor`'s.
 
 Problems with single images (missing or mismatched files, unreadable files,
 a metric that cannot be computed) are collected as

@@ -15,7 +15,7 @@ from . import cache
 from .dataset import find_dataset
 from .report import EvaluationReport, Failure
 from .sources import FusedFolder, FusedMethod, _find_fused, _folder_specs, _method_specs, default_cache_dir
-from .worker import _Fused, _run, _State, _Task, forget_fuser, load_fuser
+from .worker import _Fused, _State, _Task, forget_fuser, load_fuser, run_tasks
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..plugins import PluginHost
@@ -141,7 +141,7 @@ def evaluate(dataset: str | os.PathLike, *,
         kept = tuple(f for f in entries if not (f.path is None and f.method in broken))
         if kept:
             tasks.append(_Task(name, tuple(str(p) for p in data.items[name]), kept))
-    outcomes = _run(tasks, _State(tuple(chosen), prof), jobs, executor, progress)
+    outcomes = run_tasks(tasks, _State(tuple(chosen), prof), jobs, executor, progress)
     order = {label: i for i, label in enumerate(labels)}
     outcomes.sort(key=lambda o: (order[o.method], o.image))
     for o in outcomes:

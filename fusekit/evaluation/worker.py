@@ -1,4 +1,4 @@
-"""Work items (one scene each: its sources and every fused image of them) and the executors that run them.
+"""Work items (one scene each: its sources and every fused image of them), run by :mod:`fusekit.execution`.
 
 A work item scores all fused images of one scene together, so the sources
 are read once and their statistics (gradients, local means, grey levels) are
@@ -8,16 +8,14 @@ computed once for every method compared (:meth:`MetricContext.with_fused`).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputError, one_line
-from ..metrics import compiled
+from ..execution import Progress, execute
 from ..metrics.base import Metric
 from ..metrics.profiles import Profile
-from ..workers import cap_jobs, init_worker_signals, run_item, stop_pool
 from .sources import FusedMethod
 
 
@@ -46,18 +44,6 @@ class _Task:
     image: str
     sources: tuple[str, ...]
     fused: tuple[_Fused, ...]
-    state: _State | None = None  # None: use the worker's state (set by _init_worker)
-
-
-#: State of this worker process (or of the main process for in-process runs).
-_WORKER_STATE: _State | None = None
-
-
-def _init_worker(state: _State | None, worker_process: bool = False) -> None:
-    global _WORKER_STATE
-    if worker_process:
-        init_worker_signals()  # Ctrl-C is the main process's to handle; SIGTERM removes a half-written temp
-    _WORKER_STATE = state
 
 
 @dataclass
@@ -110,8 +96,15 @@ def _produce(image: str, sources: tuple[str, ...], spec: FusedMethod | None, key
     return str(out)
 
 
-def run_task(task: _Task) -> list[_Outcome]:
+def run_task(state: _State, task: _Task) -> list[_Outcome]:
     """Produce (if needed) and score the fused images of one scene; never raises.
+
+    Parameters
+    ----------
+    state : _State
+        The metrics and the profile.
+    task : _Task
+        The scene.
 
     Returns
     -------
@@ -122,11 +115,6 @@ def run_task(task: _Task) -> list[_Outcome]:
     from ..metrics.compute import evaluate_metric, make_context, reuse_sources
 
     outcomes = [_Outcome(task.image, entry.method, {}, []) for entry in task.fused]
-    state = task.state or _WORKER_STATE
-    if state is None:
-        for outcome in outcomes:
-            outcome.errors.append((None, "internal: work item without metrics"))
-        return outcomes
     sources = None
     base = None  # the first context: later fused images share its source statistics
     for entry, outcome in zip(task.fused, outcomes):
@@ -161,62 +149,19 @@ def run_task(task: _Task) -> list[_Outcome]:
     return outcomes
 
 
-def _run(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | None,
-         progress: bool | None) -> list[_Outcome]:
-    """Run the work items in-process, in a process pool, or on ``executor``."""
-    import dataclasses
-    import multiprocessing
+def run_tasks(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | None,
+              progress: bool | None) -> list[_Outcome]:
+    """Run the work items (:func:`fusekit.execution.execute`); a work item that fails fails each of its images."""
+    if executor is None and jobs > 1:
+        from ..metrics import compiled
 
-    from tqdm import tqdm
-
-    def progress_bar() -> Any:
-        return tqdm(total=sum(len(t.fused) for t in tasks), desc="eval", unit="image", file=sys.stderr,
-                    disable=None if progress is None else not progress, leave=False)
-
-    outcomes: list[_Outcome] = []
-    previous = _WORKER_STATE
-    if executor is None and jobs == 1:
-        _init_worker(state)
-        try:
-            with progress_bar() as bar:
-                for t in tasks:
-                    outcomes += run_task(t)
-                    bar.update(len(t.fused))
-        finally:
-            _init_worker(previous)
-        return outcomes
-    owned = executor is None
-    if owned:
-        jobs = cap_jobs(jobs, len(tasks))
-    if executor is not None:
-        # a foreign executor (threads, Dask): every item carries the metrics
-        tasks = [dataclasses.replace(t, state=state) for t in tasks]
-        pool = executor
-    elif "fork" in multiprocessing.get_all_start_methods():
-        # forked workers inherit the state as is, so metrics from plugins
-        # (even lambdas) work; only the small work items are pickled. They
-        # also inherit numba and the loaded kernels instead of each loading them.
+        # forked workers inherit numba and the loaded kernels instead of each loading them
         compiled.warm_up(metrics=[m.name for m in state.metrics], profile=state.profile)
-        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork"),
-                                      initializer=_init_worker, initargs=(state, True))
-    else:
-        pool = cf.ProcessPoolExecutor(max_workers=jobs, initializer=_init_worker, initargs=(state, True))
-    try:
-        # submit (and so fork the workers) before the progress bar starts its monitor thread
-        futures = {(pool.submit(run_item, run_task, t) if owned else pool.submit(run_task, t)): t
-                   for t in tasks}
-        with progress_bar() as bar:
-            for fut in cf.as_completed(futures):
-                t = futures[fut]
-                try:
-                    outcomes += fut.result()
-                except Exception as exc:  # a worker died or could not unpickle the item
-                    outcomes += [_Outcome(t.image, e.method, {}, [(None, one_line(exc))]) for e in t.fused]
-                bar.update(len(t.fused))
-    except BaseException:  # Ctrl-C: stop the workers now instead of finishing every queued scene
-        if owned:
-            stop_pool(pool)
-        raise
-    if owned:
-        pool.shutdown(cancel_futures=True)
+    bar = Progress("eval", unit="image", show=progress, leave=False, weight=lambda task: len(task.fused))
+    outcomes: list[_Outcome] = []
+    for done in execute(run_task, tasks, shared=state, jobs=jobs, executor=executor, progress=bar):
+        if done.error is None:
+            outcomes += done.value
+        else:  # a worker died or could not unpickle the item
+            outcomes += [_Outcome(done.item.image, e.method, {}, [(None, done.error)]) for e in done.item.fused]
     return outcomes
