@@ -6,8 +6,8 @@ fuse, get_fuser, list_fusers
     Fuse arrays with any registered method.
 evaluate
     Score fused images of a dataset with the fusion metrics.
-Fuser, TorchFuser, LossProposer, Reconstructor
-    The interfaces plugins implement.
+Fuser, TorchFuser, LossProposer, Reconstructor, Option
+    The interfaces plugins implement; ``Option`` declares a method's options.
 hookimpl
     Decorator for plugin hook implementations.
 FusekitError, InputError, ParameterError, WeightsError, PluginError, UnknownNameError
@@ -26,11 +26,11 @@ from .api import fuse, fuse_files, get_fuser, list_fusers
 from .errors import (FusekitError, InputError, ParameterError, PluginError, UnknownNameError,
                      WeightsError)
 from .hookspecs import hookimpl
-from .interfaces import TASKS, Fuser, LossProposer, Reconstructor, TorchFuser
+from .interfaces import TASKS, Fuser, LossProposer, Option, Reconstructor, TorchFuser
 
 __all__ = [
     "__version__", "fuse", "fuse_files", "get_fuser", "list_fusers", "evaluate",
-    "Fuser", "TorchFuser", "LossProposer", "Reconstructor", "TASKS", "hookimpl",
+    "Fuser", "TorchFuser", "LossProposer", "Reconstructor", "Option", "TASKS", "hookimpl",
     "FusekitError", "InputError", "ParameterError", "PluginError", "UnknownNameError",
     "WeightsError",
 ]

@@ -13,29 +13,38 @@ This module must not import torch at import time: ``import fusekit`` and
 
 Examples
 --------
-A minimal plugin fuser::
+A minimal plugin fuser, with one option declared as data::
 
     import numpy as np
-    from fusekit import Fuser
+    from fusekit import Fuser, Option
 
     class Minimum(Fuser):
         name = "min"
         tasks = ("ivif",)
         max_sources = None  # any number of sources
+        options = (Option("offset", float, 0.0, "added to the minimum"),)
+
+        def __init__(self, *, offset: float = 0.0):
+            super().__init__()
+            self.offset = offset
 
         def fuse(self, sources):
-            return np.minimum.reduce(sources)
+            return np.clip(np.minimum.reduce(sources) + self.offset, 0, 1)
 """
 
 from __future__ import annotations
 
 import abc
+import ast
 import inspect
+import os
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Sequence
 
 import numpy as np
 
-from .errors import ParameterError
+from .errors import ParameterError, PluginError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -43,6 +52,118 @@ if TYPE_CHECKING:  # pragma: no cover - typing only
 #: The fusion tasks fusekit knows. ``ivif`` infrared + visible, ``mif`` medical,
 #: ``mfif`` multi-focus, ``meif`` multi-exposure.
 TASKS: tuple[str, ...] = ("ivif", "mif", "mfif", "meif")
+
+
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
+_TYPE_NAMES = {bool: "bool", int: "int", float: "float", str: "text", Path: "path"}
+
+
+@dataclass(frozen=True)
+class Option:
+    """One keyword option of a method, declared as data.
+
+    The core builds everything users see of an option from this record:
+    ``fusekit fuse -p NAME=VALUE`` parsing and checking, a ``--NAME`` flag
+    (when ``flag`` is set), and the ``fusekit info METHOD`` listing. The
+    fuser's ``__init__`` still takes the option as a keyword argument with
+    the same default, and checks its range.
+
+    Attributes
+    ----------
+    name : str
+        The keyword of ``__init__`` (``"levels"``).
+    type : {bool, int, float, str, pathlib.Path} or None
+        What command-line text becomes. ``None`` (options a fuser does not
+        declare): a Python literal when the text is one, else the text.
+    default : object
+        The ``__init__`` default.
+    help : str
+        One line for ``fusekit info`` and ``--help``.
+    choices : tuple, optional
+        The only values allowed.
+    flag : bool
+        Also offer the option as ``fusekit fuse --NAME VALUE`` (``--NAME /
+        --no-NAME`` for a bool); ``-p NAME=VALUE`` works either way.
+
+    Examples
+    --------
+    >>> Option("levels", int, 4, "pyramid levels").parse("6")
+    6
+    >>> Option("stretch", bool, True, "stretch the output").parse("off")
+    False
+    """
+
+    name: str
+    type: type | None = None
+    default: Any = None
+    help: str = ""
+    choices: tuple[Any, ...] | None = None
+    flag: bool = False
+
+    @property
+    def type_name(self) -> str:
+        """Short name of the value type for listings (``"int"``, ``"path"``; ``"value"`` if undeclared)."""
+        return _TYPE_NAMES.get(self.type, getattr(self.type, "__name__", "value")) if self.type else "value"
+
+    def parse(self, text: str) -> Any:
+        """Turn command-line ``text`` into a value of :attr:`type`.
+
+        Raises
+        ------
+        ParameterError
+            Text that is not a value of the type, or not one of the choices.
+        """
+        raw = text.strip()
+        if self.type is None:
+            lowered = raw.lower()
+            if lowered in _TRUE[:3] or lowered in _FALSE[:3]:
+                return lowered in _TRUE
+            try:
+                return ast.literal_eval(raw)
+            except (ValueError, SyntaxError):
+                return text
+        if self.type is bool:
+            if raw.lower() not in _TRUE + _FALSE:
+                raise ParameterError(f"option {self.name} takes true or false, got {text!r}")
+            value: Any = raw.lower() in _TRUE
+        elif self.type in (int, float):
+            try:
+                value = self.type(raw)
+            except ValueError:
+                raise ParameterError(f"option {self.name} takes a number ({self.type_name}), got {text!r}") from None
+        else:
+            value = self.type(raw) if self.type is not str else raw
+        return self.check(value)
+
+    def check(self, value: Any) -> Any:
+        """Return ``value`` if it has the declared type and is one of the choices.
+
+        ``None`` passes when it is the default; an ``int`` passes as a
+        ``float``; a ``str`` or path-like passes as a path.
+
+        Raises
+        ------
+        ParameterError
+            With the option's name, what it takes and what came.
+        """
+        if self.type is not None and not (value is None and self.default is None):
+            ok = {bool: lambda v: isinstance(v, bool),
+                  int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+                  float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                  Path: lambda v: isinstance(v, (str, os.PathLike))}.get(self.type, lambda v: isinstance(v, self.type))
+            if not ok(value):
+                raise ParameterError(f"option {self.name} takes a {self.type_name} value, got {value!r}")
+        if self.choices is not None and value not in self.choices:
+            raise ParameterError(f"option {self.name} must be one of {', '.join(map(str, self.choices))}, "
+                                 f"got {value!r}")
+        return value
+
+    def describe(self) -> str:
+        """One line: ``name (type, default X; one of a, b): help``."""
+        detail = f"{self.type_name}, default {self.default!r}"
+        if self.choices is not None:
+            detail += f"; one of {', '.join(map(str, self.choices))}"
+        return f"{self.name} ({detail})" + (f": {self.help}" if self.help else "")
 
 
 class Fuser(abc.ABC):
@@ -69,6 +190,11 @@ class Fuser(abc.ABC):
         replicated to three channels) and returns ``H x W x 3``.
     summary : str
         One line shown by ``fusekit methods``.
+    options : tuple of Option
+        The keyword options of ``__init__`` as data (:class:`Option`): one
+        per keyword, same defaults. ``fusekit fuse -p``, its flags and
+        ``fusekit info`` are built from them. A fuser that declares none gets
+        options read from ``__init__``'s signature (untyped, no help).
     """
 
     name: ClassVar[str] = ""
@@ -77,6 +203,7 @@ class Fuser(abc.ABC):
     max_sources: ClassVar[int | None] = 2
     needs_color: ClassVar[bool] = False
     summary: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
 
     def __init__(self) -> None:
         pass
@@ -118,22 +245,55 @@ class Fuser(abc.ABC):
 
     # -- helpers shared by every fuser ---------------------------------
     @classmethod
+    def declared_options(cls) -> tuple[Option, ...]:
+        """The method's options: :attr:`options`, or read from ``__init__`` when none are declared.
+
+        Raises
+        ------
+        PluginError
+            The declaration and ``__init__`` disagree (names or defaults).
+        """
+        params = {p.name: p for p in inspect.signature(cls.__init__).parameters.values()
+                  if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"}
+        if not cls.options:
+            return tuple(Option(name, None, None if p.default is p.empty else p.default)
+                         for name, p in params.items())
+        declared = [o.name for o in cls.options]
+        if sorted(declared) != sorted(params):
+            raise PluginError(f"method {cls.name!r} declares options {', '.join(declared)} but __init__ takes "
+                              f"{', '.join(params) or 'none'}; declare each keyword of __init__ once")
+        for opt in cls.options:
+            default = params[opt.name].default
+            if default is not inspect.Parameter.empty and default != opt.default:
+                raise PluginError(f"method {cls.name!r}: option {opt.name} declares default {opt.default!r} "
+                                  f"but __init__ has {default!r}; make them agree")
+        return tuple(cls.options)
+
+    @classmethod
     def option_names(cls) -> list[str]:
         """Names of the keyword options ``__init__`` accepts."""
-        params = inspect.signature(cls.__init__).parameters.values()
-        return [p.name for p in params
-                if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name != "self"]
+        return [o.name for o in cls.declared_options()]
+
+    @classmethod
+    def options_text(cls) -> str:
+        """The options as ``name=default`` for one-line messages (``"(none)"`` if none)."""
+        return ", ".join(f"{o.name}={o.default!r}" for o in cls.declared_options()) or "(none)"
 
     @classmethod
     def create(cls, **options: Any) -> "Fuser":
-        """Instantiate with options, rejecting unknown ones with a clear message."""
-        known = cls.option_names()
-        unknown = sorted(set(options) - set(known))
+        """Instantiate with options, rejecting unknown ones and values of the wrong declared type."""
+        declared = {o.name: o for o in cls.declared_options()}
+        unknown = sorted(set(options) - set(declared))
         if unknown:
             raise ParameterError(
-                f"method {cls.name!r} has no option {', '.join(unknown)}; "
-                f"its options are: {', '.join(known) if known else '(none)'}"
+                f"method {cls.name!r} has no option {', '.join(unknown)}; its options are: "
+                f"{cls.options_text()} ('fusekit info {cls.name}' describes them)"
             )
+        for key, value in options.items():
+            try:
+                declared[key].check(value)
+            except ParameterError as exc:
+                raise ParameterError(f"method {cls.name!r}: {exc}") from None
         return cls(**options)
 
     @classmethod

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from fusekit import TASKS, Fuser, hookimpl
+from fusekit.errors import ParameterError, PluginError
+from fusekit.interfaces import Option
 from fusekit.plugins import build_host
 
 from .conftest import EXAMPLES
@@ -40,12 +42,29 @@ class ByTask(Fuser):
         return np.full_like(sources[0], TASKS.index(self.task) / 10)
 
 
+class Gain(Fuser):
+    """A third-party-style method that declares its options as data, one of them as a flag."""
+
+    name = "gain"
+    options = (Option("gain", float, 1.0, "Multiplies the mean", flag=True),
+               Option("mode", str, "mean", "How sources combine", choices=("mean", "max")))
+
+    def __init__(self, *, gain: float = 1.0, mode: str = "mean") -> None:
+        super().__init__()
+        self.gain, self.mode = gain, mode
+
+    def fuse(self, sources):
+        combined = np.mean(sources, axis=0) if self.mode == "mean" else np.max(sources, axis=0)
+        return np.clip(combined * self.gain, 0, 1).astype(np.float32)
+
+
 @pytest.fixture(scope="module")
 def host():
     @hookimpl
     def register_fusers(register):
         register(FirstOfTwo)
         register(ByTask)
+        register(Gain)
 
     return build_host(entry_points=False,
                       extra=[(types.SimpleNamespace(register_fusers=register_fusers), "test")])
@@ -190,7 +209,7 @@ def test_task_is_ignored_with_a_note_by_methods_without_it(run_cli, host, tmp_pa
     result = run_cli(["fuse", "-m", "average", "--task", "mfif", EXAMPLES / "ir.png", EXAMPLES / "vi.png",
                       "-o", out], host=host)
     assert result.exit_code == 0, result.output
-    assert "note: average has no task option; --task mfif ignored" in result.output and out.exists()
+    assert "note: average does not use --task; --task mfif ignored" in result.output and out.exists()
     result = run_cli(["fuse", "-m", "first-of-two", "--task", "mfif", EXAMPLES / "ir.png",
                       EXAMPLES / "vi.png", "-o", out], host=host)
     assert "ignored (it is meant for ivif)" in result.output
@@ -236,12 +255,58 @@ def test_an_explicit_task_wins_without_a_note(run_cli, host, tmp_path):
         assert result.exit_code == 0 and "note:" not in result.output and _task_of(out) == "mif"
 
 
-def test_fuse_help_states_every_default():
+def test_fuse_help_states_every_default(host):
     """Every option of ``fusekit fuse`` says its default in --help (required ones say required)."""
-    from fusekit.cli.fuse import fuse_command
+    from fusekit.cli.fuse import make_fuse_command
 
-    for param in fuse_command.params:
+    for param in make_fuse_command(host).params:
         if not isinstance(param, click.Option) or param.name == "help" or param.required:
             continue
         text = (param.help or "").lower()
         assert "default" in text or param.show_default, f"{param.opts}: help states no default"
+
+
+def test_declared_options_build_flags_parsing_and_info(run_cli, host, tmp_path):
+    a = write(tmp_path / "a.png", np.full((8, 8), 100, np.uint8))
+    b = write(tmp_path / "b.png", np.full((8, 8), 60, np.uint8))
+    out = tmp_path / "f.png"
+    for args, value in ((["--gain", "2"], 160), (["-p", "gain=0.5", "-p", "mode=max"], 50),
+                        (["-p", "gain=0.5", "--gain", "1.5"], 120)):  # the flag wins over -p
+        result = run_cli(["fuse", "-m", "gain", *args, a, b, "-o", out], host=host)
+        assert result.exit_code == 0, result.output
+        assert iio.imread(out)[0, 0] == value, args
+    for args, needle in ((["-p", "gain=much"], "option gain takes a number (float), got 'much'"),
+                         (["-p", "mode=min"], "option mode must be one of mean, max, got 'min'"),
+                         (["-p", "gian=2"], "has no option gian; its options are: gain=1.0, mode='mean'"),
+                         (["--weights", "w.pth"], "has no option weights (--weights)")):
+        one_line_error(run_cli(["fuse", "-m", "gain", *args, a, b, "-o", tmp_path / "g.png"], host=host), needle)
+    help_text = " ".join(run_cli(["fuse", "--help"], host=host).output.split())
+    assert "--gain" in help_text and "a gain option (default: 1.0)" in help_text
+    info = [line.split() for line in run_cli(["info", "gain"], host=host).output.splitlines()]
+    assert ["mode", "text", "'mean'", "mean,max", "How", "sources", "combine"] in info
+
+
+def test_the_core_names_no_plugin_option(run_cli, tmp_path):
+    from fusekit.plugins import build_host
+
+    bare = build_host(builtins=["fusekit_classic.plugin"], entry_points=False)
+    help_text = run_cli(["fuse", "--help"], host=bare).output
+    assert "--task" in help_text and not any(f in help_text for f in ("--weights", "--device", "--stretch"))
+    result = run_cli(["fuse", "-m", "focus", "--task", "ivif", EXAMPLES / "ir.png", EXAMPLES / "vi.png",
+                      "-o", tmp_path / "f.png"], host=bare)
+    assert result.exit_code == 0, result.output
+    assert "note: focus does not use --task; --task ivif ignored (it is meant for mfif)" in result.stderr
+
+
+def test_option_declarations_must_match_init():
+    class Wrong(Gain):
+        name = "wrong"
+        options = (Option("gain", float, 2.0),)
+
+    with pytest.raises(PluginError, match="declares options gain but __init__ takes gain, mode"):
+        Wrong.declared_options()
+    Wrong.options = (Option("gain", float, 2.0), Option("mode", str, "mean"))
+    with pytest.raises(PluginError, match="declares default 2.0 but __init__ has 1.0"):
+        Wrong.create()
+    with pytest.raises(ParameterError, match="method 'gain': option gain takes a float value, got '2'"):
+        Gain.create(gain="2")

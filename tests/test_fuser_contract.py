@@ -68,3 +68,13 @@ def test_methods_declare_tasks_and_inputs():
         assert cls.tasks and set(cls.tasks) <= set(fusekit.TASKS), entry.name
         assert cls.min_sources >= 2 and (cls.max_sources is None or cls.max_sources >= cls.min_sources)
         assert cls.summary, f"{entry.name} has no summary line"
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_declared_options_match_init_and_parse_their_defaults(method):
+    """Every method's options (declared or read from __init__) agree with __init__, and each
+    declared default survives a round trip through its command-line text."""
+    cls = HOST.fusers.get(method)
+    for opt in cls.declared_options():  # raises PluginError on a name or default mismatch
+        if opt.type is not None and opt.default is not None:
+            assert opt.parse(str(opt.default)) == opt.default

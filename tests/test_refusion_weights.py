@@ -211,7 +211,7 @@ def test_shipped_registry_is_valid():
     ({"task": "vis"}, "task must be one of"),
     ({"chunk_pixels": 0}, "chunk_pixels"),
     ({"stretch": "yes"}, "stretch"),
-    ({"weights": 3}, "weights must be a file path"),
+    ({"weights": 3}, "option weights takes a path value, got 3"),
 ])
 def test_bad_options(options, match):
     with pytest.raises(ParameterError, match=match):

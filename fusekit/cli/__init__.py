@@ -104,10 +104,10 @@ def make_cli(host: PluginHost | None = None) -> click.Group:
         if ctx.invoked_subcommand != "plugins":
             warn_failures(host, lambda line: click.echo(line, err=True))
 
-    from .fuse import fuse_command
+    from .fuse import make_fuse_command
     from .info import info_command, methods_command, plugins_command
 
-    for command in (fuse_command, methods_command, info_command, plugins_command):
+    for command in (make_fuse_command(host), methods_command, info_command, plugins_command):
         cli.add_command(command)
     for module_name, attr in (("eval", "eval_command"), ("train", "train_command"),
                               ("explain", "explain_command")):

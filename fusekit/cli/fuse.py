@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -13,11 +15,12 @@ from ..guard import (check_writable, check_writable_folder, refuse_output_over_i
                      refuse_outputs_in_folder_over_inputs)
 from ..interfaces import TASKS, Fuser
 from ..io import remove_stale_temps
+from ..plugins import PluginHost
 from . import CliState, echo_error
 from .limits import max_pixels_option
-from .options import method_options, parse_param
+from .options import method_flags, method_options, parse_param
 
-__all__ = ["fuse_command", "match_folders", "parse_param"]  # the last two re-exported for scripts
+__all__ = ["make_fuse_command", "fuse_command", "match_folders", "parse_param"]  # the last two for scripts
 
 
 @click.command("fuse")
@@ -27,17 +30,8 @@ __all__ = ["fuse_command", "match_folders", "parse_param"]  # the last two re-ex
 @click.option("-m", "--method", default="refusion", show_default=True,
               help="Fusion method; 'fusekit methods' lists them.")
 @click.option("--task", type=click.Choice(TASKS), default=None,
-              help="What the sources are, for methods with task-specific weights (default: from the "
-                   "source folder names, e.g. under/ over/); other methods ignore it.")
-@click.option("--weights", type=click.Path(path_type=Path), default=None,
-              help="Weights file for learned methods (.safetensors, or the authors' .pth), or a shipped "
-                   "variant name (default: the weights fusekit ships for the task; 'fusekit info refusion' "
-                   "lists them).")
-@click.option("--device", default=None,
-              help="cpu, cuda or auto, for learned methods (default: the method's; cpu for refusion).")
-@click.option("--stretch/--no-stretch", default=None,
-              help="Min-max stretch the network output of learned methods (default: the method's; on "
-                   "for refusion).")
+              help="What the sources are, for methods with a task option (default: from the source folder "
+                   "names, e.g. under/ over/); other methods ignore it.")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Method option, repeatable, e.g. -p levels=4 (default: the method's own values; "
                    "'fusekit info METHOD' lists them).")
@@ -54,9 +48,8 @@ __all__ = ["fuse_command", "match_folders", "parse_param"]  # the last two re-ex
 @max_pixels_option
 @click.pass_obj
 def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, method: str,
-                 task: str | None, weights: Path | None, device: str | None,
-                 stretch: bool | None, params: tuple[str, ...], bit_depth: str | None,
-                 jobs: int, ext: str, dask_address: str | None = None) -> None:
+                 task: str | None, params: tuple[str, ...], bit_depth: str | None,
+                 jobs: int, ext: str, dask_address: str | None = None, **method_flags: Any) -> None:
     """Fuse SOURCES (two or more images, or two or more folders) into OUTPUT.
 
     \b
@@ -67,14 +60,14 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     Source order matters for learned methods: infrared then visible,
     CT/PET/SPECT then MRI, near then far focus, under then over exposure.
     Folder mode shows a progress bar on a terminal (sets done, rate, time
-    left) and ends with a count of fused and failed sets.
+    left) and ends with a count of fused and failed sets. Methods add
+    flags for the options they declare (see 'fusekit info METHOD').
     """
     cls = state.host.fusers.get(method)
     missing = [str(s) for s in sources if not s.exists()]
     if missing:
         raise InputError(f"{missing[0]}: file not found; check the path")
-    flags = {"task": task, "weights": weights, "device": device, "stretch": stretch}
-    options = method_options(cls, params, flags, sources,
+    options = method_options(cls, params, {"task": task, **method_flags}, sources,
                              lambda line: click.echo(f"note: {line}", err=True))
     fuser = cls.create(**options)
     depth = int(bit_depth) if bit_depth else None
@@ -100,6 +93,25 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     fuser.prepare()
     fuse_files(fuser, sources, output, bit_depth=depth)
     click.echo(f"wrote {output}", err=True)
+
+
+def make_fuse_command(host: PluginHost) -> click.Command:
+    """``fusekit fuse`` with a flag for every option the host's methods declare with ``flag=True``.
+
+    Parameters
+    ----------
+    host : PluginHost
+        The installed plugins; :func:`fusekit.cli.options.method_flags`
+        builds the flags from their fusers' declarations.
+
+    Returns
+    -------
+    click.Command
+        :data:`fuse_command` (the core options only) plus those flags.
+    """
+    command = copy.copy(fuse_command)
+    command.params = [*fuse_command.params, *method_flags(entry.obj for entry in host.fusers)]
+    return command
 
 
 def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | None, ext: str,

@@ -48,16 +48,19 @@ def info_command(state: CliState, method: str) -> None:
     Example:
       fusekit info refusion
     """
-    import inspect
-
     cls = state.host.fusers.get(method)  # unknown name: one-line error listing the methods
     entry = next(e for e in state.host.fusers if e.name == method)
     click.echo(f"{method}: {cls.summary or '(no summary)'}")
     click.echo(f"plugin: {entry.plugin}; tasks: {', '.join(cls.tasks)}; inputs: {cls.inputs_text()}")
-    params = inspect.signature(cls.__init__).parameters
-    options = [f"{name}={params[name].default!r}" if params[name].default is not inspect.Parameter.empty
-               else name for name in cls.option_names()]
-    click.echo(f"options: {', '.join(options) if options else '(none)'}")
+    declared = cls.declared_options()
+    if not declared:
+        click.echo("options: (none)")
+    else:
+        click.echo("\noptions (-p NAME=VALUE; --NAME where marked flag):")
+        click.echo(format_table(["name", "type", "default", "choices", "flag", "help"],
+                                [[o.name, o.type_name, repr(o.default),
+                                  ",".join(map(str, o.choices)) if o.choices else "",
+                                  "yes" if o.flag else "", o.help] for o in declared]))
     rows = cls.weight_variants()
     if rows:
         header = list(rows[0])

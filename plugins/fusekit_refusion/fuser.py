@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 from fusekit.datasets import LAYOUTS
 from fusekit.errors import ParameterError
-from fusekit.interfaces import TASKS, TorchFuser
+from fusekit.interfaces import TASKS, Option, TorchFuser
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -92,6 +92,17 @@ class ReFusion(TorchFuser):
     min_sources: ClassVar[int] = 2
     max_sources: ClassVar[int | None] = None
     summary: ClassVar[str] = "ReFusion (IJCV 2024): transformer fusion network with a meta-learned loss"
+    options: ClassVar[tuple[Option, ...]] = (
+        Option("task", str, "ivif", "Which shipped weights, and the source order the network expects",
+               choices=TASKS),
+        Option("weights", Path, None, "A shipped variant name ('fusekit info refusion' lists them) or a weights "
+               "file (.safetensors, or the authors' .pth); None: the task's default shipped weights", flag=True),
+        Option("stretch", bool, True, "Min-max stretch each network output to [0, 1] (the authors' convention)",
+               flag=True),
+        Option("device", str, "cpu", "cpu, cuda, cuda:N or auto (CUDA when available)", flag=True),
+        Option("chunk_pixels", int, DEFAULT_CHUNK_PIXELS, "Pixels per tile of the inference engine (sets "
+               "memory, not results)"),
+    )
 
     def __init__(self, *, task: str = "ivif", weights: str | os.PathLike | None = None,
                  stretch: bool = True, device: str = "cpu",

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fusekit import Fuser, ParameterError
+from fusekit import Fuser, Option, ParameterError
 
 
 class LocalEnergy(Fuser):
@@ -29,6 +29,7 @@ class LocalEnergy(Fuser):
     tasks = ("ivif", "mif", "mfif")
     max_sources = None
     summary = "weighted by local energy (example third-party plugin)"
+    options = (Option("window", int, 7, "Side of the square energy window in pixels (odd, >= 3)", flag=True),)
 
     def __init__(self, *, window: int = 7) -> None:
         super().__init__()
