@@ -105,8 +105,9 @@ def _print_metric_list(ctx: click.Context) -> None:
 @click.option("--metrics", default=None, metavar="NAMES",
               help="Comma-separated metrics, e.g. en,sd,mi,ssim (default: all).")
 @click.option("--profile", default="standard", show_default=True, is_eager=True, callback=_profile_option,
-              help="Metric conventions: standard (textbook), cddfuse (CDDFuse's Evaluator.py) or vifb "
-                   "(VIFB's MATLAB metrics); see --list-metrics --profile P.")
+              help="Metric conventions: standard (textbook), cddfuse (CDDFuse's Evaluator.py), vifb "
+                   "(VIFB's MATLAB metrics) or ivif_zoo (IVIF_ZOO's Python SSIM, PSNR, VIF, Nabf); "
+                   "see --list-metrics --profile P.")
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Weights file for the learned methods given with --method "
                    "(e.g. your own 'fusekit train' output).")
