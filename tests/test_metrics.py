@@ -46,7 +46,7 @@ def test_builtin_metrics_registered_with_metadata():
     assert not metrics["en"].needs_sources and metrics["mi"].needs_sources
     assert metrics["mi"].unit_for("standard") == "bits"
     assert metrics["mi"].unit_for("cddfuse") == "nats"
-    assert set(PROFILES) == {"standard", "cddfuse", "vifb"}
+    assert set(PROFILES) == {"standard", "cddfuse", "vifb", "ivif_zoo"}
 
 
 def test_scores_carry_unit_and_direction(pair):

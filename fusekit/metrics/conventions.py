@@ -232,6 +232,30 @@ STANDARD_TABLE: dict[str, dict[str, str]] = {k: dict(v, colour=_STANDARD_COLOUR)
 CDDFUSE_TABLE: dict[str, dict[str, str]] = {k: _cddfuse_entry(k) for k in _STANDARD}
 VIFB_TABLE: dict[str, dict[str, str]] = {k: dict(v) for k, v in _VIFB.items()}
 
+_IZ_COLOUR = "grey by Pillow convert('L') (fixed point, 8-bit)"
+_IZ_CODE = "IVIF_ZOO Metric/"
+
+#: RollingPlain/IVIF_ZOO's ``Metric/`` (the four metrics the ``ivif_zoo`` profile reproduces).
+IVIF_ZOO_TABLE: dict[str, dict[str, str]] = {
+    "ssim": dict(log=_NONE, window="11x11 Gaussian (sigma 1.5, separable), population covariance, K1 0.01, K2 0.03",
+                 range="L = 1 on 0-255 data (images x 255 by to_tensor, then data_range 255)",
+                 sources="sum: SSIM(IR,F) + SSIM(VI,F)", colour=_IZ_COLOUR, border="valid region",
+                 code=_IZ_CODE + "ssim.py ssim (float32)"),
+    "psnr": dict(log="log10 (dB)", window="whole image", range="MSE of images / 255, peak 255 (+48.13 dB)",
+                 sources="MSE averaged over sources, then 20 log10(255 / sqrt(MSE))", colour=_IZ_COLOUR,
+                 border=_NONE, code=_IZ_CODE + "Metric_torch.py PSNR_function (float32)"),
+    "vif": dict(log="log10 (cancels in the ratio)",
+                window="4 scales, 17/9/5/3-sample Gaussians on linspace(-N//2, N//2, N) (off-centre, spacing "
+                       "N/(N-1)), sigma N/5, sigma_n^2 = 2, down-sampling by 2",
+                range="0-255", sources="sum: VIFp(IR,F) + VIFp(VI,F)", colour=_IZ_COLOUR,
+                border="zero padding to the input size ('same')",
+                code=_IZ_CODE + "Metric_torch.py vifp_mscale (float32)"),
+    "nabf": dict(log=_NONE, window="3x3 Sobel / 8; Td 2, Lg 1.5, Nrg 0.9999, kg 19, Nra 0.9995, ka 22; "
+                                   "angle arctan(gx / gy); weight 0 (not wt_min) below Td",
+                 range="0-255", sources="weighted over IR and VI where F's edge beats both; 2 sources",
+                 colour=_IZ_COLOUR, border="mirrored (reflect)", code=_IZ_CODE + "Nabf.py get_Nabf"),
+}
+
 #: Differences between public scripts that fusekit found by reading them.
 SCRIPT_DIFFERENCES: tuple[tuple[str, str], ...] = (
     ("MI units",
@@ -276,6 +300,12 @@ SCRIPT_DIFFERENCES: tuple[tuple[str, str], ...] = (
     ("Q_CB and Q_CV on flat images",
      "Liu's code (and so VIFB) divides 0 by 0 for a constant image and returns NaN; VIFB's nanmean "
      "then drops the image. fusekit's vifb profile keeps that; standard and cddfuse define the value."),
+    ("IVIF_ZOO",
+     "The IVIF_ZOO survey's Python metrics: SSIM on images scaled by 255 with data_range 255 (so "
+     "the constants of L = 1), PSNR = 20 log10(255 / sqrt(MSE)) with the MSE of images divided by 255 "
+     "(+48.13 dB over the textbook), VIF with off-centre Gaussian windows from "
+     "torch.linspace(-N//2, N//2, N) and zero-padded 'same' filtering, and N^{AB/F} with the angle "
+     "arctan(gx/gy) and zero weight below Td."),
     ("FMI",
      "Haghighat's fmi.m scales its copy of the fused window while scoring the first source and then "
      "compares the second source with that scaled copy, so a window where B equals F (but A does not) "
@@ -439,7 +469,7 @@ def conventions_markdown() -> str:
                    f"{_md(m.reference)} |")
     out += ["", "## Where the public scripts differ", "",
             "Found by reading the scripts (CDDFuse `utils/Evaluator.py`, VIFB `metrics/*.m`, Zheng Liu's",
-            "`imageFusionMetrics`), not their documentation:", ""]
+            "`imageFusionMetrics`, IVIF_ZOO `Metric/`, Haghighat's `fmi.m`), not their documentation:", ""]
     for topic, text in SCRIPT_DIFFERENCES:
         out.append(f"- **{topic}.** {text}")
     return "\n".join(out).rstrip() + "\n"

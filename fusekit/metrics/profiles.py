@@ -271,6 +271,7 @@ def _undefined_message(name: str, profile: Profile) -> str:
 
 
 from . import conventions as _conv  # noqa: E402  (tables of plain data; imports nothing back)
+from .ivif_zoo import IMPLEMENTATIONS as _IVIF_ZOO_IMPLEMENTATIONS  # noqa: E402
 from .vifb import IMPLEMENTATIONS as _VIFB_IMPLEMENTATIONS  # noqa: E402
 
 STANDARD = Profile(
@@ -310,8 +311,21 @@ VIFB = Profile(  # its own metric code (vifb.py) reads none of the convention fi
               "metrics/ (commit 22b2ea9)",
 )
 
+IVIF_ZOO = Profile(
+    name="ivif_zoo",
+    grey="pil-l",
+    implementations=_IVIF_ZOO_IMPLEMENTATIONS,
+    exclusive=True,
+    conventions=_conv.IVIF_ZOO_TABLE,
+    inputs="8-bit grey by Pillow convert('L'), 0-255 scale",
+    summary="reproduces IVIF_ZOO's Python SSIM (L=1), PSNR (+48 dB), VIF (off-centre windows, "
+            "zero padding) and Nabf (arctan(gx/gy)); those 4 metrics only",
+    reference="Liu et al., IVIF survey, IEEE TPAMI 2025; github.com/RollingPlain/IVIF_ZOO Metric/ "
+              "(commit 61b0a44)",
+)
+
 #: Profiles by name.
-PROFILES: dict[str, Profile] = {p.name: p for p in (STANDARD, CDDFUSE, VIFB)}
+PROFILES: dict[str, Profile] = {p.name: p for p in (STANDARD, CDDFUSE, VIFB, IVIF_ZOO)}
 
 
 def get_profile(profile: str | Profile) -> Profile:
