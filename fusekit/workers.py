@@ -1,8 +1,8 @@
 """Local worker processes: how many, how they start, and how they stop on Ctrl-C.
 
 ``fusekit fuse -j N`` and ``fusekit eval -j N`` run work items in a
-:class:`concurrent.futures.ProcessPoolExecutor`. This module keeps that
-pool well-behaved:
+:class:`concurrent.futures.ProcessPoolExecutor` (:mod:`fusekit.execution`).
+This module keeps that pool well-behaved:
 
 * :func:`cap_jobs` never starts more processes than there are cores (or
   items): ``-j 1000`` would otherwise fork 1000 workers;
