@@ -17,20 +17,24 @@ from fusekit.io import read_image
 from fusekit.metrics import compute
 from fusekit.metrics.profiles import CDDFUSE
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
-GOLDEN = SHARED / "golden" / "cddfuse_profile.csv"
+from .conftest import DATA, DATA_HINT, require_data
+
+#: The golden values live beside the benchmark data (``$FUSEKIT_DATA/../golden``, ``../shared/golden``).
+GOLDEN_DIR = DATA.parent / "golden"
+GOLDEN = GOLDEN_DIR / "cddfuse_profile.csv"
 METRICS = ("en", "sd", "sf", "ag", "mi", "scd", "vif", "qabf", "ssim", "psnr", "cc")
 
 if not GOLDEN.exists():  # pragma: no cover - depends on the checkout
-    pytest.skip(f"{GOLDEN} not available", allow_module_level=True)
+    pytest.skip(f"golden values {GOLDEN} not found (they sit in golden/ beside the benchmark data); "
+                f"{DATA_HINT}", allow_module_level=True)
 
 ROWS = list(csv.DictReader(GOLDEN.open()))
 
 
 def _load(row: dict[str, str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    a = CDDFUSE.prepare(read_image(SHARED / "data" / row["source_a"]), 1.0)
-    b = CDDFUSE.prepare(read_image(SHARED / "data" / row["source_b"]), 1.0)
-    f = CDDFUSE.prepare(read_image(SHARED / "golden" / row["fused"]), 1.0)
+    a = CDDFUSE.prepare(read_image(require_data(row["source_a"])), 1.0)
+    b = CDDFUSE.prepare(read_image(require_data(row["source_b"])), 1.0)
+    f = CDDFUSE.prepare(read_image(GOLDEN_DIR / row["fused"]), 1.0)
     return f, a, b
 
 
@@ -55,7 +59,7 @@ def test_grey_conversion_matches_opencv():
     cv2 = pytest.importorskip("cv2")
     for rel in ("ivif/roadscene/test/vi/FLIR_00211.jpg", "meif/mefb/test/under/507.tif",
                 "mif/harvard_mri_pet/test/pet/14.png"):
-        path = SHARED / "data" / rel
+        path = require_data(rel)
         expected = np.round(cv2.cvtColor(cv2.imread(str(path)).astype(np.float32), cv2.COLOR_BGR2GRAY))
         np.testing.assert_array_equal(CDDFUSE.prepare(read_image(path), 1.0), expected)
 
