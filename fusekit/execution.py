@@ -1,34 +1,24 @@
-"""Run independent work items in this process, in local worker processes, or on a Dask cluster.
+"""Run independent work items here, in local worker processes, or on an executor such as Dask's.
 
-fusekit's batch commands (``fuse`` on folders, ``eval``) hand their work to
-:func:`execute`: a function, the state every item shares, and the items. It
-picks one of three backends:
+``fuse`` on folders (:mod:`fusekit.batch`) and ``eval``
+(:mod:`fusekit.evaluation`) hand their work to :func:`execute`, which runs
+``function(shared, item)`` for every item on one of three backends: serial
+(``jobs=1``); a :class:`~concurrent.futures.ProcessPoolExecutor` of at most
+as many workers as cores and items (``jobs=N``; forked where the platform
+can, so ``shared`` is inherited, not pickled; ``cores // N`` torch threads
+each); or an executor (``executor=``, or ``dask=ADDRESS``: Dask is imported
+only then; the function and ``shared`` travel with every item). Every
+backend keeps the same promises:
 
-* serial (``jobs=1``): in this process, one item after the other;
-* local processes (``jobs=N``): a :class:`~concurrent.futures.ProcessPoolExecutor`
-  of at most as many workers as cores and items (:func:`fusekit.workers.cap_jobs`),
-  forked where the platform can, so the shared state is inherited, not
-  pickled; each worker gets ``cores // N`` torch threads;
-* an executor: any :class:`concurrent.futures.Executor` passed in, or a Dask
-  cluster's (``dask="tcp://host:8786"``, or ``"local"`` for ``jobs`` worker
-  processes here; Dask is imported only then). The function and the shared
-  state travel with every item, so they must pickle.
-
-Every backend behaves the same way:
-
-* **results** are :class:`Done` records, in completion order (input order
-  with ``ordered=True``);
-* **failures** stay with their item: an ``Exception`` raised by the function,
-  or a worker that dies, becomes :attr:`Done.error` (one line) and the other
-  items go on;
-* **progress** is one tqdm bar on stderr (:class:`Progress`), started after
-  the workers are forked;
-* **cancellation**: Ctrl-C (or SIGTERM under
-  :func:`fusekit.workers.sigterm_as_interrupt`) submits nothing more, cancels
-  queued items and terminates worker processes at once; a worker unwinds
-  through the write in progress, which removes its temporary file. The
-  ``KeyboardInterrupt`` then reaches the caller, which reports in one line;
-  every item already yielded is complete.
+* results are :class:`Done` records, in completion (or input) order;
+* an ``Exception`` of one item, or a worker that dies, becomes that item's
+  one-line :attr:`Done.error`, and the other items go on;
+* progress is one tqdm bar on stderr (:class:`Progress`);
+* on Ctrl-C (or SIGTERM under :func:`fusekit.workers.sigterm_as_interrupt`)
+  nothing more is submitted, queued items are cancelled and worker processes
+  terminated at once (a worker unwinds through its atomic write, removing the
+  temporary file); the ``KeyboardInterrupt`` reaches the caller, which says
+  so in one line. Every item already yielded is complete.
 
 Examples
 --------
@@ -140,17 +130,23 @@ def execute(function: Callable[[Any, Any], Any], items: Iterable[Any], *, shared
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
         raise ValueError(f"jobs must be a positive integer, got {jobs!r}")
     items = list(items)
-    if dask is None and executor is None and jobs > 1 and len(items) > 1:
-        jobs = workers.cap_jobs(jobs, len(items))
+    progress = progress or _SILENT
     if dask is not None:
         with dask_executor(dask, workers=jobs) as client:
-            yield from _on_executor(client, function, shared, items, ordered, progress)
+            yield from _run_on(client, lambda item: (_attempt, function, shared, item), items, ordered, progress)
     elif executor is not None:
-        yield from _on_executor(executor, function, shared, items, ordered, progress)
-    elif jobs > 1 and len(items) > 1:
-        yield from _in_processes(function, shared, items, jobs, ordered, progress)
+        yield from _run_on(executor, lambda item: (_attempt, function, shared, item), items, ordered, progress)
+    elif jobs > 1 and len(items) > 1 and (jobs := workers.cap_jobs(jobs, len(items))) > 1:
+        context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+        pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
+                                      initargs=(function, shared, max(1, workers.usable_cores() // jobs)))
+        try:
+            yield from _run_on(pool, lambda item: (_in_worker, item), items, ordered, progress)
+        except BaseException:  # Ctrl-C, or the caller stopped: stop now, not after every queued item
+            workers.stop_pool(pool)
+            raise
+        pool.shutdown()
     else:
-        progress = progress or _SILENT
         with progress.bar(items) as bar:
             for index, item in enumerate(items):
                 yield Done(index, item, *_attempt(function, shared, item))
@@ -179,46 +175,26 @@ def _in_worker(item: Any) -> tuple[Any, str | None]:
     return workers.run_item(_attempt, *_WORKER, item)
 
 
-def _in_processes(function: Callable[[Any, Any], Any], shared: Any, items: list[Any], jobs: int,
-                  ordered: bool, progress: Progress | None) -> Iterator[Done]:
-    context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
-    pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
-                                  initargs=(function, shared, max(1, workers.usable_cores() // jobs)))
-    try:
-        # submit (and so fork the workers) before the progress bar starts its monitor thread
-        futures = {pool.submit(_in_worker, item): index for index, item in enumerate(items)}
-        yield from _collect(futures, items, ordered, progress)
-    except BaseException:  # Ctrl-C, or the caller stopped iterating: stop now, not after every queued item
-        workers.stop_pool(pool)
-        raise
-    pool.shutdown()
-
-
-def _on_executor(executor: cf.Executor, function: Callable[[Any, Any], Any], shared: Any, items: list[Any],
-                 ordered: bool, progress: Progress | None) -> Iterator[Done]:
+def _run_on(executor: cf.Executor, call: Callable[[Any], tuple], items: list[Any], ordered: bool,
+            progress: Progress) -> Iterator[Done]:
+    """Submit ``executor.submit(*call(item))`` for every item, then yield each result; cancel the rest if stopped."""
     futures: dict[cf.Future, int] = {}
     try:
         for index, item in enumerate(items):
-            futures[executor.submit(_attempt, function, shared, item)] = index
-        yield from _collect(futures, items, ordered, progress)
+            futures[executor.submit(*call(item))] = index
+        with progress.bar(items) as bar:  # after the submissions fork the workers: tqdm starts a thread
+            for future in futures if ordered else cf.as_completed(futures):
+                item = items[futures[future]]
+                try:
+                    value, error = future.result()
+                except Exception as exc:  # the worker died, or the item could not be sent to it
+                    value, error = None, one_line(exc)
+                yield Done(futures[future], item, value, error)
+                bar.update(progress.units(item))
     except BaseException:
         for future in futures:
             future.cancel()
         raise
-
-
-def _collect(futures: dict[cf.Future, int], items: list[Any], ordered: bool,
-             progress: Progress | None) -> Iterator[Done]:
-    progress = progress or _SILENT
-    with progress.bar(items) as bar:
-        for future in futures if ordered else cf.as_completed(futures):
-            index = futures[future]
-            try:
-                value, error = future.result()
-            except Exception as exc:  # the worker died, or the item could not be sent to it
-                value, error = None, one_line(exc)
-            yield Done(index, items[index], value, error)
-            bar.update(progress.units(items[index]))
 
 
 @contextmanager
