@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
+
+from fusekit.io import write_bytes_atomic
 
 BENCHMARKS_MD = Path(__file__).resolve().parents[1] / "BENCHMARKS.md"
 
@@ -28,6 +29,4 @@ def write_section(mark: str, text: str, path: Path = BENCHMARKS_MD) -> None:
         new = head + text.rstrip("\n") + rest.split(end, 1)[1]
     else:
         new = old.rstrip("\n") + "\n\n" + text.rstrip("\n") + "\n"
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(new)
-    os.replace(tmp, path)
+    write_bytes_atomic(path, new.encode("utf-8"), what="benchmark table")

@@ -336,18 +336,10 @@ class TorchFuser(Fuser):
 
     @property
     def torch_device(self) -> "torch.device":
-        """The resolved :class:`torch.device`."""
-        import torch
+        """The resolved :class:`torch.device` (:func:`fusekit.devices.resolve_device`)."""
+        from .devices import resolve_device
 
-        if self.device == "auto":
-            return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            dev = torch.device(self.device)
-        except RuntimeError as exc:
-            raise ParameterError(f"unknown device {self.device!r}; use cpu, cuda or auto") from exc
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ParameterError("device 'cuda' asked for but CUDA is not available here; use --device cpu")
-        return dev
+        return resolve_device(self.device)
 
     @property
     def network(self) -> "torch.nn.Module":

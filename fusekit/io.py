@@ -21,8 +21,10 @@ import os
 import re
 import tempfile
 import warnings
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -274,14 +276,69 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
 _TEMP_NAME = re.compile(r"^\..*\.fusekit-(?P<pid>\d+)-[A-Za-z0-9_]+\.[A-Za-z0-9]+$")
 
 
-def write_bytes_atomic(path: str | os.PathLike, data: bytes, what: str = "image") -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same folder, renamed over it.
+@contextmanager
+def atomic_file(path: str | os.PathLike, what: str = "file") -> Iterator[Path]:
+    """Give a temporary path in ``path``'s folder; on success it is renamed over ``path``.
 
-    The temporary file is hidden, names the writing process
-    (``.<stem>.fusekit-<pid>-<random><ext>``) and is removed on any failure
-    or interruption (Ctrl-C, SIGTERM in a worker); one left by a killed
-    process is removed by :func:`remove_stale_temps` on the next run. The
-    file gets the mode the umask gives new files.
+    The one atomic-write helper: every output fusekit writes (images,
+    reports, cache records, weights, checkpoints) goes through it, so a
+    reader never sees a half-written file. The temporary file is hidden,
+    names the writing process (``.<stem>.fusekit-<pid>-<random><ext>``), has
+    the mode the umask gives new files, and is removed on any failure or
+    interruption (Ctrl-C, SIGTERM in a worker); one left by a killed process
+    is removed by :func:`remove_stale_temps` on the next run.
+
+    Parameters
+    ----------
+    path : path-like
+        Target file; missing parent folders are created.
+    what : str
+        What the file is, for the message (``"image"``, ``"checkpoint"``).
+
+    Yields
+    ------
+    Path
+        The temporary file (it exists, empty): write it completely.
+
+    Raises
+    ------
+    InputError
+        The folder cannot be created or written, or the disk is full; the
+        message names the file and the fix.
+
+    Examples
+    --------
+    >>> with atomic_file("weights.safetensors", what="weights") as tmp:  # doctest: +SKIP
+    ...     save_file(tensors, str(tmp))
+    """
+    path = Path(path)
+    folder = path.parent if str(path.parent) else Path(".")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.fusekit-{os.getpid()}-", suffix=path.suffix,
+                                        dir=folder)
+    except OSError as exc:
+        raise InputError(
+            f"{path}: cannot write to folder {folder} ({exc.strerror or exc}); choose a writable output path"
+        ) from None
+    tmp = Path(tmp_name)
+    try:
+        try:
+            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a written file follows the umask
+        finally:
+            os.close(fd)
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException as exc:  # errors and interrupts alike: never leave the temporary file
+        tmp.unlink(missing_ok=True)
+        if not isinstance(exc, OSError):
+            raise
+        reason = exc.strerror or str(exc)
+        raise InputError(f"{path}: cannot write {what} ({reason}); check free space and permissions") from None
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, what: str = "image") -> Path:
+    """Write ``data`` to ``path`` atomically (:func:`atomic_file`).
 
     Parameters
     ----------
@@ -301,32 +358,15 @@ def write_bytes_atomic(path: str | os.PathLike, data: bytes, what: str = "image"
         The folder cannot be created or written, or the disk is full; the
         message names the file and the fix.
     """
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.fusekit-{os.getpid()}-", suffix=path.suffix,
-                                        dir=folder)
-    except OSError as exc:
-        raise InputError(
-            f"{path}: cannot write to folder {folder} ({exc.strerror or exc}); choose a writable output path"
-        ) from None
-    try:
+    with atomic_file(path, what) as tmp:
+        fd = os.open(tmp, os.O_WRONLY)
         try:
-            os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp makes 0600; a written file follows the umask
             view = memoryview(data)
-            while view:
+            while view:  # os.write may write less than asked (a filling disk): go on, or fail
                 view = view[os.write(fd, view):]
         finally:
             os.close(fd)
-        os.replace(tmp_name, path)
-    except BaseException as exc:  # errors and interrupts alike: never leave the temporary file
-        Path(tmp_name).unlink(missing_ok=True)
-        if not isinstance(exc, Exception):
-            raise
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise InputError(f"{path}: cannot write {what} ({reason}); check free space and permissions") from None
-    return path
+    return Path(path)
 
 
 def remove_stale_temps(folder: str | os.PathLike) -> list[Path]:

@@ -63,3 +63,19 @@ def test_ctrl_c_during_a_write_removes_the_temporary(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_image(tmp_path / "f.png", np.zeros((8, 8), np.float32))
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_file_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    from fusekit.io import atomic_file
+
+    target = tmp_path / "w.safetensors"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError, match="serialiser broke"):
+        with atomic_file(target, what="weights") as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("serialiser broke")
+    assert target.read_bytes() == b"old" and sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
+    with atomic_file(target, what="weights") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".w.fusekit-")
+        tmp.write_bytes(b"new")
+    assert target.read_bytes() == b"new" and sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]

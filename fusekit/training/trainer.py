@@ -46,7 +46,6 @@ import copy
 import csv
 import json
 import math
-import os
 import platform
 import time
 from dataclasses import asdict, dataclass, field, fields
@@ -58,8 +57,10 @@ import torch
 from torch.func import functional_call
 
 from .. import __version__
+from ..devices import resolve_device as _resolve_device
 from ..errors import InputError, ParameterError, WeightsError
 from ..interfaces import LossProposer, Reconstructor, TorchFuser
+from ..io import atomic_file
 from .data import PatchSampler, swap_augment
 from .distributed import Group
 from .losses import REC_REDUCTIONS, fusion_loss, reconstruction_loss
@@ -351,15 +352,9 @@ def save_weights(state: dict[str, torch.Tensor], path: str | Path, metadata: dic
     from safetensors.torch import save_file
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().to("cpu", torch.float32).contiguous().clone() for k, v in state.items()}
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
+    with atomic_file(path, what="weights") as tmp:
         save_file(tensors, str(tmp), metadata={k: str(v) for k, v in metadata.items()})
-        os.chmod(tmp, 0o644)  # an ordinary readable file, like any other output
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -922,13 +917,8 @@ class Trainer:
             "opt_proposer": self.opt_proposer.state_dict() if self.opt_proposer is not None else {},
             "proposer_window": [g.detach().cpu() for g in self._p_window] if self._p_window is not None else [],
         }
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        try:
+        with atomic_file(path, what="checkpoint") as tmp:
             torch.save(state, tmp)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
         return path
 
     def _check_objective(self, path: str | Path, saved: dict[str, Any]) -> None:
@@ -1120,18 +1110,6 @@ def _norm(grads: list[torch.Tensor | None]) -> float:
 def _set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr
-
-
-def _resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise ParameterError(f"unknown device {name!r}; use cpu, cuda, cuda:N or auto") from exc
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ParameterError("device 'cuda' asked for but CUDA is not available here; use --device cpu")
-    return device
 
 
 def config_fields() -> list[str]:
