@@ -32,23 +32,14 @@ TILE = 192
 GAP = 4
 
 
-def _label(draw, xy: tuple[int, int], text: str, font) -> None:
-    x, y = xy
-    box = draw.textbbox((x + 4, y + 2), text, font=font)
-    draw.rectangle((x, y, box[2] + 4, box[3] + 3), fill=(0, 0, 0))
-    draw.text((x + 4, y + 2), text, fill=(255, 255, 255), font=font)
-
-
 def main() -> None:
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     import fusekit
     from fusekit.io import read_image
+    from fusekit.sheet import draw_label, label_font
 
-    try:
-        font = ImageFont.load_default(size=15)
-    except TypeError:  # Pillow < 10.1
-        font = ImageFont.load_default()
+    font = label_font(15)
     rows = []
     for task, (slots, scene, classic) in ROWS.items():
         sources = [read_image(DATA / task / slot / f"{scene}.png") for slot in slots]
@@ -70,7 +61,7 @@ def main() -> None:
             x = c * (TILE + GAP) + (TILE - tile.width) // 2
             y = r * (TILE + GAP) + (TILE - tile.height) // 2
             sheet.paste(tile, (x, y))
-            _label(draw, (x, y), name, font)
+            draw_label(draw, (x, y), name, font)
     out = REPO / "docs" / "tasks.png"
     sheet.save(out, optimize=True)
     out.chmod(0o644)

@@ -192,15 +192,6 @@ def bar_chart_svg(title: str, methods: Sequence[str], values: Sequence[np.ndarra
 
 # -- contact sheets ----------------------------------------------------------------------------
 
-def _font(size: int):
-    from PIL import ImageFont
-
-    try:
-        return ImageFont.load_default(size=size)
-    except TypeError:  # Pillow < 10.1: fixed bitmap font
-        return ImageFont.load_default()
-
-
 def _to_uint8_rgb(image: np.ndarray) -> np.ndarray:
     """Float [0, 1] grey or RGB -> uint8 RGB."""
     arr = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
@@ -244,14 +235,6 @@ def _detail_box(images: Sequence[np.ndarray]) -> tuple[int, int, int] | None:
     return where[0], where[1], size
 
 
-def _label(draw, xy: tuple[int, int], text: str, font) -> None:
-    """Write ``text`` at ``xy`` in white on a dark box."""
-    x, y = xy
-    box = draw.textbbox((x + 4, y + 2), text, font=font)
-    draw.rectangle((x, y, box[2] + 4, box[3] + 3), fill=(0, 0, 0))
-    draw.text((x + 4, y + 2), text, fill=(255, 255, 255), font=font)
-
-
 def scene_sheet(names: Sequence[str], images: Sequence[np.ndarray | None], tile_height: int = TILE_HEIGHT,
                 gap: int = 4) -> bytes:
     """A labelled contact sheet of one scene as PNG bytes.
@@ -277,6 +260,8 @@ def scene_sheet(names: Sequence[str], images: Sequence[np.ndarray | None], tile_
         so pixels stay visible), labelled with the zoom factor.
     """
     from PIL import Image, ImageDraw
+
+    from ..sheet import draw_label as _label, label_font as _font
 
     font = _font(max(11, tile_height // 14))
     present = [i for i in images if i is not None]
