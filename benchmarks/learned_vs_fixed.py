@@ -139,7 +139,7 @@ def stage_sheet(args: argparse.Namespace) -> None:
     from fusekit.io import read_image, write_image
     from fusekit.sheet import contact_sheet
 
-    rows = []
+    rows, scenes = [], []
     for dataset, pick in rr.SCENES[args.task]:
         _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
         sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
@@ -148,9 +148,12 @@ def stage_sheet(args: argparse.Namespace) -> None:
                    args.runs / "results" / args.task / dataset / "refusion-fixed",
                    args.runs / "results" / args.task / dataset / "refusion-learned"]
         rows.append([read_image(p) for p in sets[name]] + [read_image(f / f"{name}.png") for f in folders])
+        scenes.append((dataset, name))
+    titles, row_labels = rr.sheet_labels(args.task, scenes, ["start", "fixed", "learned"])
     suffix = variant(args.seed, args.steps, args.learn_weights, args.rec_reduction, args.lambda_grad)
     out = REPO / "docs" / f"learned_vs_fixed_{args.task}{suffix.replace('-', '_')}.png"
-    write_image(out, np.asarray(contact_sheet(rows, height=150), dtype=np.float32))
+    sheet = contact_sheet(rows, height=150, titles=titles, row_labels=row_labels)
+    write_image(out, np.asarray(sheet, dtype=np.float32))
     rr._to_palette(out)
     out.chmod(0o644)
     print(f"wrote {out}: " + " | ".join(list(sources) + ["start", "fixed", "learned"]))

@@ -298,6 +298,9 @@ def stage_sheet(args: argparse.Namespace) -> None:
 def write_sheet(task: str, runs_dir: Path, runs: dict[str, Path], out: Path) -> None:
     """Contact sheet ``out``: per scene of ``refusion_results`` the sources, then one column per run.
 
+    Columns are titled with the source folders and the run labels (the keys of ``runs``), rows
+    with ``dataset/scene``.
+
     Uses the fused images :func:`fuse_and_score` left in ``runs_dir``.
     """
     import numpy as np
@@ -306,14 +309,17 @@ def write_sheet(task: str, runs_dir: Path, runs: dict[str, Path], out: Path) -> 
     from fusekit.io import read_image, write_image
     from fusekit.sheet import contact_sheet
 
-    rows = []
+    rows, scenes = [], []
     for dataset, pick in rr.SCENES[task]:
         _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
         sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
         name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
         rows.append([read_image(p) for p in sets[name]]
                     + [read_image(folder(runs_dir, task, dataset, label) / f"{name}.png") for label in runs])
-    write_image(out, np.asarray(contact_sheet(rows, height=150), dtype=np.float32))
+        scenes.append((dataset, name))
+    titles, row_labels = rr.sheet_labels(task, scenes, list(runs))
+    sheet = contact_sheet(rows, height=150, titles=titles, row_labels=row_labels)
+    write_image(out, np.asarray(sheet, dtype=np.float32))
     rr._to_palette(out)
     out.chmod(0o644)
     print(f"wrote {out}: " + " | ".join(list(sources) + list(runs)))

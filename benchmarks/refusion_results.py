@@ -392,6 +392,23 @@ SCENES = {  # task -> (dataset, scene) rows of its contact sheet
 }
 
 
+def sheet_labels(task: str, scenes: list[tuple[str, str]], methods: list[str]) -> tuple[list[str], list[str]]:
+    """Column titles and row labels of a contact sheet of ``task`` (see :func:`fusekit.sheet.contact_sheet`).
+
+    ``scenes``: the ``(dataset, scene)`` of each row. Titles: per source slot its folder names over
+    the rows' datasets (e.g. ``"ct / pet"``), then ``methods``; row labels: ``"dataset/scene"``.
+    """
+    slots: list[list[str]] = []
+    for dataset, _ in scenes:
+        _, _, sources, _ = next(s for s in SPLITS if s[1] == dataset)
+        for k, source in enumerate(sources):
+            if k == len(slots):
+                slots.append([])
+            if source not in slots[k]:
+                slots[k].append(source)
+    return [" / ".join(names) for names in slots] + list(methods), [f"{d}/{n}" for d, n in scenes]
+
+
 def best_classic(args: argparse.Namespace, task: str) -> str:
     """The classic method with the best mean rank over the nine cddfuse metrics of the task's splits."""
     ranks: dict[str, float] = {}
@@ -418,7 +435,7 @@ def stage_sheet(args: argparse.Namespace) -> None:
     tasks = sorted({t for t, *_ in selected(args)}, key=[s[0] for s in SPLITS].index)
     for task in tasks:
         classic = best_classic(args, task)
-        rows = []
+        rows, scenes = [], []
         for dataset, pick in SCENES[task]:
             _, _, sources, _ = next(s for s in SPLITS if s[1] == dataset)
             sets, _ = match_folders([split_dir(dataset, task) / s for s in sources])
@@ -428,11 +445,14 @@ def stage_sheet(args: argparse.Namespace) -> None:
             srcs = [read_image(p) for p in sets[name]]
             fused = [read_image(args.work / task / dataset / v / f"{name}.png") for v in VARIANTS]
             rows.append(srcs + fused + [fusekit.fuse(srcs, method=classic)])
+            scenes.append((dataset, name))
             print(f"{task}: {dataset}/{name}: " + " | ".join(list(sources) + list(VARIANTS) + [classic]))
+        titles, row_labels = sheet_labels(task, scenes, list(VARIANTS) + [classic])
         out = REPO / "docs" / f"refusion_{task}.png"
         height = args.sheet_height
         while True:
-            write_image(out, np.asarray(contact_sheet(rows, height=height), dtype=np.float32))
+            sheet = contact_sheet(rows, height=height, titles=titles, row_labels=row_labels)
+            write_image(out, np.asarray(sheet, dtype=np.float32))
             if out.stat().st_size > MAX_SHEET_BYTES:
                 _to_palette(out)
             if out.stat().st_size <= MAX_SHEET_BYTES or height < 120:
