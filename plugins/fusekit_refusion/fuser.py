@@ -222,7 +222,10 @@ def load_proposer(path: str | os.PathLike) -> "torch.nn.Module":
     """A loss proposal network from a ``.safetensors`` file, in eval mode on CPU.
 
     A file whose metadata says ``symmetric = 1`` was trained order-equivariant
-    (``fusekit train --symmetric-proposer``) and is wrapped the same way.
+    (``fusekit train --symmetric-proposer``) and is wrapped the same way; one
+    that says ``learn_weights = intensity`` set only the intensity weights
+    (``--learn-weights intensity``) and gets the max-gradient rule's gradient
+    weights, the loss its fuser was trained with.
 
     Raises
     ------
@@ -247,7 +250,11 @@ def load_proposer(path: str | os.PathLike) -> "torch.nn.Module":
     if meta.get("symmetric") == "1":
         from fusekit.training.symmetric import OrderEquivariant
 
-        return OrderEquivariant(net).eval()
+        net = OrderEquivariant(net)
+    if meta.get("learn_weights") == "intensity":  # trained with --learn-weights intensity
+        from fusekit.training.partial import LearnedIntensity
+
+        net = LearnedIntensity(net)
     return net.eval()
 
 
