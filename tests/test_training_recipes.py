@@ -256,3 +256,21 @@ def test_intensity_only_proposer_reads_back_as_the_loss_it_was_trained_with(stac
     assert torch.equal(got_int, want_int) and torch.equal(got_grad, want_grad)
     assert torch.equal(got_int, raw_int)
     assert set(got_grad.unique().tolist()) == {0.0, 1.0} and not torch.equal(got_grad, raw_grad)
+
+
+def test_exported_intensity_only_proposer_loads_with_the_gradient_rule(tmp_path):
+    from fusekit.training.partial import LearnedIntensity
+    from fusekit.training.symmetric import OrderEquivariant
+    from fusekit.training.trainer import save_weights
+    from fusekit_refusion.fuser import load_proposer
+
+    net = ReFusionLossProposer().build_network()
+    path = tmp_path / "p.safetensors"
+    save_weights(net.state_dict(), path, {"format": "fusekit-proposer", "symmetric": "1",
+                                          "learn_weights": "intensity"})
+    loaded = load_proposer(path)
+    assert isinstance(loaded, LearnedIntensity) and isinstance(loaded.inner, OrderEquivariant)
+    x = torch.rand(1, 2, 24, 24)
+    with torch.no_grad():
+        _, w_grad = loaded(x)
+    assert set(w_grad.unique().tolist()) == {0.0, 1.0}
