@@ -313,16 +313,19 @@ def stage_sheet(args: argparse.Namespace) -> None:
     from fusekit.sheet import contact_sheet
 
     labels = [label for label in runs_in(args.task) if label.endswith(f"-seed{args.sheet_seed}")]
-    rows = []
+    rows, scenes = [], []
     for dataset, pick in rr.SCENES[args.task]:
         _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
         sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
         name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
+        scenes.append((dataset, name))
         rows.append([read_image(p) for p in sets[name]]
                     + [read_image(args.work / "fused" / args.task / dataset / label / f"{name}.png")
                        for label in labels])
     out = REPO / "docs" / f"meta_recipe_{args.task}.png"
-    write_image(out, np.asarray(contact_sheet(rows, height=160), dtype=np.float32))
+    titles, row_labels = rr.sheet_labels(args.task, scenes, labels)
+    write_image(out, np.asarray(contact_sheet(rows, height=160, titles=titles, row_labels=row_labels),
+                                dtype=np.float32))
     rr._to_palette(out)
     out.chmod(0o644)
     print(f"wrote {out}: " + " | ".join(list(sources) + labels))
