@@ -99,6 +99,29 @@ def test_engine_equals_forward_at_any_strip_size(seeded, size, chunk):
     assert float((out - ref).abs().max()) <= 1e-5
 
 
+@pytest.mark.parametrize("cache", [True, False], ids=["v-cached", "v-recomputed"])
+@pytest.mark.parametrize("border", [0, 13])
+def test_engine_v_cache_and_recompute_paths_agree(seeded, monkeypatch, cache, border):
+    """Multi-tile images: keeping the attention values between passes or recomputing them gives one result."""
+    from fusekit_refusion import engine
+
+    _, ours = seeded
+    x = real_pair(72, 96)
+    monkeypatch.setattr(engine, "V_CACHE_BYTES", engine.V_CACHE_BYTES if cache else 0)
+    whole = infer(ours, x, chunk_pixels=10**7, border=border)
+    tiled = infer(ours, x, chunk_pixels=24 * 24, border=border)
+    assert float((tiled - whole).abs().max()) <= 1e-5
+
+
+def test_fast_layer_norm_equals_torch():
+    from fusekit_refusion.engine import _ln
+    from fusekit_refusion.network import LN_EPS
+
+    x = torch.randn(500, 32) * 3 + torch.randn(500, 1) * 5
+    ref = torch.nn.functional.layer_norm(x.double(), (32,), None, None, LN_EPS)
+    assert float((_ln(x).double() - ref).abs().max()) <= 1e-5
+
+
 def test_engine_batch_odd_sizes_and_range(seeded):
     _, ours = seeded
     x = torch.rand(2, 2, 13, 7)
