@@ -16,6 +16,16 @@ Usage::
     python benchmarks/refusion.py                 # speed 640x480 + memory 4096x3072, writes BENCHMARKS.md
     python benchmarks/refusion.py --skip-memory   # speed only
     python benchmarks/refusion.py --no-write      # print only
+    python benchmarks/refusion.py --processes --baseline 73d2732   # whole processes vs an older engine
+
+``--processes`` (section ``refusion-processes``): whole processes, each
+fusing one pair through ``fusekit.fuse(method="refusion", task="ivif")`` with
+the shipped weights (mirrored border), alternating the working tree's engine
+and ``plugins/fusekit_refusion/engine.py`` as of ``--baseline`` (loaded from
+git in place of the current one), median of ``--repeat``, at 1 and 2 torch
+threads; large sizes (``--large``) once each with peak RSS. Reports wall time
+of the whole process, the fuse call's wall and CPU time, and the largest
+output difference in grey levels.
 
 Speed: both networks get the same seeded weights (saved in the authors'
 layout and loaded back through ``--weights``), the same real 640x480 MSRS
@@ -325,6 +335,114 @@ def measure_memory(weights: Path) -> dict:
             "peak_gib": int(match[3]) / 2**20, "before_gib": int(match[4]) / 2**20, "finite": match[5]}
 
 
+PROCESS_SCRIPT = r"""
+import importlib.util, resource, sys, time
+t_start = time.perf_counter()
+import numpy as np, torch
+engine_file, w, h, threads, out = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+torch.set_num_threads(threads)
+import fusekit_refusion
+if engine_file != "-":  # the baseline engine replaces the current one before first use
+    spec = importlib.util.spec_from_file_location("fusekit_refusion.engine", engine_file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["fusekit_refusion.engine"] = mod
+    spec.loader.exec_module(mod)
+import fusekit
+from fusekit.color import luminance
+from fusekit.io import read_image
+ir, vi = sys.argv[6], sys.argv[7]
+a = read_image(ir); a = luminance(a) if a.ndim == 3 else a
+b = read_image(vi); b = luminance(b) if b.ndim == 3 else b
+if a.shape != (h, w):
+    from skimage.transform import resize
+    a = resize(a, (h, w), order=1).astype(np.float32); b = resize(b, (h, w), order=1).astype(np.float32)
+c0, t0 = time.process_time(), time.perf_counter()
+y = fusekit.fuse([a, b], method="refusion", task="ivif")
+dt, dc = time.perf_counter() - t0, time.process_time() - c0
+np.save(out, y)
+print(f"RESULT fuse={dt:.3f} cpu={dc:.3f} peak_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} "
+      f"inproc={time.perf_counter() - t_start:.3f}")
+"""
+
+
+def _baseline_engine(rev: str, folder: Path) -> Path:
+    path = folder / f"engine_{rev}.py"
+    text = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:plugins/fusekit_refusion/engine.py"],
+                          capture_output=True, text=True, check=True).stdout
+    path.write_text(text)
+    return path
+
+
+def _one_process(engine: str, w: int, h: int, threads: int, pair: tuple, out: Path) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", PROCESS_SCRIPT, engine, str(w), str(h), str(threads), str(out),
+                           *map(str, pair)], capture_output=True, text=True, env=env, check=False)
+    wall = time.perf_counter() - t0
+    match = re.search(r"RESULT fuse=(\S+) cpu=(\S+) peak_kib=(\d+)", proc.stdout)
+    if proc.returncode or not match:
+        raise RuntimeError(f"process run failed: {proc.stderr[-2000:]}")
+    return {"wall": wall, "fuse": float(match[1]), "cpu": float(match[2]), "peak_mib": int(match[3]) / 1024}
+
+
+def measure_processes(rev: str, repeat: int, large: list) -> dict:
+    """Whole-process timings, baseline engine (``rev``) and current engine alternating."""
+    ir = DATA / "ivif" / "msrs" / "test" / "ir" / "00537D.png"
+    pair = (ir, ir.parent.parent / "vi" / ir.name)
+    llvip = DATA / "ivif" / "llvip" / "test" / "ir"
+    name = sorted(q.name for q in llvip.iterdir())[0]
+    big_pair = (llvip / name, llvip.parent / "vi" / name)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        base = str(_baseline_engine(rev, tmp))
+        cases = [(640, 480, t, repeat, pair) for t in (1, 2)] + [(w, h, 2, 1, big_pair) for w, h in large]
+        for w, h, threads, n, src in cases:
+            runs = {"baseline": [], "current": []}
+            for _ in range(n):
+                for which, engine in (("baseline", base), ("current", "-")):
+                    runs[which].append(_one_process(engine, w, h, threads, src, tmp / f"{which}.npy"))
+            diff = float(np.abs(np.load(tmp / "baseline.npy").astype(np.float64)
+                                - np.load(tmp / "current.npy")).max() * 255)
+            row = {"size": f"{w}x{h}", "threads": threads, "n": n, "diff": diff}
+            for which, rs in runs.items():
+                for key in ("wall", "fuse", "cpu", "peak_mib"):
+                    row[f"{which}_{key}"] = float(np.median([r[key] for r in rs]))
+                row[f"{which}_all"] = [r["fuse"] for r in rs]
+            rows.append(row)
+            print(f"{row['size']} thr {threads}: fuse {row['baseline_fuse']:.2f} -> {row['current_fuse']:.2f} s, "
+                  f"cpu {row['baseline_cpu']:.2f} -> {row['current_cpu']:.2f} s, peak "
+                  f"{row['baseline_peak_mib']:.0f} -> {row['current_peak_mib']:.0f} MiB, diff {diff:.1e}", flush=True)
+    return {"rev": rev, "rows": rows}
+
+
+def render_processes(res: dict, load: str) -> str:
+    lines = ["<!-- begin refusion-processes -->",
+             "## ReFusion inference, whole processes, against the engine before issue 24 (`benchmarks/refusion.py --processes`)",
+             "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. "
+             f"Baseline: `plugins/fusekit_refusion/engine.py` at `{res['rev']}`, loaded in place of the current "
+             "engine; everything else identical. Each run is a fresh process fusing one pair through "
+             "`fusekit.fuse(method='refusion', task='ivif')` (shipped weights, mirrored border); baseline and "
+             f"current alternate. Load during the run: {load}. Absolute times are inflated by the load and "
+             "need re-measuring on an idle machine; the ratios come from interleaved runs.",
+             "",
+             "| pair | torch threads | runs | process wall, baseline / current (s) | fuse call wall (s) | "
+             "fuse call CPU (s) | CPU ratio | peak RSS (MiB) | max diff (grey levels) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['size']} | {r['threads']} | {r['n']} | {r['baseline_wall']:.2f} / {r['current_wall']:.2f} | "
+            f"{r['baseline_fuse']:.2f} / {r['current_fuse']:.2f} | {r['baseline_cpu']:.2f} / {r['current_cpu']:.2f} | "
+            f"**{r['baseline_cpu'] / r['current_cpu']:.2f}x** | {r['baseline_peak_mib']:.0f} / "
+            f"{r['current_peak_mib']:.0f} | {r['diff']:.1e} |")
+    lines += ["", "Medians. Fuse call times of every run (s): " + "; ".join(
+        f"{r['size']} {r['threads']} thr baseline {', '.join(f'{t:.2f}' for t in r['baseline_all'])} / current "
+        f"{', '.join(f'{t:.2f}' for t in r['current_all'])}" for r in res["rows"]) + ".", "",
+        "<!-- end refusion-processes -->"]
+    return "\n".join(lines)
+
+
 def render(speed: list, memory: dict | None) -> str:
     lines = [f"<!-- begin {MARK} -->", "## ReFusion inference (CPU)", ""]
     lines.append(f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
@@ -376,7 +494,18 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-memory", action="store_true")
     parser.add_argument("--skip-speed", action="store_true")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--processes", action="store_true", help="whole processes against --baseline's engine")
+    parser.add_argument("--baseline", default="73d2732", help="git revision of the baseline engine")
+    parser.add_argument("--large", nargs="*", default=[], metavar="WxH", help="also these sizes, once each")
+    parser.add_argument("--load", default="not recorded", help="what else ran on the machine (for the table)")
     args = parser.parse_args(argv)
+    if args.processes:
+        large = [tuple(int(v) for v in size.lower().split("x")) for size in args.large]
+        text = render_processes(measure_processes(args.baseline, args.repeat, large), args.load)
+        if not args.no_write:
+            write_section("refusion-processes", text)
+        print(text)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         weights = Path(tmp) / "ReFusion_seeded.pth"
         torch.save(seeded_plain().state_dict(), weights)  # the authors' 140-key layout
