@@ -37,6 +37,7 @@ from __future__ import annotations
 import abc
 import ast
 import inspect
+import numbers
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,12 +109,17 @@ class Option:
     def parse(self, text: str) -> Any:
         """Turn command-line ``text`` into a value of :attr:`type`.
 
+        ``none`` gives ``None`` for an option whose default is ``None``
+        (``-p levels=none``: back to the method's automatic choice).
+
         Raises
         ------
         ParameterError
             Text that is not a value of the type, or not one of the choices.
         """
         raw = text.strip()
+        if self.type is not None and self.default is None and raw.lower() == "none":
+            return None
         if self.type is None:
             lowered = raw.lower()
             if lowered in _TRUE[:3] or lowered in _FALSE[:3]:
@@ -138,8 +144,10 @@ class Option:
     def check(self, value: Any) -> Any:
         """Return ``value`` if it has the declared type and is one of the choices.
 
-        ``None`` passes when it is the default; an ``int`` passes as a
-        ``float``; a ``str`` or path-like passes as a path.
+        ``None`` passes when it is the default; any integer
+        (:class:`numbers.Integral`, numpy's too) passes as an ``int``, any
+        real number as a ``float``; a ``str`` or path-like passes as a path.
+        A wrong type is reported with the option's help (its range).
 
         Raises
         ------
@@ -148,11 +156,12 @@ class Option:
         """
         if self.type is not None and not (value is None and self.default is None):
             ok = {bool: lambda v: isinstance(v, bool),
-                  int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-                  float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+                  int: lambda v: isinstance(v, numbers.Integral) and not isinstance(v, bool),
+                  float: lambda v: isinstance(v, numbers.Real) and not isinstance(v, bool),
                   Path: lambda v: isinstance(v, (str, os.PathLike))}.get(self.type, lambda v: isinstance(v, self.type))
             if not ok(value):
-                raise ParameterError(f"option {self.name} takes a {self.type_name} value, got {value!r}")
+                about = f" ({self.help})" if self.help else ""
+                raise ParameterError(f"option {self.name} takes a {self.type_name} value, got {value!r}{about}")
         if self.choices is not None and value not in self.choices:
             raise ParameterError(f"option {self.name} must be one of {', '.join(map(str, self.choices))}, "
                                  f"got {value!r}")

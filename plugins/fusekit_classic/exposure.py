@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fusekit.interfaces import Fuser
+from fusekit.interfaces import Fuser, Option
 
 from ._validate import check_float, check_int, check_sources, stack_sources
 from .pyramid import expand, gaussian_pyramid, max_levels
@@ -94,6 +94,20 @@ class Exposure(Fuser):
     max_sources = None
     needs_color = True
     summary = "exposure fusion: contrast/saturation/exposedness weights in a pyramid (Mertens)"
+    options = (
+        Option("contrast_weight", float, 1.0, "Exponent wc of the contrast measure (|Laplacian| of the luminance), "
+               ">= 0; 0 switches it off"),
+        Option("saturation_weight", float, 1.0, "Exponent ws of the saturation measure (std of R, G, B), >= 0; "
+               "0 switches it off"),
+        Option("exposure_weight", float, 1.0, "Exponent we of the well-exposedness measure, >= 0; 0 switches "
+               "it off"),
+        Option("sigma", float, 0.2, "Width of the well-exposedness Gaussian around 0.5, in intensity units "
+               "(image range 0-1), > 0"),
+        Option("levels", int, None, "Pyramid depth (REDUCE steps, each halves the size), in [1, 30]; None: down to "
+               "1-2 pixels, floor(log2(min(H, W)))"),
+        Option("workers", int, None, "Threads processing sources in parallel, >= 1; None: one per CPU (at "
+               "most one per source); same result for any value"),
+    )
 
     def __init__(self, *, contrast_weight: float = 1.0, saturation_weight: float = 1.0,
                  exposure_weight: float = 1.0, sigma: float = 0.2, levels: int | None = None,

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fusekit.interfaces import Fuser
+from fusekit.interfaces import Fuser, Option
 
 from ._validate import check_choice, check_float, check_int, finish, stack_sources
 
@@ -138,6 +138,15 @@ class Focus(Fuser):
     max_sources = None
     needs_color = True
     summary = "multi-focus: focus-measure decision map, consistency check, soft seams"
+    options = (
+        Option("measure", str, "sml", "Focus measure: sml (sum-modified Laplacian) or sf (spatial frequency)",
+               choices=MEASURES),
+        Option("window", int, 7, "Side of the focus-measure window in pixels, odd, >= 3"),
+        Option("consistency", int, 21, "Side of the majority-vote window in pixels, odd, >= 1 (1: no vote)"),
+        Option("min_region", float, 0.01, "Smallest region kept, as a fraction of the image area, in [0, 1) "
+               "(0 keeps every region)"),
+        Option("blend_sigma", float, 2.0, "Standard deviation of the seam blur in pixels, >= 0 (0: hard seams)"),
+    )
 
     def __init__(self, *, measure: str = "sml", window: int = 7, consistency: int = 21,
                  min_region: float = 0.01, blend_sigma: float = 2.0) -> None:

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fusekit.interfaces import TASKS, Fuser
+from fusekit.interfaces import TASKS, Fuser, Option
 
 from ._validate import check_float, check_int, finish, stack_sources
 
@@ -115,6 +115,18 @@ class GuidedFilter(Fuser):
     tasks = TASKS
     max_sources = None
     summary = "GFF: two-scale, saliency weights refined by guided filtering (Li et al. 2013)"
+    options = (
+        Option("r1", int, 45, "Guided-filter radius for the base-layer weights in pixels, >= 1"),
+        Option("eps1", float, 0.3, "Guided-filter regularisation for the base-layer weights (intensity^2, "
+               "image range 0-1), > 0"),
+        Option("r2", int, 7, "Guided-filter radius for the detail-layer weights in pixels, >= 1"),
+        Option("eps2", float, 1e-6, "Guided-filter regularisation for the detail-layer weights (intensity^2, "
+               "image range 0-1), > 0"),
+        Option("base_size", int, 31, "Side of the mean filter giving the base layer in pixels, odd, >= 3"),
+        Option("saliency_radius", int, 5, "Radius of the Gaussian smoothing of the Laplacian saliency in "
+               "pixels, >= 1"),
+        Option("saliency_sigma", float, 5.0, "Standard deviation of that Gaussian in pixels, > 0"),
+    )
 
     def __init__(self, *, r1: int = 45, eps1: float = 0.3, r2: int = 7, eps2: float = 1e-6,
                  base_size: int = 31, saliency_radius: int = 5, saliency_sigma: float = 5.0) -> None:

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import numpy as np
 
-from fusekit.interfaces import TASKS, Fuser
+from fusekit.interfaces import TASKS, Fuser, Option
 
 from ._validate import check_int, finish, stack_sources
 
@@ -251,6 +251,10 @@ class LaplacianPyramid(Fuser):
     tasks = TASKS
     max_sources = None
     summary = "Laplacian pyramid: max-abs details, mean base (Burt & Adelson)"
+    options = (
+        Option("levels", int, 4, "Detail levels (REDUCE steps, each halves the size), in [1, 30]; capped at "
+               "floor(log2(min(H, W))) for small images"),
+    )
 
     def __init__(self, *, levels: int = 4) -> None:
         super().__init__()

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from fusekit.errors import InputError, ParameterError
-from fusekit.interfaces import TASKS, Fuser
+from fusekit.interfaces import TASKS, Fuser, Option
 
 from ._validate import check_int, finish, stack_sources
 from .pyramid import select_max_abs
@@ -57,6 +57,12 @@ class DWT(Fuser):
     tasks = TASKS
     max_sources = None
     summary = "wavelet transform: max-abs details, mean approximation"
+    options = (
+        Option("wavelet", str, "db2", "Any discrete wavelet of PyWavelets (haar, db2, sym4, coif1, bior2.2, ...; "
+               "pywt.wavelist(kind='discrete') lists them)"),
+        Option("levels", int, 3, "Decomposition depth (each level halves the size), in [1, 30]; capped at "
+               "pywt.dwt_max_level for small images"),
+    )
 
     def __init__(self, *, wavelet: str = "db2", levels: int = 3) -> None:
         super().__init__()
