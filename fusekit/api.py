@@ -23,7 +23,7 @@ import numpy as np
 from . import color, io
 from .contract import check_fused
 from .errors import InputError
-from .interfaces import Fuser
+from .interfaces import Fuser, ProgressCallback, reporting_progress
 from .plugins import PluginHost, get_host
 
 
@@ -89,7 +89,7 @@ def check_sources(fuser: Fuser, sources: Sequence[np.ndarray], labels: Sequence[
 
 
 def fuse_images(fuser: Fuser, sources: Sequence[np.ndarray],
-                labels: Sequence[str] | None = None) -> np.ndarray:
+                labels: Sequence[str] | None = None, *, progress: ProgressCallback | None = None) -> np.ndarray:
     """Fuse float32 [0, 1] images with a fuser instance, applying the colour pipeline.
 
     Parameters
@@ -99,6 +99,10 @@ def fuse_images(fuser: Fuser, sources: Sequence[np.ndarray],
         float32 in [0, 1], ``H x W`` or ``H x W x 3``, all one size.
     labels : sequence of str, optional
         Names used in error messages (file names).
+    progress : callable, optional
+        ``progress(done, total)``, called whenever the fuser reports how
+        far it is (:func:`fusekit.interfaces.report_progress`; ``total`` may
+        be ``None``). Methods that report nothing never call it.
 
     Returns
     -------
@@ -117,6 +121,14 @@ def fuse_images(fuser: Fuser, sources: Sequence[np.ndarray],
     """
     labels = list(labels) if labels is not None else [f"source {i + 1}" for i in range(len(sources))]
     check_sources(fuser, sources, labels)
+    if progress is not None:
+        with reporting_progress(progress):
+            return _fuse_checked(fuser, sources)
+    return _fuse_checked(fuser, sources)
+
+
+def _fuse_checked(fuser: Fuser, sources: Sequence[np.ndarray]) -> np.ndarray:
+    """The colour pipeline around ``fuser.fuse`` for sources :func:`check_sources` accepted."""
     height, width = sources[0].shape[:2]
     if fuser.needs_color:
         fused = check_fused(fuser, fuser.fuse([color.to_rgb(s) for s in sources]), (height, width, 3))
@@ -162,7 +174,7 @@ def fuse(sources: Sequence[Any], method: str | Fuser = "average", *,
 
 
 def fuse_files(fuser: Fuser, paths: Sequence[str | os.PathLike], output: str | os.PathLike,
-               bit_depth: int | None = None) -> Path:
+               bit_depth: int | None = None, *, progress: ProgressCallback | None = None) -> Path:
     """Read ``paths``, fuse them with ``fuser`` and write ``output`` atomically.
 
     Parameters
@@ -174,6 +186,8 @@ def fuse_files(fuser: Fuser, paths: Sequence[str | os.PathLike], output: str | o
         Output file; nothing is written if any step fails.
     bit_depth : {8, 16}, optional
         Output depth; default: 16 if any source is 16-bit, else 8.
+    progress : callable, optional
+        ``progress(done, total)`` while the fuser reports (see :func:`fuse_images`).
 
     Returns
     -------
@@ -181,6 +195,6 @@ def fuse_files(fuser: Fuser, paths: Sequence[str | os.PathLike], output: str | o
         The written file.
     """
     loaded = [io.load_image(p) for p in paths]
-    fused = fuse_images(fuser, [im.data for im in loaded], [str(p) for p in paths])
+    fused = fuse_images(fuser, [im.data for im in loaded], [str(p) for p in paths], progress=progress)
     depth = bit_depth or max(im.bit_depth for im in loaded)
     return io.write_image(output, fused, bit_depth=depth)

@@ -39,9 +39,11 @@ import ast
 import inspect
 import numbers
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 
@@ -175,6 +177,65 @@ class Option:
         return f"{self.name} ({detail})" + (f": {self.help}" if self.help else "")
 
 
+#: ``callback(done, total)``: how far the fuse in progress is (``total`` ``None`` when unknown).
+ProgressCallback = Callable[[int, "int | None"], None]
+
+_progress_lock = threading.Lock()
+_progress_listener: ProgressCallback | None = None
+
+
+def report_progress(done: int, total: int | None = None) -> None:
+    """Tell whoever watches the fuse in progress that ``done`` of ``total`` steps are finished.
+
+    For long-running fusers (a tiled network engine, an iterative method):
+    call it after each tile or pass, from any thread. It costs next to
+    nothing when nobody listens (the usual case), so calling it a few
+    thousand times per image is fine. ``fusekit fuse`` shows the count next
+    to its elapsed-time indicator; :func:`fusekit.api.fuse_images` and
+    :func:`fusekit.api.fuse_files` pass it to their ``progress`` callback.
+
+    Parameters
+    ----------
+    done : int
+        Steps finished so far (tiles, passes), counted from the start of
+        the current ``Fuser.fuse`` call.
+    total : int, optional
+        Steps the fuse will take, when known.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> with reporting_progress(lambda done, total: seen.append((done, total))):
+    ...     report_progress(1, 4)
+    >>> report_progress(2, 4)  # nobody listens: nothing happens
+    >>> seen
+    [(1, 4)]
+    """
+    listener = _progress_listener
+    if listener is not None:
+        try:
+            listener(done, total)
+        except Exception:  # noqa: BLE001 - a broken progress display must never fail a fuse
+            pass
+
+
+@contextmanager
+def reporting_progress(callback: ProgressCallback | None) -> Iterator[None]:
+    """Send :func:`report_progress` calls to ``callback`` while the block runs (``None``: to nobody).
+
+    The listener is process-wide, so reports from a fuser's worker threads
+    reach it; the previous listener is restored on exit (blocks nest).
+    """
+    global _progress_listener
+    with _progress_lock:
+        previous, _progress_listener = _progress_listener, callback
+    try:
+        yield
+    finally:
+        with _progress_lock:
+            _progress_listener = previous
+
+
 class Fuser(abc.ABC):
     """Fuse registered single-channel images into one.
 
@@ -204,6 +265,12 @@ class Fuser(abc.ABC):
         per keyword, same defaults. ``fusekit fuse -p``, its flags and
         ``fusekit info`` are built from them. A fuser that declares none gets
         options read from ``__init__``'s signature (untyped, no help).
+
+    Notes
+    -----
+    A fuser that takes long on one image (a tiled network, an iterative
+    method) may call :func:`report_progress` after each tile or pass;
+    ``fusekit fuse`` then shows the count next to its elapsed time.
     """
 
     name: ClassVar[str] = ""

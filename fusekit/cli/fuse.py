@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import copy
+import sys
+import threading
+import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import click
 
@@ -45,11 +48,16 @@ __all__ = ["make_fuse_command", "fuse_command", "match_folders", "parse_param"] 
               help="Folder mode: fuse on a Dask cluster (tcp://host:8786; workers must see the same "
                    "paths), or 'local' for -j worker processes here. Needs pip install 'fusekit[dask]' "
                    "(default: no cluster; -j processes on this machine).")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress on stderr: a bar of sets in folder mode; for one set, the elapsed time once it "
+                   "takes over a second (and the steps done, for methods that report them) "
+                   "(default: only when stderr is a terminal).")
 @max_pixels_option
 @click.pass_obj
 def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, method: str,
                  task: str | None, params: tuple[str, ...], bit_depth: str | None,
-                 jobs: int, ext: str, dask_address: str | None = None, **method_flags: Any) -> None:
+                 jobs: int, ext: str, dask_address: str | None = None, progress: bool | None = None,
+                 **method_flags: Any) -> None:
     """Fuse SOURCES (two or more images, or two or more folders) into OUTPUT.
 
     \b
@@ -59,9 +67,11 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
 
     Source order matters for learned methods: infrared then visible,
     CT/PET/SPECT then MRI, near then far focus, under then over exposure.
-    Folder mode shows a progress bar on a terminal (sets done, rate, time
-    left) and ends with a count of fused and failed sets. Methods add
-    flags for the options they declare (see 'fusekit info METHOD').
+    On a terminal, folder mode shows a progress bar (sets done, rate, time
+    left) and ends with a count of fused and failed sets; a single fuse
+    that takes over a second shows its elapsed time (and the tiles done,
+    for methods that report them). --no-progress turns both off. Methods
+    add flags for the options they declare (see 'fusekit info METHOD').
     """
     cls = state.host.fusers.get(method)
     missing = [str(s) for s in sources if not s.exists()]
@@ -78,7 +88,7 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
         if f".{ext.lstrip('.').lower()}" not in IMAGE_SUFFIXES:
             raise UsageError(f"--ext {ext}: unknown image format; use one of "
                              + ", ".join(e.lstrip(".") for e in IMAGE_SUFFIXES))
-        _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."), jobs, dask_address)
+        _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."), jobs, dask_address, progress)
         return
     if dask_address:
         raise InputError("--dask fuses folders; pass source folders, or drop --dask for single images")
@@ -91,8 +101,103 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     check_writable(output)
     remove_stale_temps(output.parent if str(output.parent) else ".")
     fuser.prepare()
-    fuse_files(fuser, sources, output, bit_depth=depth)
+    with Elapsed(f"fuse {fuser.name}", show=progress) as elapsed:
+        fuse_files(fuser, sources, output, bit_depth=depth, progress=elapsed.report)
     click.echo(f"wrote {output}", err=True)
+
+
+#: A single fuse shows its elapsed-time line once it has run this many seconds.
+SHOW_AFTER_S = 1.0
+#: Seconds between redraws of that line.
+REDRAW_S = 0.2
+
+
+class Elapsed:
+    """An elapsed-time line on stderr for one long fuse, redrawn in place by a background thread.
+
+    Works for any method: it shows a spinner and the seconds spent, plus
+    ``step DONE/TOTAL (P%)`` once the fuser calls
+    :func:`fusekit.interfaces.report_progress` (passed to it as
+    :meth:`report`). Nothing is written before :data:`SHOW_AFTER_S`, so
+    quick fuses stay silent; when shown, the line is finished with the
+    total time. Never writes to stdout.
+
+    Parameters
+    ----------
+    label : str
+        Shown before the time (``"fuse refusion"``).
+    show : bool or None
+        ``None``: only when ``stream`` is a terminal.
+    stream : text stream, optional
+        Default: ``sys.stderr``.
+    """
+
+    _SPIN = "|/-\\"
+
+    def __init__(self, label: str, show: bool | None = None, stream: TextIO | None = None) -> None:
+        self.label = label
+        self.stream = stream if stream is not None else sys.stderr
+        if show is None:
+            try:
+                show = bool(self.stream.isatty())
+            except (AttributeError, ValueError):
+                show = False
+        self.show = show
+        self.done: int | None = None
+        self.total: int | None = None
+        self.shown = False
+        self._start = 0.0
+        self._width = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def report(self, done: int, total: int | None = None) -> None:
+        """Record progress (any thread): ``done`` of ``total`` steps."""
+        self.done, self.total = done, total
+
+    def text(self, frame: int | None = None) -> str:
+        """The line as it is now (``frame``: spinner position; ``None`` for the final line)."""
+        seconds = time.monotonic() - self._start
+        line = f"{self.label}: {seconds:.1f} s" if frame is None else \
+            f"{self._SPIN[frame % len(self._SPIN)]} {self.label}: {seconds:.0f} s"
+        if self.done is not None:
+            line += f", step {self.done}" + (f"/{self.total}" if self.total else "")
+            if self.total:
+                line += f" ({100 * min(self.done, self.total) // self.total}%)"
+        return line
+
+    def _draw(self, line: str, end: str = "") -> None:
+        pad = " " * max(0, self._width - len(line))
+        self._width = len(line)
+        try:
+            self.stream.write(f"\r{line}{pad}{end}")
+            self.stream.flush()
+        except (OSError, ValueError):  # stderr closed: progress is not worth failing for
+            self._stop.set()
+
+    def _run(self) -> None:
+        if self._stop.wait(SHOW_AFTER_S):
+            return
+        frame = 0
+        while not self._stop.is_set():
+            self.shown = True
+            self._draw(self.text(frame))
+            frame += 1
+            self._stop.wait(REDRAW_S)
+
+    def __enter__(self) -> "Elapsed":
+        self._start = time.monotonic()
+        if self.show:
+            self._thread = threading.Thread(target=self._run, name="fusekit-elapsed", daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        if self.shown:
+            self._draw(self.text() if exc_type is None else self.text() + " (stopped)", end="\n")
 
 
 def make_fuse_command(host: PluginHost) -> click.Command:
@@ -115,7 +220,7 @@ def make_fuse_command(host: PluginHost) -> click.Command:
 
 
 def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | None, ext: str,
-                  jobs: int = 1, dask_address: str | None = None) -> None:
+                  jobs: int = 1, dask_address: str | None = None, progress: bool | None = None) -> None:
     from ..batch import fuse_sets
 
     if output.exists() and not output.is_dir():
@@ -132,7 +237,7 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
     finished: dict[str, str | None] = {}
     total = len(sets) + len(problems)
     try:
-        failed = fuse_sets(fuser, sets, outputs, bit_depth=depth, jobs=jobs, dask=dask_address, progress=None,
+        failed = fuse_sets(fuser, sets, outputs, bit_depth=depth, jobs=jobs, dask=dask_address, progress=progress,
                            on_done=finished.__setitem__)
     except KeyboardInterrupt:
         done = sum(error is None for error in finished.values())

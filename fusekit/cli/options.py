@@ -38,7 +38,7 @@ from ..interfaces import Fuser, Option
 
 #: Options of ``fusekit fuse`` itself; a method's flag of the same name is left to ``-p``.
 CORE_NAMES = frozenset({"output", "method", "task", "param", "bit_depth", "jobs", "ext", "dask", "max_pixels",
-                        "help"})
+                        "progress", "help"})
 
 
 def split_param(text: str) -> tuple[str, str]:
