@@ -48,7 +48,8 @@ def _machine(device: str) -> str:
               help="Loss proposer: 'refusion' (meta-learned) or 'fixed' (hand-made loss).")
 @click.option("--reconstructor", default="refusion", show_default=True, help="Reconstruction network.")
 @click.option("--patches", "patch_files", multiple=True, type=click.Path(path_type=Path),
-              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable.")
+              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable "
+                   "(default: none; patches are cut from DATA_DIRS).")
 @click.option("--steps", type=int, default=None,
               help="Total training steps.  [default: 1500; with --time-schedule and --max-minutes: as many as "
                    "the time budget allows]")
@@ -95,11 +96,12 @@ def _machine(device: str) -> str:
               help="Checkpoint file (default: OUTPUT with suffix .ckpt).")
 @click.option("--checkpoint-every", type=int, default=500, show_default=True,
               help="Save a checkpoint every N steps (0: only at the end).")
-@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue from this checkpoint.")
+@click.option("--resume", type=click.Path(path_type=Path), default=None,
+              help="Continue from this checkpoint (default: start a new run).")
 @click.option("--init", "init_path", type=click.Path(path_type=Path), default=None,
               help="Start from earlier training (fine-tuning): a checkpoint (fuser, reconstructor, and "
                    "proposer if it matches) or a weights file the method loads, e.g. .safetensors or the "
-                   "authors' .pth (fuser only); steps count from 0.")
+                   "authors' .pth (fuser only); steps count from 0 (default: freshly initialised networks).")
 @click.option("--proposer-warmup", type=int, default=0, show_default=True,
               help="Steps fitting a learnable loss proposer to the hand-made 'fixed' loss before training.")
 @click.option("--learn-weights", type=click.Choice(["both", "intensity"]), default="both", show_default=True,
@@ -109,12 +111,13 @@ def _machine(device: str) -> str:
               help="How the reconstruction loss (the proposer's meta-objective) combines the sources' "
                    "errors at a pixel: the worse one (ReFusion) or their mean (an ablation).")
 @click.option("--log", "--loss-log", "log_path", type=click.Path(path_type=Path), default=None,
-              help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log).")
+              help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log; "
+                   "default: no log).")
 @click.option("--card", type=click.Path(path_type=Path), default=None,
               help="Training card (JSON) to write (default: OUTPUT with suffix .json).")
 @click.option("--max-minutes", type=float, default=None,
               help="Stop cleanly after this much wall time (counted from the start of the command), "
-                   "saving checkpoint and weights.")
+                   "saving checkpoint and weights (default: no time limit).")
 @click.option("--time-schedule", is_flag=True,
               help="With --max-minutes: decay the learning rate and ramp the gradient terms over the time "
                    "budget, and train until it is spent (an explicit --steps still ends the run first). "
