@@ -94,10 +94,11 @@ def _print_metric_list(ctx: click.Context) -> None:
 @click.option("--fused", "fused_dirs", multiple=True,
               type=click.Path(path_type=Path, exists=True, file_okay=False),
               help="Folder of fused images named like the sources (any extension); repeatable. "
-                   "Scores any tool's output; the folder name labels the column.")
+                   "Scores any tool's output; the folder name labels the column (default: none; give "
+                   "--fused or --method).")
 @click.option("-m", "--method", "methods", multiple=True,
               help="Fusion method to run and score; repeatable. Outputs are cached, so a rerun "
-                   "only fuses what is missing.")
+                   "only fuses what is missing (default: none; give --method or --fused).")
 @click.option("--task", type=click.Choice(TASKS), default=None,
               help="Task for methods with task-specific weights (default: from the sub-folders).")
 @click.option("--sources", default=None, metavar="X,Y",
@@ -110,20 +111,22 @@ def _print_metric_list(ctx: click.Context) -> None:
                    "see --list-metrics --profile P.")
 @click.option("--weights", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Weights file for the learned methods given with --method "
-                   "(e.g. your own 'fusekit train' output).")
+                   "(e.g. your own 'fusekit train' output; default: each method's shipped weights).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
-              help="Option for the methods given with --method that accept it; repeatable.")
+              help="Option for the methods given with --method that accept it; repeatable "
+                   "(default: each method's own values).")
 @click.option("-f", "--format", "fmt", type=click.Choice(_FORMATS), default=None,
               help="Report format for -o (default: from its extension: .csv .json .md .tex) or, "
                    "without -o, printed instead of the table; csv, json and markdown hold per-image "
                    "rows, latex the summary for a paper.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Write the report to this file: per-image rows (image, method, one column per "
-                   "metric) for .csv/.json/.md, the summary table for .tex.")
+                   "metric) for .csv/.json/.md, the summary table for .tex (default: no file; the "
+                   "summary table is printed).")
 @click.option("--report", "html_report", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Also write a self-contained HTML report here: summary table, a chart per metric, "
                    "labelled contact sheets with enlarged details, per-image table, failures, and the "
-                   "run's profile, conventions and methods.")
+                   "run's profile, conventions and methods (default: no HTML report).")
 @click.option("--report-scenes", type=click.IntRange(min=0), default=12, show_default=True,
               help="Most scenes drawn as contact sheets in --report (spread evenly over the sorted "
                    "names; 0: none), so that large datasets keep the file small.")
@@ -132,7 +135,7 @@ def _print_metric_list(ctx: click.Context) -> None:
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
               help="Run the work on a Dask cluster: a scheduler address (tcp://host:8786; workers "
                    "must see the same paths), or 'local' for -j worker processes on this machine. "
-                   "Needs pip install 'fusekit[dask]'.")
+                   "Needs pip install 'fusekit[dask]' (default: no cluster; -j processes here).")
 @click.option("--cache", "cache_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Cache folder for fused images produced by --method "
                    "(default: $FUSEKIT_CACHE_DIR or ~/.cache/fusekit). Entries follow the sources' "
