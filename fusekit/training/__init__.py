@@ -5,7 +5,11 @@ loading the built-in plugin does not import torch):
 
 * :mod:`fusekit.training.data` -- pairs from data folders, random patches.
 * :mod:`fusekit.training.losses` -- Sobel gradient, ``L_fuse``, ``L_rec``.
-* :mod:`fusekit.training.trainer` -- the alternating meta / fusion schedule.
+* :mod:`fusekit.training.config` -- ``TrainConfig``: the settings, their defaults and help.
+* :mod:`fusekit.training.schedule` -- which step when, learning rates, loss ramp.
+* :mod:`fusekit.training.meta` / :mod:`~fusekit.training.fusion` -- the two steps.
+* :mod:`fusekit.training.checkpoints` / :mod:`~fusekit.training.bookkeeping` -- run state, log, Ctrl-C.
+* :mod:`fusekit.training.trainer` -- the ``Trainer`` and its loop (re-exports the names above).
 * :mod:`fusekit.training.fixed` -- the hand-made ``fixed`` loss proposer.
 
 The scheme follows ReFusion (H. Bai et al., "ReFusion: Learning Image Fusion

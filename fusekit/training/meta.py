@@ -1,0 +1,212 @@
+"""The meta step: how the loss proposer P learns (and what it proposes).
+
+Mixed into :class:`~fusekit.training.trainer.Trainer`; uses its networks
+(``fuser_net``, ``proposer_net``, ``recon_net``), ``config``, ``group``,
+``schedule``, ``step`` and batches (``_batch``).
+
+**Meta step** (updates P only). On a batch, P's weights (not detached) give
+``L_fuse`` of F; one *virtual* SGD step ``theta' = theta - lr * dL_fuse/dtheta``
+is taken with the graph kept back to P (:func:`torch.func.functional_call`
+runs F with ``theta'``, no copy of the network is made). R takes a virtual
+step on ``L_rec`` of the detached fused image. On a fresh batch, F with
+``theta'`` fuses, R with its virtual weights reconstructs, and ``L_rec`` is
+back-propagated into P only. The ``"fusekit"`` recipe divides the tiny
+meta-gradient by its largest absolute entry before an Adam step
+(:meth:`MetaSteps.meta_step`); the ``"authors"`` recipe sums it over a window
+and moves P by normalised SGD (:meth:`MetaSteps.meta_step_authors`).
+"""
+
+from __future__ import annotations
+
+import math
+import numpy as np
+import torch
+from torch.func import functional_call
+
+from .fusion import set_lr
+from .losses import fusion_loss, reconstruction_loss
+from .recipes import normalised_sgd_step
+
+__all__ = ["MetaSteps"]
+
+
+class MetaSteps:
+    """P's weights, its meta-gradient and its updates (a mixin of :class:`~fusekit.training.trainer.Trainer`)."""
+
+    def loss_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Intensity and gradient weights of ``L_fuse`` for inputs ``x`` (``N x S x H x W`` each).
+
+        The proposer's, except that with ``learn_weights = "intensity"`` the
+        gradient weights are the hand-made fixed loss's (no gradient flows to
+        the proposer through them).
+        """
+        w_int, w_grad = self.proposer_net(x)
+        if self.learnable and self.config.learn_weights == "intensity":
+            with torch.no_grad():
+                w_grad = self._hand_made_weights()(x)[1]
+        return w_int, w_grad
+
+    def _hand_made_weights(self) -> torch.nn.Module:
+        """The task's ``fixed`` loss-weight network (warm-up targets, intensity-only gradient weights)."""
+        if self._fixed_net is None:
+            from .fixed import FixedLossProposer
+
+            self._fixed_net = FixedLossProposer(task=self.config.task).build_network().to(self.device)
+        return self._fixed_net
+
+    def meta_gradients(self, lr: float, lam: float, *, direct: bool = False,
+                       outer_weight: float = 1.0) -> tuple[list[torch.Tensor | None], list[torch.Tensor | None],
+                                                           dict[str, float], dict[str, torch.Tensor]]:
+        """P's meta-gradient (and direct gradient) on one inner and one outer batch; nothing moves.
+
+        Inner batch: P's (non-detached) weights give ``L_fuse`` of F; a
+        virtual SGD step ``theta' = theta - lr * dL_fuse/dtheta`` keeps the
+        graph back to P (:func:`torch.func.functional_call`, no copy of F);
+        R takes a virtual step on ``L_rec`` of the detached fused image.
+        Outer batch: F with ``theta'`` fuses, R with its virtual weights
+        rebuilds, and ``outer_weight * L_rec`` is differentiated with respect
+        to P.
+
+        Parameters
+        ----------
+        lr : float
+            Inner (virtual) step size of F and R.
+        lam : float
+            Gradient-term weight of ``L_fuse``.
+        direct : bool
+            Also return ``dL_fuse/dP`` of the inner batch (else ``None`` s).
+        outer_weight : float
+            Factor of the outer loss (``1 / accumulate`` in the authors recipe).
+
+        Returns
+        -------
+        meta, direct : list of Tensor or None
+            Per parameter of P (``requires_grad`` ones, in order); detached.
+        losses : dict of str to float
+            ``fuse``, ``fuse_int``, ``fuse_grad``, ``rec``, ``meta_rec``.
+        inner : dict of str to Tensor
+            The inner batch ``x`` (``N x S x H x W``) and P's weights on it,
+            ``w_int`` and ``w_grad`` (detached), for diagnostics.
+        """
+        f_params = {k: v for k, v in self.fuser_net.named_parameters() if v.requires_grad}
+        r_params = {k: v for k, v in self.recon_net.named_parameters() if v.requires_grad}
+        p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
+        x, t = self._batch(meta=True)
+        w_int, w_grad = self.loss_weights(x)
+        fused = functional_call(self.fuser_net, f_params, (x,))
+        loss_f, parts = fusion_loss(x, fused, w_int, w_grad, lam)
+        self._check_finite(loss_f, "the fusion loss")
+        wrt = list(f_params.values()) + (p_params if direct else [])
+        all_grads = torch.autograd.grad(loss_f, wrt, create_graph=True, allow_unused=True)
+        grads = all_grads[:len(f_params)]
+        direct_grads = ([None if g is None else g.detach() for g in all_grads[len(f_params):]]
+                        if direct else [None] * len(p_params))
+        f_virtual = {k: (v - lr * g if g is not None else v) for (k, v), g in zip(f_params.items(), grads)}
+        rec = functional_call(self.recon_net, r_params, (fused.detach(),))
+        loss_r = reconstruction_loss(t, rec, self.config.rec_reduction)
+        r_grads = torch.autograd.grad(loss_r, list(r_params.values()), allow_unused=True)
+        r_virtual = {k: (v.detach() - lr * g if g is not None else v.detach())
+                     for (k, v), g in zip(r_params.items(), r_grads)}
+        x2, t2 = self._batch(meta=True)
+        fused2 = functional_call(self.fuser_net, f_virtual, (x2,))
+        rec2 = functional_call(self.recon_net, r_virtual, (fused2,))
+        meta = reconstruction_loss(t2, rec2, self.config.rec_reduction)
+        self._check_finite(meta, "the meta reconstruction loss")
+        meta_grads = torch.autograd.grad(meta * outer_weight, p_params, allow_unused=True)
+        losses = {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
+                  "rec": loss_r.item(), "meta_rec": meta.item()}
+        inner = {"x": x.detach(), "w_int": w_int.detach(), "w_grad": w_grad.detach()}
+        return [None if g is None else g.detach() for g in meta_grads], direct_grads, losses, inner
+
+    def meta_step(self, lr: float, lr_p: float, lam: float) -> dict[str, float]:
+        """One meta step of the ``fusekit`` recipe: Adam on P's normalised meta-gradient."""
+        p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
+        p_grads, _, losses, _ = self.meta_gradients(lr, lam)
+        if self.group.active:  # the group's mean meta-gradient (an unused parameter counts as 0)
+            p_grads = self.group.average([torch.zeros_like(p) if g is None else g
+                                          for p, g in zip(p_params, p_grads)])
+        scale = max((g.abs().max() for g in p_grads if g is not None),
+                    default=torch.tensor(0.0, device=self.device))
+        self.opt_proposer.zero_grad(set_to_none=True)
+        if scale > 0:
+            for p, g in zip(p_params, p_grads):
+                p.grad = None if g is None else (g / scale)
+            set_lr(self.opt_proposer, lr_p)
+            self.opt_proposer.step()
+        return losses
+
+    def meta_step_authors(self, lr: float, lam: float) -> dict[str, float]:
+        """One meta step of the ``authors`` recipe (see :mod:`fusekit.training.recipes`).
+
+        The meta-gradient (outer loss divided by ``accumulate``), plus the
+        inner ``dL_fuse/dP`` when ``direct_term`` is on, is summed into the
+        window; at the window's end P moves by normalised SGD of size
+        ``lr * proposer_step_scale``.
+        """
+        c = self.config
+        p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
+        meta, direct, losses, _ = self.meta_gradients(lr, lam, direct=c.direct_term, outer_weight=1 / c.accumulate)
+        losses["meta_gnorm"] = norm(meta)
+        if c.direct_term:
+            losses["direct_gnorm"] = norm(direct)
+        if self._p_window is None:
+            self._p_window = [torch.zeros_like(p) for p in p_params]
+        for acc, g, d in zip(self._p_window, meta, direct):
+            if g is not None:
+                acc.add_(g)
+            if d is not None:
+                acc.add_(d)
+        if self.schedule.ends_window(self.step):
+            window = self.group.average(self._p_window) if self.group.active else self._p_window
+            step = (lr if c.proposer_decay else c.lr) * c.proposer_step_scale
+            normalised_sgd_step(p_params, window, step)
+            self._p_window = None
+        return losses
+
+    def warm_up_proposer(self) -> float | None:
+        """Fit a learnable P to the task's hand-made ``fixed`` weights (``config.proposer_warmup`` steps).
+
+        The targets are the one-hot weights of
+        :class:`~fusekit.training.fixed.FixedLossProposer` softened by
+        ``config.warmup_smoothing``; the loss is their mean squared
+        difference from P's weights, minimised with Adam at ``warmup_lr``.
+        P's optimiser starts afresh afterwards. Meta-learning then starts
+        from the classic loss, and what it changes can be measured against
+        the same network trained with ``--loss-proposer fixed``.
+
+        Returns
+        -------
+        float or None
+            Mean squared error of the last 10 warm-up steps, or ``None``
+            when there is nothing to warm up (fixed proposer, or 0 steps).
+        """
+        c = self.config
+        if not self.learnable or c.proposer_warmup <= 0:
+            return None
+        target_net = self._hand_made_weights()
+        opt = torch.optim.Adam([p for p in self.proposer_net.parameters() if p.requires_grad], lr=c.warmup_lr)
+        errors: list[float] = []
+        for _ in range(c.proposer_warmup):
+            x, _t = self._batch()
+            with torch.no_grad():
+                t_int, t_grad = target_net(x)
+                n = x.shape[1]
+                t_int = t_int * (1 - n * c.warmup_smoothing) + c.warmup_smoothing
+                t_grad = t_grad * (1 - n * c.warmup_smoothing) + c.warmup_smoothing
+            w_int, w_grad = self.proposer_net(x)
+            loss = ((w_int - t_int) ** 2).mean() + ((w_grad - t_grad) ** 2).mean()
+            self._check_finite(loss, "the proposer warm-up loss")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.group.average_gradients(self.proposer_net.parameters())
+            opt.step()
+            errors.append(loss.item())
+        self.opt_proposer = torch.optim.Adam([p for p in self.proposer_net.parameters() if p.requires_grad],
+                                             lr=c.lr_proposer)
+        self.warmup_error = float(np.mean(errors[-10:]))
+        return self.warmup_error
+
+
+def norm(grads: list[torch.Tensor | None]) -> float:
+    """Euclidean norm of a list of gradients taken as one vector (``None`` counts as 0)."""
+    return math.sqrt(sum(float((g.double() ** 2).sum()) for g in grads if g is not None))
