@@ -179,3 +179,24 @@ def test_torchrun_trains_with_two_processes_and_rank_0_writes(ivif_dir, tmp_path
     assert card["processes"] == 2 and card["steps"] == 3
     assert len(list(csv.DictReader((tmp_path / "log.csv").open()))) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.csv", "w.ckpt", "w.json", "w.safetensors"]
+
+
+def test_every_train_config_field_is_an_option_with_its_default_and_help(run_cli, host, tmp_path, monkeypatch):
+    """One source of defaults: the options are TrainConfig's fields, their help its docstring."""
+    from dataclasses import fields
+
+    from fusekit.training.config import TrainConfig, field_help
+
+    from .test_training_identity import cli_config
+
+    changed = {"lr_min_ratio": 0.5, "warmup_steps": 7, "lambda_grad_start": 0.25, "ramp_fraction": 0.5,
+               "augment": False, "min_std": 0.01, "warmup_smoothing": 0.2, "warmup_lr": 2e-3}
+    args = [x for k, v in changed.items() for x in ((f"--no-{k}",) if v is False else (f"--{k}", str(v)))]
+    got = cli_config(["--task", "ivif", "--patches", "ivif.npz", "-o", "w.safetensors",
+                      *[a.replace("_", "-") for a in args]], tmp_path, monkeypatch)
+    assert got == {**{f.name: f.default for f in fields(TrainConfig) if f.name != "task"}, "task": "ivif", **changed}
+    shown = " ".join(run_cli(["train", "--help"], host=host).output.split())
+    for name, (_, text) in field_help().items():
+        if name != "task":
+            assert "--" + name.replace("_", "-") in shown
+            assert text.split()[-1].rstrip(".") in shown  # each help ends as TrainConfig's docstring does

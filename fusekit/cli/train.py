@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import platform
+import re
 import time
+from dataclasses import fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import click
 
 from ..errors import InputError, ParameterError
 from ..interfaces import TASKS, LossProposer, Reconstructor, TorchFuser
+from ..training.config import RECIPE_DEFAULTS, UNTIL_TIME_UP, TrainConfig, field_help
 from . import CliState
 
 
@@ -38,6 +41,48 @@ def _machine(device: str) -> str:
     return text + ")"
 
 
+_FIELDS = {f.name: f for f in fields(TrainConfig)}
+_DOCS = field_help()
+#: settings that belong to the authors recipe (their help says so)
+_AUTHORS_ONLY = tuple(name for name, (_, text) in _DOCS.items() if text.startswith("authors recipe:"))
+#: what the help adds to TrainConfig's description, where the command line differs from the library
+_NOTES = {
+    "steps": "[default: 1500; with --time-schedule and --max-minutes: as many as the time budget allows]",
+    "max_minutes": "Counted from the start of the command.",
+    "time_schedule": "Trains until the budget is spent (an explicit --steps still ends the run first).",
+}
+
+
+def _setting(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """A click option for :class:`TrainConfig` field ``name``, its type, choices, default and help taken
+    from the field and TrainConfig's docstring. Options whose default depends on the recipe
+    (:data:`RECIPE_DEFAULTS`), ``--steps`` and the authors recipe's own are ``None`` when not given."""
+    kind, text = _DOCS[name]
+    default = _FIELDS[name].default
+    flag = "--" + name.replace("_", "-")
+    text = re.sub(r"\b(" + "|".join(n for n in _FIELDS if "_" in n) + r")\b",
+                  lambda m: "--" + m.group(1).replace("_", "-"), text)
+    if kind == "bool":
+        flags = f"{flag}/--no-{flag[2:]}" if default else flag
+        return click.option(flags, name, is_flag=True, default=default, show_default=default,
+                            help=f"{text}  {_NOTES.get(name, '')}".rstrip())
+    types = {"int": int, "float": float, "str": str, "float or None": float}
+    kw: dict[str, Any] = {"type": click.Choice(re.findall(r'"(\w+)"', kind)) if kind.startswith("{") else types[kind]}
+    per_recipe = [f"{recipe} recipe: {values[name]:g}" for recipe, values in RECIPE_DEFAULTS.items() if name in values]
+    if per_recipe or name in _AUTHORS_ONLY or name == "steps":
+        note = _NOTES.get(name, f"[default: {'; '.join([f'{default:g}', *per_recipe])}]")
+        return click.option(flag, name, default=None, help=f"{text}  {note}", **kw)
+    return click.option(flag, name, default=default, show_default=True,
+                        help=f"{text}  {_NOTES.get(name, '')}".rstrip(), **kw)
+
+
+def _settings(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Every :class:`TrainConfig` field but ``task`` as an option (:func:`_setting`), in the fields' order."""
+    for name in reversed([n for n in _FIELDS if n != "task"]):
+        command = _setting(name)(command)
+    return command
+
+
 @click.command("train")
 @click.argument("data_dirs", nargs=-1, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
@@ -48,95 +93,27 @@ def _machine(device: str) -> str:
               help="Loss proposer: 'refusion' (meta-learned) or 'fixed' (hand-made loss).")
 @click.option("--reconstructor", default="refusion", show_default=True, help="Reconstruction network.")
 @click.option("--patches", "patch_files", multiple=True, type=click.Path(path_type=Path),
-              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable "
-                   "(default: none; patches are cut from DATA_DIRS).")
-@click.option("--steps", type=int, default=None,
-              help="Total training steps.  [default: 1500; with --time-schedule and --max-minutes: as many as "
-                   "the time budget allows]")
-@click.option("--recipe", type=click.Choice(["fusekit", "authors"]), default="fusekit", show_default=True,
-              help="Update rhythm: 'fusekit' (short meta/fusion cycles, Adam on P, cosine decay) or 'authors' "
-                   "(ReFusion's released recipe: epochs of a meta phase then a fusion phase, P moved by "
-                   "normalised SGD, tenfold decay every --decay-every epochs, gradient term ramped per epoch).")
-@click.option("--epochs", type=int, default=None, help="authors recipe: epochs.  [default: 50]")
-@click.option("--meta-batches", type=int, default=None,
-              help="authors recipe: outer batches per meta phase.  [default: 600]")
-@click.option("--fusion-batches", type=int, default=None,
-              help="authors recipe: fusion steps per epoch.  [default: one pass over the training items]")
-@click.option("--decay-every", type=int, default=None,
-              help="authors recipe: divide the learning rate by 10 every N epochs (0: never).  [default: 10]")
-@click.option("--accumulate", type=int, default=None,
-              help="authors recipe: outer batches per update of the loss proposer.  [default: 2]")
-@click.option("--direct-term/--no-direct-term", default=True, show_default=True,
-              help="authors recipe: add the inner fusion loss's own gradient dL_fuse/dP to the proposer's "
-                   "meta-gradient, as the authors' code does.")
-@click.option("--proposer-step-scale", type=float, default=None,
-              help="authors recipe: proposer step = this x the fuser's learning rate.  [default: 1]")
-@click.option("--proposer-decay/--no-proposer-decay", default=True, show_default=True,
-              help="authors recipe: the proposer's step decays with the fuser's learning rate (the authors' "
-                   "code), or stays at the peak rate (a design change).")
-@click.option("--symmetric-proposer", is_flag=True,
-              help="Make the learned loss proposer's weights independent of the sources' order (it then "
-                   "cannot collapse to 'intensity from the first input, gradient from the second').")
-@click.option("--batch-size", type=int, default=None,
-              help="Patch pairs per batch (doubled by the swapped-order copy).  [default: 4; authors recipe: 2]")
-@click.option("--patch-size", type=int, default=48, show_default=True, help="Patch side in pixels.")
-@click.option("--lr", type=float, default=None,
-              help="Peak learning rate of fuser and reconstructor.  [default: 1e-3; authors recipe: 1e-4]")
-@click.option("--lr-proposer", type=float, default=1e-3, show_default=True, help="Peak learning rate of the loss proposer.")
-@click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True)
-@click.option("--lambda-grad", type=float, default=1.0, show_default=True, help="Final weight of the gradient terms.")
-@click.option("--meta-steps", type=int, default=5, show_default=True, help="Meta steps per cycle.")
-@click.option("--fusion-steps", type=int, default=20, show_default=True, help="Fusion steps per cycle.")
-@click.option("--no-swap", is_flag=True, help="Do not feed pairs in swapped order too.")
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N or auto.")
+              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable.")
+@_settings
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's choice).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint file (default: OUTPUT with suffix .ckpt).")
-@click.option("--checkpoint-every", type=int, default=500, show_default=True,
-              help="Save a checkpoint every N steps (0: only at the end).")
-@click.option("--resume", type=click.Path(path_type=Path), default=None,
-              help="Continue from this checkpoint (default: start a new run).")
+@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue from this checkpoint.")
 @click.option("--init", "init_path", type=click.Path(path_type=Path), default=None,
               help="Start from earlier training (fine-tuning): a checkpoint (fuser, reconstructor, and "
                    "proposer if it matches) or a weights file the method loads, e.g. .safetensors or the "
-                   "authors' .pth (fuser only); steps count from 0 (default: freshly initialised networks).")
-@click.option("--proposer-warmup", type=int, default=0, show_default=True,
-              help="Steps fitting a learnable loss proposer to the hand-made 'fixed' loss before training.")
-@click.option("--learn-weights", type=click.Choice(["both", "intensity"]), default="both", show_default=True,
-              help="Weights a learnable loss proposer sets: both (ReFusion), or intensity only "
-                   "(gradient weights from the fixed loss; an ablation).")
-@click.option("--rec-reduction", type=click.Choice(["max", "mean"]), default="max", show_default=True,
-              help="How the reconstruction loss (the proposer's meta-objective) combines the sources' "
-                   "errors at a pixel: the worse one (ReFusion) or their mean (an ablation).")
+                   "authors' .pth (fuser only); steps count from 0.")
 @click.option("--log", "--loss-log", "log_path", type=click.Path(path_type=Path), default=None,
-              help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log; "
-                   "default: no log).")
+              help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log).")
 @click.option("--card", type=click.Path(path_type=Path), default=None,
               help="Training card (JSON) to write (default: OUTPUT with suffix .json).")
-@click.option("--max-minutes", type=float, default=None,
-              help="Stop cleanly after this much wall time (counted from the start of the command), "
-                   "saving checkpoint and weights (default: no time limit).")
-@click.option("--time-schedule", is_flag=True,
-              help="With --max-minutes: decay the learning rate and ramp the gradient terms over the time "
-                   "budget, and train until it is spent (an explicit --steps still ends the run first). "
-                   "Not bit-reproducible.")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
 @click.pass_obj
 def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, method: str, task: str,
-                  loss_proposer: str, reconstructor: str, patch_files: tuple[Path, ...], steps: int,
-                  recipe: str, epochs: int | None, meta_batches: int | None, fusion_batches: int | None,
-                  decay_every: int | None, accumulate: int | None, direct_term: bool,
-                  proposer_step_scale: float | None, proposer_decay: bool, symmetric_proposer: bool,
-                  batch_size: int | None,
-                  patch_size: int, lr: float, lr_proposer: float, lr_schedule: str,
-                  lambda_grad: float, meta_steps: int, fusion_steps: int, no_swap: bool, seed: int,
-                  device: str, threads: int | None, checkpoint: Path | None, checkpoint_every: int,
-                  resume: Path | None, init_path: Path | None, proposer_warmup: int, learn_weights: str,
-                  rec_reduction: str,
-                  log_path: Path | None, card: Path | None, max_minutes: float | None,
-                  time_schedule: bool, progress: bool | None) -> None:
+                  loss_proposer: str, reconstructor: str, patch_files: tuple[Path, ...], threads: int | None,
+                  checkpoint: Path | None, resume: Path | None, init_path: Path | None, log_path: Path | None,
+                  card: Path | None, progress: bool | None, **settings: Any) -> None:
     """Train METHOD's network for one task on DATA_DIRS, writing weights to OUTPUT.
 
     Each DATA_DIR holds one sub-folder per modality with matching file names
@@ -164,33 +141,21 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     clock_start = time.monotonic()  # --max-minutes counts from here: loading data is part of it
     from ..training.data import PatchSampler, find_pairs, load_pairs, load_patch_file
     from ..training.distributed import join_from_environment, sampler_seed
-    from ..training.trainer import UNTIL_TIME_UP, TrainConfig, Trainer, TrainingInterrupted
+    from ..training.trainer import Trainer, TrainingInterrupted
 
-    authors_only = {"epochs": epochs, "meta_batches": meta_batches, "fusion_batches": fusion_batches,
-                    "decay_every": decay_every, "accumulate": accumulate, "proposer_step_scale": proposer_step_scale}
+    recipe = settings["recipe"]
     if recipe == "authors":
-        if steps is not None:
+        if settings["steps"] is not None:
             raise ParameterError("the authors recipe counts in epochs; drop --steps and set --epochs, "
                                  "--meta-batches and --fusion-batches")
-        steps = 1  # set from the epochs by the trainer
+        settings["steps"] = 1  # set from the epochs by the trainer
     else:
-        given = ([k for k, v in authors_only.items() if v is not None] + ([] if direct_term else ["direct_term"])
-                 + ([] if proposer_decay else ["proposer_decay"]))
+        given = [k for k in _AUTHORS_ONLY if settings[k] is not None and settings[k] is not True]  # True: a default
         if given:
             raise ParameterError(f"--{given[0].replace('_', '-')} belongs to the authors recipe; add --recipe authors")
-    if steps is None:  # a time-scheduled budget is meant to be filled, not cut short by the default
-        steps = UNTIL_TIME_UP if time_schedule and max_minutes else TrainConfig.steps
-    recipe_defaults = {"batch_size": 2, "lr": 1e-4} if recipe == "authors" else {"batch_size": 4, "lr": 1e-3}
-    config = TrainConfig(task=task, steps=steps, batch_size=recipe_defaults["batch_size"] if batch_size is None
-                         else batch_size, patch_size=patch_size, lr=recipe_defaults["lr"] if lr is None else lr,
-                         lr_proposer=lr_proposer, lr_schedule=lr_schedule, lambda_grad=lambda_grad,
-                         meta_steps=meta_steps, fusion_steps=fusion_steps, swap=not no_swap, seed=seed,
-                         device=device, checkpoint_every=checkpoint_every, max_minutes=max_minutes,
-                         time_schedule=time_schedule, proposer_warmup=proposer_warmup,
-                         learn_weights=learn_weights, rec_reduction=rec_reduction, recipe=recipe,
-                         direct_term=direct_term, proposer_decay=proposer_decay,
-                         symmetric_proposer=symmetric_proposer,
-                         **{k: v for k, v in authors_only.items() if v is not None})
+    if settings["steps"] is None and settings["time_schedule"] and settings["max_minutes"]:
+        settings["steps"] = UNTIL_TIME_UP  # a time-scheduled budget is meant to be filled, not cut short
+    config = TrainConfig(task=task, **{**RECIPE_DEFAULTS[recipe], **{k: v for k, v in settings.items() if v is not None}})
     config.validate()
     host = state.host
     fuser_cls = host.fusers.get(method)
@@ -222,21 +187,22 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     data_desc: list[dict[str, Any]] = []
     if data_dirs:
         pairs = find_pairs(data_dirs, task)
-        images.extend(load_pairs(pairs, patch_size))
+        images.extend(load_pairs(pairs, config.patch_size))
         for d in data_dirs:
             data_desc.append({"folder": str(d), "pairs": sum(1 for a, _ in pairs if a.parent.parent == Path(d))})
     for pf in patch_files:
-        patches = load_patch_file(pf, patch_size)
+        patches = load_patch_file(pf, config.patch_size)
         images.extend(list(patches))
         data_desc.append({"patch_file": str(pf), "patches": int(len(patches)), "patch_side": int(patches.shape[2])})
-    group = join_from_environment(device)  # a single process unless started by torchrun
-    sampler = PatchSampler(images, patch_size, seed=sampler_seed(seed, group.rank), augment=True)
+    group = join_from_environment(config.device)  # a single process unless started by torchrun
+    sampler = PatchSampler(images, config.patch_size, seed=sampler_seed(config.seed, group.rank),
+                           augment=config.augment, min_std=config.min_std)
 
     if threads:
         import torch
 
         torch.set_num_threads(threads)
-    fuser = _instantiate(fuser_cls, "method", method, task, device=device)
+    fuser = _instantiate(fuser_cls, "method", method, task, device=config.device)
     proposer = _instantiate(proposer_cls, "loss proposer", loss_proposer, task)
     recon = _instantiate(recon_cls, "reconstructor", reconstructor, task)
     checkpoint = checkpoint or output.with_suffix(".ckpt")
@@ -269,7 +235,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
     card_data = {
         "method": method, "task": task, "loss_proposer": loss_proposer, "reconstructor": reconstructor,
         "weights": str(output), "data": data_desc, "steps": result.step, "stopped": result.stopped,
-        "train_seconds": round(result.elapsed_s, 1), "seed": seed, "device": str(trainer.device),
+        "train_seconds": round(result.elapsed_s, 1), "seed": config.seed, "device": str(trainer.device),
         "processes": group.world_size,
         "machine": _machine(str(trainer.device)), "started_utc": started,
         "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ParameterError
+from . import schedule
 
 __all__ = ["TrainConfig", "LEARN_WEIGHTS", "UNTIL_TIME_UP", "RECIPE_DEFAULTS", "OBJECTIVE_SETTINGS", "field_help"]
 
@@ -86,7 +87,7 @@ class TrainConfig:
         Stop cleanly (checkpoint and weights saved) after this much wall time.
     time_schedule : bool
         With max_minutes: decay the learning rate and ramp the gradient terms over the time budget
-        (:func:`~fusekit.training.schedule.progress`). Not bit-reproducible.
+        (whichever of steps and time has progressed further). Not bit-reproducible.
     proposer_warmup : int
         Steps fitting a learnable loss proposer to the hand-made 'fixed' loss before training
         (its weights softened by warmup_smoothing), so meta-learning starts from the classic loss.
@@ -102,7 +103,7 @@ class TrainConfig:
         How the reconstruction loss (the proposer's meta-objective) combines the sources' errors at a
         pixel: the worse one (ReFusion) or their mean (an ablation).
     recipe : {"fusekit", "authors"}
-        Update rhythm (:mod:`fusekit.training.recipes`): 'fusekit' (short meta/fusion cycles, Adam on P,
+        Update rhythm: 'fusekit' (short meta/fusion cycles, Adam on P,
         cosine decay) or 'authors' (ReFusion's released recipe: epochs of a meta phase then a fusion
         phase, P moved by normalised SGD, tenfold decay every decay_every epochs, gradient term ramped per
         epoch; steps is set from the epochs, and meta_steps, fusion_steps, lr_proposer, lr_schedule,
@@ -215,34 +216,26 @@ class TrainConfig:
             if self.proposer_warmup:
                 raise ParameterError("the authors recipe starts P from random weights; drop --proposer-warmup")
 
-    # the fusekit recipe's schedule (:mod:`fusekit.training.schedule`), as methods for existing callers
-    def progress(self, step: int, elapsed_s: float = 0.0) -> float:
-        """See :func:`fusekit.training.schedule.progress`."""
-        from .schedule import progress
-
-        return progress(self, step, elapsed_s)
-
-    def lr_factor(self, step: int, progress: float | None = None) -> float:
-        """See :func:`fusekit.training.schedule.lr_factor`."""
-        from .schedule import lr_factor
-
-        return lr_factor(self, step, progress)
-
-    def lambda_at(self, step: int, progress: float | None = None) -> float:
-        """See :func:`fusekit.training.schedule.lambda_at`."""
-        from .schedule import lambda_at
-
-        return lambda_at(self, step, progress)
+    # the fusekit recipe's schedule (:mod:`fusekit.training.schedule`), also as methods
+    progress = schedule.progress
+    lr_factor = schedule.lr_factor
+    lambda_at = schedule.lambda_at
 
 
-def field_help() -> dict[str, str]:
-    """Each :class:`TrainConfig` field's description from its docstring, as one line of plain text."""
+def field_help() -> dict[str, tuple[str, str]]:
+    """Each :class:`TrainConfig` field's type and description from its docstring, as plain one-line text.
+
+    Examples
+    --------
+    >>> field_help()["recipe"][0]
+    '{"fusekit", "authors"}'
+    """
     section = (TrainConfig.__doc__ or "").split("----------\n", 1)[1]
-    out: dict[str, str] = {}
+    out: dict[str, tuple[str, str]] = {}
     for entry in re.split(r"\n    (?=\w+ : )", "\n" + section):
         head, _, body = entry.strip().partition("\n")
         if " : " in head:
-            text = " ".join(body.split())
-            text = re.sub(r":\w+:`~?(?:[\w.]+\.)?([\w]+)`", r"\1", text)  # :class:`~a.B` -> B
-            out[head.split(" : ")[0]] = text.replace("``", "")
+            name, kind = head.split(" : ")
+            text = re.sub(r":\w+:`~?(?:[\w.]+\.)?(\w+)`", r"\1", " ".join(body.split()))  # :class:`~a.B` -> B
+            out[name] = (kind, text.replace("``", ""))
     return out

@@ -1,24 +1,12 @@
-"""The meta step: how the loss proposer P learns (and what it proposes).
+"""The meta step: how the loss proposer P learns (:meth:`MetaSteps.meta_gradients`), and what it proposes.
 
-Mixed into :class:`~fusekit.training.trainer.Trainer`; uses its networks
-(``fuser_net``, ``proposer_net``, ``recon_net``), ``config``, ``group``,
-``schedule``, ``step`` and batches (``_batch``).
-
-**Meta step** (updates P only). On a batch, P's weights (not detached) give
-``L_fuse`` of F; one *virtual* SGD step ``theta' = theta - lr * dL_fuse/dtheta``
-is taken with the graph kept back to P (:func:`torch.func.functional_call`
-runs F with ``theta'``, no copy of the network is made). R takes a virtual
-step on ``L_rec`` of the detached fused image. On a fresh batch, F with
-``theta'`` fuses, R with its virtual weights reconstructs, and ``L_rec`` is
-back-propagated into P only. The ``"fusekit"`` recipe divides the tiny
-meta-gradient by its largest absolute entry before an Adam step
-(:meth:`MetaSteps.meta_step`); the ``"authors"`` recipe sums it over a window
-and moves P by normalised SGD (:meth:`MetaSteps.meta_step_authors`).
+Mixed into :class:`~fusekit.training.trainer.Trainer` (its networks, optimisers, ``group`` and batches).
 """
 
 from __future__ import annotations
 
 import math
+
 import numpy as np
 import torch
 from torch.func import functional_call

@@ -5,7 +5,8 @@ steps and ``fusion_steps`` fusion steps, a linear warm-up and cosine decay of
 the learning rates (or constant rates), and a linear ramp of the gradient-term
 weight ``lambda_grad``, all following the run's progress (:func:`progress`).
 The ``"authors"`` recipe's epochs are :class:`~fusekit.training.recipes.EpochSchedule`;
-:func:`phase_of` and :func:`rates` answer for either.
+:func:`phase_of` and :func:`rates` answer for either. (No torch here: the
+first three are also :class:`~fusekit.training.config.TrainConfig` methods.)
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from .recipes import EpochSchedule
-
 if TYPE_CHECKING:
     from .config import TrainConfig
+    from .recipes import EpochSchedule
 
 __all__ = ["progress", "lr_factor", "lambda_at", "epoch_schedule", "phase_of", "rates"]
 
@@ -58,6 +58,8 @@ def epoch_schedule(c: TrainConfig, learnable: bool, items: int) -> EpochSchedule
     """
     if c.recipe != "authors":
         return None
+    from .recipes import EpochSchedule
+
     schedule = EpochSchedule(epochs=c.epochs, meta_batches=c.meta_batches if learnable else 0,
                              fusion_batches=c.fusion_batches or -(-items // c.batch_size),
                              decay_every=c.decay_every, accumulate=c.accumulate)

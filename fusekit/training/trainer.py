@@ -257,9 +257,6 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
                     self.save_checkpoint()
         except KeyboardInterrupt:
             self.elapsed_before += time.monotonic() - start
-            bar.close()
-            if log_file is not None:
-                log_file.close()
             # a second Ctrl-C may have cut a step short after it drew its batches: put the samplers back
             # where the step began, so that a resumed run draws exactly what an uninterrupted one would
             self._set_sampler_states(snapshot)
@@ -268,7 +265,7 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
         finally:
             stop.uninstall()
             bar.close()
-            if log_file is not None and not log_file.closed:
+            if log_file is not None:
                 log_file.close()
         self.elapsed_before += time.monotonic() - start
         if self.checkpoint_path:
