@@ -48,7 +48,7 @@ _AUTHORS_ONLY = tuple(name for name, (_, text) in _DOCS.items() if text.startswi
 #: what the help adds to TrainConfig's description, where the command line differs from the library
 _NOTES = {
     "steps": "[default: 1500; with --time-schedule and --max-minutes: as many as the time budget allows]",
-    "max_minutes": "Counted from the start of the command.",
+    "max_minutes": "Counted from the start of the command (default: no limit).",
     "time_schedule": "Trains until the budget is spent (an explicit --steps still ends the run first).",
 }
 
@@ -93,19 +93,21 @@ def _settings(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Loss proposer: 'refusion' (meta-learned) or 'fixed' (hand-made loss).")
 @click.option("--reconstructor", default="refusion", show_default=True, help="Reconstruction network.")
 @click.option("--patches", "patch_files", multiple=True, type=click.Path(path_type=Path),
-              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable.")
+              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable (default: none).")
 @_settings
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's choice).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint file (default: OUTPUT with suffix .ckpt).")
-@click.option("--resume", type=click.Path(path_type=Path), default=None, help="Continue from this checkpoint.")
+@click.option("--resume", type=click.Path(path_type=Path), default=None,
+              help="Continue from this checkpoint (default: start afresh).")
 @click.option("--init", "init_path", type=click.Path(path_type=Path), default=None,
               help="Start from earlier training (fine-tuning): a checkpoint (fuser, reconstructor, and "
                    "proposer if it matches) or a weights file the method loads, e.g. .safetensors or the "
-                   "authors' .pth (fuser only); steps count from 0.")
+                   "authors' .pth (fuser only); steps count from 0 (default: random weights).")
 @click.option("--log", "--loss-log", "log_path", type=click.Path(path_type=Path), default=None,
-              help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log).")
+              help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log; "
+                   "default: no log).")
 @click.option("--card", type=click.Path(path_type=Path), default=None,
               help="Training card (JSON) to write (default: OUTPUT with suffix .json).")
 @click.option("--progress/--no-progress", default=None, help="Progress bar (default: on a terminal).")
@@ -155,7 +157,8 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
             raise ParameterError(f"--{given[0].replace('_', '-')} belongs to the authors recipe; add --recipe authors")
     if settings["steps"] is None and settings["time_schedule"] and settings["max_minutes"]:
         settings["steps"] = UNTIL_TIME_UP  # a time-scheduled budget is meant to be filled, not cut short
-    config = TrainConfig(task=task, **{**RECIPE_DEFAULTS[recipe], **{k: v for k, v in settings.items() if v is not None}})
+    chosen = {k: v for k, v in settings.items() if v is not None}
+    config = TrainConfig(task=task, **{**RECIPE_DEFAULTS[recipe], **chosen})
     config.validate()
     host = state.host
     fuser_cls = host.fusers.get(method)
