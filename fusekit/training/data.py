@@ -93,8 +93,8 @@ def load_pairs(pairs: Sequence[tuple[Path, Path]], patch_size: int) -> list[np.n
 
     Parameters
     ----------
-    pairs : sequence of (Path, Path)
-        From :func:`find_pairs`.
+    pairs : sequence of (Path, Path, ...)
+        From :func:`find_pairs`: one path per source.
     patch_size : int
         Side of the training patches in pixels; every image must be at least
         this large.
@@ -102,7 +102,7 @@ def load_pairs(pairs: Sequence[tuple[Path, Path]], patch_size: int) -> list[np.n
     Returns
     -------
     list of ndarray
-        ``2 x H x W`` float32 in [0, 1] per pair.
+        ``S x H x W`` float32 in [0, 1] per pair (``S`` sources, 2 so far).
 
     Raises
     ------
@@ -111,16 +111,18 @@ def load_pairs(pairs: Sequence[tuple[Path, Path]], patch_size: int) -> list[np.n
         ``patch_size``.
     """
     stacks = []
-    for pa, pb in pairs:
-        a, b = _read_luminance(pa), _read_luminance(pb)
-        if a.shape != b.shape:
-            raise InputError(f"{pa.name}: the two sources differ in size ({a.shape[1]}x{a.shape[0]} in "
-                             f"{pa.parent.name}/, {b.shape[1]}x{b.shape[0]} in {pb.parent.name}/); "
-                             f"register and crop the pair to one size")
+    for pair in pairs:
+        layers = [_read_luminance(path) for path in pair]
+        pa, a = pair[0], layers[0]
+        for pb, b in zip(pair[1:], layers[1:]):
+            if a.shape != b.shape:
+                raise InputError(f"{pa.name}: the two sources differ in size ({a.shape[1]}x{a.shape[0]} in "
+                                 f"{pa.parent.name}/, {b.shape[1]}x{b.shape[0]} in {pb.parent.name}/); "
+                                 f"register and crop the pair to one size")
         if min(a.shape) < patch_size:
             raise InputError(f"{pa}: image is {a.shape[1]}x{a.shape[0]} pixels, smaller than the "
                              f"{patch_size}-pixel patch size; use a smaller --patch-size or remove it")
-        stacks.append(np.stack([a, b]).astype(np.float32, copy=False))
+        stacks.append(np.stack(layers).astype(np.float32, copy=False))
     return stacks
 
 
@@ -225,7 +227,7 @@ class PatchSampler:
             x = int(self.rng.integers(0, w - p + 1))
             patch = np.asarray(img[:, y:y + p, x:x + p])
             patch = patch.astype(np.float32) / 255.0 if patch.dtype == np.uint8 else patch.astype(np.float32)
-            if patch.reshape(2, -1).std(axis=1).max() >= self.min_std:
+            if patch.reshape(len(patch), -1).std(axis=1).max() >= self.min_std:
                 break
         else:
             raise InputError(f"found no patch with contrast (standard deviation >= {self.min_std}) in "
