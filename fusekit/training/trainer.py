@@ -13,13 +13,12 @@ arXiv:2312.07943):
 Training alternates meta steps, which update P so that R can rebuild the
 sources from what F fuses (:mod:`~fusekit.training.meta`), and fusion steps,
 which train F on ``L_fuse`` with P frozen and R on ``L_rec``
-(:mod:`~fusekit.training.fusion`). Which step comes when, and at what
-learning rates, is the recipe's (:mod:`~fusekit.training.schedule`,
-:mod:`~fusekit.training.recipes`); the settings are a
-:class:`~fusekit.training.config.TrainConfig`; checkpoints and exported
-weights are :mod:`~fusekit.training.checkpoints`; the loss log, progress bar
-and stopping on Ctrl-C are :mod:`~fusekit.training.bookkeeping`. This module
-holds the :class:`Trainer` that owns the networks, and its loop.
+(:mod:`~fusekit.training.fusion`), in the rhythm of the recipe
+(:mod:`~fusekit.training.schedule`). This module holds the :class:`Trainer`,
+which owns the networks, and its loop; the settings, checkpoints and the
+loss log live in :mod:`~fusekit.training.config`,
+:mod:`~fusekit.training.checkpoints` and :mod:`~fusekit.training.bookkeeping`,
+and their public names are re-exported here.
 
 A proposer with ``learnable = False`` (the hand-made ``fixed`` loss) skips
 meta steps. Every random draw comes from the seed, so two runs with the same
