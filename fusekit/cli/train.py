@@ -48,7 +48,7 @@ _AUTHORS_ONLY = tuple(name for name, (_, text) in _DOCS.items() if text.startswi
 #: what the help adds to TrainConfig's description, where the command line differs from the library
 _NOTES = {
     "steps": "[default: 1500; with --time-schedule and --max-minutes: as many as the time budget allows]",
-    "max_minutes": "Counted from the start of the command (default: no limit).",
+    "max_minutes": "Counted from the start of the command (default: no time limit).",
     "time_schedule": "Trains until the budget is spent (an explicit --steps still ends the run first).",
 }
 
@@ -93,18 +93,19 @@ def _settings(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Loss proposer: 'refusion' (meta-learned) or 'fixed' (hand-made loss).")
 @click.option("--reconstructor", default="refusion", show_default=True, help="Reconstruction network.")
 @click.option("--patches", "patch_files", multiple=True, type=click.Path(path_type=Path),
-              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable (default: none).")
+              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable "
+                   "(default: none; patches are cut from DATA_DIRS).")
 @_settings
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="CPU threads for torch (default: torch's choice).")
 @click.option("--checkpoint", type=click.Path(path_type=Path), default=None,
               help="Checkpoint file (default: OUTPUT with suffix .ckpt).")
 @click.option("--resume", type=click.Path(path_type=Path), default=None,
-              help="Continue from this checkpoint (default: start afresh).")
+              help="Continue from this checkpoint (default: start a new run).")
 @click.option("--init", "init_path", type=click.Path(path_type=Path), default=None,
               help="Start from earlier training (fine-tuning): a checkpoint (fuser, reconstructor, and "
                    "proposer if it matches) or a weights file the method loads, e.g. .safetensors or the "
-                   "authors' .pth (fuser only); steps count from 0 (default: random weights).")
+                   "authors' .pth (fuser only); steps count from 0 (default: freshly initialised networks).")
 @click.option("--log", "--loss-log", "log_path", type=click.Path(path_type=Path), default=None,
               help="CSV log of losses per step (under torchrun, spell it --loss-log: torchrun claims --log; "
                    "default: no log).")
