@@ -190,16 +190,28 @@ def test_exposure_workers_do_not_change_the_result(crops):
 
 
 def test_exposure_threaded_and_stacked_paths_agree(crops, monkeypatch):
-    """Large images run per source in threads, small ones as one stack: the same bits either way."""
+    """Large images run per channel in threads, small ones inline: the same bits either way."""
     from fusekit_classic import exposure
 
     sources = _sources(fc.Exposure, crops, 3)
+    monkeypatch.setattr(exposure, "_STACKED", 0)                        # fine levels plane by plane
     monkeypatch.setattr(exposure, "_THREAD_PIXELS", 0)                  # every size threaded
     threaded = fc.Exposure(workers=3).fuse(sources)
     monkeypatch.setattr(exposure, "_THREAD_PIXELS", 10 ** 12)           # every size stacked
     np.testing.assert_array_equal(fc.Exposure(workers=3).fuse(sources), threaded)
     np.testing.assert_array_equal(fc.Exposure(levels=2).fuse(sources[:2]),
                                   _threaded(monkeypatch, exposure, sources[:2], levels=2))
+
+
+def test_exposure_stacked_and_per_plane_levels_agree(crops, monkeypatch):
+    """Blending coarse levels as one stack or fine levels plane by plane gives the same bits."""
+    from fusekit_classic import exposure
+
+    sources = _sources(fc.Exposure, crops, 3)
+    monkeypatch.setattr(exposure, "_STACKED", 0)                        # every level plane by plane
+    per_plane = fc.Exposure(workers=1).fuse(sources)
+    monkeypatch.setattr(exposure, "_STACKED", 10 ** 12)                 # every level stacked
+    np.testing.assert_array_equal(fc.Exposure(workers=1).fuse(sources), per_plane)
 
 
 def _threaded(monkeypatch, exposure, sources, **options):

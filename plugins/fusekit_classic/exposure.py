@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Sequence
 
@@ -11,7 +12,7 @@ import numpy as np
 from fusekit.interfaces import Fuser, Option
 
 from ._validate import check_float, check_int, check_sources, stack_sources
-from .pyramid import expand, gaussian_pyramid, max_levels
+from .pyramid import _SMALL, _expand_axis, _reduce_axis, expand, max_levels, reduce
 
 #: BT.601 luma weights for R, G, B (the ``Y`` of :mod:`fusekit.color`).
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -21,6 +22,10 @@ _EPS = np.float32(1e-12)
 _BAND = 32
 #: Images with fewer pixels are fused in the calling thread (see ``benchmarks/exposure.py``).
 _THREAD_PIXELS = 512 * 512
+#: Pyramid levels up to this many pixels are blended as one stack of all planes.
+_STACKED = 128 * 128
+#: Buffers for up to this many source pixels (all sources) are kept between calls (~40 float32 bytes each).
+_KEEP_PIXELS = 2 ** 21
 
 
 class Exposure(Fuser):
@@ -57,9 +62,10 @@ class Exposure(Fuser):
         Pyramid depth (REDUCE steps), >= 1; ``None`` for the full depth.
         Capped at the full depth for small images.
     workers : int or None, default None
-        Threads used to process sources in parallel, >= 1; ``None`` uses one
-        per CPU (at most one per source). Not part of the method: the result
-        is the same for any value.
+        Threads that blend and collapse the R, G and B pyramids in parallel
+        (images of 512 x 512 pixels or more), >= 1; ``None`` uses one per CPU
+        (at most 3). Not part of the method: the result is the same for any
+        value.
 
     Notes
     -----
@@ -72,6 +78,13 @@ class Exposure(Fuser):
     every source's weight is below about 1e-6, where float32 rounding picks
     the winner; here the Laplacian and the saturation are computed so that
     they are exactly 0 on flat and on grey pixels.
+
+    The work buffers of a call (the source stack, its Gaussian pyramid and
+    per-channel temporaries, about 40 bytes per source pixel) are kept on
+    the instance for the next call when the sources have up to 2**21
+    pixels in all, so a folder of brackets does not pay the kernel's page
+    zeroing on every image; larger calls free them. Concurrent calls on one
+    instance are safe (the second uses buffers of its own).
 
     References
     ----------
@@ -105,8 +118,8 @@ class Exposure(Fuser):
                "(image range 0-1), > 0"),
         Option("levels", int, None, "Pyramid depth (REDUCE steps, each halves the size), in [1, 30]; None: down to "
                "1-2 pixels, floor(log2(min(H, W)))"),
-        Option("workers", int, None, "Threads processing sources in parallel, >= 1; None: one per CPU (at "
-               "most one per source); same result for any value"),
+        Option("workers", int, None, "Threads blending the colour channels in parallel (images of 512x512 "
+               "pixels or more), >= 1; None: one per CPU (at most 3); same result for any value"),
     )
 
     def __init__(self, *, contrast_weight: float = 1.0, saturation_weight: float = 1.0,
@@ -120,6 +133,8 @@ class Exposure(Fuser):
         self.sigma = check_float(m, "sigma", sigma, minimum=0.0, min_inclusive=False)
         self.levels = None if levels is None else check_int(m, "levels", levels, minimum=1, maximum=30)
         self.workers = (os.cpu_count() or 1) if workers is None else check_int(m, "workers", workers, minimum=1)
+        self._lock = threading.Lock()
+        self._workspace = _Workspace()
 
     def quality(self, colour: np.ndarray, *, saturation: bool = True) -> np.ndarray:
         """Unnormalised weight ``C^wc * S^ws * E^we`` of one source.
@@ -194,55 +209,148 @@ class Exposure(Fuser):
         check_sources(self.name, sources, ndim=3)
         n = len(sources)
         h, w, _ = np.shape(sources[0])
+        # the large buffers are kept on the fuser between calls (up to
+        # _KEEP_PIXELS): freeing and re-allocating them made the kernel zero
+        # fresh pages on every call, a third of the CPU time of a 0.2 MP fusion
+        if not self._lock.acquire(blocking=False):   # another thread is fusing with this instance
+            return self._fuse(sources, n, h, w, _Workspace())
+        try:
+            if n * h * w > _KEEP_PIXELS:
+                self._workspace.buffers.clear()
+            return self._fuse(sources, n, h, w, self._workspace)
+        finally:
+            if n * h * w > _KEEP_PIXELS:
+                self._workspace.buffers.clear()
+            self._lock.release()
+
+    def _fuse(self, sources: Sequence[np.ndarray], n: int, h: int, w: int, space: "_Workspace") -> np.ndarray:
         # plane c of source k is stack[c, k]: R, G, B and the weight map, so one
         # Gaussian pyramid serves image and weight alike, and the planes of all
         # sources form one contiguous stack (a copy: inputs stay untouched)
-        stack = np.empty((4, n, h, w), dtype=np.float32)
+        stack = space.take("stack", (4, n, h, w))
         for k, src in enumerate(sources):
             stack[:3, k] = np.asarray(src).transpose(2, 0, 1)
         saturation = not _all_grey(stack[:3].swapaxes(0, 1))
         depth = max_levels(h, w)
         if self.levels is not None:
             depth = min(depth, self.levels)
-
-        def weigh(k: int) -> None:
+        for k in range(n):
             stack[3, k] = self.quality(stack[:3, k], saturation=saturation)
+        wsum = stack[3].sum(axis=0) + n * _EPS
+        stack[3] += _EPS
+        stack[3] /= wsum
+        gauss = [stack]
+        for level in range(depth):
+            gauss.append(_reduce_into(gauss[-1], space, level))
+        fused = np.empty((h, w, 3), dtype=np.float32)
+        planes = fused.transpose(2, 0, 1)
+        # coarse levels (few pixels, where the cost is the number of numpy
+        # calls): all channels and sources as one stack, as the collapse of
+        # the blended pyramid of those levels
+        top = depth
+        while top > 0 and gauss[top - 1].shape[2] * gauss[top - 1].shape[3] <= _STACKED:
+            top -= 1
+        image = _blend_coarse(gauss, top, depth)
+        if top == 0:
+            planes[...] = image
+            return np.clip(fused, 0.0, 1.0, out=fused)
+        # fine levels: one colour plane at a time, every step of a level fused
+        # while the plane is in the CPU cache (expand, difference, weight, sum)
+        # and the buffers reused across channels and sources; channels are
+        # independent, so large images split them over threads
+        threads = min(3, self.workers) if h * w >= _THREAD_PIXELS else 1
 
-        def normalise() -> None:
-            wsum = stack[3].sum(axis=0) + n * _EPS
-            stack[3] += _EPS
-            stack[3] /= wsum
+        def channel(c: int) -> None:
+            r = image[c]
+            for level in range(top - 1, -1, -1):
+                g = gauss[level]
+                shape = g.shape[2:]
+                col = space.take(("col", c), (gauss[level + 1].shape[2], shape[1]))
+                term = space.take(("term", c), shape)
+                spare = space.take(("acc", c, level % 2), shape)   # not the one holding r
+                acc = planes[c] if level == 0 else spare
+                total = spare
+                for k in range(n):
+                    dest = total if k == 0 else term
+                    _expand_plane(gauss[level + 1][c, k], shape, col, dest)
+                    np.subtract(g[c, k], dest, out=dest)
+                    dest *= g[3, k]
+                    if k:
+                        total += term
+                _expand_plane(r, shape, col, term)
+                np.add(total, term, out=acc)
+                r = acc
 
-        # Large sources are independent until the sums, so they run in threads
-        # (numpy releases the GIL). Small ones run inline on the stack of all
-        # sources at once: fewer numpy calls, the cost that dominates there.
-        # Both give the same values (sums in source order, elementwise steps).
-        threads = min(n, self.workers) if h * w >= _THREAD_PIXELS else 1
         if threads > 1:
             with ThreadPoolExecutor(max_workers=threads) as pool:
-                list(pool.map(weigh, range(n)))
-                normalise()
-                parts = list(pool.map(lambda k: _weighted_laplacian(stack[:, k], depth), range(n)))
-            blended = parts[0]
-            for part in parts[1:]:
-                for acc, level in zip(blended, part):
-                    acc += level
+                list(pool.map(channel, range(3)))
         else:
-            for k in range(n):
-                weigh(k)
-            normalise()
-            blended = _blended_laplacian(stack, depth)
-        fused = np.empty((h, w, 3), dtype=np.float32)
-        # collapse, writing the finest level straight into the H x W x 3 result
-        image = blended[-1]
-        for detail in reversed(blended[1:-1]):
-            image = expand(image, detail.shape[1:3])
-            image += detail
-        if depth > 0:
-            np.add(expand(image, (h, w)), blended[0], out=fused.transpose(2, 0, 1))
-        else:
-            fused.transpose(2, 0, 1)[...] = image
+            for c in range(3):
+                channel(c)
         return np.clip(fused, 0.0, 1.0, out=fused)
+
+
+class _Workspace:
+    """Float32 buffers by name, kept for the next call; a larger request replaces a buffer."""
+
+    def __init__(self) -> None:
+        self.buffers: dict = {}
+
+    def take(self, key: object, shape: tuple) -> np.ndarray:
+        """A C-contiguous float32 array of ``shape`` (contents undefined)."""
+        size = 1
+        for dim in shape:
+            size *= int(dim)
+        buf = self.buffers.get(key)
+        if buf is None or buf.size < size:
+            buf = self.buffers[key] = np.empty(size, dtype=np.float32)
+        return buf[:size].reshape(shape)
+
+
+def _reduce_into(stack: np.ndarray, space: _Workspace, level: int) -> np.ndarray:
+    """REDUCE of ``4 x S x h x w`` into a workspace buffer: :func:`pyramid.reduce`, the same values."""
+    shape = stack.shape[:2] + ((stack.shape[2] + 1) // 2, (stack.shape[3] + 1) // 2)
+    out = space.take(("gauss", level), shape)
+    if stack.shape[2] * stack.shape[3] <= _SMALL:
+        out[...] = reduce(stack.reshape((-1,) + stack.shape[2:])).reshape(shape)
+        return out
+    rows = space.take("rows", (shape[2], stack.shape[3]))
+    for plane, target in zip(stack.reshape((-1,) + stack.shape[2:]), out.reshape((-1,) + shape[2:])):
+        _reduce_axis(plane, 0, out=rows)
+        _reduce_axis(rows, 1, out=target)
+    return out
+
+
+def _expand_plane(x: np.ndarray, shape: tuple, col: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """EXPAND of one plane ``x`` to ``shape`` into ``out``; ``col`` holds the column pass."""
+    _expand_axis(x, 1, shape[1], out=col)
+    return _expand_axis(col, 0, shape[0], out=out)
+
+
+def _blend_coarse(gauss: list, top: int, depth: int) -> np.ndarray:
+    """Collapse of the blended pyramid from level ``depth`` up to level ``top``, all channels at once.
+
+    ``gauss[l]`` is ``4 x S x h x w``; returns ``3 x h x w`` at level ``top``.
+    """
+    n = gauss[0].shape[1]
+    g = gauss[depth]
+    lap = g[:3] * g[3]
+    image = lap[:, 0].copy()
+    for k in range(1, n):
+        image += lap[:, k]
+    for level in range(depth - 1, top - 1, -1):
+        g = gauss[level]
+        shape = g.shape[2:]
+        lap = expand(gauss[level + 1][:3].reshape((3 * n,) + gauss[level + 1].shape[2:]), shape)
+        lap = lap.reshape((3, n) + shape)
+        np.subtract(g[:3], lap, out=lap)
+        lap *= g[3]
+        total = lap[:, 0].copy()
+        for k in range(1, n):
+            total += lap[:, k]
+        image = expand(image, shape)
+        image += total
+    return image
 
 
 def _all_grey(colour: np.ndarray) -> bool:
@@ -251,51 +359,6 @@ def _all_grey(colour: np.ndarray) -> bool:
     if not (np.array_equal(sample[:, 0], sample[:, 1]) and np.array_equal(sample[:, 1], sample[:, 2])):
         return False
     return bool(np.array_equal(colour[:, 0], colour[:, 1]) and np.array_equal(colour[:, 1], colour[:, 2]))
-
-
-def _weighted_laplacian(planes: np.ndarray, depth: int) -> list[np.ndarray]:
-    """Laplacian pyramid of RGB planes ``planes[:3]`` times the Gaussian pyramid of ``planes[3]``.
-
-    Returns ``depth + 1`` arrays ``3 x h x w``, finest first.
-    """
-    gauss = gaussian_pyramid(planes, depth)
-    out = []
-    for level, g in enumerate(gauss):
-        if level < depth:
-            lap = expand(gauss[level + 1][:3], g.shape[1:3])
-            np.subtract(g[:3], lap, out=lap)
-            lap *= g[3]
-        else:
-            lap = g[:3] * g[3]
-        out.append(lap)
-    return out
-
-
-def _blended_laplacian(stack: np.ndarray, depth: int) -> list[np.ndarray]:
-    """Sum over sources of :func:`_weighted_laplacian`, all sources in one stack.
-
-    ``stack`` is ``4 x S x H x W`` (R, G, B, normalised weight of each
-    source). Returns ``depth + 1`` arrays ``3 x h x w``, finest first; the
-    values are those of summing :func:`_weighted_laplacian` of each source
-    in source order.
-    """
-    n = stack.shape[1]
-    gauss = gaussian_pyramid(stack.reshape((4 * n,) + stack.shape[2:]), depth)
-    out = []
-    for level, g in enumerate(gauss):
-        colour, weight = g[:3 * n], g[3 * n:]
-        if level < depth:
-            lap = expand(gauss[level + 1][:3 * n], g.shape[1:3])
-            np.subtract(colour, lap, out=lap)
-        else:
-            lap = colour.copy()
-        lap = lap.reshape((3, n) + g.shape[1:3])
-        lap *= weight                      # each source's weight, broadcast over R, G, B
-        total = lap[:, 0].copy()
-        for k in range(1, n):
-            total += lap[:, k]
-        out.append(total)
-    return out
 
 
 def laplacian(stack: np.ndarray) -> np.ndarray:
