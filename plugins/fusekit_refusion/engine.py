@@ -20,6 +20,13 @@ to float rounding, about 1e-6), but
   instead of mapping fresh pages (page faults are most of the cost of the
   plain implementation) and they stay in cache. Memory is one ``H x W x 32``
   feature buffer, updated in place, plus the tiles;
+* on large images (feature buffer over :data:`STREAM_BYTES`, about 4
+  megapixels, on CPU) keeps that buffer, and the attention values between
+  a block's two passes, in an unnamed temporary file (:class:`_Spill`)
+  and streams it through in bands of rows, so memory is a few bands, not
+  ``128 x H x W`` bytes (4096 x 3072: 0.9 GiB peak for the whole process
+  instead of 2.4-3.8 GiB). Same arithmetic in the same order: the result
+  equals the in-memory engine's bit for bit;
 * on CPU runs the tiles of a band on ``torch.get_num_threads()`` worker
   threads with one intra-op thread each, instead of paying an OpenMP
   fork/join per small operation.
@@ -50,7 +57,14 @@ pixels farther than ``RECEPTIVE_RADIUS`` from the border therefore equal the
 plain forward's to float rounding.
 In-place update: bands of tiles go top to bottom; a band's input rows
 (with halo) are copied before its tiles write, and the original rows the next
-band needs above it are kept from that copy.
+band needs above it are kept from that copy. A streamed buffer is read one
+band at a time (its upper halo from that kept copy), and the band's updated
+rows are written back once its tiles are done.
+
+Progress: every tile of every pass calls
+:func:`fusekit.interfaces.report_progress` (``done`` of ``total``, tiles x
+passes, counted over all the engine calls of one fuse: see ``progress`` of
+:func:`infer`).
 
 Examples
 --------
@@ -68,16 +82,20 @@ True
 from __future__ import annotations
 
 import math
+import os
+import tempfile
+import threading
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from fusekit.errors import InputError, ParameterError
+from fusekit.interfaces import report_progress
 
 from .network import LN_EPS, ReFusionNet, TransformerBlock
 
-__all__ = ["DEFAULT_CHUNK_PIXELS", "RECEPTIVE_RADIUS", "infer", "prepare", "reflect_pad"]
+__all__ = ["DEFAULT_CHUNK_PIXELS", "RECEPTIVE_RADIUS", "STREAM_BYTES", "infer", "prepare", "reflect_pad"]
 
 #: Default pixels per tile: 128 x 128 tiles keep the largest temporary (128
 #: channels) at 8 MiB, below glibc's largest mmap threshold, so it is reused;
@@ -480,9 +498,16 @@ class _Grid:
     def tiles(self, halo: int):
         """Yield ``(r0, r1, c0, c1, a, b, ca, cb)``: output box and its input box with halo."""
         for r0, r1 in self.rows:
-            a, b = max(0, r0 - halo), min(self.height, r1 + halo)
-            for c0, c1 in self.cols:
-                yield r0, r1, c0, c1, a, b, max(0, c0 - halo), min(self.width, c1 + halo)
+            yield from self.band(r0, r1, halo)
+
+    def band(self, r0: int, r1: int, halo: int) -> list:
+        """The tiles of the band of rows ``r0 .. r1`` (as :meth:`tiles` yields them)."""
+        a, b = max(0, r0 - halo), min(self.height, r1 + halo)
+        return [(r0, r1, c0, c1, a, b, max(0, c0 - halo), min(self.width, c1 + halo)) for c0, c1 in self.cols]
+
+    @property
+    def n_tiles(self) -> int:
+        return len(self.rows) * len(self.cols)
 
 
 def _split(length: int, size: int) -> list[tuple[int, int]]:
@@ -523,25 +548,44 @@ class _Runner:
     intra-op thread: small tiles otherwise pay an OpenMP fork/join per
     operation, which is slow, and very slow on shared, oversubscribed cores.
     Results come back in input order, so the output is deterministic.
+
+    Every item run by :meth:`map` is one tile and one progress step: after
+    each, ``report_progress(done, total)`` is called (under a lock, so the
+    counts a listener sees increase even when workers finish out of order).
     """
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
         self.pool = None
+        self.done = 0
+        self.total = None
+        self._lock = threading.Lock()
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
 
+    def tick(self) -> None:
+        """One tile finished: count it and tell the progress listener (if any)."""
+        with self._lock:
+            self.done += 1
+            report_progress(self.done, self.total)
+
     def map(self, fn, items) -> list:
         items = list(items)
+
+        def counted(item):
+            out = fn(item)
+            self.tick()
+            return out
+
         if self.pool is None or len(items) < 2:
-            return [fn(item) for item in items]
-        return list(self.pool.map(_in_inference_mode(fn), items))
+            return [counted(item) for item in items]
+        return list(self.pool.map(_in_inference_mode(counted), items))
 
     def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown()
+        if self.pool is not None:  # on Ctrl-C, tiles not yet started are dropped
+            self.pool.shutdown(cancel_futures=True)
 
 
 def _in_inference_mode(fn):
@@ -553,27 +597,166 @@ def _in_inference_mode(fn):
     return wrapped
 
 
-def _accumulate(run: _Runner, buf: torch.Tensor, ch: slice, grid: _Grid, fn) -> list:
-    """``[fn(tile_pixels, rows, cols, box, tile)]`` over tiles of ``buf[..., ch]`` (halo 1), in order.
+#: Feature buffers (``H x W x 2C`` float32, mirrored margin included) larger
+#: than this are kept in a temporary file instead of memory (:class:`_Spill`)
+#: and streamed through in bands of rows, so the engine's memory is a few
+#: bands, set by the image width and ``chunk_pixels``, not by the image size.
+#: 512 MiB is about 4 megapixels; smaller images keep the whole buffer in
+#: memory (no file traffic, and the attention values cached between passes).
+STREAM_BYTES = 512 << 20
+
+
+class _Spill:
+    """An ``H x W x C`` float32 feature buffer in an unnamed temporary file, read and written by bands of rows.
+
+    The file is made in :func:`tempfile.gettempdir` (``TMPDIR``) by
+    :func:`tempfile.TemporaryFile`, which unlinks it at once on POSIX (and
+    deletes it on close elsewhere): it disappears when the process ends,
+    however it ends (Ctrl-C, a kill), and :meth:`close` frees its space at
+    once. Rows are contiguous in the file, so a band is one ``preadv`` /
+    ``pwritev``. The kernel's page cache keeps the file in RAM while there is
+    room, but that memory is not the process's and is written out and given
+    back under memory pressure. Band buffers (:meth:`scratch`) are allocated
+    once and reused: a fresh band-sized allocation would be mapped and
+    faulted in anew for every band.
+    """
+
+    def __init__(self, height: int, width: int, channels: int, max_rows: int) -> None:
+        self.height, self.width, self.capacity, self.max_rows = height, width, channels, max_rows
+        self.set_channels(channels)
+        self.file = tempfile.TemporaryFile(prefix="fusekit-refusion-")
+        self._values = None
+        size = height * self.row_bytes
+        try:
+            try:  # reserve the blocks now: faster first writes, and a full disk fails here, not mid-way
+                os.posix_fallocate(self.file.fileno(), 0, size)
+            except (AttributeError, OSError) as exc:
+                if getattr(exc, "errno", None) == 28:  # ENOSPC
+                    raise
+                self.file.truncate(size)
+        except BaseException:
+            self.file.close()
+            raise
+        self._scratch: dict = {}
+
+    def set_channels(self, channels: int) -> None:
+        """Lay the file out as ``H x W x channels`` from now on (at most the channels it was made for)."""
+        if channels > self.capacity:
+            raise ValueError(f"{channels} channels in a file made for {self.capacity}")
+        self.channels, self.row_bytes = channels, self.width * channels * 4
+
+    def values(self, channels: int) -> "_Spill":
+        """A second file of this shape for a block's attention values, ``H x W x channels``.
+
+        Made once and reused by every block (rewriting cached pages is several
+        times faster than filling fresh ones); closed with this one.
+        """
+        if self._values is None:
+            self._values = _Spill(self.height, self.width, self.capacity, self.max_rows)
+        self._values.set_channels(channels)
+        return self._values
+
+    def scratch(self, name: str, rows: int) -> torch.Tensor:
+        """A reusable ``rows x W x C`` buffer (contiguous, contents undefined); one per ``name``."""
+        buf = self._scratch.get(name)
+        if buf is None:
+            buf = self._scratch[name] = torch.empty(self.max_rows * self.width * self.capacity, dtype=torch.float32)
+        return buf[: rows * self.width * self.channels].view(rows, self.width, self.channels)
+
+    def _io(self, write: bool, tensor: torch.Tensor, row: int) -> None:
+        view = memoryview(tensor.numpy()).cast("B")
+        offset, done = row * self.row_bytes, 0
+        fd = self.file.fileno()
+        while done < len(view):
+            if hasattr(os, "preadv"):
+                n = (os.pwritev if write else os.preadv)(fd, [view[done:]], offset + done)
+            else:  # pragma: no cover - platforms without preadv (Windows)
+                self.file.seek(offset + done)
+                n = self.file.write(view[done:]) if write else self.file.readinto(view[done:])
+                if write:
+                    self.file.flush()
+            if not n:
+                raise OSError(f"short {'write to' if write else 'read from'} the engine's temporary file")
+            done += n
+
+    def read(self, r0: int, r1: int, into: torch.Tensor | None = None) -> torch.Tensor:
+        """Rows ``r0 .. r1`` as ``(r1 - r0) x W x C``, into ``into`` (default: the ``"in"`` scratch buffer)."""
+        into = self.scratch("in", r1 - r0) if into is None else into
+        self._io(False, into, r0)
+        return into
+
+    def write(self, r0: int, rows: torch.Tensor) -> None:
+        """Store ``rows`` (``n x W x C``, contiguous) at rows ``r0 .. r0 + n``."""
+        self._io(True, rows, r0)
+
+    def close(self) -> None:
+        if self._values is not None:
+            self._values.close()
+            self._values = None
+        self._scratch.clear()
+        self.file.close()
+
+
+def _spill_or_none(height: int, width: int, channels: int, grid) -> _Spill | None:
+    """A :class:`_Spill` for a buffer over :data:`STREAM_BYTES`, else ``None`` (keep it in memory).
+
+    Where no temporary file can be made (read-only or full temporary
+    directory) the buffer stays in memory, as below the threshold, with a warning.
+    """
+    if height * width * channels * 4 <= STREAM_BYTES:
+        return None
+    try:
+        return _Spill(height, width, channels, max(r1 - r0 for r0, r1 in grid.rows) + 2 * HALO)
+    except OSError as exc:
+        import warnings
+
+        warnings.warn(f"refusion: cannot keep the {height * width * channels * 4 / 2**30:.1f} GiB feature buffer "
+                      f"in a temporary file in {tempfile.gettempdir()} ({exc}); keeping it in memory. Set TMPDIR "
+                      f"to a directory with room.", RuntimeWarning, stacklevel=3)
+        return None
+
+
+def _accumulate(run: _Runner, buf, ch: slice, grid: _Grid, fn, sink=None) -> list:
+    """``[fn(tile_pixels, rows, cols, box, tile, sink, top)]`` over tiles of ``buf[..., ch]`` (halo 1), in order.
 
     ``box`` is the part of the tile's interior inside ``grid.valid``, in tile
     coordinates (possibly empty): the pixels whose sums the tile contributes.
     ``tile = (r0, r1, c0, c1, a, b, ca, cb)``: the tile's interior and its
-    input box in image coordinates.
+    input box in image coordinates. ``sink`` (``None``, an ``H x W x C``
+    tensor or a :class:`_Spill`) is where ``fn`` may store per-pixel results
+    of the tile's interior (rows ``r0 - top .. r1 - top`` of what it gets);
+    a :class:`_Spill` gets them band by band.
     """
     vy0, vy1, vx0, vx1 = grid.valid
 
-    def one(tile):
+    def one(tile, src=buf, top=0, out=sink, out_top=0):  # src: the buffer, or a band of it from row top
         r0, r1, c0, c1, a, b, ca, cb = tile
         y0, x0 = max(r0, vy0), max(c0, vx0)
         y1, x1 = max(y0, min(r1, vy1)), max(x0, min(c1, vx1))
-        return fn(_flat(buf[a:b, ca:cb, ch]), b - a, cb - ca, (y0 - a, y1 - a, x0 - ca, x1 - ca), tile)
+        return fn(_flat(src[a - top:b - top, ca:cb, ch]), b - a, cb - ca, (y0 - a, y1 - a, x0 - ca, x1 - ca), tile,
+                  out, out_top)
 
-    return run.map(one, grid.tiles(1))
+    if not isinstance(buf, _Spill):
+        return run.map(one, grid.tiles(1))
+    out = []
+    for r0, r1 in grid.rows:
+        tiles = grid.band(r0, r1, 1)
+        a, b = tiles[0][4], tiles[0][5]
+        band = buf.read(a, b)
+        vband = sink.scratch("out", r1 - r0) if isinstance(sink, _Spill) else sink
+        vtop = r0 if isinstance(sink, _Spill) else 0
+        out += run.map(lambda tile, band=band, a=a, vband=vband, vtop=vtop: one(tile, band, a, vband, vtop), tiles)
+        if isinstance(sink, _Spill):
+            sink.write(r0, vband)
+    return out
 
 
-def _inplace(run: _Runner, buf: torch.Tensor, ch: slice, grid: _Grid, fn, halo: int = HALO) -> None:
+def _inplace(run: _Runner, buf, ch: slice, grid: _Grid, fn, halo: int = HALO, aux=None) -> None:
     """Run ``fn(tile_pixels, rows, cols, (a, b, ca, cb))`` on every tile and write its interior back.
+
+    With ``aux`` (an ``H x W x C'`` tensor, or a :class:`_Spill` when ``buf``
+    is one), ``fn`` gets two more arguments, ``aux_rows, top``: ``aux`` itself
+    and 0, or the band of it that covers the tile's input rows, from row ``top``.
 
     ``(a, b, ca, cb)`` is the tile's input box (interior plus ``halo``,
     clipped) in image coordinates. Bands go top to bottom; each band's input
@@ -583,12 +766,18 @@ def _inplace(run: _Runner, buf: torch.Tensor, ch: slice, grid: _Grid, fn, halo: 
     write disjoint boxes).
     """
     height, width = grid.height, grid.width
+    if isinstance(buf, _Spill):
+        _inplace_spilled(run, buf, ch, grid, fn, halo, aux)
+        return
+    if aux is not None:
+        fn = (lambda f: lambda t, rows, cols, box: f(t, rows, cols, box, aux, 0))(fn)
     if grid.single:  # whole image: work on the buffer itself when possible
         view = buf[:, :, ch]
         flat = _flat(view)
         fn(flat, height, width, (0, height, 0, width))
         if flat.data_ptr() != view.data_ptr():
             buf[:, :, ch] = flat.view(height, width, -1)
+        run.tick()
         return
     carry = None  # original content of rows [max(0, r0 - halo), r0)
     for r0, r1 in grid.rows:
@@ -611,26 +800,76 @@ def _inplace(run: _Runner, buf: torch.Tensor, ch: slice, grid: _Grid, fn, halo: 
         run.map(one, grid.cols)
 
 
+def _inplace_spilled(run: _Runner, store: _Spill, ch: slice, grid: _Grid, fn, halo: int, aux=None) -> None:
+    """:func:`_inplace` on a buffer kept in a file: each band is read (its upper halo from the carry), its
+    tiles write into an output band, and that is written back over the band's rows."""
+    height, width = grid.height, grid.width
+    carry = None  # original content of rows [max(0, r0 - halo), r0)
+    for r0, r1 in grid.rows:
+        a, b = max(0, r0 - halo), min(height, r1 + halo)
+        band = store.scratch("in", b - a)
+        k = 0 if carry is None else carry.shape[0]
+        if k:
+            band[:k] = carry
+        store.read(a + k, b, into=band[k:])
+        carry = band[max(0, r1 - halo) - a: r1 - a].clone() if r1 < height else None
+        out = store.scratch("out", r1 - r0)
+        if ch != slice(None):  # the channels this pass leaves alone
+            out.copy_(band[r0 - a: r1 - a])
+        extra = () if aux is None else (aux.read(a, b), a)
+
+        def one(cols, band=band, out=out, r0=r0, r1=r1, a=a, b=b, extra=extra):
+            c0, c1 = cols
+            ca, cb = max(0, c0 - halo), min(width, c1 + halo)
+            part = band[:, ca:cb, ch]
+            tile = part.reshape(-1, part.shape[-1]).clone() if part.is_contiguous() else _flat(part)
+            fn(tile, b - a, cb - ca, (a, b, ca, cb), *extra)
+            out[:, c0:c1, ch] = tile.view(b - a, cb - ca, -1)[r0 - a: r1 - a, c0 - ca: c1 - ca]
+
+        run.map(one, grid.cols)
+        store.write(r0, out)
+
+
 #: Keep the attention values ``v`` of a block between its two passes when they
-#: take at most this many bytes (all parts together): the second pass then
-#: needs neither the layer norm nor the q/k/v projection and convolution again,
-#: and a halo of one pixel instead of two (about 20 % of the work of a
-#: multi-tile image). Larger images recompute ``v`` so that memory stays one
-#: feature buffer. 256 MiB is 2 megapixels at 32 channels.
+#: take at most this many bytes (all in-memory parts together): the second
+#: pass then needs neither the layer norm nor the q/k/v projection and
+#: convolution again, and a halo of one pixel instead of two (about 20 % of
+#: the work of a multi-tile image). Larger in-memory images recompute ``v`` so
+#: that memory stays one feature buffer. 256 MiB is 2 megapixels at 32 channels.
 V_CACHE_BYTES = 256 << 20
+
+#: When the features stream through a temporary file (:data:`STREAM_BYTES`),
+#: keep ``v`` in one too (written in the first pass, read in the second):
+#: moving the bytes costs less than recomputing them.
+SPILL_V = True
 
 
 def _v_cache(parts: list, channels: int) -> list | None:
-    """One ``H x W x channels`` buffer per part for the values ``v``, or ``None`` when over :data:`V_CACHE_BYTES`."""
-    if sum(g.height * g.width for _, g in parts) * channels * 4 > V_CACHE_BYTES:
-        return None
-    return [torch.empty(g.height, g.width, channels, dtype=torch.float32, device=b.device) for b, g in parts]
+    """Per part, where its values ``v`` (``H x W x channels``) are kept between the passes, or ``None``.
+
+    A :class:`_Spill` for a streamed part (when :data:`SPILL_V`), an
+    in-memory buffer for the others while they take at most
+    :data:`V_CACHE_BYTES` together; ``None`` (recompute) otherwise. Returns
+    ``None`` when no part keeps them.
+    """
+    in_memory = sum(g.height * g.width for b, g in parts if not isinstance(b, _Spill)) * channels * 4
+    out = []
+    for b, g in parts:
+        if isinstance(b, _Spill):
+            try:
+                out.append(b.values(channels) if SPILL_V else None)
+            except OSError:  # no room for it: recompute
+                out.append(None)
+        else:
+            out.append(torch.empty(g.height, g.width, channels, dtype=torch.float32, device=b.device)
+                       if in_memory <= V_CACHE_BYTES else None)
+    return out if any(v is not None for v in out) else None
 
 
-def _store(vbuf: torch.Tensor, v: torch.Tensor, rows: int, cols: int, tile: tuple) -> None:
-    """Write the interior of tile ``v`` (``rows*cols x C``) into ``vbuf`` at the tile's place."""
+def _store(vbuf: torch.Tensor, v: torch.Tensor, rows: int, cols: int, tile: tuple, top: int = 0) -> None:
+    """Write the interior of tile ``v`` (``rows*cols x C``) into ``vbuf`` (whose first row is ``top``)."""
     r0, r1, c0, c1, a, _, ca, _ = tile
-    vbuf[r0:r1, c0:c1] = v.view(rows, cols, -1)[r0 - a: r1 - a, c0 - ca: c1 - ca]
+    vbuf[r0 - top:r1 - top, c0:c1] = v.view(rows, cols, -1)[r0 - a: r1 - a, c0 - ca: c1 - ca]
 
 
 def _run_block(run: _Runner, p: _Block, parts: list, ch: slice) -> None:
@@ -642,32 +881,31 @@ def _run_block(run: _Runner, p: _Block, parts: list, ch: slice) -> None:
     c = p.dim
     vbufs = _v_cache(parts, c)
 
-    def acc(t, rows, cols, box, tile, vbuf=None):
+    def acc(t, rows, cols, box, tile, vbuf, top):
         if vbuf is None:
             q, k = _block_qk(p, t, rows, cols)
         else:
             qkv = _block_qkv(p, t, rows, cols)
             q, k = qkv[:, :c], qkv[:, c: 2 * c]
-            _store(vbuf, qkv[:, 2 * c:], rows, cols, tile)
+            _store(vbuf, qkv[:, 2 * c:], rows, cols, tile, top)
         return _Stats.partial(_interior(q, rows, cols, box), _interior(k, rows, cols, box))
 
     stats = _Stats()
     for i, (buf, grid) in enumerate(parts):
-        vbuf = None if vbufs is None else vbufs[i]
-        for part in _accumulate(run, buf, ch, grid, lambda *a, vbuf=vbuf: acc(*a, vbuf=vbuf)):
+        for part in _accumulate(run, buf, ch, grid, acc, None if vbufs is None else vbufs[i]):
             stats.merge(part)
     mix_t = stats.mixing(p.temperature, p.heads, p.proj_w)
+
+    def cached(t, rows, cols, box, vbuf, top):
+        a, b, ca, cb = box
+        t.addmm_(_flat(vbuf[a - top:b - top, ca:cb]), mix_t)
+        _block_ffn(p, t, rows, cols)
+
     for i, (buf, grid) in enumerate(parts):
-        if vbufs is None:
+        if vbufs is None or vbufs[i] is None:
             _inplace(run, buf, ch, grid, lambda t, rows, cols, _: _block_apply(p, t, rows, cols, mix_t))
-            continue
-
-        def cached(t, rows, cols, box, vbuf=vbufs[i]):
-            a, b, ca, cb = box
-            t.addmm_(_flat(vbuf[a:b, ca:cb]), mix_t)
-            _block_ffn(p, t, rows, cols)
-
-        _inplace(run, buf, ch, grid, cached, halo=1)  # only the feed-forward's 3x3 reads beyond the tile
+        else:  # only the feed-forward's 3x3 reads beyond the tile
+            _inplace(run, buf, ch, grid, cached, halo=1, aux=vbufs[i])
 
 
 def _run_fusion(run: _Runner, f: _Fusion, parts: list) -> None:
@@ -680,35 +918,55 @@ def _run_fusion(run: _Runner, f: _Fusion, parts: list) -> None:
     c = f.dim
     vbufs = _v_cache(parts, 2 * c)
 
-    def acc(t, rows, cols, box, tile, vbuf=None):
+    def acc(t, rows, cols, box, tile, vbuf, top):
         qkv1, qkv2 = _fusion_qkv(f, t, rows, cols)
         if vbuf is not None:
-            _store(vbuf[..., :c], qkv1[:, 2 * c:], rows, cols, tile)
-            _store(vbuf[..., c:], qkv2[:, 2 * c:], rows, cols, tile)
+            _store(vbuf[..., :c], qkv1[:, 2 * c:], rows, cols, tile, top)
+            _store(vbuf[..., c:], qkv2[:, 2 * c:], rows, cols, tile, top)
         qkv1, qkv2 = _interior(qkv1, rows, cols, box), _interior(qkv2, rows, cols, box)
         return (_Stats.partial(qkv2[:, :c], qkv1[:, c: 2 * c]),  # queries of stream 2, keys of stream 1
                 _Stats.partial(qkv1[:, :c], qkv2[:, c: 2 * c]))  # queries of stream 1, keys of stream 2
 
     s1, s2 = _Stats(), _Stats()
     for i, (buf, grid) in enumerate(parts):
-        vbuf = None if vbufs is None else vbufs[i]
-        for p1, p2 in _accumulate(run, buf, ch, grid, lambda *a, vbuf=vbuf: acc(*a, vbuf=vbuf)):
+        for p1, p2 in _accumulate(run, buf, ch, grid, acc, None if vbufs is None else vbufs[i]):
             s1.merge(p1)
             s2.merge(p2)
     mixes = (s1.mixing(f.t1, f.heads, f.mid1), s2.mixing(f.t2, f.heads, f.mid2))
+
+    def cached(t, rows, cols, box, vbuf, top):
+        a, b, ca, cb = box
+        v = _flat(vbuf[a - top:b - top, ca:cb])
+        t[:, :c].addmm_(v[:, :c], mixes[0])
+        t[:, c:].addmm_(v[:, c:], mixes[1])
+        _fusion_rest(f, t, rows, cols)
+
     for i, (buf, grid) in enumerate(parts):
-        if vbufs is None:
+        if vbufs is None or vbufs[i] is None:
             _inplace(run, buf, ch, grid, lambda t, rows, cols, _: _fusion_apply(f, t, rows, cols, mixes))
-            continue
+        else:  # only the gated projections' 3x3 read beyond the tile
+            _inplace(run, buf, ch, grid, cached, halo=1, aux=vbufs[i])
 
-        def cached(t, rows, cols, box, vbuf=vbufs[i]):
-            a, b, ca, cb = box
-            v = _flat(vbuf[a:b, ca:cb])
-            t[:, :c].addmm_(v[:, :c], mixes[0])
-            t[:, c:].addmm_(v[:, c:], mixes[1])
-            _fusion_rest(f, t, rows, cols)
 
-        _inplace(run, buf, ch, grid, cached, halo=1)  # only the gated projections' 3x3 read beyond the tile
+def _layout(h: int, w: int, border: int) -> list[tuple]:
+    """``(height, width, valid, crop)`` of each image one inference runs on (see :func:`_pieces`).
+
+    ``crop`` is ``None`` for the image mirrored by ``border`` (the image itself
+    when ``border == 0``), else the ``(rows, cols)`` slices of the unpadded
+    image that the piece is.
+    """
+    if border == 0:
+        return [(h, w, None, None)]
+    r, s = RECEPTIVE_RADIUS, 2 * RECEPTIVE_RADIUS
+    hp, wp = h + 2 * border, w + 2 * border
+    every = slice(None)
+    if min(h, w) <= 2 * s:
+        return [(hp, wp, (0, 0, 0, 0), None), (h, w, None, (every, every))]
+    return [(hp, wp, (border + r, border + h - r, border + r, border + w - r), None),
+            (s, w, (0, r, 0, w), (slice(0, s), every)),                  # top ring
+            (s, w, (s - r, s, 0, w), (slice(h - s, h), every)),          # bottom ring
+            (h, s, (r, h - r, 0, r), (every, slice(0, s))),              # left ring, without the corners
+            (h, s, (r, h - r, s - r, s), (every, slice(w - s, w)))]      # right ring
 
 
 def _pieces(src: torch.Tensor, border: int) -> list[tuple[torch.Tensor, tuple]]:
@@ -724,66 +982,100 @@ def _pieces(src: torch.Tensor, border: int) -> list[tuple[torch.Tensor, tuple]]:
     plain zero-padded network, to float rounding. Images with a side of
     ``4 R`` or less are summed whole instead of in strips.
     """
-    if border == 0:
-        return [(src, None)]
     _, h, w = src.shape
-    r, s = RECEPTIVE_RADIUS, 2 * RECEPTIVE_RADIUS
-    padded = reflect_pad(src, border)
-    if min(h, w) <= 2 * s:
-        return [(padded, (0, 0, 0, 0)), (src, None)]
-    return [(padded, (border + r, border + h - r, border + r, border + w - r)),
-            (src[:, :s], (0, r, 0, w)),                       # top ring
-            (src[:, h - s:], (s - r, s, 0, w)),               # bottom ring
-            (src[:, :, :s], (r, h - r, 0, r)),                # left ring, without the corners
-            (src[:, :, w - s:], (r, h - r, s - r, s))]        # right ring
+    return [(reflect_pad(src, border) if crop is None else src[:, crop[0], crop[1]], valid)
+            for _, _, valid, crop in _layout(h, w, border)]
 
 
-def _stem(p: _Prepared, src: torch.Tensor, chunk_pixels: int, run: _Runner, valid) -> tuple:
-    """Both 3x3 stems of ``2 x H x W`` ``src`` into a new ``H x W x 2C`` buffer; returns ``(buf, grid)``."""
+def _grids(h: int, w: int, chunk_pixels: int, workers: int, border: int) -> list[_Grid]:
+    """The tiling of every piece of :func:`_layout`."""
+    return [_grid(ph, pw, chunk_pixels, workers, valid) for ph, pw, valid, _ in _layout(h, w, border)]
+
+
+def _steps(p: _Prepared, grids: list[_Grid]) -> int:
+    """Tiles one image's inference runs (its progress total): the stems, every pass of every attention
+    block (one pass when the image is a single tile, else the sums then the update), the head."""
+    tiles = [g.n_tiles for g in grids]
+    passes = 1 if len(grids) == 1 and grids[0].single else 2
+    blocks = len(p.enc1) + len(p.enc2) + 1 + len(p.dec)
+    return sum(tiles) * (1 + passes * blocks) + tiles[0]
+
+
+def _stem(p: _Prepared, src: torch.Tensor, grid: _Grid, run: _Runner) -> tuple:
+    """Both 3x3 stems of ``2 x H x W`` ``src`` into a new ``H x W x 2C`` buffer; returns ``(buf, grid)``.
+
+    The buffer is a :class:`_Spill` (a temporary file) above :data:`STREAM_BYTES` on CPU.
+    """
     _, height, width = src.shape
     c2 = 2 * p.dim
-    grid = _grid(height, width, chunk_pixels, run.workers, valid)
-    buf = torch.empty(height, width, c2, dtype=torch.float32, device=src.device)
     src_cl = src.permute(1, 2, 0)  # H x W x 2 view
+    store = _spill_or_none(height, width, c2, grid) if src.device.type == "cpu" else None
+    buf = store or torch.empty(height, width, c2, dtype=torch.float32, device=src.device)
 
-    def stem(box):  # both 3x3 stems as one grouped conv
+    def stem(box, out=buf, top=0):  # both 3x3 stems as one grouped conv; out: the buffer or a band of it
         r0, r1, c0, c1, a, b, ca, cb = box
-        out = _conv3x3(_flat(src_cl[a:b, ca:cb]), b - a, cb - ca, p.stem_w, groups=2)
-        buf[r0:r1, c0:c1] = out.view(b - a, cb - ca, c2)[r0 - a: r1 - a, c0 - ca: c1 - ca]
+        y = _conv3x3(_flat(src_cl[a:b, ca:cb]), b - a, cb - ca, p.stem_w, groups=2)
+        out[r0 - top:r1 - top, c0:c1] = y.view(b - a, cb - ca, c2)[r0 - a: r1 - a, c0 - ca: c1 - ca]
 
-    run.map(stem, grid.tiles(1))
-    return buf, grid
+    if store is None:
+        run.map(stem, grid.tiles(1))
+        return buf, grid
+    try:
+        for r0, r1 in grid.rows:
+            band = store.scratch("out", r1 - r0)
+            run.map(lambda box, band=band, r0=r0: stem(box, band, r0), grid.band(r0, r1, 1))
+            store.write(r0, band)
+    except BaseException:
+        store.close()
+        raise
+    return store, grid
 
 
-def _infer_one(p: _Prepared, src: torch.Tensor, chunk_pixels: int, run: _Runner, border: int = 0) -> torch.Tensor:
+def _infer_one(p: _Prepared, src: torch.Tensor, grids: list[_Grid], run: _Runner, border: int = 0) -> torch.Tensor:
     """``2 x H x W`` -> ``H x W`` for one image (run on it mirrored by ``border`` pixels, then cropped)."""
     _, h0, w0 = src.shape
-    parts = [_stem(p, piece, chunk_pixels, run, valid) for piece, valid in _pieces(src, border)]
-    c2 = 2 * p.dim
-    s1, s2 = slice(0, p.dim), slice(p.dim, c2)
-    for blk in p.enc1:
-        _run_block(run, blk, parts, s1)
-    for blk in p.enc2:
-        _run_block(run, blk, parts, s2)
-    _run_fusion(run, p.fusion, parts)
-    for blk in p.dec:
-        _run_block(run, blk, parts, slice(None))
-    buf, grid = parts[0]
-    del parts
-    out = torch.empty(grid.height, grid.width, dtype=torch.float32, device=src.device)
+    parts = []
+    try:
+        for (piece, _), grid in zip(_pieces(src, border), grids):
+            parts.append(_stem(p, piece, grid, run))
+        c2 = 2 * p.dim
+        s1, s2 = slice(0, p.dim), slice(p.dim, c2)
+        for blk in p.enc1:
+            _run_block(run, blk, parts, s1)
+        for blk in p.enc2:
+            _run_block(run, blk, parts, s2)
+        _run_fusion(run, p.fusion, parts)
+        for blk in p.dec:
+            _run_block(run, blk, parts, slice(None))
+        buf, grid = parts[0]
+        for extra, _ in parts[1:]:
+            if isinstance(extra, _Spill):
+                extra.close()
+        del parts[1:]
+        out = torch.empty(grid.height, grid.width, dtype=torch.float32, device=src.device)
 
-    def head(box):  # 3x3 conv, LeakyReLU, 3x3 conv, sigmoid
-        r0, r1, c0, c1, a, b, ca, cb = box
-        h = F.leaky_relu_(_conv3x3(_flat(buf[a:b, ca:cb]), b - a, cb - ca, p.head0), 0.01)
-        y = _conv3x3(h, b - a, cb - ca, p.head1)
-        out[r0:r1, c0:c1] = torch.sigmoid_(y.view(b - a, cb - ca)[r0 - a: r1 - a, c0 - ca: c1 - ca])
+        def head(box, src=buf, top=0):  # 3x3 conv, LeakyReLU, 3x3 conv, sigmoid; src: buffer, or band from row top
+            r0, r1, c0, c1, a, b, ca, cb = box
+            h = F.leaky_relu_(_conv3x3(_flat(src[a - top:b - top, ca:cb]), b - a, cb - ca, p.head0), 0.01)
+            y = _conv3x3(h, b - a, cb - ca, p.head1)
+            out[r0:r1, c0:c1] = torch.sigmoid_(y.view(b - a, cb - ca)[r0 - a: r1 - a, c0 - ca: c1 - ca])
 
-    run.map(head, grid.tiles(HALO))
+        if not isinstance(buf, _Spill):
+            run.map(head, grid.tiles(HALO))
+        else:
+            for r0, r1 in grid.rows:
+                tiles = grid.band(r0, r1, HALO)
+                band = buf.read(tiles[0][4], tiles[0][5])
+                run.map(lambda box, band=band, a=tiles[0][4]: head(box, band, a), tiles)
+    finally:
+        for buf, _ in parts:
+            if isinstance(buf, _Spill):
+                buf.close()
     return out[border: border + h0, border: border + w0] if border else out
 
 
 def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
-          border: int = 0) -> torch.Tensor:
+          border: int = 0, progress: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """Run ``net`` on ``x`` (``N x 2 x H x W``) -> ``N x 1 x H x W``, without autograd.
 
     Parameters
@@ -808,12 +1100,26 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
         content there instead. Pixels farther than ``RECEPTIVE_RADIUS`` from
         the border change only through the attention sums (well under one
         grey level on real images). Costs ``2 border (H + W)`` more pixels.
+    progress : (int, int)
+        ``(k, n)``: this call is run ``k`` (from 0) of ``n`` equal calls that
+        make up one fuse (a fuser running the network once per source pair).
+        After every tile the engine calls
+        :func:`fusekit.interfaces.report_progress` with ``done`` counted
+        from the start of the first of those calls and ``total = n`` times
+        the tiles of one call (tiles x passes, over the batch).
 
     Notes
     -----
     On CPU, tiles run concurrently on ``torch.get_num_threads()`` worker
     threads with one intra-op thread each; the calling thread also uses one
     intra-op thread during the call (restored afterwards).
+
+    Memory: on CPU, a feature buffer over :data:`STREAM_BYTES` (about 4
+    megapixels) is kept in an unnamed temporary file in
+    :func:`tempfile.gettempdir` (``TMPDIR``; removed when the call ends,
+    however it ends) and streamed in bands of rows, so the engine's own
+    memory is a few bands (about ``tile rows x W x 128`` bytes each) instead
+    of ``128 x H x W`` bytes. The result is the same, bit for bit.
 
     Returns
     -------
@@ -827,6 +1133,9 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
         raise ParameterError(f"chunk_pixels must be a positive integer, got {chunk_pixels}")
     if isinstance(border, bool) or not isinstance(border, int) or border < 0:
         raise ParameterError(f"border must be a non-negative integer, got {border!r}")
+    k, n = progress
+    if not 0 <= k < n:
+        raise ParameterError(f"progress must be (k, n) with 0 <= k < n, got {progress!r}")
     threads = torch.get_num_threads()
     run = _Runner(threads if x.device.type == "cpu" else 1)
     if run.workers > 1:  # the calling thread too: no OpenMP fork/join for its small ops
@@ -835,7 +1144,10 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
         with torch.inference_mode():
             p = prepare(net)
             x = x.float()
-            return torch.stack([_infer_one(p, x[i], chunk_pixels, run, border) for i in range(x.shape[0])])[:, None]
+            grids = _grids(x.shape[2], x.shape[3], chunk_pixels, run.workers, border)
+            steps = _steps(p, grids) * x.shape[0]
+            run.done, run.total = k * steps, n * steps
+            return torch.stack([_infer_one(p, x[i], grids, run, border) for i in range(x.shape[0])])[:, None]
     finally:
         run.close()
         torch.set_num_threads(threads)

@@ -61,10 +61,11 @@ class ReFusion(TorchFuser):
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     chunk_pixels : int
         Pixels per tile of the inference engine. Memory is ``128 bytes x H x W``
-        for the feature buffer plus about ``3 kB x chunk_pixels`` per worker
-        thread; the result does not depend on it (the global attention is
-        accumulated exactly over tiles). A 4096 x 3072 pair peaked at 2.5-3.8 GiB
-        (whole process, three runs).
+        for the feature buffer (on CPU above about 4 megapixels it is kept in
+        a temporary file in ``TMPDIR`` and streamed in bands instead) plus
+        about ``3 kB x chunk_pixels`` per worker thread; the result does not
+        depend on it (the global attention is accumulated exactly over tiles).
+        A 4096 x 3072 pair peaks at about 0.9 GiB (whole process).
 
     Notes
     -----
@@ -212,7 +213,8 @@ class ReFusion(TorchFuser):
         fused = sources[:, :1]
         for i in range(1, sources.shape[1]):
             pair = torch.cat([fused, sources[:, i:i + 1]], dim=1)
-            fused = net.infer(pair, chunk_pixels=self.chunk_pixels, border=border)
+            fused = net.infer(pair, chunk_pixels=self.chunk_pixels, border=border,
+                              progress=(i - 1, sources.shape[1] - 1))  # one count over all pairs
             if self.stretch:
                 fused = _stretch(fused)
         return fused

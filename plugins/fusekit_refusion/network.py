@@ -351,13 +351,16 @@ class ReFusionNet(nn.Module):
         out = F.leaky_relu(self.project_out_0(out), 0.01)
         return torch.sigmoid(self.project_out_1(out))
 
-    def infer(self, x: torch.Tensor, *, chunk_pixels: int | None = None, border: int | None = None) -> torch.Tensor:
+    def infer(self, x: torch.Tensor, *, chunk_pixels: int | None = None, border: int | None = None,
+              progress: tuple[int, int] = (0, 1)) -> torch.Tensor:
         """Fast inference: :meth:`forward` on the sources mirrored at their borders.
 
         Runs without autograd in tiles of about ``chunk_pixels`` pixels; the
         global attention statistics are accumulated exactly over the tiles,
         so the result does not depend on the tile size. Memory is one
-        ``H x W x 2dim`` float32 buffer plus small per-tile temporaries.
+        ``H x W x 2dim`` float32 buffer plus small per-tile temporaries; on
+        CPU, above about 4 megapixels that buffer is kept in a temporary file
+        and streamed in bands (:data:`fusekit_refusion.engine.STREAM_BYTES`).
 
         By default the sources are mirrored by ``border`` pixels
         (:data:`fusekit_refusion.engine.RECEPTIVE_RADIUS`, 13) and the result
@@ -379,6 +382,10 @@ class ReFusionNet(nn.Module):
         border : int, optional
             Mirrored margin in pixels; default ``RECEPTIVE_RADIUS``. ``0``
             gives :meth:`forward` exactly (the authors' zero-padded inference).
+        progress : (int, int)
+            ``(k, n)``: this is call ``k`` of ``n`` equal calls of one fuse, for
+            the per-tile :func:`fusekit.interfaces.report_progress` counts
+            (see :func:`fusekit_refusion.engine.infer`).
 
         Returns
         -------
@@ -388,4 +395,4 @@ class ReFusionNet(nn.Module):
         from .engine import DEFAULT_CHUNK_PIXELS, RECEPTIVE_RADIUS, infer
 
         return infer(self, x, chunk_pixels=chunk_pixels or DEFAULT_CHUNK_PIXELS,
-                     border=RECEPTIVE_RADIUS if border is None else border)
+                     border=RECEPTIVE_RADIUS if border is None else border, progress=progress)
