@@ -17,6 +17,8 @@ Usage::
     python benchmarks/refusion.py --skip-memory   # speed only
     python benchmarks/refusion.py --no-write      # print only
     python benchmarks/refusion.py --processes --baseline 73d2732   # whole processes vs an older engine
+    python benchmarks/refusion.py --processes --baseline 9034033 --no-small --large 2048x1536 4096x3072 \
+        --section refusion-large                                  # large images: peak memory and time
 
 ``--processes`` (section ``refusion-processes``): whole processes, each
 fusing one pair through ``fusekit.fuse(method="refusion", task="ivif")`` with
@@ -347,6 +349,10 @@ if engine_file != "-":  # the baseline engine replaces the current one before fi
     mod = importlib.util.module_from_spec(spec)
     sys.modules["fusekit_refusion.engine"] = mod
     spec.loader.exec_module(mod)
+    import inspect
+    if "progress" not in inspect.signature(mod.infer).parameters:  # engines before per-tile progress
+        _infer = mod.infer
+        mod.infer = lambda *a, progress=None, **k: _infer(*a, **k)
 import fusekit
 from fusekit.color import luminance
 from fusekit.io import read_image
@@ -356,12 +362,23 @@ b = read_image(vi); b = luminance(b) if b.ndim == 3 else b
 if a.shape != (h, w):
     from skimage.transform import resize
     a = resize(a, (h, w), order=1).astype(np.float32); b = resize(b, (h, w), order=1).astype(np.float32)
+import gc; gc.collect()
+def status(key):
+    with open("/proc/self/status") as fh:
+        return int(fh.read().split(key + ":")[1].split()[0])
+try:  # reset the peak-RSS mark, so it measures the fuse, not the input resizing before it
+    with open("/proc/self/clear_refs", "w") as fh:
+        fh.write("5")
+    before = status("VmRSS")
+except OSError:
+    before = -1
 c0, t0 = time.process_time(), time.perf_counter()
 y = fusekit.fuse([a, b], method="refusion", task="ivif")
 dt, dc = time.perf_counter() - t0, time.process_time() - c0
+peak = status("VmHWM") if before >= 0 else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 np.save(out, y)
-print(f"RESULT fuse={dt:.3f} cpu={dc:.3f} peak_kib={resource.getrusage(resource.RUSAGE_SELF).ru_maxrss} "
-      f"inproc={time.perf_counter() - t_start:.3f}")
+print(f"RESULT fuse={dt:.3f} cpu={dc:.3f} peak_kib={peak} "
+      f"inproc={time.perf_counter() - t_start:.3f} before_kib={before}")
 """
 
 
@@ -379,13 +396,14 @@ def _one_process(engine: str, w: int, h: int, threads: int, pair: tuple, out: Pa
     proc = subprocess.run([sys.executable, "-c", PROCESS_SCRIPT, engine, str(w), str(h), str(threads), str(out),
                            *map(str, pair)], capture_output=True, text=True, env=env, check=False)
     wall = time.perf_counter() - t0
-    match = re.search(r"RESULT fuse=(\S+) cpu=(\S+) peak_kib=(\d+)", proc.stdout)
+    match = re.search(r"RESULT fuse=(\S+) cpu=(\S+) peak_kib=(\d+) inproc=\S+ before_kib=(-?\d+)", proc.stdout)
     if proc.returncode or not match:
         raise RuntimeError(f"process run failed: {proc.stderr[-2000:]}")
-    return {"wall": wall, "fuse": float(match[1]), "cpu": float(match[2]), "peak_mib": int(match[3]) / 1024}
+    return {"wall": wall, "fuse": float(match[1]), "cpu": float(match[2]), "peak_mib": int(match[3]) / 1024,
+            "before_mib": int(match[4]) / 1024}
 
 
-def measure_processes(rev: str, repeat: int, large: list) -> dict:
+def measure_processes(rev: str, repeat: int, large: list, small: bool = True, large_repeat: int = 1) -> dict:
     """Whole-process timings, baseline engine (``rev``) and current engine alternating."""
     ir = DATA / "ivif" / "msrs" / "test" / "ir" / "00537D.png"
     pair = (ir, ir.parent.parent / "vi" / ir.name)
@@ -396,20 +414,24 @@ def measure_processes(rev: str, repeat: int, large: list) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         base = str(_baseline_engine(rev, tmp))
-        cases = [(640, 480, t, repeat, pair) for t in (1, 2)] + [(w, h, 2, 1, big_pair) for w, h in large]
+        cases = ([(640, 480, t, repeat, pair) for t in (1, 2)] if small else []) + [
+            (w, h, 2, large_repeat, big_pair) for w, h in large]
         for w, h, threads, n, src in cases:
             runs = {"baseline": [], "current": []}
             for _ in range(n):
                 for which, engine in (("baseline", base), ("current", "-")):
                     runs[which].append(_one_process(engine, w, h, threads, src, tmp / f"{which}.npy"))
-            diff = float(np.abs(np.load(tmp / "baseline.npy").astype(np.float64)
-                                - np.load(tmp / "current.npy")).max() * 255)
-            row = {"size": f"{w}x{h}", "threads": threads, "n": n, "diff": diff}
+            delta = np.abs(np.load(tmp / "baseline.npy").astype(np.float64) - np.load(tmp / "current.npy")) * 255
+            diff = float(delta.max())
+            row = {"size": f"{w}x{h}", "threads": threads, "n": n, "diff": diff, "mean_diff": float(delta.mean())}
+            del delta
             for which, rs in runs.items():
-                for key in ("wall", "fuse", "cpu", "peak_mib"):
+                for key in ("wall", "fuse", "cpu", "peak_mib", "before_mib"):
                     row[f"{which}_{key}"] = float(np.median([r[key] for r in rs]))
                 row[f"{which}_all"] = [r["fuse"] for r in rs]
+                row[f"{which}_peaks"] = [r["peak_mib"] for r in rs]
             rows.append(row)
+            print(row, flush=True)
             print(f"{row['size']} thr {threads}: fuse {row['baseline_fuse']:.2f} -> {row['current_fuse']:.2f} s, "
                   f"cpu {row['baseline_cpu']:.2f} -> {row['current_cpu']:.2f} s, peak "
                   f"{row['baseline_peak_mib']:.0f} -> {row['current_peak_mib']:.0f} MiB, diff {diff:.1e}", flush=True)
@@ -440,6 +462,46 @@ def render_processes(res: dict, load: str) -> str:
         f"{r['size']} {r['threads']} thr baseline {', '.join(f'{t:.2f}' for t in r['baseline_all'])} / current "
         f"{', '.join(f'{t:.2f}' for t in r['current_all'])}" for r in res["rows"]) + ".", "",
         "<!-- end refusion-processes -->"]
+    return "\n".join(lines)
+
+
+def render_large(res: dict, load: str) -> str:
+    """Section ``refusion-large``: large images, peak memory and time against ``--baseline``'s engine."""
+    from fusekit_refusion.engine import STREAM_BYTES
+
+    lines = ["<!-- begin refusion-large -->",
+             "## ReFusion on large images: peak memory and time, whole processes "
+             "(`benchmarks/refusion.py --processes --large ... --no-small --section refusion-large`)",
+             "",
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+             f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
+             f"torch {torch.__version__}, 2 torch threads. Baseline: `plugins/fusekit_refusion/engine.py` at "
+             f"`{res['rev']}` (the whole `H x W x 32` float32 feature buffer in memory), loaded in place of the "
+             "current engine, which keeps feature buffers over "
+             f"{STREAM_BYTES >> 20} MiB (about 4 MP) in an unnamed temporary file and streams them in bands of "
+             "rows (the attention values `v` too). Each run is a fresh process fusing a real LLVIP pair "
+             "resized to the size through `fusekit.fuse(method='refusion', task='ivif')` (shipped weights, "
+             "mirrored border); baseline and current alternate. Peak RSS is the process's resident high-water "
+             "mark during the fuse call (reset just before it; the interpreter, torch, the inputs and the "
+             f"output included; resident before the call in brackets). Load during the run: {load}. Absolute "
+             "times are inflated by the load and need re-measuring on an idle machine; compare the two columns "
+             "of a row.",
+             "",
+             "| pair | runs | fuse call wall, baseline / current (s) | fuse call CPU (s) | CPU ratio | "
+             "peak RSS, baseline / current (MiB) | max / mean diff (grey levels) |",
+             "|---|---|---|---|---|---|---|"]
+    for r in res["rows"]:
+        lines.append(
+            f"| {r['size']} | {r['n']} | {r['baseline_fuse']:.1f} / {r['current_fuse']:.1f} | "
+            f"{r['baseline_cpu']:.1f} / {r['current_cpu']:.1f} | "
+            f"**{r['baseline_cpu'] / r['current_cpu']:.2f}x** | {r['baseline_peak_mib']:.0f} "
+            f"({r['baseline_before_mib']:.0f}) / **{r['current_peak_mib']:.0f}** ({r['current_before_mib']:.0f}) | "
+            f"{r['diff']:.1e} / {r['mean_diff']:.1e} |")
+    lines += ["", "Medians. Every run, fuse call wall (s) and peak RSS (MiB): " + "; ".join(
+        f"{r['size']} baseline " + ", ".join(f"{t:.1f} s {m:.0f}" for t, m in zip(r["baseline_all"],
+                                                                              r["baseline_peaks"]))
+        + " / current " + ", ".join(f"{t:.1f} s {m:.0f}" for t, m in zip(r["current_all"], r["current_peaks"]))
+        for r in res["rows"]) + ".", "", "<!-- end refusion-large -->"]
     return "\n".join(lines)
 
 
@@ -498,12 +560,17 @@ def main(argv=None) -> None:
     parser.add_argument("--baseline", default="73d2732", help="git revision of the baseline engine")
     parser.add_argument("--large", nargs="*", default=[], metavar="WxH", help="also these sizes, once each")
     parser.add_argument("--load", default="not recorded", help="what else ran on the machine (for the table)")
+    parser.add_argument("--no-small", action="store_true", help="with --processes: skip the 640x480 runs")
+    parser.add_argument("--large-repeat", type=int, default=1, help="runs of each --large size (median)")
+    parser.add_argument("--section", default="refusion-processes", choices=["refusion-processes", "refusion-large"],
+                        help="with --processes: which BENCHMARKS.md section to write")
     args = parser.parse_args(argv)
     if args.processes:
         large = [tuple(int(v) for v in size.lower().split("x")) for size in args.large]
-        text = render_processes(measure_processes(args.baseline, args.repeat, large), args.load)
+        res = measure_processes(args.baseline, args.repeat, large, not args.no_small, args.large_repeat)
+        text = (render_large if args.section == "refusion-large" else render_processes)(res, args.load)
         if not args.no_write:
-            write_section("refusion-processes", text)
+            write_section(args.section, text)
         print(text)
         return
     with tempfile.TemporaryDirectory() as tmp:

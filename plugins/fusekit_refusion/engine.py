@@ -24,9 +24,10 @@ to float rounding, about 1e-6), but
   megapixels, on CPU) keeps that buffer, and the attention values between
   a block's two passes, in an unnamed temporary file (:class:`_Spill`)
   and streams it through in bands of rows, so memory is a few bands, not
-  ``128 x H x W`` bytes (4096 x 3072: 0.9 GiB peak for the whole process
-  instead of 2.4-3.8 GiB). Same arithmetic in the same order: the result
-  equals the in-memory engine's bit for bit;
+  ``128 x H x W`` bytes (4096 x 3072: 1.3-1.6 GiB peak for the whole
+  process instead of 2.4-2.8 GiB, BENCHMARKS.md ``refusion-large``).
+  Same arithmetic in the same order: the result equals the in-memory
+  engine's bit for bit;
 * on CPU runs the tiles of a band on ``torch.get_num_threads()`` worker
   threads with one intra-op thread each, instead of paying an OpenMP
   fork/join per small operation.

@@ -65,7 +65,7 @@ class ReFusion(TorchFuser):
         a temporary file in ``TMPDIR`` and streamed in bands instead) plus
         about ``3 kB x chunk_pixels`` per worker thread; the result does not
         depend on it (the global attention is accumulated exactly over tiles).
-        A 4096 x 3072 pair peaks at about 0.9 GiB (whole process).
+        A 4096 x 3072 pair peaked at 1.3-1.6 GiB (whole process, three runs).
 
     Notes
     -----
