@@ -108,6 +108,10 @@ ARMS = {
     # only; the gradient term keeps the hand-made max-gradient selection, so the learned part is exactly
     # what the fixed loss sets by a rule (mean or max intensity)
     "learned-int": ["--loss-proposer", "refusion", "--symmetric-proposer", "--learn-weights", "intensity"],
+    # design change: as learned-int, with P's weights sharpened (temperature 0.1), so that the small
+    # preferences the short schedule teaches P become near-selections in the loss
+    "learned-int-sharp": ["--loss-proposer", "refusion", "--symmetric-proposer", "--learn-weights", "intensity",
+                          "--proposer-temperature", "0.1"],
 }
 TRAIN_DIRS = {
     "ivif": [rr.DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
@@ -151,14 +155,16 @@ def export_proposer(checkpoint: Path, out: Path) -> None:
     state = read_checkpoint(checkpoint)
     if not state["proposer"]:
         return
-    weights = dict(state["proposer"])
-    symmetric = all(k.startswith("inner.") for k in weights)  # trained with --symmetric-proposer
-    if symmetric:
-        weights = {k[len("inner."):]: v for k, v in weights.items()}
-    learn = json.loads(state["config"]).get("learn_weights", "both")  # "intensity": gradient weights by rule
+    config = json.loads(state["config"])
+    symmetric = bool(config.get("symmetric_proposer"))
+    temperature = float(config.get("proposer_temperature", 1.0))
+    learn = config.get("learn_weights", "both")  # "intensity": gradient weights by rule
+    wrappers = int(symmetric) + int(temperature != 1.0)  # each wrapper module prefixes the keys with "inner."
+    weights = {k[len("inner.") * wrappers:]: v for k, v in state["proposer"].items()}
     save_weights(weights, out, {"format": "fusekit-proposer", "task": state["task"],
                                 "loss_proposer": state["loss_proposer"], "steps": state["step"],
-                                "symmetric": "1" if symmetric else "0", "learn_weights": learn})
+                                "symmetric": "1" if symmetric else "0", "temperature": f"{temperature:g}",
+                                "learn_weights": learn})
 
 
 def stage_train(args: argparse.Namespace) -> None:

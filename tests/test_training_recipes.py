@@ -274,3 +274,28 @@ def test_exported_intensity_only_proposer_loads_with_the_gradient_rule(tmp_path)
     with torch.no_grad():
         _, w_grad = loaded(x)
     assert set(w_grad.unique().tolist()) == {0.0, 1.0}
+
+
+def test_proposer_temperature_sharpens_the_weights_the_fuser_is_trained_with(stacks, tmp_path):
+    """``--proposer-temperature 0.1``: the loss weights are P's, sharpened (still summing to 1), and an
+    exported proposer with ``temperature`` in its metadata loads sharpened the same way."""
+    from fusekit.training.sharpen import Sharpened
+    from fusekit.training.trainer import save_weights
+    from fusekit_refusion.fuser import load_proposer
+
+    plain = _trainer(stacks, symmetric_proposer=True)
+    sharp = _trainer(stacks, symmetric_proposer=True, proposer_temperature=0.1)
+    assert isinstance(sharp.proposer_net, Sharpened)
+    x = torch.from_numpy(np.stack(stacks[:2]))
+    with torch.no_grad():
+        w_plain, _ = plain.loss_weights(x)
+        w_sharp, _ = sharp.loss_weights(x)
+    assert torch.allclose(w_sharp.sum(1), torch.ones_like(w_sharp[:, 0]), atol=1e-6)
+    assert (w_sharp - 0.5).abs().mean() > 3 * (w_plain - 0.5).abs().mean()  # same P, sharper map
+    path = tmp_path / "p.safetensors"
+    save_weights(sharp.proposer_net.inner.inner.state_dict(), path,
+                 {"format": "fusekit-proposer", "symmetric": "1", "temperature": "0.1"})
+    with torch.no_grad():
+        assert torch.allclose(load_proposer(path)(x)[0], w_sharp, atol=1e-6)
+    with pytest.raises(ParameterError):
+        TrainConfig(task="mfif", proposer_temperature=0.0).validate()

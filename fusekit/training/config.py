@@ -21,7 +21,7 @@ LEARN_WEIGHTS = ("both", "intensity")
 
 #: Settings that change the loss being optimised: a resumed run must keep them.
 OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "recipe", "direct_term", "proposer_decay",
-                      "symmetric_proposer")
+                      "symmetric_proposer", "proposer_temperature")
 
 #: ``steps`` of a run that only its time budget ends (``fusekit train --time-schedule --max-minutes M``
 #: without ``--steps``); its progress bar counts steps without a total.
@@ -131,6 +131,10 @@ class TrainConfig:
         Make the learned loss proposer's weights independent of the sources' order
         (:class:`~fusekit.training.symmetric.OrderEquivariant`; it then cannot collapse to 'intensity
         from the first input, gradient from the second').
+    proposer_temperature : float
+        Divide a learnable proposer's log-weights by this before renormalising over the sources
+        (:class:`~fusekit.training.sharpen.Sharpened`; below 1 a small preference becomes a near-selection,
+        a design change). 1 leaves the weights as the proposer makes them.
     """
 
     task: str
@@ -170,6 +174,7 @@ class TrainConfig:
     proposer_step_scale: float = 1.0
     proposer_decay: bool = True
     symmetric_proposer: bool = False
+    proposer_temperature: float = 1.0
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -177,7 +182,8 @@ class TrainConfig:
         from .recipes import RECIPES
 
         positive = {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
-                    "lr_proposer": self.lr_proposer, "fusion_steps": self.fusion_steps}
+                    "lr_proposer": self.lr_proposer, "fusion_steps": self.fusion_steps,
+                    "proposer_temperature": self.proposer_temperature}
         for key, value in positive.items():
             if not (value > 0 and math.isfinite(value)):
                 raise ParameterError(f"{key.replace('_', '-')} must be a positive finite number, got {value}")

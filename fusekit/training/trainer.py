@@ -139,6 +139,10 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
             from .symmetric import OrderEquivariant
 
             self.proposer_net = OrderEquivariant(self.proposer_net).to(self.device).train()
+        if config.proposer_temperature != 1.0 and proposer.learnable:
+            from .sharpen import Sharpened
+
+            self.proposer_net = Sharpened(self.proposer_net, config.proposer_temperature).to(self.device).train()
         self.recon_net = reconstructor.build_network().to(self.device).train()
         p_params = list(self.proposer_net.parameters())
         if self.learnable and not p_params:

@@ -253,6 +253,10 @@ def load_proposer(path: str | os.PathLike) -> "torch.nn.Module":
         from fusekit.training.symmetric import OrderEquivariant
 
         net = OrderEquivariant(net)
+    if float(meta.get("temperature", "1")) != 1.0:  # trained with --proposer-temperature
+        from fusekit.training.sharpen import Sharpened
+
+        net = Sharpened(net, float(meta["temperature"]))
     if meta.get("learn_weights") == "intensity":  # trained with --learn-weights intensity
         from fusekit.training.partial import LearnedIntensity
 
