@@ -5,7 +5,7 @@ print a row-to-row zigzag into the outer ~6 pixels of every fused image
 (period-two stripes along all four borders, a dark last row). The cause is
 in the weights: trained on small zero-padded patches with a zero-padded
 Sobel loss, they react to the padding (the plain forward pass shows the same
-stripes, at any tile size). :meth:`ReFusionNet.infer` therefore runs the
+stripes, at any tile size). :func:`fusekit_refusion.engine.infer` therefore runs the
 network on sources mirrored by 13 pixels (its receptive field) and crops,
 with the attention statistics of the unpadded image, so pixels more than 13
 from the border are unchanged.
@@ -136,21 +136,21 @@ def test_mirrored_borders_leave_the_interior_equal_to_the_plain_forward():
         plain = net(x)
     r = RECEPTIVE_RADIUS
     for chunk in (10**7, 700):  # one tile, and many tiles (the rings' sums merged across tiles)
-        out = net.infer(x, chunk_pixels=chunk)
+        out = infer(net, x, border=r, chunk_pixels=chunk)
         assert out.shape == plain.shape
         assert float((out - plain)[..., r:-r, r:-r].abs().max()) <= 1e-5
         assert float((out - plain)[..., :6, :].abs().max()) > 1e-2  # the border did change
     assert float((infer(net, x, border=0) - plain).abs().max()) <= 1e-5
     # a wider mirror changes nothing: no output pixel reaches the zero padding
-    assert float((net.infer(x, border=r + 7) - net.infer(x)).abs().max()) <= 1e-5
+    assert float((infer(net, x, border=r + 7) - infer(net, x, border=r)).abs().max()) <= 1e-5
 
 
 def test_mirrored_borders_on_images_smaller_than_the_margin():
     net = shipped_net("meif")
     x = torch.rand(2, 2, 9, 5)
-    out = net.infer(x, chunk_pixels=16)
+    out = infer(net, x, border=RECEPTIVE_RADIUS, chunk_pixels=16)
     assert out.shape == (2, 1, 9, 5)
-    assert float((out - net.infer(x)).abs().max()) <= 1e-5
+    assert float((out - infer(net, x, border=RECEPTIVE_RADIUS)).abs().max()) <= 1e-5
     assert 0 <= float(out.min()) and float(out.max()) <= 1
     with torch.no_grad():  # tiles narrower than their halo (a band's tiles must not read each other's writes)
         assert float((infer(net, x, chunk_pixels=16) - net(x)).abs().max()) <= 1e-5

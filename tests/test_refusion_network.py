@@ -127,7 +127,7 @@ def test_engine_batch_odd_sizes_and_range(seeded):
     x = torch.rand(2, 2, 13, 7)
     with torch.no_grad():
         ref = ours(x)
-    out = ours.infer(x, chunk_pixels=20, border=0)
+    out = infer(ours, x, chunk_pixels=20, border=0)
     assert out.shape == (2, 1, 13, 7)
     assert float((out - ref).abs().max()) <= 1e-5
     assert float(out.min()) >= 0 and float(out.max()) <= 1

@@ -206,6 +206,8 @@ class ReFusion(TorchFuser):
         """``N x S x H x W`` (``S >= 2``) -> ``N x 1 x H x W``, pairwise for ``S > 2``."""
         import torch
 
+        from .engine import RECEPTIVE_RADIUS, infer
+
         net = self.network
         # the authors' checkpoints run exactly as published (zero padding); fusekit's own weights get the
         # mirrored border that keeps weights trained on zero-padded patches from striping the edges
@@ -213,8 +215,9 @@ class ReFusion(TorchFuser):
         fused = sources[:, :1]
         for i in range(1, sources.shape[1]):
             pair = torch.cat([fused, sources[:, i:i + 1]], dim=1)
-            fused = net.infer(pair, chunk_pixels=self.chunk_pixels, border=border,
-                              progress=(i - 1, sources.shape[1] - 1))  # one count over all pairs
+            fused = infer(net, pair, chunk_pixels=self.chunk_pixels or DEFAULT_CHUNK_PIXELS,
+                          border=RECEPTIVE_RADIUS if border is None else border,
+                          progress=(i - 1, sources.shape[1] - 1))  # one count over all pairs
             if self.stretch:
                 fused = _stretch(fused)
         return fused

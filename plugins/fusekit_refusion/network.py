@@ -8,9 +8,10 @@ the loss-proposal and reconstruction modules.
 
 :meth:`ReFusionNet.forward` is the readable, trainable definition (works with
 autograd and :func:`torch.func.functional_call`). Inference goes through
-:meth:`ReFusionNet.infer`, which runs the same arithmetic through the faster,
-memory-bounded engine of :mod:`fusekit_refusion.engine`, on the sources
-mirrored by 13 pixels at their borders (see :meth:`ReFusionNet.infer`).
+:func:`fusekit_refusion.engine.infer`, the same arithmetic in a faster,
+memory-bounded tiled engine; the fuser runs it on the sources mirrored by 13
+pixels at their borders (its ``border``). This module imports nothing from
+the engine, so the two do not import each other.
 
 References
 ----------
@@ -350,49 +351,3 @@ class ReFusionNet(nn.Module):
             out = blk(out)
         out = F.leaky_relu(self.project_out_0(out), 0.01)
         return torch.sigmoid(self.project_out_1(out))
-
-    def infer(self, x: torch.Tensor, *, chunk_pixels: int | None = None, border: int | None = None,
-              progress: tuple[int, int] = (0, 1)) -> torch.Tensor:
-        """Fast inference: :meth:`forward` on the sources mirrored at their borders.
-
-        Runs without autograd in tiles of about ``chunk_pixels`` pixels; the
-        global attention statistics are accumulated exactly over the tiles,
-        so the result does not depend on the tile size. Memory is one
-        ``H x W x 2dim`` float32 buffer plus small per-tile temporaries; on
-        CPU, above about 4 megapixels that buffer is kept in a temporary file
-        and streamed in bands (:data:`fusekit_refusion.engine.STREAM_BYTES`).
-
-        By default the sources are mirrored by ``border`` pixels
-        (:data:`fusekit_refusion.engine.RECEPTIVE_RADIUS`, 13) and the result
-        cropped, so no output pixel depends on the convolutions' zero
-        padding, while the attention statistics stay those of the unpadded
-        image. Pixels farther than 13 from the border equal :meth:`forward`
-        (to float rounding); the outer 13 differ. Weights trained on small
-        zero-padded patches with the zero-padded Sobel loss can learn to
-        react to the padding: fusekit's MEIF weights stripe the outer ~6
-        pixels under :meth:`forward` (row-to-row zigzag several times the
-        interior's), which the mirrored border removes.
-
-        Parameters
-        ----------
-        x : Tensor
-            ``N x 2 x H x W``, float32, in [0, 1].
-        chunk_pixels : int, optional
-            Pixels per tile; default :data:`fusekit_refusion.engine.DEFAULT_CHUNK_PIXELS`.
-        border : int, optional
-            Mirrored margin in pixels; default ``RECEPTIVE_RADIUS``. ``0``
-            gives :meth:`forward` exactly (the authors' zero-padded inference).
-        progress : (int, int)
-            ``(k, n)``: this is call ``k`` of ``n`` equal calls of one fuse, for
-            the per-tile :func:`fusekit.interfaces.report_progress` counts
-            (see :func:`fusekit_refusion.engine.infer`).
-
-        Returns
-        -------
-        Tensor
-            ``N x 1 x H x W`` in (0, 1).
-        """
-        from .engine import DEFAULT_CHUNK_PIXELS, RECEPTIVE_RADIUS, infer
-
-        return infer(self, x, chunk_pixels=chunk_pixels or DEFAULT_CHUNK_PIXELS,
-                     border=RECEPTIVE_RADIUS if border is None else border, progress=progress)
