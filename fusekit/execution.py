@@ -229,7 +229,11 @@ def dask_executor(address: str, workers: int = 1) -> Iterator[cf.Executor]:
                          "pip install 'fusekit[dask]'") from None
     cluster = None
     if address == "local":
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+        # the scheduler serves HTTP routes even without a dashboard, by default on port 8787; a free
+        # port instead, so a second cluster (or anything on 8787) gives no "Port 8787 is already in
+        # use" warning in fusekit's output
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+                               scheduler_kwargs={"dashboard": False, "dashboard_address": ":0"})
         client = Client(cluster)
     else:
         try:

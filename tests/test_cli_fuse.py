@@ -310,3 +310,24 @@ def test_option_declarations_must_match_init():
         Wrong.create()
     with pytest.raises(ParameterError, match="method 'gain': option gain takes a float value, got '2'"):
         Gain.create(gain="2")
+
+
+def test_local_dask_cluster_is_quiet_when_port_8787_is_taken(run_cli, host, tmp_path):
+    pytest.importorskip("dask.distributed")
+    import socket
+
+    rng = np.random.default_rng(4)
+    for name in ("a", "b"):
+        write(tmp_path / "x" / f"{name}.png", rng.integers(0, 256, (12, 12), dtype=np.uint8))
+        write(tmp_path / "y" / f"{name}.png", rng.integers(0, 256, (12, 12), dtype=np.uint8))
+    with socket.socket() as taken:  # another Dask dashboard, or anything else, on dask's default port
+        try:
+            taken.bind(("", 8787))
+        except OSError:
+            pass                    # already taken by someone else: the same situation
+        else:
+            taken.listen()
+        result = run_cli(["fuse", "-m", "average", tmp_path / "x", tmp_path / "y", "-o", tmp_path / "o",
+                          "--dask", "local", "-j", "1"], host=host)
+    assert result.exit_code == 0, result.output
+    assert "8787" not in result.output and "fused 2 of 2 sets" in result.stderr
