@@ -114,3 +114,19 @@ def test_explain_without_a_learned_proposer_is_a_clear_error(registry, run_cli, 
     one_line_error(run_cli(["explain", "-m", "average", "--task", "mfif", a, b, "-o", tmp_path / "m.png"]),
                    "has no learned loss proposer")
     assert not (tmp_path / "m.png").exists()
+
+
+def test_explain_help_examples_name_shipped_variants_with_a_proposer(run_cli):
+    # the help's examples must run as shown with the weights fusekit ships (the registry fixture not used)
+    import re
+
+    result = run_cli(["explain", "--help"])
+    examples = re.findall(r"fusekit explain (.*)", result.output)
+    assert examples
+    shipped_proposers = {(e.task, e.variant) for e in shipped.read_registry() if e.proposer is not None}
+    defaults = {e.task: e.variant for e in shipped.read_registry() if e.default}
+    for example in examples:
+        task = re.search(r"--task (\w+)", example).group(1)
+        weights = re.search(r"--weights (\S+)", example)
+        variant = weights.group(1) if weights else defaults.get(task)
+        assert (task, variant) in shipped_proposers, example

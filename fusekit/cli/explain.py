@@ -17,7 +17,8 @@ from . import CliState
 @click.option("-m", "--method", default="refusion", show_default=True, help="Network method with a loss proposer.")
 @click.option("--task", type=click.Choice(TASKS), required=True, help="Task of the weights.")
 @click.option("--weights", default=None,
-              help="Shipped weights variant with a learned proposer (default: the task's default variant).")
+              help="Shipped weights variant with a learned proposer, e.g. 'learned' ('fusekit info refusion' "
+                   "lists them; default: the task's default variant, which may have none).")
 @click.option("--height", type=click.IntRange(min=64, max=2048), default=256, show_default=True,
               help="Height of each panel in pixels.")
 @click.pass_obj
@@ -32,8 +33,8 @@ def explain_command(state: CliState, sources: tuple[Path, Path], output: Path, m
 
     \b
     Example:
-      fusekit explain --task mfif near.png far.png -o maps.png
-      fusekit explain --task ivif --weights learned ir.png vi.png -o maps.png
+      fusekit explain --task mfif --weights learned near.png far.png -o maps.png
+      fusekit explain --task meif --weights learned under.png over.png -o maps.png
     """
     import numpy as np
 
