@@ -157,9 +157,15 @@ def check_size(path: str | os.PathLike, header: Header) -> None:
     pixels = header.width * header.height
     if pixels > limit:
         raise InputError(
-            f"{path}: {header.width}x{header.height} is {pixels / 1e6:.0f} megapixels, above the limit of "
+            f"{path}: {header.width}x{header.height} is {_megapixels(pixels)} megapixels, above the limit of "
             f"{limit / 1e6:g}; if this machine has the memory, raise it with --max-pixels "
             f"{_suggest(pixels)} or {MAX_PIXELS_ENV}={_suggest(pixels)}")
+
+
+def _megapixels(pixels: int) -> str:
+    """``pixels`` in megapixels for a message: whole from 10 up, else 2 significant digits (0.31, 4.2)."""
+    mp = pixels / 1e6
+    return f"{mp:.0f}" if mp >= 9.95 else f"{mp:.2g}"
 
 
 def _suggest(pixels: int) -> int:

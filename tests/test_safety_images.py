@@ -90,6 +90,7 @@ def test_the_limit_is_raised_by_option_or_environment(run_cli, tmp_path, monkeyp
     line = one_line_error(run_cli(["fuse", "-m", "average", a, b, "-o", out, "--max-pixels", "5000"]),
                           "a.png", "megapixels", "--max-pixels")
     assert not out.exists() and "0.005" in line
+    assert "100x100 is 0.01 megapixels" in line   # not "is 0 megapixels, above the limit of 0.005"
     monkeypatch.setenv("FUSEKIT_MAX_PIXELS", "5000")
     one_line_error(run_cli(["fuse", "-m", "average", a, b, "-o", out]), "megapixels")
     assert run_cli(["fuse", "-m", "average", a, b, "-o", out, "--max-pixels", "10000"]).exit_code == 0
@@ -164,3 +165,11 @@ def test_an_empty_file_is_one_line_naming_it(run_cli, tmp_path):
     before = digest(tmp_path)
     one_line_error(run_cli(["fuse", "-m", "average", empty, b, "-o", tmp_path / "f.png"]), "empty.png", "0 bytes")
     assert digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("pixels, shown", [(307_200, "0.31"), (4_200_000, "4.2"), (9_990_000, "10"),
+                                           (123_456_789, "123"), (4_900_000_000, "4900")])
+def test_megapixels_in_the_refusal_are_never_rounded_to_zero(pixels, shown):
+    from fusekit.header import _megapixels
+
+    assert _megapixels(pixels) == shown
