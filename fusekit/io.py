@@ -124,6 +124,8 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
                          f"{header.MAX_PIXELS_ENV}") from None
     except Exception as exc:  # imageio raises many types for bad files
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "can not handle the given uri" in reason:  # imageio's words when no decoder knows the bytes
+            reason = "not a format fusekit reads"
         raise InputError(
             f"{path}: cannot read image ({reason}); is it a complete PNG, JPEG, BMP or TIFF file?"
         ) from None

@@ -173,3 +173,12 @@ def test_megapixels_in_the_refusal_are_never_rounded_to_zero(pixels, shown):
     from fusekit.header import _megapixels
 
     assert _megapixels(pixels) == shown
+
+
+def test_a_file_that_is_no_image_is_named_so_without_imageios_words(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("hello, I am not an image\n")
+    with pytest.raises(InputError) as info:
+        read_image(path)
+    assert "cannot read image (not a format fusekit reads)" in str(info.value)
+    assert "uri" not in str(info.value) and "`pillow`" not in str(info.value)
