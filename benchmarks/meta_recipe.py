@@ -54,7 +54,9 @@ Stages::
     python benchmarks/meta_recipe.py score --task mfif
     python benchmarks/meta_recipe.py sheet --task mfif
 
-``train`` runs the jobs two at a time, one CPU thread each; weights, cards,
+``train`` runs the jobs two at a time, one CPU thread each, and continues a
+stopped run from its checkpoint (in ``--work``, or kept in
+``benchmarks/results/meta/partial/`` for runs a session had to stop); weights, cards,
 loss logs and the proposers' weights go to ``benchmarks/results/meta/<task>/``
 (kept in the repository), checkpoints to ``--work``. ``score`` fuses the
 task's test splits with every run there, scores them with ``fusekit eval``
@@ -147,6 +149,10 @@ def train_command(task: str, arm: str, seed: int, work: Path, resume: bool = Tru
     (a stopped session), which the trainer resumes exactly."""
     stem = run_stem(task, arm, seed)
     checkpoint = work / "ckpt" / f"{task}-{arm}-seed{seed}.ckpt"
+    kept = RESULTS / "partial" / checkpoint.name  # a stopped run's checkpoint kept in the repository
+    if resume and kept.is_file() and not checkpoint.is_file():
+        checkpoint.parent.mkdir(parents=True, exist_ok=True)
+        checkpoint.write_bytes(kept.read_bytes())
     again = ["--resume", str(checkpoint)] if resume and checkpoint.is_file() else []
     return (["fusekit", "train", "--task", task, *data_args(task, work), *SCALED, *ARMS[arm],
              "--lambda-grad", f"{LAMBDA[task]:g}", "--seed", str(seed), "--log", str(stem) + ".csv",
