@@ -123,7 +123,7 @@ def test_eval_on_a_local_dask_cluster_gives_the_same_rows(run_cli, dataset: Path
     on_dask = run_cli(base + ["--cache", tmp_path / "dask", "--dask", "local", "-j", "2"])  # workers fuse too
     assert here.exit_code == 0 and on_dask.exit_code == 0, on_dask.output
     assert on_dask.output == here.output
-    assert "fused 4 image(s)" in on_dask.output and on_dask.output.count("\n") == 6  # header, 4 rows, note
+    assert "fused 4 images into the cache" in on_dask.output and on_dask.output.count("\n") == 6  # header, 4 rows, note
     assert len(list((tmp_path / "dask").rglob("*.png"))) == 4
 
 
@@ -149,3 +149,23 @@ def test_eval_dask_without_dask_installed_says_how_to_install(run_cli, dataset: 
                       "--dask", "local"])
     assert result.exit_code != 0
     assert "pip install 'fusekit[dask]'" in result.output and "Traceback" not in result.output
+
+
+def test_eval_counts_are_singular_or_plural(run_cli, dataset: Path, tmp_path: Path):
+    """One image is "1 image" in the table, the LaTeX comment, the cache note and the HTML report."""
+    one = tmp_path / "one"
+    for mod in ("mri", "pet"):
+        write_image(one / mod / "14.png", read_image(dataset / mod / "14.png"))
+    html, tex = tmp_path / "r.html", tmp_path / "t.tex"
+    result = run_cli(["eval", one, "-m", "average", "--metrics", "en", "--cache", tmp_path / "c",
+                      "--report", html, "-o", tex, "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "; 1 image;" in result.stdout and "1 images" not in result.output
+    assert "fused 1 image into the cache" in result.stderr
+    assert "mean over 1 image\n" in tex.read_text()
+    page = html.read_text()
+    assert "1 image, 1 method, 1 metric; profile standard; 0 failures" in page
+    assert "(s)" not in page and "1 images" not in page
+    many = run_cli(["eval", dataset, "-m", "average", "-m", "max", "--metrics", "en,sd", "--cache",
+                    tmp_path / "c2", "--no-progress"])
+    assert "; 2 images;" in many.stdout and "fused 4 images into the cache" in many.stderr

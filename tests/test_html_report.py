@@ -128,7 +128,7 @@ def test_report_content(dataset: Path, fused_folder: Path, tmp_path: Path):
 
     # per-image table, failures, metadata with the conventions and the weights card
     assert html.count('<td class="l">scene') == len(report.rows)
-    assert "no fused image named &#x27;scene3&#x27;" in html and "1 failure(s)" in html
+    assert "no fused image named &#x27;scene3&#x27;" in html and "1 failure; " in html and "(s)" not in html
     assert "<b>" not in html.replace("<body>", "")
     assert fusekit.__version__ in html and "profile</th><td class=\"l\">standard:" in html
     conventions = html[html.index('<table id="conventions">'):]

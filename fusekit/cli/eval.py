@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from ..interfaces import TASKS
+from ..text import count
 from . import CliState, echo_error
 from .limits import max_pixels_option
 
@@ -226,9 +227,9 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
         report.write_html(html_report, max_scenes=report_scenes)
         click.echo(f"wrote {html_report}", err=True)
     if report.produced:
-        click.echo(f"fused {report.produced} image(s) into the cache", err=True)
+        click.echo(f"fused {count(report.produced, 'image')} into the cache", err=True)
     if report.failures:
-        click.echo(f"{len(report.failures)} failure(s):", err=True)
+        click.echo(f"{count(len(report.failures), 'failure')}:", err=True)
         for failure in report.failures:
             echo_error(str(failure))
         raise click.exceptions.Exit(1)

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
+from ..text import count
 from .report import _fmt, _fmt_stat
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -171,7 +172,7 @@ def bar_chart_svg(title: str, methods: Sequence[str], values: Sequence[np.ndarra
         colour = _BAR_BEST if method in best else _BAR
         parts.append(f'<rect x="{cx - bar_w / 2:.1f}" y="{y0:.1f}" width="{bar_w:.1f}" '
                      f'height="{max(y1 - y0, 0.5):.1f}" fill="{colour}"><title>{_e(method)}: mean '
-                     f'{_e(_fmt(mean))}, std {_e(_fmt(std))}, {f.size} images</title></rect>')
+                     f'{_e(_fmt(mean))}, std {_e(_fmt(std))}, {count(f.size, "image")}</title></rect>')
         dots = f if f.size <= MAX_DOTS else f[np.linspace(0, f.size - 1, MAX_DOTS).astype(int)]
         for j, v in enumerate(dots):
             jitter = ((j * 0.618034) % 1.0 - 0.5) * bar_w * 0.7
@@ -335,7 +336,7 @@ def _summary_table(report: "EvaluationReport") -> str:
         for m in report.metrics:
             st = summary[method][m.name]
             text = _e(_fmt_stat(st))
-            n = f' title="{st.n} images"' if st is not None else ""
+            n = f' title="{count(st.n, "image")}"' if st is not None else ""
             cells.append(f'<td class="best"{n}><strong>{text}</strong></td>' if method in best[m.name]
                          else f"<td{n}>{text}</td>")
         rows.append(f'<tr><th class="l">{_e(method)}</th>{"".join(cells)}</tr>')
@@ -402,7 +403,7 @@ def _failures(report: "EvaluationReport") -> str:
     if not report.failures:
         return '<p id="failures">None: every image was scored.</p>'
     items = "".join(f"<li>{_e(f)}</li>" for f in report.failures)
-    return (f'<p>{len(report.failures)} failure(s); the other images were scored.</p>'
+    return (f'<p>{count(len(report.failures), "failure")}; the other images were scored.</p>'
             f'<ul class="fail" id="failures">{items}</ul>')
 
 
@@ -495,8 +496,9 @@ def render_html(report: "EvaluationReport", *, max_scenes: int = DEFAULT_MAX_SCE
     where = report.dataset.name if report.dataset else "evaluation"
     title = title or f"fusekit eval: {where}"
     n = len({r["image"] for r in report.rows})
-    lead = (f"{n} images, {len(report.methods)} method(s), {len(report.metrics)} metric(s); "
-            f"profile {report.profile.name}; {len(report.failures)} failure(s)")
+    lead = (f"{count(n, 'image')}, {count(len(report.methods), 'method')}, "
+            f"{count(len(report.metrics), 'metric')}; profile {report.profile.name}; "
+            f"{count(len(report.failures), 'failure')}")
     body = [
         f"<h1>{_e(title)}</h1><p class=\"note\">{_e(lead)}. Dataset <code>{_e(report.dataset or '-')}"
         f"</code>, sources {_e(', '.join(report.sources) or '-')}.</p>",

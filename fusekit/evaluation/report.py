@@ -16,6 +16,7 @@ import numpy as np
 from ..errors import ParameterError
 from ..metrics.base import Metric
 from ..metrics.profiles import Profile
+from ..text import count
 
 #: What every report says about its inputs.
 INPUT_NOTE = "luminance (Y of BT.601 YCbCr), 0-255 scale"
@@ -220,7 +221,7 @@ class EvaluationReport:
         where = f"{self.dataset} " if self.dataset else ""
         srcs = f"sources {', '.join(self.sources)}; " if self.sources else ""
         n = len({r["image"] for r in self.rows})
-        return (f"{where}({srcs}{n} images; {self.profile.inputs})\n"
+        return (f"{where}({srcs}{count(n, 'image')}; {self.profile.inputs})\n"
                 f"profile {self.profile.name}: {self.profile.summary}")
 
     def _label(self, m: Metric) -> str:
@@ -332,7 +333,7 @@ class EvaluationReport:
             arrow = "$\\uparrow$" if m.higher_is_better else "$\\downarrow$"
             head.append(f"{_latex_escape(m.display)} {arrow}" + (f" ({_latex_escape(unit)})" if unit else ""))
         where = f"{self.dataset}; " if self.dataset else ""
-        out = [f"% fusekit eval: {where}profile {self.profile.name}; mean over {n} images",
+        out = [f"% fusekit eval: {where}profile {self.profile.name}; mean over {count(n, 'image')}",
                "\\begin{tabular}{l" + "c" * len(self.metrics) + "}", "\\toprule",
                " & ".join(["Method", *head]) + " \\\\", "\\midrule"]
         for method in self.methods:
