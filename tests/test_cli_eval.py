@@ -169,3 +169,17 @@ def test_eval_counts_are_singular_or_plural(run_cli, dataset: Path, tmp_path: Pa
     many = run_cli(["eval", dataset, "-m", "average", "-m", "max", "--metrics", "en,sd", "--cache",
                     tmp_path / "c2", "--no-progress"])
     assert "; 2 images;" in many.stdout and "fused 4 images into the cache" in many.stderr
+
+
+def test_eval_notes_a_method_scored_on_another_tasks_data(run_cli, dataset: Path, tmp_path: Path):
+    """Like fuse's note on --task: focus (meant for mfif) on MRI/PET data says so, once, on stderr."""
+    args = ["eval", dataset, "--metrics", "en", "--cache", tmp_path / "c", "--no-progress"]
+    result = run_cli([*args, "-m", "focus", "-m", "average"])
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("note:")]
+    assert notes == [f"note: focus: {dataset} is mif data, but it is meant for mfif"]
+    assert "note:" not in result.stdout
+    given = run_cli([*args, "-m", "focus", "--task", "ivif"])
+    assert "note: focus: --task ivif, but it is meant for mfif" in given.stderr
+    fitting = run_cli([*args, "-m", "average", "-m", "max"])
+    assert "note:" not in fitting.stderr

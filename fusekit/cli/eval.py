@@ -197,6 +197,10 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
     if not fused_dirs and not methods:
         raise click.UsageError("give fused images with --fused DIR or methods to run with --method NAME")
     method_arg = _methods_with_options(state, methods, params, weights)
+    from ..evaluation.dataset import find_dataset
+
+    data = find_dataset(dataset, _split(sources))  # a bad dataset fails at once, before any fusing
+    _note_unsuited_methods(state, methods, task or data.task, dataset if task is None else None)
 
     def run(executor=None):
         return evaluate(dataset, fused=list(fused_dirs) or None, methods=method_arg,
@@ -210,10 +214,8 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
         with dask_executor(dask_address, workers=jobs) as executor:
             report = run(executor)
     else:
-        from ..evaluation.dataset import find_dataset
         from ..metrics import compiled
 
-        find_dataset(dataset, _split(sources))  # a bad dataset fails at once, not after the first compile
         compiled.warm_up(notify=lambda message: click.echo(message, err=True),  # first run: say why it pauses
                          metrics=_split(metrics), profile=profile)          # only the kernels these metrics use
         report = run()
@@ -233,6 +235,21 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
         for failure in report.failures:
             echo_error(str(failure))
         raise click.exceptions.Exit(1)
+
+
+def _note_unsuited_methods(state: CliState, methods: tuple[str, ...], task: str | None,
+                           dataset: Path | None) -> None:
+    """One note per method run on ``task`` data it is not meant for (as ``fuse`` notes for ``--task``).
+
+    ``dataset`` names the folder the task was read from; ``None`` when ``--task`` gave it.
+    """
+    from .options import meant_for
+
+    for name in dict.fromkeys(methods):
+        suits = meant_for(state.host.fusers.get(name), task)
+        if suits:
+            where = f"{dataset} is {task} data" if dataset is not None else f"--task {task}"
+            click.echo(f"note: {name}: {where}, but {suits}", err=True)
 
 
 def _methods_with_options(state: CliState, methods: tuple[str, ...], params: tuple[str, ...],

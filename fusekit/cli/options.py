@@ -141,6 +141,17 @@ def infer_task(cls: type[Fuser], sources: Sequence[Path], note: Callable[[str], 
     return task
 
 
+def meant_for(cls: type[Fuser], task: str | None) -> str | None:
+    """``"it is meant for mfif"`` when ``task`` is not one the method is meant for, else ``None``.
+
+    The same words end ``fuse``'s note on an ignored ``--task`` and ``eval``'s
+    note on a method scored on another task's data.
+    """
+    if task is None or task in cls.tasks:
+        return None
+    return f"it is meant for {', '.join(cls.tasks)}"
+
+
 def method_options(cls: type[Fuser], params: Sequence[str], flags: dict[str, Any],
                    sources: Sequence[Path], note: Callable[[str], None]) -> dict[str, Any]:
     """The options to create ``cls`` with, from ``-p`` values, the flags and the sources.
@@ -181,8 +192,8 @@ def method_options(cls: type[Fuser], params: Sequence[str], flags: dict[str, Any
             continue
         if key not in declared:
             if key == "task":
-                suits = "" if value in cls.tasks else f" (it is meant for {', '.join(cls.tasks)})"
-                note(f"{cls.name} does not use --task; --task {value} ignored{suits}")
+                suits = meant_for(cls, value)
+                note(f"{cls.name} does not use --task; --task {value} ignored" + (f" ({suits})" if suits else ""))
                 continue
             raise _no_option(cls, key, f" ({flag_name(key)})")
         opt = declared[key]
