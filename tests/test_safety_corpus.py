@@ -167,7 +167,7 @@ PATH_CASES = {
     "missing-source": (lambda a, b, t: [a, t / "missing.png", "-o", t / "o.png"], 1, ["missing.png", "not found"]),
     "source-is-folder-and-file": (lambda a, b, t: [a, t, "-o", t / "o.png"], 1, ["mix folders and files"]),
     "symlink-loop": (lambda a, b, t: [a, _loop(t), "-o", t / "o.png"], 1, ["loop.png", "not found"]),
-    "output-is-a-folder": (lambda a, b, t: [a, b, "-o", t], 1, ["is a folder"]),
+    "output-is-a-folder": (lambda a, b, t: [a, b, "-o", t], 2, ["is a folder"]),
     "output-unknown-format": (lambda a, b, t: [a, b, "-o", t / "o.gif"], 2, ["o.gif", "unknown output format"]),
     "output-no-extension": (lambda a, b, t: [a, b, "-o", t / "fused"], 2, ["no extension"]),
     "output-under-a-file": (lambda a, b, t: [a, b, "-o", a / "o.png"], 2, ["cannot write"]),

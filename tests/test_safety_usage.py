@@ -84,3 +84,17 @@ def test_click_usage_errors_are_one_line(run_cli, dataset, tmp_path, args, needl
     line = one_line_error(result, needle, code=2)
     assert "fusekit fuse --help" in line
     assert "Usage:" not in result.output
+
+
+def test_fuse_misused_output_and_dask_are_usage_errors_like_eval(run_cli, dataset, tmp_path):
+    """-o naming a folder for one image, a file for folders, or --dask without folders: exit 2, as for
+    eval's -o naming a folder and an unknown output format (docs/safety.md: usage errors exit 2)."""
+    a, b = dataset / "ir" / "a.png", dataset / "vi" / "a.png"
+    one_line_error(run_cli(["fuse", "-m", "average", a, b, "-o", tmp_path]), "is a folder", code=2)
+    one_line_error(run_cli(["fuse", "-m", "average", a, b, "-o", tmp_path / "f.png", "--dask", "local"]),
+                   "--dask", code=2)
+    blocker = tmp_path / "blocker.png"
+    blocker.write_text("x")
+    one_line_error(run_cli(["fuse", "-m", "average", dataset / "ir", dataset / "vi", "-o", blocker]),
+                   "not a folder", code=2)
+    assert blocker.read_text() == "x" and not hidden_files(tmp_path)

@@ -91,9 +91,9 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
         _fuse_folders(fuser, list(sources), output, depth, ext.lstrip("."), jobs, dask_address, progress)
         return
     if dask_address:
-        raise InputError("--dask fuses folders; pass source folders, or drop --dask for single images")
+        raise UsageError("--dask fuses folders; pass source folders, or drop --dask for single images")
     if output.is_dir():
-        raise InputError(f"{output}: is a folder; give an output file name such as {output / 'fused.png'}")
+        raise UsageError(f"{output}: is a folder; give an output file name such as {output / 'fused.png'}")
     if output.suffix.lower() not in IMAGE_SUFFIXES:
         raise UsageError(f"{output}: unknown output format {output.suffix or '(no extension)'!r}; use one of "
                          + ", ".join(IMAGE_SUFFIXES))
@@ -224,7 +224,7 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
     from ..batch import fuse_sets
 
     if output.exists() and not output.is_dir():
-        raise InputError(f"{output}: exists and is not a folder; in folder mode -o names a folder")
+        raise UsageError(f"{output}: exists and is not a folder; in folder mode -o names a folder")
     refuse_output_over_inputs(output, folders, what="source folder")
     sets, problems = match_folders(folders)
     if not sets and not problems:
