@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import types
+from pathlib import Path
 
 import click
 import imageio.v3 as iio
@@ -331,3 +332,20 @@ def test_local_dask_cluster_is_quiet_when_port_8787_is_taken(run_cli, host, tmp_
                           "--dask", "local", "-j", "1"], host=host)
     assert result.exit_code == 0, result.output
     assert "8787" not in result.output and "fused 2 of 2 sets" in result.stderr
+
+
+def test_a_missing_source_folder_is_called_a_folder(run_cli, tmp_path):
+    """Folder mode names a missing folder a folder; a missing image stays a file."""
+    from .corpus import one_line_error
+
+    examples = Path(__file__).resolve().parents[1] / "examples" / "data"
+    nope = tmp_path / "nope"
+    line = one_line_error(run_cli(["fuse", "-m", "average", examples / "ivif" / "ir", nope, "-o", tmp_path / "f"]),
+                          code=1)
+    assert line == f"error: {nope}: folder not found; check the path"
+    line = one_line_error(run_cli(["fuse", "-m", "average", nope, tmp_path / "gone", "-o", tmp_path / "f"]), code=1)
+    assert line == f"error: {nope}: folder not found; check the path"
+    line = one_line_error(run_cli(["fuse", "-m", "average", examples / "ir.png", tmp_path / "b.png",
+                                   "-o", tmp_path / "f.png"]), code=1)
+    assert line == f"error: {tmp_path / 'b.png'}: file not found; check the path"
+    assert not (tmp_path / "f").exists()

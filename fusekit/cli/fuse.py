@@ -74,9 +74,9 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     add flags for the options they declare (see 'fusekit info METHOD').
     """
     cls = state.host.fusers.get(method)
-    missing = [str(s) for s in sources if not s.exists()]
+    missing = [s for s in sources if not s.exists()]
     if missing:
-        raise InputError(f"{missing[0]}: file not found; check the path")
+        raise InputError(f"{missing[0]}: {_missing_kind(missing[0], sources, output)} not found; check the path")
     options = method_options(cls, params, {"task": task, **method_flags}, sources,
                              lambda line: click.echo(f"note: {line}", err=True))
     fuser = cls.create(**options)
@@ -104,6 +104,18 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     with Elapsed(f"fuse {fuser.name}", show=progress) as elapsed:
         fuse_files(fuser, sources, output, bit_depth=depth, progress=elapsed.report)
     click.echo(f"wrote {output}", err=True)
+
+
+def _missing_kind(path: Path, sources: tuple[Path, ...], output: Path) -> str:
+    """``"folder"`` for a missing source of a folder-mode run, else ``"file"``.
+
+    Folder mode: the path has no image extension and another source is a
+    folder, or the output has no extension either (``-o fused/``).
+    """
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        return "file"
+    folder_mode = any(s.is_dir() for s in sources) or not output.suffix
+    return "folder" if folder_mode else "file"
 
 
 #: A single fuse shows its elapsed-time line once it has run this many seconds.
