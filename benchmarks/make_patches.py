@@ -26,6 +26,7 @@ Patches where both sources are nearly flat (std < 0.02) are skipped.
 Usage::
 
     python benchmarks/make_patches.py                 # -> gpu_data/{ivif,mif,mfif,meif}.npz
+    (data from --data, default $FUSEKIT_DATA, else ../shared/data, as for the tests)
     python benchmarks/make_patches.py --patch 96 --count ivif=400 --out /tmp/p
 """
 
@@ -33,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -49,7 +51,13 @@ from fusekit.color import luminance  # noqa: E402
 from fusekit.io import read_image  # noqa: E402
 from fusekit.training.data import PatchSampler, find_pairs, load_pairs  # noqa: E402
 
-DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+def default_data() -> Path:
+    """The benchmark data root, found as the tests find it (``tests/conftest.py``): ``$FUSEKIT_DATA``,
+    else ``../shared/data`` beside the clone."""
+    return Path(os.environ.get("FUSEKIT_DATA") or REPO.parent / "shared" / "data").expanduser()
+
+
 DEFAULT_COUNT = {"ivif": 880, "mif": 960, "mfif": 720, "meif": 880}
 MIN_STD = 0.02
 
@@ -173,7 +181,8 @@ def build(task: str, data: Path, count: int, patch: int, seed: int) -> tuple[np.
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="benchmark data root")
+    parser.add_argument("--data", type=Path, default=default_data(),
+                        help="benchmark data root (default: $FUSEKIT_DATA, else ../shared/data)")
     parser.add_argument("--out", type=Path, default=REPO / "gpu_data", help="output folder")
     parser.add_argument("--patch", type=int, default=128, help="patch side in pixels")
     parser.add_argument("--tasks", default="ivif,mif,mfif,meif")
