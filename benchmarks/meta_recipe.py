@@ -391,6 +391,62 @@ def stage_maps(args: argparse.Namespace) -> None:
     print(f"wrote {out}: {len(figures)} learned arms, scene {dataset}/{name}")
 
 
+def stage_mapstats(args: argparse.Namespace) -> None:
+    """Section ``meta-recipe-maps-<task>``: what each learned run's proposer asks for on whole test images.
+
+    Per run, over the first ``--pairs`` pairs of each test split: the intensity map's mean weight of the
+    first source, its distance from an even split (mean ``|w - 0.5|``; 0 = even blend, 0.5 = one-hot
+    selection), its entropy (bits), and the share of clearly different pixels where the larger intensity
+    weight goes to the sharper / brighter source (0.5 = chance), from
+    :func:`fusekit.training.diagnostics.weight_map_stats`.
+    """
+    import numpy as np
+    import torch
+
+    from fusekit import color, io
+    from fusekit.datasets import match_folders
+    from fusekit.training.diagnostics import weight_map_stats
+    from fusekit_refusion.fuser import load_proposer
+
+    torch.set_num_threads(max(1, args.jobs))
+    rows = []
+    for label, weights in runs_in(args.task).items():
+        proposer_file = weights.with_name(weights.name.replace(".safetensors", ".proposer.safetensors"))
+        if not proposer_file.is_file():
+            continue
+        net = load_proposer(proposer_file)
+        stats: list[dict[str, float]] = []
+        for _, dataset, sources, _ in (s for s in rr.SPLITS if s[0] == args.task):
+            sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
+            for name in sorted(sets)[:args.pairs]:
+                lumas = np.stack([color.luminance(io.load_image(p).data) for p in sets[name]])
+                x = torch.from_numpy(lumas[None].astype(np.float32))
+                with torch.inference_mode():
+                    w_int, w_grad = net(x)
+                one = weight_map_stats(x, w_int, w_grad)
+                one["int_strength"] = float((w_int[:, 0] - 0.5).abs().mean())
+                stats.append(one)
+        mean = {k: float(np.nanmean([s[k] for s in stats])) for k in stats[0]}
+        rows.append(f"| {label} | {mean['int_first']:.3f} | {mean['int_strength']:.3f} | "
+                    f"{mean['int_entropy']:.3f} | {mean['int_to_sharper']:.3f} | {mean['int_to_brighter']:.3f} |")
+    mark = f"meta-recipe-maps-{args.task}"
+    text = "\n".join([
+        f"<!-- begin {mark} -->",
+        f"## What the learned proposers ask for on whole images, {args.task} (`benchmarks/meta_recipe.py mapstats`)",
+        "", f"Computed {_dt.datetime.now(_dt.timezone.utc):%Y-%m-%d %H:%M} UTC with `python benchmarks/meta_recipe.py "
+        f"mapstats --task {args.task} --pairs {args.pairs}`: each learned run's exported proposer (as `fusekit "
+        "explain` loads it: symmetric, sharpened, intensity-only as trained) on the first "
+        f"{args.pairs} pairs of each test split. Intensity map only: *first* = mean weight of the first "
+        "source; *strength* = mean |w - 0.5| (0: even blend, 0.5: one-hot selection); *entropy* in bits; "
+        "*to sharper* / *to brighter* = share of clearly different pixels whose larger weight goes to the "
+        "source with the larger Sobel gradient / intensity (0.5 = chance).", "",
+        "| run | first | strength | entropy | to sharper | to brighter |", "|---|---|---|---|---|---|",
+        *rows, "", f"<!-- end {mark} -->"])
+    print(text)
+    if not args.no_write:
+        write_section(mark, text)
+
+
 def stage_ship(args: argparse.Namespace) -> None:
     """Install run ``--ship-run`` (e.g. ``learned-seed1``) as the task's ``learned`` weights variant,
     with its loss proposer, in ``plugins/fusekit_refusion/weights/registry.json``; ``--make-default``
@@ -427,7 +483,7 @@ def stage_ship(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["train", "score", "sheet", "maps", "ship"])
+    parser.add_argument("stage", choices=["train", "score", "sheet", "maps", "mapstats", "ship"])
     parser.add_argument("--task", required=True, choices=["ivif", "mif", "mfif", "meif"])
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), default=list(ARMS)[:3])
     parser.add_argument("--seeds", nargs="+", type=int, default=[1, 2])
@@ -437,6 +493,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--force", action="store_true", help="train stage: retrain runs that exist")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--sheet-seed", type=int, default=1)
+    parser.add_argument("--pairs", type=int, default=6, help="mapstats stage: test pairs per split")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--ship-run", default="learned-seed1", help="ship stage: run to install")
     parser.add_argument("--make-default", action="store_true", help="ship stage: make it the task's default")
