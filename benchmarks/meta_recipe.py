@@ -73,6 +73,7 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
@@ -230,7 +231,8 @@ def fuse_all(task: str, runs: dict[str, Path], work: Path) -> None:
 def score_split(task: str, dataset: str, sources: tuple[str, ...], labels: list[str], work: Path,
                 profile: str, jobs: int) -> dict[str, list[float]]:
     """Mean of the nine metrics per run label on one split (images every run scored)."""
-    out = work / "csv" / f"{dataset}-{profile}-{'_'.join(labels)}.csv"
+    runs = hashlib.sha256("_".join(labels).encode()).hexdigest()[:12]  # many runs overflow a file name
+    out = work / "csv" / f"{dataset}-{profile}-{len(labels)}runs-{runs}.csv"
     rr.run_eval(["fusekit", "eval", str(rr.split_dir(dataset, task)), "--task", task, "--sources",
                  ",".join(sources), "--metrics", ",".join(rr.METRICS), "-j", str(jobs), "--profile", profile]
                 + [x for label in labels for x in ("--fused", str(work / "fused" / task / dataset / label))], out)
