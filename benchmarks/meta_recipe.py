@@ -450,7 +450,8 @@ def stage_mapstats(args: argparse.Namespace) -> None:
 
 
 def stage_ship(args: argparse.Namespace) -> None:
-    """Install run ``--ship-run`` (e.g. ``learned-seed1``) as the task's ``learned`` weights variant,
+    """Install run ``--ship-run`` (e.g. ``learned-seed1``) as the task's weights variant ``--variant``
+    (default ``learned``),
     with its loss proposer, in ``plugins/fusekit_refusion/weights/registry.json``; ``--make-default``
     makes it the task's default (only where it beat the fixed arm, issue 21's rule)."""
     import shutil
@@ -462,25 +463,26 @@ def stage_ship(args: argparse.Namespace) -> None:
     card = json.loads(stem.with_suffix(".json").read_text())
     if not proposer.is_file():
         raise SystemExit(f"{proposer} is missing: only a learned run with an exported proposer can ship")
-    target = WEIGHTS_DIR / f"refusion_{args.task}_learned.safetensors"
-    target_p = WEIGHTS_DIR / f"refusion_{args.task}_learned.proposer.safetensors"
+    target = WEIGHTS_DIR / f"refusion_{args.task}_{args.variant}.safetensors"
+    target_p = WEIGHTS_DIR / f"refusion_{args.task}_{args.variant}.proposer.safetensors"
     shutil.copyfile(weights, target)
     shutil.copyfile(proposer, target_p)
     card["weights"] = target.name
     card["log"] = str(stem.with_suffix(".csv").relative_to(REPO))
     card["benchmark"] = f"BENCHMARKS.md, section meta-recipe-{args.task} (benchmarks/meta_recipe.py)"
     registry = json.loads(REGISTRY.read_text())
-    entries = [e for e in registry["weights"] if not (e["task"] == args.task and e.get("variant") == "learned")]
+    entries = [e for e in registry["weights"] if not (e["task"] == args.task and e.get("variant") == args.variant)]
     for e in entries:
         if e["task"] == args.task:
             e.setdefault("variant", "fixed")
-            e["default"] = not args.make_default
-    entries.append({"task": args.task, "variant": "learned", "default": bool(args.make_default),
+            if args.make_default:
+                e["default"] = False
+    entries.append({"task": args.task, "variant": args.variant, "default": bool(args.make_default),
                     "file": target.name, "sha256": sha256_of(target), "proposer": target_p.name,
                     "proposer_sha256": sha256_of(target_p), "card": card})
     registry["weights"] = entries
     REGISTRY.write_text(json.dumps(registry, indent=2) + "\n")
-    print(f"installed {args.ship_run} as {args.task}/learned" + (" (default)" if args.make_default else ""))
+    print(f"installed {args.ship_run} as {args.task}/{args.variant}" + (" (default)" if args.make_default else ""))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -498,6 +500,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=6, help="mapstats stage: test pairs per split")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--ship-run", default="learned-seed1", help="ship stage: run to install")
+    parser.add_argument("--variant", default="learned", help="ship stage: variant name to install as")
     parser.add_argument("--make-default", action="store_true", help="ship stage: make it the task's default")
     args = parser.parse_args(argv)
     globals()[f"stage_{args.stage}"](args)
