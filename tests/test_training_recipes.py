@@ -299,3 +299,15 @@ def test_proposer_temperature_sharpens_the_weights_the_fuser_is_trained_with(sta
         assert torch.allclose(load_proposer(path)(x)[0], w_sharp, atol=1e-6)
     with pytest.raises(ParameterError):
         TrainConfig(task="mfif", proposer_temperature=0.0).validate()
+
+
+def test_proposer_with_a_corrupt_temperature_is_a_weights_error(tmp_path):
+    from fusekit.errors import WeightsError
+    from fusekit.training.trainer import save_weights
+    from fusekit_refusion.fuser import load_proposer
+
+    path = tmp_path / "p.safetensors"
+    save_weights(ReFusionLossProposer().build_network().state_dict(), path,
+                 {"format": "fusekit-proposer", "temperature": "warm"})
+    with pytest.raises(WeightsError, match="p.safetensors"):
+        load_proposer(path)

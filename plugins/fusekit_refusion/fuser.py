@@ -249,6 +249,9 @@ def load_proposer(path: str | os.PathLike) -> "torch.nn.Module":
         with safe_open(str(path), framework="pt") as fh:
             meta = fh.metadata() or {}
         net.load_state_dict(load_file(str(path)))
+        temperature = float(meta.get("temperature", "1"))  # trained with --proposer-temperature
+        if not temperature > 0:
+            raise ValueError(f"temperature {temperature}")
     except Exception as exc:
         raise WeightsError(f"{path}: cannot load the loss proposer ({type(exc).__name__}); "
                            f"reinstall fusekit or pass a proposer written by fusekit") from exc
@@ -256,10 +259,10 @@ def load_proposer(path: str | os.PathLike) -> "torch.nn.Module":
         from fusekit.training.symmetric import OrderEquivariant
 
         net = OrderEquivariant(net)
-    if float(meta.get("temperature", "1")) != 1.0:  # trained with --proposer-temperature
+    if temperature != 1.0:
         from fusekit.training.sharpen import Sharpened
 
-        net = Sharpened(net, float(meta["temperature"]))
+        net = Sharpened(net, temperature)
     if meta.get("learn_weights") == "intensity":  # trained with --learn-weights intensity
         from fusekit.training.partial import LearnedIntensity
 
