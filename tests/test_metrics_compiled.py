@@ -42,6 +42,23 @@ def test_switch_off_with_the_environment(monkeypatch):
     assert _with_kernels(monkeypatch, False, compiled.warm_up) is False
 
 
+def test_off_by_default_so_a_first_run_never_waits_for_the_compiler(monkeypatch):
+    import sys
+
+    monkeypatch.delenv("FUSEKIT_NUMBA", raising=False)
+    monkeypatch.delitem(sys.modules, "numba", raising=False)
+    compiled._reset()
+    try:
+        assert compiled.kernels() is None and not compiled.enabled()
+        assert compiled.warm_up(metrics=["ssim", "vif"], profile="cddfuse") is False
+        assert "off (the default" in compiled.status() and "FUSEKIT_NUMBA=1" in compiled.status()
+        a = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (50, 1))
+        compute(a, [a, a.T.copy()], metrics=["ssim", "vif", "qabf", "nabf"], profile="cddfuse")
+        assert "numba" not in sys.modules                       # nothing imported it
+    finally:
+        compiled._reset()
+
+
 @pytest.mark.parametrize("profile", ["cddfuse", "standard"])
 def test_kernels_give_the_numpy_values(data_dir, monkeypatch, profile):
     pytest.importorskip("numba")
@@ -94,9 +111,12 @@ def test_missing_numba_falls_back_and_says_how_to_install(monkeypatch):
     monkeypatch.delattr(fusekit.metrics, "_numba_kernels", raising=False)
     monkeypatch.delenv("FUSEKIT_NUMBA", raising=False)
     compiled._reset()
+    assert "pip install 'fusekit[fast]'" in compiled.status()   # default: off, and how to get them
+    monkeypatch.setenv("FUSEKIT_NUMBA", "1")                   # asked for, but numba is missing
+    compiled._reset()
     try:
         assert compiled.kernels() is None
-        assert "pip install 'fusekit[fast]'" in compiled.status()
+        assert "numba is not installed; pip install 'fusekit[fast]'" in compiled.status()
         a = np.tile(np.arange(0, 250, 5, dtype=np.uint8), (50, 1))
         assert float(compute(a, [a, a.T.copy()], metrics=["ssim", "vif", "qabf"], profile="cddfuse")["ssim"]) > 0
     finally:

@@ -25,20 +25,6 @@ def _mirror(i: int, n: int) -> int:
 
 
 @njit(**_OPTIONS)
-def integer_valued(x: np.ndarray, limit: float) -> bool:
-    """True if every value of ``x`` is an integer of magnitude at most ``limit``."""
-    h, w = x.shape
-    bad = 0
-    for i in range(h):
-        for j in range(w):
-            v = x[i, j]
-            bad += (abs(v) > limit) | (v != np.floor(v))  # branch-free: the loop vectorises
-        if bad:
-            return False
-    return True
-
-
-@njit(**_OPTIONS)
 def _row_values(x: np.ndarray, y: np.ndarray, i: int, mode: int, out: np.ndarray) -> None:
     """``out[j] = p[i, j]`` in float64, with ``p`` = ``x``, ``x * x`` or ``x * y`` (float32 products)."""
     w = x.shape[1]

@@ -1,29 +1,38 @@
-"""Optional compiled kernels (numba) for the slowest steps of the metrics.
+"""Optional compiled kernels (numba) for the slowest steps of the metrics, off by default.
 
-With numba installed (``pip install "fusekit[fast]"``) these steps run as
-compiled loops instead of chains of numpy array operations:
+With numba installed (``pip install "fusekit[fast]"``) and the environment
+variable ``FUSEKIT_NUMBA=1``, these steps run as compiled loops instead of
+chains of numpy array operations:
 
-- ``cddfuse`` SSIM: scikit-image's uniform filters become exact window sums
-  (the profile's images are integers, which keeps every sum exact, see
+- ``cddfuse`` SSIM: exact window sums (the profile's images are integers,
+  which keeps every sum exact, see
   :func:`fusekit.metrics._numba_kernels.box_mean`); the values are
-  scikit-image's bit for bit.
+  scikit-image's bit for bit, as numpy's exact sums
+  (:mod:`fusekit.metrics.exact_filters`) give them.
 - VIF and ``standard`` SSIM: the separable Gaussian filters are direct
   loops, and the per-pixel terms one pass per source.
 - Q^{AB/F} and N^{AB/F}: Sobel edges and the per-pixel terms in one pass
   (``cddfuse`` Q^{AB/F} in the script's float32 steps).
 
-The values agree with the numpy/scipy path to about 1e-12 relative (the
-sums run in another order) and are identical for SSIM under ``cddfuse``.
-Without numba, or with the environment variable ``FUSEKIT_NUMBA=0``, the
-numpy/scipy code runs. Only SSIM, VIF, Qabf and Nabf use kernels
-(:data:`KERNEL_METRICS`); numba is imported, and a kernel compiled, only
-when one of them is computed. numba compiles a kernel on its first use
-(all of them: about 5 s on one shared core of a 2-core machine, see
-``BENCHMARKS.md``) and caches it on disk (in ``NUMBA_CACHE_DIR`` if set,
-else beside this module if that folder is writable, else in the user's
-cache folder, e.g. ``~/.cache/numba``: an installed package in a read-only
-site-packages and CI runners both work), so later runs only load it
-(about 0.4 s for numba's import and the loads).
+The values agree with the numpy/scipy path to about 1e-9 relative (the sums
+run in another order; Q_Y, which divides by variances of exactly flat
+regions, can differ more) and are identical for SSIM under ``cddfuse``.
+
+Why off by default (measured, ``BENCHMARKS.md`` section
+``metrics-first-run``): numba compiles a kernel on its first use (about
+4 s of CPU for the ``cddfuse`` set on this 2-core machine) and every later
+process pays about 0.5 s of CPU to import numba and load the cached kernels,
+while the kernels save only about 15-30 ms per 640x480 triplet over the
+numpy path; so they pay off only from a few dozen images on, and a first
+run would wait for the compiler. Choosing them per run (by cache state or
+image count) would make a metric's last digits depend on that choice, so
+the choice is the user's: ``FUSEKIT_NUMBA=1`` for large runs,
+``FUSEKIT_NUMBA=0`` (or unset) for numpy/scipy only. Only SSIM, VIF, Qabf
+and Nabf use kernels (:data:`KERNEL_METRICS`); numba is imported, and a
+kernel compiled, only when one of them is computed with the kernels
+switched on. numba caches each compiled kernel on disk (in
+``NUMBA_CACHE_DIR`` if set, else beside this module if that folder is
+writable, else in the user's cache folder, e.g. ``~/.cache/numba``).
 
 Examples
 --------
@@ -47,15 +56,25 @@ __all__ = ["KERNEL_METRICS", "enabled", "kernels", "needed", "status", "warm_up"
 _STATE: dict[str, ModuleType | str | None] = {}
 
 
+def _setting() -> str:
+    return os.environ.get("FUSEKIT_NUMBA", "").strip().lower()
+
+
+def _switched_on() -> bool:
+    """``FUSEKIT_NUMBA`` asks for the kernels (``1``, ``true``, ``yes``, ``on``)."""
+    return _setting() in ("1", "true", "yes", "on")
+
+
 def _switched_off() -> bool:
-    return os.environ.get("FUSEKIT_NUMBA", "1").strip().lower() in ("0", "false", "no", "off")
+    """``FUSEKIT_NUMBA`` is given and does not ask for them (``0``, ``false``, ...)."""
+    return bool(_setting()) and not _switched_on()
 
 
 def kernels() -> ModuleType | None:
-    """The module of numba kernels, or ``None`` when numba is missing or switched off."""
+    """The module of numba kernels, or ``None`` when they are not switched on or numba is missing."""
     if "module" not in _STATE:
         module = None
-        if not _switched_off():
+        if _switched_on():
             try:
                 from . import _numba_kernels as module
             except ImportError:  # numba is an optional extra
@@ -68,8 +87,17 @@ def kernels() -> ModuleType | None:
 
 
 def enabled() -> bool:
-    """Whether the compiled kernels are in use (numba importable and not switched off)."""
+    """Whether the compiled kernels are in use (``FUSEKIT_NUMBA=1`` and numba importable)."""
     return kernels() is not None
+
+
+def _numba_installed() -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):  # e.g. sys.modules["numba"] set to None
+        return False
 
 
 def status() -> str:
@@ -79,11 +107,16 @@ def status() -> str:
 
         return f"compiled metric kernels: on (numba {numba.__version__})"
     if _switched_off():
-        return "compiled metric kernels: off (FUSEKIT_NUMBA=0)"
+        return f"compiled metric kernels: off (FUSEKIT_NUMBA={os.environ['FUSEKIT_NUMBA'].strip()})"
     if "error" in _STATE:
         return (f"compiled metric kernels: off (numba failed: {_STATE['error']}; "
                 f"set NUMBA_CACHE_DIR to a writable folder)")
-    return "compiled metric kernels: off (numba not installed; pip install 'fusekit[fast]' for faster metrics)"
+    if _switched_on():
+        return "compiled metric kernels: off (FUSEKIT_NUMBA=1 but numba is not installed; pip install 'fusekit[fast]')"
+    how = ("FUSEKIT_NUMBA=1 turns them on" if _numba_installed()
+           else "pip install 'fusekit[fast]' and FUSEKIT_NUMBA=1 turn them on")
+    return (f"compiled metric kernels: off (the default; numpy is as fast for a few images: {how}, "
+            "worth it for dozens of images once their first compile is done)")
 
 
 #: The built-in metrics that call kernels; the others never import numba.
@@ -141,7 +174,7 @@ def warm_up(notify: Callable[[str], None] | None = None, after_s: float = 2.0,
         ``metrics`` uses them.
     """
     wanted = needed(metrics, profile)
-    if not wanted or _switched_off():
+    if not wanted or not _switched_on():
         return False
     k = kernels()
     if k is None:

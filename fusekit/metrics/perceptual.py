@@ -42,6 +42,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Metric, MetricContext
+from .exact_filters import correlate_zero
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -120,11 +121,12 @@ _CB_G1, _CB_G2 = _gaussian_taps(2.0), _gaussian_taps(4.0)
 
 
 def _window_sum(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """MATLAB ``filter2(outer(taps, taps), image, 'same')``: zero padding, two 1-D passes."""
-    from scipy import ndimage  # here, not at import: `fusekit fuse` loads the metrics but never runs them
+    """MATLAB ``filter2(outer(taps, taps), image, 'same')``: zero padding, two 1-D passes.
 
-    out = ndimage.correlate1d(image, taps, axis=0, mode="constant", cval=0.0)
-    return ndimage.correlate1d(out, taps, axis=1, mode="constant", cval=0.0)
+    The values of ``scipy.ndimage.correlate1d`` along both axes, bit for bit,
+    without importing scipy.ndimage (:func:`fusekit.metrics.exact_filters.correlate_zero`).
+    """
+    return correlate_zero(image, taps)
 
 
 def chen_blum_contrast(image: np.ndarray, strict: bool = True) -> np.ndarray:

@@ -39,12 +39,12 @@ import numpy as np
 from ..errors import InputError
 from . import compiled
 from .base import Metric, MetricContext
+from .exact_filters import EXACT_LIMIT as _EXACT_LIMIT
+from .exact_filters import box_mean, integer_valued
 from .filters import filter_valid, gaussian_kernel
 
 _K1, _K2 = 0.01, 0.03
 _GAUSS = gaussian_kernel(11, 1.5)
-#: Largest integer magnitude for which squares stay exact in float32 and window sums of them in float64.
-_EXACT_LIMIT = 1024.0
 
 
 def _ssim_standard(ctx: MetricContext) -> float:
@@ -82,24 +82,20 @@ def _ssim_standard(ctx: MetricContext) -> float:
     return total
 
 
-def _exact_sum_kernels(ctx: MetricContext):
-    """The numba kernels if every image of ``ctx`` is integer-valued (their window sums are then
-    exact, so they reproduce scipy bit for bit), else ``None``. The ``cddfuse`` profile rounds
-    every image, so only hand-made contexts can miss them."""
-    kernels = compiled.kernels()
-    if kernels is None:
-        return None
-    for i in range(len(ctx.images)):
-        if not ctx.cached_image(i, "integer-f32", lambda: bool(kernels.integer_valued(ctx.float32(i), _EXACT_LIMIT))):
-            return None
-    return kernels
+def _integer_images(ctx: MetricContext) -> bool:
+    """Whether every image of ``ctx`` is integer-valued (within :data:`_EXACT_LIMIT`): their window
+    sums are then exact, so exact sums (numpy's or numba's) reproduce scipy bit for bit. The
+    ``cddfuse`` profile rounds every image, so only hand-made contexts can fail this."""
+    return all(ctx.cached_image(i, "integer-f32", lambda i=i: integer_valued(ctx.float32(i), _EXACT_LIMIT))
+               for i in range(len(ctx.images)))
 
 
 def _ssim_cddfuse(ctx: MetricContext) -> float:
     # Mirrors skimage.metrics.structural_similarity(F, S, data_range=2) on
-    # float32 input: same filters, operation order and dtype.
-    from scipy import ndimage
-
+    # float32 input: same filters, operation order and dtype. The window means
+    # are scipy's uniform_filter, bit for bit: numba's or numpy's exact sums on
+    # integer images (exact_filters.box_mean; no scipy.ndimage import), scipy's
+    # own filter otherwise.
     win = 7
     cov_norm = win * win / (win * win - 1.0)
     c1 = (_K1 * 2.0) ** 2
@@ -110,7 +106,12 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
         raise InputError(f"ssim needs images of at least {win}x{win} pixels, got "
                          f"{ctx.fused.shape[1]}x{ctx.fused.shape[0]}")
 
-    kernels = _exact_sum_kernels(ctx)
+    exact = _integer_images(ctx)
+    kernels = compiled.kernels() if exact else None
+    if exact:
+        uniform = box_mean
+    else:
+        from scipy.ndimage import uniform_filter as uniform  # here: importing it costs ~0.2 s
     f32 = np.float32
 
     def local_stats(index: int) -> tuple[np.ndarray, np.ndarray]:
@@ -118,8 +119,8 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
         if kernels is not None:
             u = kernels.box_mean(x, x, win, 0)
             return u, kernels.ssim_variance(u, kernels.box_mean(x, x, win, 1), f32(cov_norm))
-        u = ndimage.uniform_filter(x, size=win)
-        uu = ndimage.uniform_filter(x * x, size=win)
+        u = uniform(x, win)
+        uu = uniform(x * x, win)
         return u, cov_norm * (uu - u * u)
 
     ux, vx = ctx.cached_image(0, ("ssim-cdd", kernels is not None), lambda: local_stats(0))
@@ -131,7 +132,7 @@ def _ssim_cddfuse(ctx: MetricContext) -> float:
             uxy = kernels.box_mean(f, ctx.float32(i), win, 2)
             smap = kernels.ssim_map(uxy, ux, vx, uy, vy, f32(cov_norm), f32(c1), f32(c2))
         else:
-            uxy = ndimage.uniform_filter(f * ctx.float32(i), size=win)
+            uxy = uniform(f * ctx.float32(i), win)
             vxy = cov_norm * (uxy - ux * uy)
             a1 = 2 * ux * uy + c1
             a2 = 2 * vxy + c2
