@@ -39,15 +39,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
-from sections import write_section  # noqa: E402
+from fusekit.experiments import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 MARK = "classic"
 SIZES = ((480, 640), (768, 1024))
-
-sys.path[:0] = [str(REPO), str(REPO / "plugins")]
 
 
 def _load_inputs():
@@ -278,7 +275,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render(rows, cv_rows, agree, args.repeats, command, load)
     print(text)
     if not args.no_write:
-        write_section(MARK, text)
+        write_section(MARK, text, REPO / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

@@ -40,20 +40,20 @@ import subprocess
 import sys
 from pathlib import Path
 
+from fusekit.experiments import run_side_by_side, suite
+
+import finetune_variants as fv
+import loss_balance as lb
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import finetune_variants as fv  # noqa: E402
-import loss_balance as lb  # noqa: E402
-import refusion_results as rr  # noqa: E402
-
+DATA = suite.data_root()
 WEIGHTS = REPO / "plugins" / "fusekit_refusion" / "weights"
 
 # Train folders per task (never a test split). MFIF and MEIF: None, their
 # patches come from make_patches.py (real pairs of other datasets + synthesis).
 TRAIN_DIRS = {
-    "ivif": [rr.DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
-    "mif": [rr.DATA / "mif" / f"aanlib_mri_{m}" / "train" for m in ("ct", "pet", "spect")],
+    "ivif": [DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
+    "mif": [DATA / "mif" / f"aanlib_mri_{m}" / "train" for m in ("ct", "pet", "spect")],
     "mfif": None,
     "meif": None,
 }
@@ -103,8 +103,8 @@ def stage_train(args: argparse.Namespace) -> None:
     else:
         data = [str(f) for f in folders]
     cmd = train_command(args, data)
-    lb.run_side_by_side([(cmd, fv.run_path(args.runs, args.task, run_label(args.minutes)).with_suffix(".log"))],
-                        args.runs)
+    run_side_by_side([(cmd, fv.run_path(args.runs, args.task, run_label(args.minutes)).with_suffix(".log"))],
+                     args.runs)
 
 
 def export_shipped(task: str, runs: Path) -> Path:
@@ -122,7 +122,8 @@ def stage_score(args: argparse.Namespace) -> None:
     export_shipped(args.task, args.runs)
     args.baseline = "shipped"
     runs = fv.runs_in(args)
-    rows, counts = lb.fuse_and_score(args.task, args.runs, runs, args.jobs, csv_tag="cpu-budget")
+    rows, counts = suite.compare_runs(args.task, lb.weights_runs(runs), args.runs / "results", tag="cpu-budget",
+                                      jobs=args.jobs)
     mark = f"cpu-budget-{args.task}"
     lines = [f"<!-- begin {mark} -->",
              f"## Training on this machine's CPU within the time limit, {args.task} (`benchmarks/cpu_budget.py`)",
@@ -142,7 +143,7 @@ def stage_score(args: argparse.Namespace) -> None:
 def stage_sheet(args: argparse.Namespace) -> None:
     """``docs/cpu_budget_<task>.png``: sources | shipped | every run (after ``score``)."""
     args.baseline = "shipped"
-    lb.write_sheet(args.task, args.runs, fv.runs_in(args), REPO / "docs" / f"cpu_budget_{args.task}.png")
+    lb.write_sheet(args, fv.runs_in(args), REPO / "docs" / f"cpu_budget_{args.task}.png")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -41,15 +41,14 @@ import json
 import os
 import platform
 import shlex
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from fusekit.experiments import run_side_by_side, suite, write_section
 
-import learned_vs_fixed as lvf  # noqa: E402
-import loss_balance as lb  # noqa: E402
-from sections import write_section  # noqa: E402
+import learned_vs_fixed as lvf
+import loss_balance as lb
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def run_path(runs: Path, task: str, name: str) -> Path:
@@ -79,9 +78,9 @@ def stage_train(args: argparse.Namespace) -> None:
     """Every variant at once, one thread each; logs and cards in RUNS."""
     if not args.variant:
         raise SystemExit("train needs at least one --variant NAME OPTIONS")
-    lb.run_side_by_side([(train_command(args, name, options),
-                          run_path(args.runs, args.task, name).with_suffix(".log"))
-                         for name, options in args.variant], args.runs)
+    run_side_by_side([(train_command(args, name, options),
+                       run_path(args.runs, args.task, name).with_suffix(".log"))
+                      for name, options in args.variant], args.runs)
 
 
 def runs_in(args: argparse.Namespace) -> dict[str, Path]:
@@ -127,7 +126,8 @@ def stage_score(args: argparse.Namespace) -> None:
     runs = runs_in(args)
     if not runs:
         raise SystemExit(f"no ft-{args.task}-*.safetensors in {args.runs}")
-    rows, counts = lb.fuse_and_score(args.task, args.runs, runs, args.jobs, csv_tag="variants")
+    rows, counts = suite.compare_runs(args.task, lb.weights_runs(runs), args.runs / "results", tag="variants",
+                                      jobs=args.jobs)
     mark = section_mark(args)
     lines = [f"<!-- begin {mark} -->",
              f"## Fine-tune variants, {args.task}, `{args.runs.resolve().name}` (`benchmarks/finetune_variants.py`)",
@@ -155,21 +155,20 @@ def finish_section(args: argparse.Namespace, mark: str, head: list[str], runs: d
     runs : dict of str to Path
         Label -> weights file, in table order.
     rows, counts
-        What :func:`loss_balance.fuse_and_score` returned.
+        What :func:`fusekit.experiments.suite.compare_runs` returned.
     """
     lines = head + [describe(label, path) for label, path in runs.items()] + [""]
-    lines += lb.yardstick_tables(args.task, list(runs), rows, counts, "no setting was chosen on")
+    lines += suite.yardstick_tables(args.task, list(runs), rows, counts, "no setting was chosen on")
     lines.append(f"<!-- end {mark} -->")
     text = "\n".join(lines)
     print(text)
     if not args.no_write:
-        write_section(mark, text)
+        write_section(mark, text, REPO / "BENCHMARKS.md")
 
 
 def stage_sheet(args: argparse.Namespace) -> None:
     """``docs/finetune_variants_<task>_<RUNS name>.png``: sources | one column per run (after ``score``)."""
-    lb.write_sheet(args.task, args.runs, runs_in(args),
-                   REPO / "docs" / f"finetune_variants_{args.task}_{args.runs.resolve().name}.png")
+    lb.write_sheet(args, runs_in(args), REPO / "docs" / f"finetune_variants_{args.task}_{args.runs.resolve().name}.png")
 
 
 def main(argv: list[str] | None = None) -> None:

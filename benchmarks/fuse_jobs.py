@@ -26,10 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from fusekit.experiments import write_section
 
-from sections import write_section  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "ivif" / "msrs" / "test"
 MARK = "fuse-jobs"
 METHODS = (["-m", "laplacian-pyramid"], ["-m", "refusion", "--task", "ivif"])
@@ -88,7 +87,7 @@ def main() -> None:
     ])
     print(text)
     if not args.no_write:
-        write_section(MARK, text)
+        write_section(MARK, text, REPO / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "plugins")]
+from fusekit_refusion.weights import REGISTRY, WEIGHTS_DIR, sha256_of
 
-from fusekit_refusion.weights import REGISTRY, WEIGHTS_DIR, sha256_of  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:

@@ -15,13 +15,13 @@ at their own height (so tiles are not resampled), with the titles below:
 the sources, then the methods or runs in the order the producing script drew
 them (each entry of ``SHEETS`` names the commit and script it comes from).
 Row labels (``dataset/scene``) are added only where the row's source tiles
-match the scene that script picked (``refusion_results.SCENES``) pixel for
-pixel up to palette noise, which needs the test splits under
-``refusion_results.DATA``; otherwise the sheet gets column titles only.
+match the scene that script picked (``fusekit.experiments.suite.SCENES``)
+pixel for pixel up to palette noise, which needs the test splits under
+``suite.data_root()``; otherwise the sheet gets column titles only.
 
 Output keeps the sheet's format: palette PNGs are re-quantised to 256
-colours like the scripts' (``refusion_results._to_palette``); an RGB sheet
-stays RGB unless it grows past ``refusion_results.MAX_SHEET_BYTES``. A
+colours like the scripts' (``fusekit.experiments.to_palette``); an RGB sheet
+stays RGB unless it grows past ``fusekit.experiments.sheets.MAX_SHEET_BYTES``. A
 ``fusekit-labels`` PNG text chunk records the labels; sheets that have it
 are skipped, so running the script again changes nothing.
 """
@@ -31,15 +31,14 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from fusekit.experiments import sheet_titles, suite, to_palette
+from fusekit.experiments.sheets import MAX_SHEET_BYTES
 
-import refusion_results as rr  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DOCS = REPO / "docs"
 GAP = 4  #: white px between tiles and between rows (contact_sheet's default)
@@ -132,28 +131,27 @@ def find_tiles(sheet: np.ndarray) -> tuple[int, list[list[tuple[int, int]]]]:
 
 
 def scene_labels(task: str, sheet: np.ndarray, height: int, rows: list[list[tuple[int, int]]]) -> list[str] | None:
-    """``dataset/scene`` per row if every row's source tiles are the scene ``rr.SCENES`` picks, else None.
+    """``dataset/scene`` per row if every row's source tiles are the scene ``suite.SCENES`` picks, else None.
 
     The scripts picked ``sorted(sets)[pick]`` (``refusion_results`` the ``pick``-th fused one, the same
     scenes where every pair was fused). Every scene of the row's test split is resized as
     ``contact_sheet`` does and compared with the row's source tiles; the picked scene must be the
     closest of them all and within ``MATCH_TOL`` (mean absolute difference over its source tiles).
     """
-    from fusekit.datasets import match_folders
-
-    picks = rr.SCENES[task]
+    picks = suite.SCENES[task]
     if len(picks) != len(rows):
         return None
     labels = []
     for r, (dataset, pick) in enumerate(picks):
-        _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
+        split = suite.split(dataset)
+        sources = split.sources
         try:
-            sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
+            sets = split.sets()
         except (OSError, ValueError) as err:
             print(f"  no row labels: {dataset}: {err}")
             return None
         if not sets:
-            print(f"  no row labels: no {dataset} test split under {rr.DATA}")
+            print(f"  no row labels: no {dataset} test split under {suite.data_root()}")
             return None
         name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
         tiles = [sheet_tile(sheet, height, rows, r, k) for k in range(len(sources))]
@@ -208,8 +206,7 @@ def label(path: Path, dry_run: bool = False) -> str:
         sheet = np.asarray(image.convert("RGB"))
     task, methods, origin = SHEETS[path.name]
     height, rows = find_tiles(sheet)
-    row_scenes = [(dataset, None) for dataset, _ in rr.SCENES[task]]
-    titles, _ = rr.sheet_labels(task, row_scenes, methods)
+    titles = sheet_titles([suite.split(dataset) for dataset, _ in suite.SCENES[task]], methods)
     if any(len(tiles) != len(titles) for tiles in rows):
         raise ValueError(f"{path.name}: rows of {[len(t) for t in rows]} tiles, {len(titles)} titles {titles}")
     row_labels = scene_labels(task, sheet, height, rows)
@@ -218,8 +215,8 @@ def label(path: Path, dry_run: bool = False) -> str:
         return f"would label {titles} rows {row_labels} ({origin})"
     labelled = contact_sheet(tiles, height=height, gap=GAP, titles=titles, row_labels=row_labels)
     write_image(path, np.asarray(labelled, dtype=np.float32))
-    if mode != "RGB" or path.stat().st_size > rr.MAX_SHEET_BYTES:
-        rr._to_palette(path)
+    if mode != "RGB" or path.stat().st_size > MAX_SHEET_BYTES:
+        to_palette(path)
     info = PngInfo()
     info.add_text(TEXT_KEY, json.dumps({"titles": titles, "row_labels": row_labels, "from": origin}))
     with Image.open(path) as image:

@@ -20,10 +20,11 @@ Stages::
     python benchmarks/learned_vs_fixed.py train --task ivif --start START.ckpt --runs RUNS3 --seed 2 --steps 800
 
 ``train`` runs both arms side by side (one CPU thread each; settings below).
-``score`` fuses the task's test splits with both results
-(``benchmarks/refusion_results.py`` stages, cached in ``RUNS/results``;
-the start weights' scores are read from ``--start-results``), scores them with ``fusekit eval`` in the ``cddfuse``
-profile, and writes the ``learned-vs-fixed-<task>`` section of
+``score`` fuses the task's test splits with both results and scores them
+in both profiles (:func:`fusekit.experiments.compare`, cached in
+``RUNS/results`` with the file names of ``refusion_results.py``; the start
+weights' scores are read from ``--start-results``), and writes the ``cddfuse``
+tables to the ``learned-vs-fixed-<task>`` section of
 ``BENCHMARKS.md`` (``--no-write`` prints it only). ``sheet`` writes
 ``docs/learned_vs_fixed_<task>.png`` (sources | start | fixed | learned).
 
@@ -38,15 +39,13 @@ import json
 import os
 import platform
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from fusekit.experiments import (Run, compare, fmt, read_scores, run_folder, run_side_by_side, scene_rows,
+                                 sheet_titles, suite, write_section, write_sheet)
 
-import refusion_results as rr  # noqa: E402
-from sections import write_section  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+VARIANTS = {"refusion-learned": "refusion", "refusion-fixed": "fixed"}  #: score label -> arm
 
 ARMS = ("fixed", "refusion")
 SETTINGS = ["--steps", "400", "--batch-size", "4", "--patch-size", "64", "--lr", "2e-4",
@@ -85,78 +84,55 @@ def learned_only(learn_weights: str, rec_reduction: str = "max") -> list[str]:
 
 def stage_train(args: argparse.Namespace) -> None:
     """Both arms at once, one thread each; logs and cards in RUNS."""
-    args.runs.mkdir(parents=True, exist_ok=True)
-    procs = []
+    jobs = []
     for arm in args.arms:
         name = run_name(args.task, arm)
-        cmd = ["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init", str(args.start),
-               "--loss-proposer", arm, *settings(args.steps, args.lambda_grad), "--seed", str(args.seed),
-               *(learned_only(args.learn_weights, args.rec_reduction) if arm == "refusion" else []),
-               "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")]
-        print(" ".join(cmd), flush=True)
-        log = open(args.runs / f"{name}.log", "w")
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-    codes = []
-    for proc, log in procs:
-        codes.append(proc.wait())
-        log.close()
-    if any(codes):
-        raise SystemExit(f"training failed (exit codes {codes}); see {args.runs}/*.log")
+        jobs.append((["fusekit", "train", "--task", args.task, "--patches", str(args.patches), "--init",
+                      str(args.start), "--loss-proposer", arm, *settings(args.steps, args.lambda_grad),
+                      "--seed", str(args.seed),
+                      *(learned_only(args.learn_weights, args.rec_reduction) if arm == "refusion" else []),
+                      "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")],
+                     args.runs / f"{name}.log"))
+    run_side_by_side(jobs, args.runs)
 
 
 def stage_score(args: argparse.Namespace) -> None:
     """Fuse and score the start weights and both arms on the task's test splits."""
-    ns = argparse.Namespace(weights_dir=args.runs, work=args.runs / "results", only=[args.task], limits={},
-                            limit_text={}, jobs=args.jobs, part="refusion")
-    for arm in ARMS:
+    runs = {}
+    for label, arm in VARIANTS.items():
         path = args.runs / f"{run_name(args.task, arm)}.safetensors"
         if not path.is_file():
             raise SystemExit(f"{path} is missing; run the train stage first")
-        link = args.runs / f"{args.task}-{arm}.safetensors"  # the names refusion_results fuses with
-        if link.is_symlink() or link.exists():
-            link.unlink()
-        link.symlink_to(path.name)
-    rr.stage_fuse(ns)
-    rr.stage_eval(ns)
-    start = argparse.Namespace(work=args.start_results, limits={})
+        runs[label] = Run("refusion", {"weights": str(path)})
+    work = args.runs / "results"
+    for profile in ("standard", "cddfuse"):  # tables named as refusion_results.py names them, reused when there
+        scores = compare(suite.splits(args.task), runs, work, profile=profile, metrics=suite.METRICS,
+                         jobs=args.jobs, reuse=True, log=print,
+                         table=lambda s, p: work / "csv" / f"{s.dataset}-{len(s.sets())}-{p}-refusion.csv")
     rows: dict[str, dict[str, list[float]]] = {}
     counts: dict[str, int] = {}
-    for _, dataset, _, _ in rr.selected(ns):
-        means, counts[dataset], _ = rr.load_means(ns, dataset, "cddfuse")
-        rows[dataset] = {"fixed": means["refusion-fixed"], "learned": means["refusion-learned"],
-                         "start": rr.load_means(start, dataset, "cddfuse")[0]["refusion-fixed"]}
+    for split, sc in scores.items():
+        means, counts[split.dataset] = sc.means(), len(sc.images())
+        start = read_scores(sorted((args.start_results / "csv").glob(f"{split.dataset}-*-cddfuse-*.csv")))
+        rows[split.dataset] = {"fixed": means["refusion-fixed"], "learned": means["refusion-learned"],
+                               "start": start.means()["refusion-fixed"]}
     mark, text = report(args, rows, counts)
     print(text)
     if not args.no_write:
-        write_section(mark, text)
+        write_section(mark, text, REPO / "BENCHMARKS.md")
 
 
 def stage_sheet(args: argparse.Namespace) -> None:
-    """``docs/learned_vs_fixed_<task>.png``: sources | start | fixed | learned, scenes of refusion_results."""
-    import numpy as np
-
-    from fusekit.datasets import match_folders
-    from fusekit.io import read_image, write_image
-    from fusekit.sheet import contact_sheet
-
-    rows, scenes = [], []
-    for dataset, pick in rr.SCENES[args.task]:
-        _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
-        sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
-        name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
-        folders = [args.start_results / args.task / dataset / "refusion-fixed",
-                   args.runs / "results" / args.task / dataset / "refusion-fixed",
-                   args.runs / "results" / args.task / dataset / "refusion-learned"]
-        rows.append([read_image(p) for p in sets[name]] + [read_image(f / f"{name}.png") for f in folders])
-        scenes.append((dataset, name))
-    titles, row_labels = rr.sheet_labels(args.task, scenes, ["start", "fixed", "learned"])
+    """``docs/learned_vs_fixed_<task>.png``: sources | start | fixed | learned, scenes of the suite."""
+    scenes = suite.sheet_scenes(args.task)
+    rows = scene_rows(scenes, lambda split: [run_folder(args.start_results, split, "refusion-fixed"),
+                                             run_folder(args.runs / "results", split, "refusion-fixed"),
+                                             run_folder(args.runs / "results", split, "refusion-learned")])
     suffix = variant(args.seed, args.steps, args.learn_weights, args.rec_reduction, args.lambda_grad)
-    out = REPO / "docs" / f"learned_vs_fixed_{args.task}{suffix.replace('-', '_')}.png"
-    sheet = contact_sheet(rows, height=150, titles=titles, row_labels=row_labels)
-    write_image(out, np.asarray(sheet, dtype=np.float32))
-    rr._to_palette(out)
-    out.chmod(0o644)
-    print(f"wrote {out}: " + " | ".join(list(sources) + ["start", "fixed", "learned"]))
+    out = write_sheet(REPO / "docs" / f"learned_vs_fixed_{args.task}{suffix.replace('-', '_')}.png", rows,
+                      height=150, titles=sheet_titles([s for s, _ in scenes], ["start", "fixed", "learned"]),
+                      row_labels=[f"{s.dataset}/{n}" for s, n in scenes])
+    print(f"wrote {out}: " + " | ".join(list(scenes[-1][0].sources) + ["start", "fixed", "learned"]))
 
 
 def stage_weights(args: argparse.Namespace) -> None:
@@ -181,14 +157,12 @@ def stage_weights(args: argparse.Namespace) -> None:
     learned = get_host().loss_proposers.get("refusion")().build_network().eval()
     learned.load_state_dict(state["proposer"])
     fixed = FixedLossProposer(task=args.task).build_network().eval()
-    first = next(sources[0] for task, _, sources, _ in rr.SPLITS if task == args.task)
+    first = suite.splits(args.task)[0].sources[0]
     print(f"{args.task}: mean weight of {first} (intensity / gradient), first {args.images} test pairs per split, "
           f"learned arm after {state['step']} steps"
           + (" (intensity weights learned only: its gradient weights are the fixed loss's)" if intensity_only else ""))
-    for task, dataset, _, _ in rr.SPLITS:
-        if task != args.task:
-            continue
-        pairs = find_pairs([rr.split_dir(dataset, task)], task)[:args.images]
+    for split in suite.splits(args.task):
+        pairs = find_pairs([split.root], split.task)[:args.images]
         means = {"fixed": np.zeros(2), "learned": np.zeros(2)}
         with torch.no_grad():
             for stack in load_pairs(pairs, 1):
@@ -198,7 +172,7 @@ def stage_weights(args: argparse.Namespace) -> None:
                     if label == "learned" and intensity_only:
                         w_grad = fixed(x)[1]
                     means[label] += [float(w_int[0, 0].mean()), float(w_grad[0, 0].mean())]
-        print(f"  {dataset}: " + "; ".join(f"{k} {v[0] / len(pairs):.3f} / {v[1] / len(pairs):.3f}"
+        print(f"  {split.dataset}: " + "; ".join(f"{k} {v[0] / len(pairs):.3f} / {v[1] / len(pairs):.3f}"
                                            for k, v in means.items()))
 
 
@@ -241,13 +215,13 @@ def report(args: argparse.Namespace, rows: dict[str, dict[str, list[float]]],
     total_wins, total = 0, 0
     for dataset, by in rows.items():
         lines += [f"**{args.task}/{dataset}** ({counts[dataset]} images)", "",
-                  "| weights | " + " | ".join(rr.HEAD) + " |", "|---|" + "---|" * len(rr.HEAD)]
-        lines.append("| *yardstick (authors' ckpt)* | " + " | ".join(rr.fmt(v) for v in rr.YARDSTICK[dataset]) + " |")
+                  "| weights | " + " | ".join(suite.HEAD) + " |", "|---|" + "---|" * len(suite.HEAD)]
+        lines.append("| *yardstick (authors' ckpt)* | " + " | ".join(fmt(v) for v in suite.YARDSTICK[dataset]) + " |")
         for label in ("start", "fixed", "learned"):
-            lines.append(f"| {label} | " + " | ".join(rr.fmt(v) for v in by[label]) + " |")
-        wins = [h for h, a, b in zip(rr.HEAD, by["learned"], by["fixed"]) if a > b]
+            lines.append(f"| {label} | " + " | ".join(fmt(v) for v in by[label]) + " |")
+        wins = [h for h, a, b in zip(suite.HEAD, by["learned"], by["fixed"]) if a > b]
         total_wins += len(wins)
-        total += len(rr.HEAD)
+        total += len(suite.HEAD)
         lines += ["", f"Learned beats fixed on {len(wins)}/9: {', '.join(wins) or 'none'}.", ""]
     lines += [f"Overall: learned beats fixed on {total_wins} of {total} split-metric pairs.",
               f"<!-- end {mark} -->"]

@@ -44,23 +44,13 @@ import json
 import os
 import platform
 import re
-import shlex
-import subprocess
-import sys
 from pathlib import Path
 
+from fusekit.experiments import Run, run_side_by_side, runs_sheet, suite, write_section
+
+import learned_vs_fixed as lvf
+
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
-
-import learned_vs_fixed as lvf  # noqa: E402
-import refusion_results as rr  # noqa: E402
-from sections import write_section  # noqa: E402
-
-
-# Test splits with no yardstick, scored as a check on the choice of lambda:
-# it is read off the yardstick splits, so it should hold on images it was not
-# chosen on. (task, dataset, source sub-folders)
-CHECK_SPLITS = [("ivif", "vifb", ("ir", "vi")), ("ivif", "llvip", ("ir", "vi"))]
 
 
 def run_name(task: str, lam: float) -> str:
@@ -78,6 +68,11 @@ def runs_in(args: argparse.Namespace) -> dict[str, Path]:
     return {f"lambda {lam:g}": found[lam] for lam in sorted(found, reverse=True)}
 
 
+def weights_runs(runs: dict[str, Path]) -> dict[str, Run]:
+    """Label -> ReFusion run of each weights file."""
+    return {label: Run("refusion", {"weights": str(path)}) for label, path in runs.items()}
+
+
 def stage_train(args: argparse.Namespace) -> None:
     """One fixed-loss fine-tune per lambda, side by side."""
     jobs = []
@@ -89,25 +84,6 @@ def stage_train(args: argparse.Namespace) -> None:
                       "--log", str(args.runs / f"{name}.csv"), "-o", str(args.runs / f"{name}.safetensors")],
                      args.runs / f"{name}.log"))
     run_side_by_side(jobs, args.runs)
-
-
-def run_side_by_side(jobs: list[tuple[list[str], Path]], runs_dir: Path) -> None:
-    """Start every ``(command, log file)`` at once, wait for all, fail if any failed.
-
-    Each command's output goes to its log file; ``runs_dir`` is created first.
-    """
-    runs_dir.mkdir(parents=True, exist_ok=True)
-    procs = []
-    for cmd, log_path in jobs:
-        print(shlex.join(cmd), flush=True)
-        log = log_path.open("w")
-        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
-    failed = 0
-    for proc, log in procs:
-        failed += proc.wait() != 0
-        log.close()
-    if failed:
-        raise SystemExit(f"{failed} run(s) failed; see the .log files in {runs_dir}")
 
 
 def add_run_args(parser: argparse.ArgumentParser, stages: list[str]) -> None:
@@ -135,73 +111,6 @@ def run_stage(parser: argparse.ArgumentParser, argv: list[str] | None, stages: d
     stages[args.stage](args)
 
 
-def folder(runs_dir: Path, task: str, dataset: str, label: str) -> Path:
-    """Where the fused images of one run on one split go."""
-    return runs_dir / "results" / task / dataset / label.replace(" ", "-")
-
-
-def fuse_missing(task: str, sets: dict[str, list[Path]], weights: Path, out: Path, what: str) -> None:
-    """Fuse with ReFusion ``weights`` every source set of ``sets`` whose ``out/<name>.png`` is missing."""
-    import fusekit
-    from fusekit.api import fuse_files
-
-    todo = [n for n in sorted(sets) if not (out / f"{n}.png").exists()]
-    if todo:
-        fuser = fusekit.get_fuser("refusion", task=task, weights=str(weights))
-        fuser.prepare()
-        for name in todo:
-            fuse_files(fuser, sets[name], out / f"{name}.png")
-        print(f"{what}: fused {len(todo)}", flush=True)
-
-
-def fuse_and_score(task: str, runs_dir: Path, runs: dict[str, Path], jobs: int,
-                   csv_tag: str = "balance") -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
-    """Fuse the task's yardstick and check splits with every run and score them side by side.
-
-    Parameters
-    ----------
-    task : str
-        ``ivif``, ``mif``, ``mfif`` or ``meif``.
-    runs_dir : Path
-        Work folder; fused images go to ``runs_dir/results/<task>/<split>/<label>``
-        (images already there are kept), score tables to ``runs_dir/results/csv``.
-    runs : dict of str to Path
-        Label -> weights file (``.safetensors``).
-    jobs : int
-        Worker processes of ``fusekit eval``.
-    csv_tag : str
-        Suffix of the score tables' names, so different benchmarks do not share them.
-
-    Returns
-    -------
-    rows : dict
-        Split -> label -> the nine ``cddfuse`` means in :data:`refusion_results.HEAD` order.
-    counts : dict
-        Split -> number of images.
-    """
-    from fusekit.datasets import match_folders
-
-    splits = [s[:3] for s in rr.SPLITS if s[0] == task] + [s for s in CHECK_SPLITS if s[0] == task]
-    rows: dict[str, dict[str, list[float]]] = {}
-    counts: dict[str, int] = {}
-    for _, dataset, sources in splits:
-        sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
-        for label, weights in runs.items():
-            fuse_missing(task, sets, weights, folder(runs_dir, task, dataset, label), f"{dataset}: {label}")
-        csv_path = runs_dir / "results" / "csv" / f"{dataset}-{len(sets)}-cddfuse-{csv_tag}.csv"
-        if csv_path.exists():
-            csv_path.unlink()  # the set of runs may have grown since the last score
-        rr.run_eval(["fusekit", "eval", str(rr.split_dir(dataset, task)), "--task", task,
-                     "--sources", ",".join(sources), "--metrics", ",".join(rr.METRICS), "-j", str(jobs),
-                     "--profile", "cddfuse"]
-                    + [x for label in runs for x in ("--fused", str(folder(runs_dir, task, dataset, label)))],
-                    csv_path)
-        means, counts[dataset], _ = rr.load_means(argparse.Namespace(work=runs_dir / "results", limits={}),
-                                                  dataset, "cddfuse")
-        rows[dataset] = {label: means[folder(runs_dir, task, dataset, label).name] for label in runs}
-    return rows, counts
-
-
 def stage_score(args: argparse.Namespace) -> None:
     """Fuse every split with every run, score in the cddfuse profile, write the section."""
     runs = runs_in(args)
@@ -212,11 +121,12 @@ def stage_score(args: argparse.Namespace) -> None:
     if seeds != {str(args.seed)}:
         raise SystemExit(f"the runs in {args.runs} were trained with seed {'/'.join(sorted(seeds)) or '?'}; "
                          "pass that --seed, so the section is named after the seed it reports")
-    rows, counts = fuse_and_score(args.task, args.runs, runs, args.jobs)
+    rows, counts = suite.compare_runs(args.task, weights_runs(runs), args.runs / "results", tag="balance",
+                                      jobs=args.jobs)
     text = report(args, runs, rows, counts)
     print(text)
     if not args.no_write:
-        write_section(section_mark(args), text)
+        write_section(section_mark(args), text, REPO / "BENCHMARKS.md")
 
 
 def section_mark(args: argparse.Namespace) -> str:
@@ -241,88 +151,21 @@ def report(args: argparse.Namespace, runs: dict[str, Path], rows: dict[str, dict
              f"terms; the shipped weights used 1). Training time, one CPU thread each: {secs}. Means over "
              "each full test split, `cddfuse` profile, every metric higher is better; **within 5%**: metrics "
              "(of 9) at least 95% of the yardstick.", ""]
-    lines += yardstick_tables(args.task, list(runs), rows, counts, "the choice of lambda was not read from")
+    lines += suite.yardstick_tables(args.task, list(runs), rows, counts, "the choice of lambda was not read from")
     lines.append(f"<!-- end {mark} -->")
     return "\n".join(lines)
 
 
-def yardstick_tables(task: str, labels: list[str], rows: dict[str, dict[str, list[float]]],
-                     counts: dict[str, int], check_note: str) -> list[str]:
-    """Markdown lines: per yardstick split and per task the nine means and within-5% counts of every
-    label, then the check splits (no yardstick) with each label's change from the first label.
-
-    ``check_note`` ends the sentence "a check on splits ..." above each check table.
-    """
-    lines: list[str] = []
-    task_means = {label: [0.0] * len(rr.HEAD) for label in labels}
-    yard = [0.0] * len(rr.HEAD)
-    checks = {d: by for d, by in rows.items() if d not in rr.YARDSTICK}
-    rows = {d: by for d, by in rows.items() if d in rr.YARDSTICK}
-    for dataset, by in rows.items():
-        lines += [f"**{task}/{dataset}** ({counts[dataset]} images)", "",
-                  "| weights | " + " | ".join(rr.HEAD) + " | within 5% |", "|---|" + "---|" * (len(rr.HEAD) + 1)]
-        lines.append("| *yardstick (authors' ckpt)* | " + " | ".join(rr.fmt(v) for v in rr.YARDSTICK[dataset])
-                     + " | |")
-        for label in labels:
-            hits = sum(rr.within(a, b) for a, b in zip(by[label], rr.YARDSTICK[dataset]))
-            lines.append(f"| {label} | " + " | ".join(rr.fmt(v) for v in by[label]) + f" | {hits}/9 |")
-            task_means[label] = [t + v / len(rows) for t, v in zip(task_means[label], by[label])]
-        yard = [t + v / len(rows) for t, v in zip(yard, rr.YARDSTICK[dataset])]
-        lines.append("")
-    span = f"unweighted mean of the {len(rows)} splits" if len(rows) > 1 else "its one split"
-    lines += [f"**{task}, task mean** ({span})", "",
-              "| weights | " + " | ".join(rr.HEAD) + " | within 5% | short on |",
-              "|---|" + "---|" * (len(rr.HEAD) + 2),
-              "| *yardstick (authors' ckpt)* | " + " | ".join(rr.fmt(v) for v in yard) + " | | |"]
-    for label in labels:
-        short = [h for h, a, b in zip(rr.HEAD, task_means[label], yard) if not rr.within(a, b)]
-        lines.append(f"| {label} | " + " | ".join(rr.fmt(v) for v in task_means[label])
-                     + f" | {9 - len(short)}/9 | {', '.join(short) or '-'} |")
-    base = labels[0]
-    for dataset, by in checks.items():
-        lines += ["", f"**{task}/{dataset}** ({counts[dataset]} images; no yardstick: a check on splits "
-                  f"{check_note}; in brackets the change from {base})", "",
-                  "| weights | " + " | ".join(rr.HEAD) + " |", "|---|" + "---|" * len(rr.HEAD)]
-        for label in labels:
-            cells = [rr.fmt(v) + ("" if label == base else f" ({100 * (v / b - 1):+.1f}%)")
-                     for v, b in zip(by[label], by[base])]
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return lines
-
-
 def stage_sheet(args: argparse.Namespace) -> None:
     """``docs/loss_balance_<task>.png``: sources | one column per lambda."""
-    write_sheet(args.task, args.runs, runs_in(args), REPO / "docs" / f"loss_balance_{args.task}.png")
+    write_sheet(args, runs_in(args), REPO / "docs" / f"loss_balance_{args.task}.png")
 
 
-def write_sheet(task: str, runs_dir: Path, runs: dict[str, Path], out: Path) -> None:
-    """Contact sheet ``out``: per scene of ``refusion_results`` the sources, then one column per run.
-
-    Columns are titled with the source folders and the run labels (the keys of ``runs``), rows
-    with ``dataset/scene``.
-
-    Uses the fused images :func:`fuse_and_score` left in ``runs_dir``.
-    """
-    import numpy as np
-
-    from fusekit.datasets import match_folders
-    from fusekit.io import read_image, write_image
-    from fusekit.sheet import contact_sheet
-
-    rows, scenes = [], []
-    for dataset, pick in rr.SCENES[task]:
-        _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
-        sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
-        name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
-        rows.append([read_image(p) for p in sets[name]]
-                    + [read_image(folder(runs_dir, task, dataset, label) / f"{name}.png") for label in runs])
-        scenes.append((dataset, name))
-    titles, row_labels = rr.sheet_labels(task, scenes, list(runs))
-    sheet = contact_sheet(rows, height=150, titles=titles, row_labels=row_labels)
-    write_image(out, np.asarray(sheet, dtype=np.float32))
-    rr._to_palette(out)
-    out.chmod(0o644)
-    print(f"wrote {out}: " + " | ".join(list(sources) + list(runs)))
+def write_sheet(args: argparse.Namespace, runs: dict[str, Path], out: Path) -> None:
+    """Contact sheet ``out`` of the suite's scenes: the sources, then each run fused by ``score``."""
+    scenes = suite.sheet_scenes(args.task)
+    out = runs_sheet(out, scenes, args.runs / "results", list(runs), height=150)
+    print(f"wrote {out}: " + " | ".join([*scenes[-1][0].sources, *runs]))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -34,8 +34,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
@@ -44,18 +42,17 @@ from scipy import ndimage
 from skimage.transform import rescale
 from skimage.util import img_as_ubyte
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO), str(REPO / "plugins")]
+from fusekit.color import luminance
+from fusekit.experiments import suite
+from fusekit.io import read_image
+from fusekit.training.data import PatchSampler, find_pairs, load_pairs
 
-from fusekit.color import luminance  # noqa: E402
-from fusekit.io import read_image  # noqa: E402
-from fusekit.training.data import PatchSampler, find_pairs, load_pairs  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 
 def default_data() -> Path:
-    """The benchmark data root, found as the tests find it (``tests/conftest.py``): ``$FUSEKIT_DATA``,
-    else ``../shared/data`` beside the clone."""
-    return Path(os.environ.get("FUSEKIT_DATA") or REPO.parent / "shared" / "data").expanduser()
+    """The benchmark data root, found as the tests find it: :func:`fusekit.experiments.suite.data_root`."""
+    return suite.data_root()
 
 
 DEFAULT_COUNT = {"ivif": 880, "mif": 960, "mfif": 720, "meif": 880}

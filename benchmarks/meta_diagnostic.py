@@ -24,13 +24,11 @@ import datetime as _dt
 import json
 import os
 import platform
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from fusekit.experiments import write_section
 
-from sections import write_section  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 COLUMNS = [("meta_snr", "meta SNR", 3), ("direct_snr", "direct SNR", 3), ("direct_over_meta", "|direct|/|meta|", 0),
            ("cosine", "cos(meta, direct)", 2), ("int_first", "w_int src0", 3), ("grad_first", "w_grad src0", 3),
@@ -122,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
             "canonical-order half of the batches; *src0* is the task's first source.", "",
             *( [args.note, ""] if args.note else []),
             table, f"<!-- end {mark} -->"])
-        write_section(mark, text)
+        write_section(mark, text, REPO / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

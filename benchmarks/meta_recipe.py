@@ -59,9 +59,11 @@ stopped run from its checkpoint (in ``--work``, or kept in
 ``benchmarks/results/meta/partial/`` for runs a session had to stop); weights, cards,
 loss logs and the proposers' weights go to ``benchmarks/results/meta/<task>/``
 (kept in the repository), checkpoints to ``--work``. ``score`` fuses the
-task's test splits with every run there, scores them with ``fusekit eval``
-in both profiles and writes the section ``meta-recipe-<task>`` of
-``BENCHMARKS.md`` (mean and spread over the seeds). ``sheet`` writes
+task's test splits with every run there and scores them in both profiles
+(:func:`fusekit.experiments.compare`; fused images cached by content, a
+split's score table named after the set of runs and reused when there), and
+writes the section ``meta-recipe-<task>`` of ``BENCHMARKS.md`` (mean and
+spread over the seeds). ``sheet`` writes
 ``docs/meta_recipe_<task>.png``; ``maps`` draws the learned proposers' weight
 maps (``docs/meta_recipe_<task>_maps.png``).
 
@@ -71,11 +73,9 @@ Reference: H. Bai et al., "ReFusion", IJCV 2024, arXiv:2312.07943.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as _dt
 import hashlib
 import json
-import math
 import os
 import platform
 import subprocess
@@ -83,12 +83,10 @@ import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from fusekit.experiments import Run, compare, fmt, mean_spread, runs_sheet, suite, task_mean, write_section
 
-import loss_balance as lb  # noqa: E402
-import refusion_results as rr  # noqa: E402
-from sections import write_section  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
+DATA = suite.data_root()
 
 RESULTS = REPO / "benchmarks" / "results" / "meta"
 SCALED = ["--recipe", "authors", "--epochs", "10", "--meta-batches", "120", "--fusion-batches", "360",
@@ -122,8 +120,8 @@ ARMS = {
                          "--proposer-step-scale", "25"],
 }
 TRAIN_DIRS = {
-    "ivif": [rr.DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
-    "mif": [rr.DATA / "mif" / f"aanlib_mri_{m}" / "train" for m in ("ct", "pet", "spect")],
+    "ivif": [DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
+    "mif": [DATA / "mif" / f"aanlib_mri_{m}" / "train" for m in ("ct", "pet", "spect")],
 }
 #: final gradient-term weight, as the shipped weights of each task were trained
 LAMBDA = {"ivif": 0.5, "mif": 1.0, "mfif": 1.0, "meif": 1.0}
@@ -218,69 +216,29 @@ def runs_in(task: str) -> dict[str, Path]:
             if not p.name.endswith(".proposer.safetensors")}
 
 
-def fuse_all(task: str, runs: dict[str, Path], work: Path) -> None:
-    """Fuse the task's test splits with every run (images already there are kept)."""
-    from fusekit.datasets import match_folders
-
-    for _, dataset, sources, _ in (s for s in rr.SPLITS if s[0] == task):
-        sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
-        for label, weights in runs.items():
-            lb.fuse_missing(task, sets, weights, work / "fused" / task / dataset / label, f"{dataset}: {label}")
-
-
-def score_split(task: str, dataset: str, sources: tuple[str, ...], labels: list[str], work: Path,
-                profile: str, jobs: int) -> dict[str, list[float]]:
-    """Mean of the nine metrics per run label on one split (images every run scored)."""
-    runs = hashlib.sha256("_".join(labels).encode()).hexdigest()[:12]  # many runs overflow a file name
-    out = work / "csv" / f"{dataset}-{profile}-{len(labels)}runs-{runs}.csv"
-    rr.run_eval(["fusekit", "eval", str(rr.split_dir(dataset, task)), "--task", task, "--sources",
-                 ",".join(sources), "--metrics", ",".join(rr.METRICS), "-j", str(jobs), "--profile", profile]
-                + [x for label in labels for x in ("--fused", str(work / "fused" / task / dataset / label))], out)
-    rows: dict[str, dict[str, list[float]]] = {}
-    with out.open() as fh:
-        for row in csv.DictReader(fh):
-            try:
-                values = [float(row[m]) for m in rr.METRICS]
-            except (KeyError, ValueError, TypeError):
-                continue
-            if all(math.isfinite(v) for v in values):
-                rows.setdefault(row["method"], {})[row["image"]] = values
-    common = set.intersection(*(set(r) for r in rows.values()))
-    return {m: [sum(r[i][k] for i in common) / len(common) for k in range(len(rr.METRICS))]
-            for m, r in rows.items()}
-
-
-def _mean_spread(values: list[list[float]]) -> tuple[list[float], list[float]]:
-    n = len(values)
-    mean = [sum(v[k] for v in values) / n for k in range(len(values[0]))]
-    spread = [(max(v[k] for v in values) - min(v[k] for v in values)) / 2 for k in range(len(values[0]))]
-    return mean, spread
-
-
 def stage_score(args: argparse.Namespace) -> None:
     """Fuse and score every run; write the section with per-arm mean ± half-range over seeds."""
     runs = runs_in(args.task)
     if not runs:
         raise SystemExit(f"no runs in {RESULTS / args.task}; run the train stage first")
-    fuse_all(args.task, runs, args.work)
     labels = list(runs)
     arms = sorted({label.rsplit("-seed", 1)[0] for label in labels}, key=lambda a: list(ARMS).index(a)
                   if a in ARMS else 99)
-    splits = [s for s in rr.SPLITS if s[0] == args.task]
-    # task mean (unweighted over splits) per profile, arm, seed
-    per_run: dict[str, dict[str, list[float]]] = {p: {} for p in PROFILES}
-    per_split: dict[str, dict[str, dict[str, list[float]]]] = {p: {} for p in PROFILES}
+    splits = suite.splits(args.task)
+    digest = hashlib.sha256("_".join(labels).encode()).hexdigest()[:12]  # many runs overflow a file name
+    # task mean (unweighted over splits) per profile, arm, seed; a split's tables are reused when there
+    per_run: dict[str, dict[str, list[float]]] = {}
+    fused = {label: Run("refusion", {"weights": str(w)}) for label, w in runs.items()}
     for profile in PROFILES:
-        for _, dataset, sources, _ in splits:
-            means = score_split(args.task, dataset, sources, labels, args.work, profile, args.jobs)
-            per_split[profile][dataset] = {label: means[label] for label in labels}
-        for label in labels:
-            per_run[profile][label] = [sum(per_split[profile][d][label][k] for _, d, _, _ in splits) / len(splits)
-                                       for k in range(len(rr.METRICS))]
+        scores = compare(splits, fused, args.work / "fused", profile=profile, metrics=suite.METRICS, jobs=args.jobs,
+                         reuse=True, log=print,
+                         table=lambda s, p: args.work / "csv" / f"{s.dataset}-{p}-{len(labels)}runs-{digest}.csv")
+        means = [sc.means() for sc in scores.values()]
+        per_run[profile] = {label: task_mean([m[label] for m in means]) for label in labels}
     text = report(args.task, arms, labels, per_run, splits)
     print(text)
     if not args.no_write:
-        write_section(f"meta-recipe-{args.task}", text)
+        write_section(f"meta-recipe-{args.task}", text, REPO / "BENCHMARKS.md")
 
 
 def report(task: str, arms: list[str], labels: list[str], per_run: dict, splits: list) -> str:
@@ -298,25 +256,24 @@ def report(task: str, arms: list[str], labels: list[str], per_run: dict, splits:
              f"{', '.join(seeds)}; each arm makes the same 3,600 fuser updates on the same batches. "
              "Arms: " + "; ".join(f"**{a}** `{' '.join(ARMS[a])}`" for a in arms if a in ARMS) + ". "
              f"Training time (one CPU thread each, 2-5 runs sharing the 2 cores): {secs}. Task mean = unweighted mean "
-             f"over the test splits ({', '.join(d for _, d, _, _ in splits)}); value = mean over seeds "
+             f"over the test splits ({', '.join(s.dataset for s in splits)}); value = mean over seeds "
              "± half the range. Every metric higher is better.", ""]
     for profile in PROFILES:
-        head = rr.HEAD
+        head = suite.HEAD
         lines += [f"**{task}, task mean, `{profile}` profile**", "",
                   "| arm | " + " | ".join(head) + " | beats fixed on |", "|---|" + "---|" * (len(head) + 1)]
         if profile == "cddfuse":
-            ys = [rr.YARDSTICK[d] for _, d, _, _ in splits]
-            ym = [sum(y[k] for y in ys) / len(ys) for k in range(len(head))]
-            lines.append("| *yardstick (authors' ckpt)* | " + " | ".join(rr.fmt(v) for v in ym) + " | |")
+            ym = task_mean([suite.YARDSTICK[s.dataset] for s in splits])
+            lines.append("| *yardstick (authors' ckpt)* | " + " | ".join(fmt(v) for v in ym) + " | |")
         fixed_mean = None
         for arm in arms:
             values = [per_run[profile][label] for label in labels if label.rsplit("-seed", 1)[0] == arm]
-            mean, spread = _mean_spread(values)
+            mean, spread = mean_spread(values)
             if arm == "fixed":
                 fixed_mean = mean
             wins = "" if arm == "fixed" or fixed_mean is None else \
                 f"{sum(a > b for a, b in zip(mean, fixed_mean))}/9"
-            cells = [f"{rr.fmt(m)} ± {rr.fmt(s)}" for m, s in zip(mean, spread)]
+            cells = [f"{fmt(m)} ± {fmt(s)}" for m, s in zip(mean, spread)]
             lines.append(f"| {arm} (n={len(values)}) | " + " | ".join(cells) + f" | {wins} |")
         lines.append("")
     lines.append(f"<!-- end {mark} -->")
@@ -324,30 +281,11 @@ def report(task: str, arms: list[str], labels: list[str], per_run: dict, splits:
 
 
 def stage_sheet(args: argparse.Namespace) -> None:
-    """``docs/meta_recipe_<task>.png``: sources | one column per arm (seed 1), scenes of refusion_results."""
-    import numpy as np
-
-    from fusekit.datasets import match_folders
-    from fusekit.io import read_image, write_image
-    from fusekit.sheet import contact_sheet
-
+    """``docs/meta_recipe_<task>.png``: sources | one column per arm (seed ``--sheet-seed``), the suite's scenes."""
     labels = [label for label in runs_in(args.task) if label.endswith(f"-seed{args.sheet_seed}")]
-    rows, scenes = [], []
-    for dataset, pick in rr.SCENES[args.task]:
-        _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
-        sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
-        name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
-        scenes.append((dataset, name))
-        rows.append([read_image(p) for p in sets[name]]
-                    + [read_image(args.work / "fused" / args.task / dataset / label / f"{name}.png")
-                       for label in labels])
-    out = REPO / "docs" / f"meta_recipe_{args.task}.png"
-    titles, row_labels = rr.sheet_labels(args.task, scenes, labels)
-    write_image(out, np.asarray(contact_sheet(rows, height=160, titles=titles, row_labels=row_labels),
-                                dtype=np.float32))
-    rr._to_palette(out)
-    out.chmod(0o644)
-    print(f"wrote {out}: " + " | ".join(list(sources) + labels))
+    scenes = suite.sheet_scenes(args.task)
+    out = runs_sheet(REPO / "docs" / f"meta_recipe_{args.task}.png", scenes, args.work / "fused", labels, height=160)
+    print(f"wrote {out}: " + " | ".join(list(scenes[-1][0].sources) + labels))
 
 
 def stage_maps(args: argparse.Namespace) -> None:
@@ -358,15 +296,12 @@ def stage_maps(args: argparse.Namespace) -> None:
     import fusekit
     from fusekit import color, io
     from fusekit.api import fuse_images
-    from fusekit.datasets import match_folders
     from fusekit.explain import explain_figure
     from fusekit_refusion.fuser import load_proposer
 
-    dataset, pick = rr.SCENES[args.task][0]
-    _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
-    sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
-    name = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
-    loaded = [io.load_image(path) for path in sets[name]]
+    split, name = suite.sheet_scenes(args.task)[0]
+    dataset, sources = split.dataset, split.sources
+    loaded = [io.load_image(path) for path in split.sets()[name]]
     lumas = torch.from_numpy(np.stack([color.luminance(im.data) for im in loaded])[None].astype(np.float32))
     figures = []
     for label, weights in runs_in(args.task).items():
@@ -406,7 +341,6 @@ def stage_mapstats(args: argparse.Namespace) -> None:
     import torch
 
     from fusekit import color, io
-    from fusekit.datasets import match_folders
     from fusekit.training.diagnostics import weight_map_stats
     from fusekit_refusion.fuser import load_proposer
 
@@ -418,8 +352,8 @@ def stage_mapstats(args: argparse.Namespace) -> None:
             continue
         net = load_proposer(proposer_file)
         stats: list[dict[str, float]] = []
-        for _, dataset, sources, _ in (s for s in rr.SPLITS if s[0] == args.task):
-            sets, _ = match_folders([rr.split_dir(dataset, args.task) / s for s in sources])
+        for split in suite.splits(args.task):
+            sets = split.sets()
             for name in sorted(sets)[:args.pairs]:
                 lumas = np.stack([color.luminance(io.load_image(p).data) for p in sets[name]])
                 x = torch.from_numpy(lumas[None].astype(np.float32))

@@ -11,11 +11,14 @@ Stages (each can be run alone; every stage skips work already done):
     Fuse every test split with the learned-loss (``<task>-refusion``) and the
     fixed-loss (``<task>-fixed``) weights into
     ``<work>/<task>/<dataset>/refusion-learned`` and ``.../refusion-fixed``
-    (existing outputs are kept, so an interrupted run resumes).
+    (cached by content with :func:`fusekit.experiments.fuse`: an image is
+    fused again only when its weights or sources changed, so an interrupted
+    run resumes).
 ``eval``
-    ``fusekit eval`` on each split with both folders (``--fused``) and the
-    classic baselines (``-m``), in the ``cddfuse`` and ``standard`` profiles,
-    per-image CSV files in ``<work>/csv``.
+    Score each split (:func:`fusekit.experiments.score`, the numbers of
+    ``fusekit eval``) with both folders and the classic baselines, in the
+    ``cddfuse`` and ``standard`` profiles; per-image CSV files in ``<work>/csv``
+    (an existing one is kept).
 ``report``
     Mean per split and method, the authors' yardstick (issue 6), the
     learned-vs-fixed comparison, written between the
@@ -37,95 +40,41 @@ Zhao et al., "CDDFuse", CVPR 2023 (evaluation conventions of the ``cddfuse`` pro
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as _dt
 import os
 import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
-from sections import write_section  # noqa: E402
+from fusekit.datasets import pair_by_stem
+from fusekit.experiments import (Run, Split, fmt, fuse, markdown_table, read_scores, run_folder, scene_rows, score,
+                                 sheet_titles, suite, within, write_section, write_sheet)
+from fusekit.experiments.sheets import MAX_SHEET_BYTES
 
 REPO = Path(__file__).resolve().parents[1]
-DATA = REPO.parent / "shared" / "data"
 MARK = "refusion-results"
-METRICS = ["en", "sd", "sf", "ag", "mi", "scd", "vif", "qabf", "ssim"]
-HEAD = ["EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM"]
+HEAD, YARDSTICK = suite.HEAD, suite.YARDSTICK
 VARIANTS = {"refusion-learned": "refusion", "refusion-fixed": "fixed"}
 
-# (task, dataset, source sub-folders in the network's order, classic baselines)
-SPLITS = [
-    ("ivif", "msrs", ("ir", "vi"), ["average", "max", "laplacian-pyramid", "guided-filter"]),
-    ("ivif", "tno", ("ir", "vi"), ["average", "max", "laplacian-pyramid", "guided-filter"]),
-    ("ivif", "roadscene", ("ir", "vi"), ["average", "max", "laplacian-pyramid", "guided-filter"]),
-    ("mif", "harvard_mri_ct", ("ct", "mri"), ["average", "max", "laplacian-pyramid", "guided-filter"]),
-    ("mif", "harvard_mri_pet", ("pet", "mri"), ["average", "max", "laplacian-pyramid", "guided-filter"]),
-    ("mif", "harvard_mri_spect", ("spect", "mri"), ["average", "max", "laplacian-pyramid", "guided-filter"]),
-    ("mfif", "lytro", ("a", "b"), ["average", "laplacian-pyramid", "guided-filter", "focus"]),
-    ("meif", "mefb", ("under", "over"), ["average", "laplacian-pyramid", "guided-filter", "exposure"]),
-]
 
-# The authors' published checkpoints, cddfuse profile, mean over each full
-# test split, measured on this machine (issue 6, item 5).
-YARDSTICK = {
-    "msrs": [6.68, 45.8, 12.50, 4.21, 2.36, 1.745, 0.876, 0.631, 0.960],
-    "tno": [7.10, 43.8, 12.89, 4.86, 2.04, 1.732, 0.754, 0.552, 1.016],
-    "roadscene": [7.30, 47.7, 15.58, 5.77, 2.18, 1.735, 0.712, 0.583, 0.953],
-    "harvard_mri_ct": [5.51, 76.1, 33.65, 8.66, 2.20, 1.425, 0.485, 0.653, 0.530],
-    "harvard_mri_pet": [4.89, 70.8, 27.15, 7.91, 1.81, 1.665, 0.610, 0.704, 0.464],
-    "harvard_mri_spect": [4.60, 61.9, 20.26, 5.37, 1.94, 1.661, 0.713, 0.735, 0.429],
-    "lytro": [7.55, 59.5, 18.62, 6.30, 4.63, 1.009, 1.177, 0.701, 1.464],
-    "mefb": [6.97, 60.1, 15.39, 4.38, 4.04, 0.806, 1.258, 0.656, 0.833],
-}
-
-
-def split_dir(dataset: str, task: str) -> Path:
-    """Test split folder of ``dataset``."""
-    return DATA / task / dataset / "test"
-
-
-def pair_names(task: str, dataset: str, sources: tuple[str, ...], limit: slice | None) -> list[str]:
+def pair_names(split: Split, limit: slice | None) -> list[str]:
     """Names (stems) of the source sets of a split, sorted, the ``limit`` slice of them."""
-    from fusekit.datasets import match_folders
-
-    sets, problems = match_folders([split_dir(dataset, task) / s for s in sources])
+    sets, problems = pair_by_stem([split.root / s for s in split.sources])
     if problems:
-        raise SystemExit(f"{dataset}: unmatched sources: {problems}")
+        raise SystemExit(f"{split.dataset}: unmatched sources: {problems}")
     names = sorted(sets)
     return names[limit] if limit else names
 
 
 def stage_fuse(args: argparse.Namespace) -> None:
-    """Fuse each split with both weight files, skipping outputs that exist."""
-    import fusekit
-    from fusekit.api import fuse_files
-    from fusekit.datasets import match_folders
-
-    for task, dataset, sources, _ in selected(args):
-        folders = [split_dir(dataset, task) / s for s in sources]
-        sets, _ = match_folders(folders)
-        names = pair_names(task, dataset, sources, args.limits.get(dataset))
-        todo = [n for n in names if not all((args.work / task / dataset / label / f"{n}.png").exists()
-                                            for label in VARIANTS)]
-        if not todo:
-            continue
-        fusers = {}
-        for label, variant in VARIANTS.items():
-            weights = args.weights_dir / f"{task}-{variant}.safetensors"
-            fusers[label] = fusekit.get_fuser("refusion", task=task, weights=str(weights))
-            fusers[label].prepare()
+    """Fuse each split with both weight files (cached: see :func:`fusekit.experiments.fuse`)."""
+    for split in selected(args):
+        runs = {label: Run("refusion", {"weights": str(args.weights_dir / f"{split.task}-{variant}.safetensors")})
+                for label, variant in VARIANTS.items()}
         t0 = time.time()
-        # name by name, both variants, so that a cut-short run leaves a common subset
-        for i, name in enumerate(todo):
-            for label, fuser in fusers.items():
-                out = args.work / task / dataset / label / f"{name}.png"
-                if not out.exists():
-                    fuse_files(fuser, sets[name], out)
-            print(f"[{time.strftime('%H:%M:%S')}] {dataset} {i + 1}/{len(todo)} {name} "
-                  f"({time.time() - t0:.0f} s)", flush=True)
+        done = fuse(split, runs, args.work, names=pair_names(split, args.limits.get(split.dataset)), progress=True)
+        print(f"[{time.strftime('%H:%M:%S')}] {split.dataset}: fused {sum(done.values())} "
+              f"({time.time() - t0:.0f} s)", flush=True)
 
 
 def parse_limit(text: str) -> slice:
@@ -136,123 +85,66 @@ def parse_limit(text: str) -> slice:
     return slice(0, int(text))
 
 
-def tag(args: argparse.Namespace, dataset: str, n: int) -> str:
-    """Label of an evaluated part of a split in file names: ``N`` or ``AtoB`` (1-based)."""
-    cut = args.limits.get(dataset)
-    if cut is None or not cut.start:
-        return str(n)
-    return f"{cut.start + 1}to{cut.start + n}"
+def tag(args: argparse.Namespace, split: Split) -> str:
+    """Label of the evaluated part of a split in file names: ``N`` or ``AtoB`` (1-based)."""
+    cut, n = args.limits.get(split.dataset), len(pair_names(split, args.limits.get(split.dataset)))
+    return str(n) if cut is None or not cut.start else f"{cut.start + 1}to{cut.start + n}"
 
 
-def eval_dir(args: argparse.Namespace, task: str, dataset: str, sources: tuple[str, ...]) -> Path:
-    """The split, or a folder of links to its first N sets when ``--limit`` cuts it."""
-    names = pair_names(task, dataset, sources, args.limits.get(dataset))
-    if len(names) == len(pair_names(task, dataset, sources, None)):
-        return split_dir(dataset, task)
-    subset = args.work / "subsets" / f"{dataset}-{tag(args, dataset, len(names))}"
-    from fusekit.datasets import match_folders
-
-    sets, _ = match_folders([split_dir(dataset, task) / s for s in sources])
+def eval_split(args: argparse.Namespace, split: Split) -> Split:
+    """The split, or a folder of links to its ``--limit`` slice of sets."""
+    names = pair_names(split, args.limits.get(split.dataset))
+    if len(names) == len(pair_names(split, None)):
+        return split
+    subset = args.work / "subsets" / f"{split.dataset}-{tag(args, split)}"
+    sets = split.sets()
     for name in names:
-        for folder, path in zip(sources, sets[name]):
+        for folder, path in zip(split.sources, sets[name]):
             link = subset / folder / path.name
             if not link.exists():
                 link.parent.mkdir(parents=True, exist_ok=True)
                 link.symlink_to(path)
-    return subset
+    return Split(split.task, split.dataset, subset, split.sources)
 
 
-def run_eval(cmd: list[str], out: Path) -> None:
-    """Run one ``fusekit eval`` command unless its CSV exists (written atomically)."""
+def run_score(out: Path, split: Split, **what) -> None:
+    """:func:`fusekit.experiments.score` into the CSV ``out`` unless it exists."""
     if out.exists():
         return
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.stem + ".part.csv")
     t0 = time.time()
-    print(f"[{time.strftime('%H:%M:%S')}] {' '.join(cmd)}", flush=True)
-    result = subprocess.run(cmd + ["-o", str(tmp), "--no-progress"], capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(f"fusekit eval failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    tmp.replace(out)
-    print(f"    {out.name}: {time.time() - t0:.0f} s", flush=True)
+    score(split, metrics=suite.METRICS, table=out, **what)
+    print(f"[{time.strftime('%H:%M:%S')}] {out.name}: {time.time() - t0:.0f} s", flush=True)
 
 
 def stage_eval(args: argparse.Namespace) -> None:
     """Score classic baselines and both ReFusion folders, both profiles, per split."""
-    exe = [sys.executable, "-m", "fusekit.cli"] if not _has_cli() else ["fusekit"]
-    for task, dataset, sources, classics in selected(args):
-        if args.part in ("all", "classic"):
-            folder = eval_dir(args, task, dataset, sources)
-            n = tag(args, dataset, len(pair_names(task, dataset, sources, args.limits.get(dataset))))
-            base = exe + ["eval", str(folder), "--task", task, "--sources", ",".join(sources),
-                          "--metrics", ",".join(METRICS), "-j", str(args.jobs),
-                          "--cache", str(args.work / "cache")]
-            for profile in ("cddfuse", "standard"):
-                methods = [x for m in classics for x in ("-m", m)]
-                run_eval(base + ["--profile", profile] + methods,
-                         args.work / "csv" / f"{dataset}-{n}-{profile}-classic.csv")
-        if args.part in ("all", "refusion"):
-            folder = eval_dir(args, task, dataset, sources)
-            n = tag(args, dataset, len(pair_names(task, dataset, sources, args.limits.get(dataset))))
-            base = exe + ["eval", str(folder), "--task", task, "--sources", ",".join(sources),
-                          "--metrics", ",".join(METRICS), "-j", str(args.jobs)]
-            fused = [x for label in VARIANTS for x in ("--fused", str(args.work / task / dataset / label))]
-            for profile in ("cddfuse", "standard"):
-                run_eval(base + ["--profile", profile] + fused,
-                         args.work / "csv" / f"{dataset}-{n}-{profile}-refusion.csv")
+    for split in selected(args):
+        part, csv = eval_split(args, split), args.work / "csv" / f"{split.dataset}-{tag(args, split)}"
+        what = {"classic": {"methods": list(suite.classics(split.dataset)), "cache_dir": args.work / "cache"},
+                "refusion": {"fused": {label: run_folder(args.work, split, label) for label in VARIANTS}}}
+        for profile in ("cddfuse", "standard"):
+            for kind in what if args.part == "all" else [args.part]:
+                run_score(Path(f"{csv}-{profile}-{kind}.csv"), part, profile=profile, jobs=args.jobs, **what[kind])
 
 
-def load_means(args: argparse.Namespace, dataset: str, profile: str) -> tuple[dict[str, list[float]], int, int]:
-    """Mean of each metric per method over the images scored in both CSVs of a split.
+def load_means(args: argparse.Namespace, split: Split, profile: str) -> tuple[dict[str, list[float]], int, int]:
+    """Mean of each metric per method over the images scored in every CSV of a split.
 
     Returns
     -------
     means : dict
-        method -> 9 means (order of ``METRICS``); NaN-free images only.
+        method -> 9 means (order of ``suite.METRICS``); NaN-free images only.
     n : int
         Number of images averaged.
     failed : int
         Rows with a missing or non-finite value (dropped).
     """
-    import math
-
-    rows: dict[str, dict[str, list[float]]] = {}
-    failed = 0
-    part = "*"
-    if dataset in args.limits:  # only the CSVs of that slice; without a limit, all slices merge
-        task, _, sources, _ = next(x for x in SPLITS if x[1] == dataset)
-        part = tag(args, dataset, len(pair_names(task, dataset, sources, args.limits[dataset])))
-    files = sorted((args.work / "csv").glob(f"{dataset}-{part}-{profile}-*.csv"))
+    part = tag(args, split) if split.dataset in args.limits else "*"  # without a limit, all slices merge
+    files = sorted((args.work / "csv").glob(f"{split.dataset}-{part}-{profile}-*.csv"))
     if not files:
-        raise SystemExit(f"no CSV for {dataset} ({profile}); run the eval stage first")
-    for path in files:
-        with path.open() as fh:
-            for row in csv.DictReader(fh):
-                try:
-                    values = [float(row[m]) for m in METRICS]
-                except (KeyError, ValueError, TypeError):
-                    failed += 1
-                    continue
-                if not all(math.isfinite(v) for v in values):
-                    failed += 1
-                    continue
-                rows.setdefault(row["method"], {})[row["image"]] = values
-    common = set.intersection(*(set(r) for r in rows.values()))
-    means = {m: [sum(r[i][k] for i in common) / len(common) for k in range(len(METRICS))]
-             for m, r in rows.items()}
-    return means, len(common), failed
-
-
-def within(ours: float, ref: float, tol: float = 0.05) -> bool:
-    """True if ``ours`` is better than ``ref`` or at most ``tol`` (relative) worse.
-
-    Every one of the nine metrics is "higher is better".
-    """
-    return ours >= ref * (1 - tol)
-
-
-def fmt(v: float) -> str:
-    return f"{v:.3f}" if abs(v) < 10 else f"{v:.2f}"
+        raise SystemExit(f"no CSV for {split.dataset} ({profile}); run the eval stage first")
+    scores = read_scores(files, suite.METRICS)
+    return scores.means(), len(scores.images()), scores.dropped
 
 
 def stage_report(args: argparse.Namespace) -> None:
@@ -279,21 +171,18 @@ def stage_report(args: argparse.Namespace) -> None:
     for profile in ("cddfuse", "standard"):
         lines += [f"### Profile `{profile}`" + (" (MI in nats, SSIM summed over both sources; comparable with the yardstick)"
                                                   if profile == "cddfuse" else " (textbook conventions; no yardstick)"), ""]
-        for task, dataset, sources, classics in selected(args):
-            means, n, failed = load_means(args, dataset, profile)
-            total = len(pair_names(task, dataset, sources, None))
-            order = [m for m in list(VARIANTS) + classics if m in means]
+        for split in selected(args):
+            task, dataset = split.task, split.dataset
+            means, n, failed = load_means(args, split, profile)
+            total = len(pair_names(split, None))
+            order = [m for m in list(VARIANTS) + list(suite.classics(dataset)) if m in means]
             subset = "" if n == total else f" — **subset: first {n} of {total} pairs sorted by name**"
             lines += [f"**{task}/{dataset}** ({n} images{subset}"
-                      + (f"; {failed} rows dropped for non-finite values" if failed else "") + ")", "",
-                      "| method | " + " | ".join(HEAD) + " |", "|---|" + "---|" * len(HEAD)]
-            best = [max(means[m][k] for m in order) for k in range(len(METRICS))]
-            if profile == "cddfuse":
-                lines.append("| *yardstick (authors' ckpt, full split)* | "
-                             + " | ".join(fmt(v) for v in YARDSTICK[dataset]) + " |")
-            for m in order:
-                cells = [f"**{fmt(v)}**" if v == best[k] else fmt(v) for k, v in enumerate(means[m])]
-                lines.append(f"| {m} | " + " | ".join(cells) + " |")
+                      + (f"; {failed} rows dropped for non-finite values" if failed else "") + ")", ""]
+            best = [max(means[m][k] for m in order) for k in range(len(HEAD))]
+            yardstick = [["*yardstick (authors' ckpt, full split)*", *map(fmt, YARDSTICK[dataset])]]
+            lines += markdown_table(["method", *HEAD], (yardstick if profile == "cddfuse" else []) + [
+                [m, *(f"**{fmt(v)}**" if v == best[k] else fmt(v) for k, v in enumerate(means[m]))] for m in order])
             lines.append("")
             if profile == "cddfuse":
                 learned, fixed = means["refusion-learned"], means["refusion-fixed"]
@@ -318,7 +207,7 @@ def stage_report(args: argparse.Namespace) -> None:
               "| task | splits | learned > fixed | learned within 5% | fixed within 5% | aim met (>= 7/9) by |",
               "|---|---|---|---|---|---|"]
     for task, items in per_task.items():
-        avg = [[sum(it[j][k] for it in items) / len(items) for k in range(len(METRICS))] for j in range(3)]
+        avg = [[sum(it[j][k] for it in items) / len(items) for k in range(len(HEAD))] for j in range(3)]
         wins = sum(a > b for a, b in zip(avg[0], avg[1]))
         ok_l = sum(within(a, r) for a, r in zip(avg[0], avg[2]))
         ok_f = sum(within(a, r) for a, r in zip(avg[1], avg[2]))
@@ -331,7 +220,7 @@ def stage_report(args: argparse.Namespace) -> None:
                                                   for d, n, total in cut)
                   + " — their yardstick rows are full-split means, so those comparisons are indicative only."]
     lines += [""] + NOTES + [f"<!-- end {MARK} -->"]
-    write_section(MARK, "\n".join(lines))
+    write_section(MARK, "\n".join(lines), REPO / "BENCHMARKS.md")
     print("\n".join(lines))
 
 
@@ -384,106 +273,38 @@ NOTES = [
 ]
 
 
-SCENES = {  # task -> (dataset, scene) rows of its contact sheet
-    "ivif": [("msrs", "00055D"), ("roadscene", None)],
-    "mif": [("harvard_mri_ct", None), ("harvard_mri_pet", None)],
-    "mfif": [("lytro", None), ("lytro", 1)],
-    "meif": [("mefb", None), ("mefb", 1)],
-}
-
-
-def sheet_labels(task: str, scenes: list[tuple[str, str]], methods: list[str]) -> tuple[list[str], list[str]]:
-    """Column titles and row labels of a contact sheet of ``task`` (see :func:`fusekit.sheet.contact_sheet`).
-
-    ``scenes``: the ``(dataset, scene)`` of each row. Titles: per source slot its folder names over
-    the rows' datasets (e.g. ``"ct / pet"``), then ``methods``; row labels: ``"dataset/scene"``.
-    """
-    slots: list[list[str]] = []
-    for dataset, _ in scenes:
-        _, _, sources, _ = next(s for s in SPLITS if s[1] == dataset)
-        for k, source in enumerate(sources):
-            if k == len(slots):
-                slots.append([])
-            if source not in slots[k]:
-                slots[k].append(source)
-    return [" / ".join(names) for names in slots] + list(methods), [f"{d}/{n}" for d, n in scenes]
-
 
 def best_classic(args: argparse.Namespace, task: str) -> str:
     """The classic method with the best mean rank over the nine cddfuse metrics of the task's splits."""
     ranks: dict[str, float] = {}
-    for t, dataset, _, classics in SPLITS:
-        if t != task:
-            continue
-        means, _, _ = load_means(args, dataset, "cddfuse")
-        for k in range(len(METRICS)):
-            order = sorted(classics, key=lambda m: -means[m][k])
-            for r, m in enumerate(order):
+    for split in suite.splits(task):
+        means, _, _ = load_means(args, split, "cddfuse")
+        for k in range(len(HEAD)):
+            for r, m in enumerate(sorted(suite.classics(split.dataset), key=lambda m: -means[m][k])):
                 ranks[m] = ranks.get(m, 0.0) + r
     return min(ranks, key=ranks.get)
 
 
 def stage_sheet(args: argparse.Namespace) -> None:
     """Contact sheet per task: sources | refusion-learned | refusion-fixed | best classic."""
-    import numpy as np
-
     import fusekit
-    from fusekit.datasets import match_folders
-    from fusekit.io import read_image, write_image
-    from fusekit.sheet import contact_sheet
 
-    tasks = sorted({t for t, *_ in selected(args)}, key=[s[0] for s in SPLITS].index)
-    for task in tasks:
+    for task in sorted({s.task for s in selected(args)}, key=[s[0] for s in suite.SPLITS].index):
         classic = best_classic(args, task)
-        rows, scenes = [], []
-        for dataset, pick in SCENES[task]:
-            _, _, sources, _ = next(s for s in SPLITS if s[1] == dataset)
-            sets, _ = match_folders([split_dir(dataset, task) / s for s in sources])
-            done = sorted(n for n in sets if all((args.work / task / dataset / v / f"{n}.png").exists()
-                                                 for v in VARIANTS))
-            name = pick if isinstance(pick, str) else done[pick or 0]
-            srcs = [read_image(p) for p in sets[name]]
-            fused = [read_image(args.work / task / dataset / v / f"{name}.png") for v in VARIANTS]
-            rows.append(srcs + fused + [fusekit.fuse(srcs, method=classic)])
-            scenes.append((dataset, name))
-            print(f"{task}: {dataset}/{name}: " + " | ".join(list(sources) + list(VARIANTS) + [classic]))
-        titles, row_labels = sheet_labels(task, scenes, list(VARIANTS) + [classic])
-        out = REPO / "docs" / f"refusion_{task}.png"
-        height = args.sheet_height
-        while True:
-            sheet = contact_sheet(rows, height=height, titles=titles, row_labels=row_labels)
-            write_image(out, np.asarray(sheet, dtype=np.float32))
-            if out.stat().st_size > MAX_SHEET_BYTES:
-                _to_palette(out)
-            if out.stat().st_size <= MAX_SHEET_BYTES or height < 120:
-                break
-            height = int(height * 0.9)
-        out.chmod(0o644)
-        print(f"wrote {out} ({out.stat().st_size // 1024} KB, tiles {height} px high)")
+        scenes = suite.sheet_scenes(task, keep=lambda split, n: all(
+            (run_folder(args.work, split, v) / f"{n}.png").exists() for v in VARIANTS))
+        rows = scene_rows(scenes, lambda split: [run_folder(args.work, split, v) for v in VARIANTS])
+        for row, (split, name) in zip(rows, scenes):
+            row.append(fusekit.fuse(row[:len(split.sources)], method=classic))
+            print(f"{task}: {split.dataset}/{name}: " + " | ".join(list(split.sources) + list(VARIANTS) + [classic]))
+        out = write_sheet(REPO / "docs" / f"refusion_{task}.png", rows, height=args.sheet_height, palette=False,
+                          max_bytes=MAX_SHEET_BYTES, titles=sheet_titles([s for s, _ in scenes], [*VARIANTS, classic]),
+                          row_labels=[f"{s.dataset}/{n}" for s, n in scenes])
+        print(f"wrote {out} ({out.stat().st_size // 1024} KB)")
 
 
-MAX_SHEET_BYTES = 300 * 1024
-
-
-def _to_palette(path: Path) -> None:
-    """Re-encode an RGB PNG as a 256-colour palette PNG (dithered) to keep docs small."""
-    from PIL import Image
-
-    with Image.open(path) as image:
-        small = image.convert("RGB").quantize(256)
-    tmp = path.with_name(path.stem + ".tmp.png")
-    small.save(tmp, "PNG", optimize=True)
-    tmp.replace(path)
-
-
-def _has_cli() -> bool:
-    from shutil import which
-
-    return which("fusekit") is not None
-
-
-def selected(args: argparse.Namespace):
-    return [s for s in SPLITS if not args.only or s[1] in args.only or s[0] in args.only]
+def selected(args: argparse.Namespace) -> list[Split]:
+    return [s for s in suite.splits() if not args.only or s.dataset in args.only or s.task in args.only]
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,15 +23,11 @@ import argparse
 import datetime as _dt
 import os
 import platform
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "benchmarks"))
+from fusekit.experiments import Run, run_folder, scene_rows, suite, write_section
 
-import loss_balance as lb  # noqa: E402
-import refusion_results as rr  # noqa: E402
-from sections import write_section  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TASKS = ("ivif", "mif", "mfif", "meif")
 CORNER, ZOOM, TILE = 40, 4, 200
@@ -73,13 +69,13 @@ def stage_score(args: argparse.Namespace) -> None:
         lines += [how_trained(task, name, entry) for name, entry in variants(task).items()]
     lines.append("")
     for task in TASKS:
-        runs = {name: entry.path for name, entry in variants(task).items()}
-        rows, counts = lb.fuse_and_score(task, args.work, runs, args.jobs, csv_tag="shipped")
-        lines += lb.yardstick_tables(task, list(runs), rows, counts, "that no weights were chosen on") + [""]
+        runs = {name: Run("refusion", {"weights": str(entry.path)}) for name, entry in variants(task).items()}
+        rows, counts = suite.compare_runs(task, runs, args.work / "results", tag="shipped", jobs=args.jobs)
+        lines += suite.yardstick_tables(task, list(runs), rows, counts, "that no weights were chosen on") + [""]
     lines.append("<!-- end shipped-weights -->")
     text = "\n".join(lines)
     print(text)
-    write_section("shipped-weights", text)
+    write_section("shipped-weights", text, REPO / "BENCHMARKS.md")
 
 
 def _labelled(image, text: str, size: tuple[int, int]):
@@ -98,18 +94,13 @@ def _labelled(image, text: str, size: tuple[int, int]):
 def stage_sheet(args: argparse.Namespace) -> None:
     from PIL import Image
 
-    from fusekit.datasets import match_folders
-    from fusekit.io import read_image
-
     for task in TASKS:
         names = list(variants(task))
         tiles = []
-        for dataset, pick in rr.SCENES[task]:
-            _, _, sources, _ = next(s for s in rr.SPLITS if s[1] == dataset)
-            sets, _ = match_folders([rr.split_dir(dataset, task) / s for s in sources])
-            scene = pick if isinstance(pick, str) else sorted(sets)[pick or 0]
-            images = [read_image(p) for p in sets[scene]]
-            images += [read_image(lb.folder(args.work, task, dataset, n) / f"{scene}.png") for n in names]
+        scenes = suite.sheet_scenes(task)
+        for images, (split, scene) in zip(scene_rows(scenes, lambda split: [
+                run_folder(args.work / "results", split, n) for n in names]), scenes):
+            dataset, sources = split.dataset, split.sources
             labels = [f"{s} ({dataset}/{scene})" if i == 0 else s for i, s in enumerate(sources)] + \
                      [f"refusion --weights {n}" for n in names]
             h, w = images[0].shape[:2]
