@@ -97,7 +97,7 @@ def read_scores(tables: Iterable[str | os.PathLike], metrics: Sequence[str] | No
 
 def score(split: Split, fused: Mapping[str, str | os.PathLike] | None = None, *,
           methods: Sequence[str] | Mapping[str, Mapping[str, Any]] | None = None,
-          metrics: Sequence[str] | None = None, profile: str = "cddfuse",
+          metrics: Sequence[str] | None = None, profile: str = "standard",
           cache_dir: str | os.PathLike | None = None, jobs: int = 1, table: str | os.PathLike | None = None,
           host: "PluginHost | None" = None) -> Scores:
     """Score fused images of a split with :func:`fusekit.evaluate` (the numbers of ``fusekit eval``).
@@ -113,7 +113,8 @@ def score(split: Split, fused: Mapping[str, str | os.PathLike] | None = None, *,
     metrics : sequence of str, optional
         Metric names; default every registered metric.
     profile : str
-        ``"cddfuse"`` or ``"standard"`` (see ``fusekit eval --profile``).
+        Metric profile, as for ``fusekit eval --profile`` (default ``"standard"``, as there;
+        ``"cddfuse"`` for the numbers papers copy).
     cache_dir : path-like, optional
         ``methods``' cache (see :func:`fusekit.evaluate`).
     jobs : int
@@ -140,7 +141,7 @@ def score(split: Split, fused: Mapping[str, str | os.PathLike] | None = None, *,
 
 
 def compare(splits: Iterable[Split], runs: Mapping[str, Run], fused_dir: str | os.PathLike, *,
-            profile: str = "cddfuse", metrics: Sequence[str] | None = None,
+            profile: str = "standard", metrics: Sequence[str] | None = None,
             table: Callable[[Split, str], Path] | None = None, reuse: bool = False, jobs: int = 1,
             log: Callable[[str], None] | None = None) -> dict[Split, Scores]:
     """Fuse each split with every run (:func:`fuse`, cached) and score the runs side by side (:func:`score`).
@@ -153,7 +154,7 @@ def compare(splits: Iterable[Split], runs: Mapping[str, Run], fused_dir: str | o
     fused_dir : path-like
         Root of the fused images (see :func:`run_folder`).
     profile : str
-        Metric profile.
+        Metric profile (see :func:`score`).
     metrics : sequence of str, optional
         Metric names; default every registered metric.
     table : callable, optional

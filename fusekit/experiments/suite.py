@@ -102,12 +102,14 @@ def sheet_scenes(task: str, *, data: str | os.PathLike | None = None,
 
 
 def compare_runs(task: str, runs: Mapping[str, Run], work: str | os.PathLike, *, tag: str, jobs: int = 1,
-                 profile: str = "cddfuse") -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
+                 profile: str = "cddfuse", log: Callable[[str], None] | None = print
+                 ) -> tuple[dict[str, dict[str, list[float]]], dict[str, int]]:
     """Fuse and score runs on ``task``'s yardstick and check splits, for :func:`yardstick_tables`.
 
     Fused images go to ``<work>/<task>/<dataset>/<label>`` (cached, see
     :func:`~fusekit.experiments.fuse`), per-image scores to
-    ``<work>/csv/<dataset>-<n>-<profile>-<tag>.csv`` (scored again on each call).
+    ``<work>/csv/<dataset>-<n>-<profile>-<tag>.csv`` (scored again on each call);
+    ``log`` gets a line per run that fused images and per table written.
 
     Returns
     -------
@@ -117,7 +119,7 @@ def compare_runs(task: str, runs: Mapping[str, Run], work: str | os.PathLike, *,
         Dataset -> number of those images.
     """
     work = Path(work)
-    scores = compare(splits(task, check=True), runs, work, profile=profile, metrics=METRICS, jobs=jobs, log=print,
+    scores = compare(splits(task, check=True), runs, work, profile=profile, metrics=METRICS, jobs=jobs, log=log,
                      table=lambda s, p: work / "csv" / f"{s.dataset}-{len(s.sets())}-{p}-{tag}.csv")
     return ({s.dataset: sc.means() for s, sc in scores.items()},
             {s.dataset: len(sc.images()) for s, sc in scores.items()})
