@@ -36,7 +36,27 @@ def echo_error(message: str) -> None:
 
 
 class FusekitGroup(click.Group):
-    """A click group that turns fusekit errors into one-line messages."""
+    """A click group that turns fusekit errors into one-line messages.
+
+    Sub-commands named in :attr:`lazy` are imported on first use (``fusekit
+    fuse`` does not import what ``train`` needs); the listing and ``--help``
+    import them all.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: command name -> (module under fusekit.cli, attribute), imported by :meth:`get_command`
+        self.lazy: dict[str, tuple[str, str]] = {}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *self.lazy})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in self.lazy:
+            command = _optional_command(*self.lazy.pop(cmd_name))
+            if command is not None:   # a module left out of this installation: no such command
+                self.add_command(command, cmd_name)
+        return self.commands.get(cmd_name)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -109,13 +129,17 @@ def make_cli(host: PluginHost | None = None) -> click.Group:
 
     for command in (make_fuse_command(host), methods_command, info_command, plugins_command):
         cli.add_command(command)
-    for module_name, attr in (("eval", "eval_command"), ("train", "train_command"),
-                              ("explain", "explain_command")):
-        command = _optional_command(module_name, attr)
-        if command is not None:
-            cli.add_command(command)
+    cli.lazy.update({"eval": ("eval", "eval_command"), "train": ("train", "train_command"),
+                     "explain": ("explain", "explain_command")})
     host.add_commands(cli)
     return cli
+
+
+def all_commands(cli: click.Group) -> dict[str, click.Command]:
+    """Every command of ``cli`` by name, the lazily imported ones included."""
+    ctx = click.Context(cli, info_name="fusekit")
+    found = {name: cli.get_command(ctx, name) for name in cli.list_commands(ctx)}
+    return {name: command for name, command in found.items() if command is not None}
 
 
 def _optional_command(module_name: str, attr: str) -> click.Command | None:

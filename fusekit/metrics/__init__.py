@@ -34,12 +34,35 @@ Examples
 
 from __future__ import annotations
 
-from .base import Metric, MetricContext, Score
-from .catalog import BUILTIN_METRICS, BUILTIN_ORDER
-from .compute import compute, list_metrics, resolve_metrics
-from .profiles import PROFILES, Profile, get_profile
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .base import Metric, MetricContext, Score
+    from .catalog import BUILTIN_METRICS, BUILTIN_ORDER
+    from .compute import compute, list_metrics, resolve_metrics
+    from .profiles import PROFILES, Profile, get_profile
 
 __all__ = [
     "Metric", "MetricContext", "Score", "Profile", "PROFILES", "BUILTIN_METRICS", "BUILTIN_ORDER",
     "compute", "list_metrics", "resolve_metrics", "get_profile",
 ]
+
+#: Where each public name lives: imported on first use, so that registering the built-in metrics
+#: (``fusekit fuse`` does it too) does not load the profiles and their convention tables.
+_HOMES = {"Metric": "base", "MetricContext": "base", "Score": "base",
+          "BUILTIN_METRICS": "catalog", "BUILTIN_ORDER": "catalog",
+          "compute": "compute", "list_metrics": "compute", "resolve_metrics": "compute",
+          "PROFILES": "profiles", "Profile": "profiles", "get_profile": "profiles"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _HOMES:
+        value = getattr(import_module(f".{_HOMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
