@@ -1,0 +1,94 @@
+"""What a command imports before it reads an image (start-up time: BENCHMARKS.md, metrics-first-run)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import zipfile
+
+import pytest
+
+from fusekit.plugins import may_advertise
+
+#: Heavy or unrelated modules a start-up must not import.
+NOT_AT_START = ("torch", "numba", "scipy.ndimage", "importlib.metadata", "tqdm",
+                "fusekit.training.config", "fusekit.metrics.profiles", "fusekit.cli.train")
+
+
+def _modules_after(argv: list[str], cwd) -> set[str]:
+    code = ("import atexit, json, sys\n"
+            "seen = set(sys.modules)\n"      # json is imported here, by this probe
+            "atexit.register(lambda: print(json.dumps(sorted(set(sys.modules) - seen))))\n"
+            "from fusekit.cli import main\n"
+            f"main({argv!r})\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=cwd,
+                         env={"PATH": "/usr/bin:/bin", "FUSEKIT_NUMBA": ""})
+    return set(json.loads(out.stdout.strip().splitlines()[-1]))
+
+
+def test_version_imports_no_heavy_module(tmp_path):
+    loaded = _modules_after(["--version"], tmp_path)
+    assert "fusekit.cli" in loaded
+    assert not [m for m in NOT_AT_START if m in loaded]
+
+
+def test_fuse_imports_no_training_nor_metric_profiles(tmp_path, demo_pair):
+    from fusekit.io import write_image
+
+    for name, image in zip(("a", "b"), demo_pair):
+        (tmp_path / name).mkdir()
+        write_image(tmp_path / name / "x.png", image)
+    loaded = _modules_after(["fuse", "-m", "average", str(tmp_path / "a"), str(tmp_path / "b"),
+                             "-o", str(tmp_path / "out")], tmp_path)
+    assert (tmp_path / "out" / "x.png").exists()
+    unwanted = {"torch", "numba", "scipy.ndimage", "fusekit.training.config", "fusekit.metrics.profiles",
+                "fusekit.cli.train", "fusekit.cli.eval"}
+    assert not unwanted & loaded
+
+
+def test_eval_of_one_triplet_imports_no_tqdm_numba_or_scipy_ndimage(tmp_path, demo_pair):
+    from fusekit.io import write_image
+
+    ir, vi = demo_pair
+    for name, image in (("ir", ir), ("vi", vi), ("fused", (ir + vi.mean(axis=2)) / 2)):
+        (tmp_path / name).mkdir()
+        write_image(tmp_path / name / "x.png", image)
+    loaded = _modules_after(["eval", str(tmp_path), "--fused", str(tmp_path / "fused"),
+                             "--profile", "cddfuse"], tmp_path)
+    assert "fusekit.metrics.structural" in loaded                  # it did score
+    assert not {"tqdm", "numba", "scipy.ndimage", "torch", "fusekit.cli.train"} & loaded
+
+
+def test_hidden_progress_bar_needs_no_tqdm():
+    from fusekit.evaluation.worker import _Progress
+
+    with _Progress("eval", show=False).bar([1, 2]) as bar:
+        bar.update(2)
+    with _Progress("eval", show=True).bar([1, 2]) as bar:         # shown: a real tqdm bar
+        assert type(bar).__module__.startswith("tqdm")
+        bar.update(2)
+
+
+def test_entry_point_scan_finds_only_real_sections(tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    dist = site / "other-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "entry_points.txt").write_text("[console_scripts]\nfusekit-helper = other:main\n")
+    monkeypatch.setattr(sys, "path", [str(site)])
+    assert may_advertise("fusekit") is False          # mentions fusekit, but not as a group
+    (dist / "entry_points.txt").write_text("[console_scripts]\nx = y\n\n [fusekit] \nplug = other.plugin\n")
+    assert may_advertise("fusekit") is True
+    assert may_advertise("console_scripts") is True
+
+
+@pytest.mark.parametrize("entry", ["archive.zip", "old.egg"])
+def test_entry_point_scan_leaves_archives_and_eggs_to_importlib(tmp_path, monkeypatch, entry):
+    path = tmp_path / entry
+    if entry.endswith(".zip"):
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("mod.py", "")
+    else:
+        path.mkdir()
+    monkeypatch.setattr(sys, "path", [str(path)])
+    assert may_advertise("fusekit") is True
