@@ -131,10 +131,11 @@ def _fuse_checked(fuser: Fuser, sources: Sequence[np.ndarray]) -> np.ndarray:
     """The colour pipeline around ``fuser.fuse`` for sources :func:`check_sources` accepted."""
     height, width = sources[0].shape[:2]
     if fuser.needs_color:
+        # check_fused gives float32 clipped to [0, 1]: only the luminance needs clipping again
         fused = check_fused(fuser, fuser.fuse([color.to_rgb(s) for s in sources]), (height, width, 3))
         if all(np.ndim(s) == 2 for s in sources):
-            fused = color.luminance(fused)
-        return np.clip(fused, 0.0, 1.0).astype(np.float32, copy=False)
+            fused = np.clip(color.luminance(fused), 0.0, 1.0).astype(np.float32, copy=False)
+        return fused
     lumas = [color.luminance(s) for s in sources]
     fused_y = check_fused(fuser, fuser.fuse(lumas), (height, width))
     return color.merge(fused_y, color.fuse_chroma(sources))

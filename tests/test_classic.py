@@ -419,3 +419,33 @@ def test_cli_bad_parameter_is_one_clear_line(run_cli, tmp_path, crops):
     assert "levels" in text and "[1, 30]" in text
     assert len(text.splitlines()) == 1
     assert not (tmp_path / "f.png").exists()
+
+
+@pytest.mark.parametrize("shape", [(5, 4), (7, 9), (12, 13), (33, 64)])
+def test_pyramid_passes_along_rows_equal_those_down_columns(shape):
+    """REDUCE/EXPAND along the last axis (contiguous even/odd arrays) give the values of the same
+    operations down the columns (strided), bit for bit."""
+    from fusekit_classic.pyramid import _expand_axis, _reduce_axis
+
+    rng = np.random.default_rng(sum(shape))
+    x = rng.random(shape, dtype=np.float32)
+    np.testing.assert_array_equal(_reduce_axis(x, 1), _reduce_axis(np.ascontiguousarray(x.T), 0).T)
+    for n_out in (2 * shape[1], 2 * shape[1] - 1):
+        np.testing.assert_array_equal(_expand_axis(x, 1, n_out),
+                                      _expand_axis(np.ascontiguousarray(x.T), 0, n_out).T)
+    stack = rng.random((3,) + shape, dtype=np.float32)
+    np.testing.assert_array_equal(_reduce_axis(stack, 2)[1], _reduce_axis(stack[1], 1))
+
+
+def test_exposure_pickles_without_its_threads_and_buffers(crops, monkeypatch):
+    import pickle
+
+    from fusekit_classic import exposure
+
+    monkeypatch.setattr(exposure, "_THREAD_PIXELS", 0)
+    sources = _sources(fc.Exposure, crops, 2)
+    fuser = fc.Exposure(workers=2, sigma=0.3)
+    first = fuser.fuse(sources)                          # starts its threads, fills its buffers
+    copy = pickle.loads(pickle.dumps(fuser))
+    assert copy.sigma == 0.3 and copy._pool is None and not copy._workspace.buffers
+    np.testing.assert_array_equal(copy.fuse(sources), first)

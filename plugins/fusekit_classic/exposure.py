@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -62,10 +61,11 @@ class Exposure(Fuser):
         Pyramid depth (REDUCE steps), >= 1; ``None`` for the full depth.
         Capped at the full depth for small images.
     workers : int or None, default None
-        Threads that blend and collapse the R, G and B pyramids in parallel
-        (images of 512 x 512 pixels or more), >= 1; ``None`` uses one per CPU
-        (at most 3). Not part of the method: the result is the same for any
-        value.
+        Threads that compute the sources' weights, build the Gaussian
+        pyramids of the planes and blend and collapse the R, G and B
+        pyramids in parallel (images of 512 x 512 pixels or more), >= 1;
+        ``None`` uses one per CPU (at most 3). Not part of the method: the
+        result is the same for any value.
 
     Notes
     -----
@@ -80,11 +80,13 @@ class Exposure(Fuser):
     they are exactly 0 on flat and on grey pixels.
 
     The work buffers of a call (the source stack, its Gaussian pyramid and
-    per-channel temporaries, about 40 bytes per source pixel) are kept on
-    the instance for the next call when the sources have up to 2**21
-    pixels in all, so a folder of brackets does not pay the kernel's page
-    zeroing on every image; larger calls free them. Concurrent calls on one
-    instance are safe (the second uses buffers of its own).
+    per-channel temporaries, about 40 bytes per source pixel) and its
+    threads are kept on the instance for the next call when the sources
+    have up to 2**21 pixels in all, so a folder of brackets does not pay the
+    kernel's page zeroing, nor thread start-up, on every image; larger calls
+    free the buffers. Concurrent calls on one instance are safe (the second
+    uses buffers of its own). A pickled instance (a process pool, Dask)
+    arrives without them and makes its own.
 
     References
     ----------
@@ -118,8 +120,8 @@ class Exposure(Fuser):
                "(image range 0-1), > 0"),
         Option("levels", int, None, "Pyramid depth (REDUCE steps, each halves the size), in [1, 30]; None: down to "
                "1-2 pixels, floor(log2(min(H, W)))"),
-        Option("workers", int, None, "Threads blending the colour channels in parallel (images of 512x512 "
-               "pixels or more), >= 1; None: one per CPU (at most 3); same result for any value"),
+        Option("workers", int, None, "Threads weighing, filtering and blending in parallel (images of "
+               "512x512 pixels or more), >= 1; None: one per CPU (at most 3); same result for any value"),
     )
 
     def __init__(self, *, contrast_weight: float = 1.0, saturation_weight: float = 1.0,
@@ -135,6 +137,29 @@ class Exposure(Fuser):
         self.workers = (os.cpu_count() or 1) if workers is None else check_int(m, "workers", workers, minimum=1)
         self._lock = threading.Lock()
         self._workspace = _Workspace()
+        self._pool: Any = None
+
+    def __getstate__(self) -> dict:
+        # the lock, buffers and threads stay behind: a copy in another process makes its own
+        state = self.__dict__.copy()
+        for key in ("_lock", "_workspace", "_pool"):
+            state.pop(key, None)
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+        self._workspace = _Workspace()
+        self._pool = None
+
+    def _threads(self, pixels: int) -> Any:
+        """The instance's thread pool for an image of ``pixels``, or ``None`` to stay in this thread."""
+        threads = min(3, self.workers)
+        if threads < 2 or pixels < _THREAD_PIXELS:
+            return None
+        if self._pool is None:
+            self._pool = _Threads(threads)
+        return self._pool
 
     def quality(self, colour: np.ndarray, *, saturation: bool = True) -> np.ndarray:
         """Unnormalised weight ``C^wc * S^ws * E^we`` of one source.
@@ -213,35 +238,46 @@ class Exposure(Fuser):
         # _KEEP_PIXELS): freeing and re-allocating them made the kernel zero
         # fresh pages on every call, a third of the CPU time of a 0.2 MP fusion
         if not self._lock.acquire(blocking=False):   # another thread is fusing with this instance
-            return self._fuse(sources, n, h, w, _Workspace())
+            return self._fuse(sources, n, h, w, _Workspace(), None)
         try:
             if n * h * w > _KEEP_PIXELS:
                 self._workspace.buffers.clear()
-            return self._fuse(sources, n, h, w, self._workspace)
+            return self._fuse(sources, n, h, w, self._workspace, self._threads(h * w))
         finally:
             if n * h * w > _KEEP_PIXELS:
                 self._workspace.buffers.clear()
             self._lock.release()
 
-    def _fuse(self, sources: Sequence[np.ndarray], n: int, h: int, w: int, space: "_Workspace") -> np.ndarray:
+    def _fuse(self, sources: Sequence[np.ndarray], n: int, h: int, w: int, space: "_Workspace",
+              pool: Any) -> np.ndarray:
+        """Fuse with the buffers of ``space`` and the threads of ``pool`` (``None``: this thread only).
+
+        Threads only split work whose pieces are independent (sources,
+        planes, channels), each piece computed as without them, so the
+        result does not depend on ``pool``.
+        """
         # plane c of source k is stack[c, k]: R, G, B and the weight map, so one
         # Gaussian pyramid serves image and weight alike, and the planes of all
         # sources form one contiguous stack (a copy: inputs stay untouched)
         stack = space.take("stack", (4, n, h, w))
-        for k, src in enumerate(sources):
-            stack[:3, k] = np.asarray(src).transpose(2, 0, 1)
+
+        def fill(k: int) -> None:
+            stack[:3, k] = np.asarray(sources[k]).transpose(2, 0, 1)
+
+        _each(pool, fill, range(n))
         saturation = not _all_grey(stack[:3].swapaxes(0, 1))
         depth = max_levels(h, w)
         if self.levels is not None:
             depth = min(depth, self.levels)
-        for k in range(n):
+
+        def weigh(k: int) -> None:
             stack[3, k] = self.quality(stack[:3, k], saturation=saturation)
+
+        _each(pool, weigh, range(n))
         wsum = stack[3].sum(axis=0) + n * _EPS
         stack[3] += _EPS
         stack[3] /= wsum
-        gauss = [stack]
-        for level in range(depth):
-            gauss.append(_reduce_into(gauss[-1], space, level))
+        gauss = _gaussian_pyramid(stack, depth, space, pool)
         fused = np.empty((h, w, 3), dtype=np.float32)
         planes = fused.transpose(2, 0, 1)
         # coarse levels (few pixels, where the cost is the number of numpy
@@ -257,8 +293,7 @@ class Exposure(Fuser):
         # fine levels: one colour plane at a time, every step of a level fused
         # while the plane is in the CPU cache (expand, difference, weight, sum)
         # and the buffers reused across channels and sources; channels are
-        # independent, so large images split them over threads
-        threads = min(3, self.workers) if h * w >= _THREAD_PIXELS else 1
+        # independent, so they go to the threads
 
         def channel(c: int) -> None:
             r = image[c]
@@ -281,12 +316,7 @@ class Exposure(Fuser):
                 np.add(total, term, out=acc)
                 r = acc
 
-        if threads > 1:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                list(pool.map(channel, range(3)))
-        else:
-            for c in range(3):
-                channel(c)
+        _each(pool, channel, range(3))
         return np.clip(fused, 0.0, 1.0, out=fused)
 
 
@@ -307,18 +337,60 @@ class _Workspace:
         return buf[:size].reshape(shape)
 
 
-def _reduce_into(stack: np.ndarray, space: _Workspace, level: int) -> np.ndarray:
-    """REDUCE of ``4 x S x h x w`` into a workspace buffer: :func:`pyramid.reduce`, the same values."""
-    shape = stack.shape[:2] + ((stack.shape[2] + 1) // 2, (stack.shape[3] + 1) // 2)
-    out = space.take(("gauss", level), shape)
-    if stack.shape[2] * stack.shape[3] <= _SMALL:
-        out[...] = reduce(stack.reshape((-1,) + stack.shape[2:])).reshape(shape)
-        return out
-    rows = space.take("rows", (shape[2], stack.shape[3]))
-    for plane, target in zip(stack.reshape((-1,) + stack.shape[2:]), out.reshape((-1,) + shape[2:])):
-        _reduce_axis(plane, 0, out=rows)
-        _reduce_axis(rows, 1, out=target)
-    return out
+class _Threads:
+    """A pool of ``count`` threads, started on first use and kept by the fuser."""
+
+    def __init__(self, count: int) -> None:
+        from concurrent.futures import ThreadPoolExecutor  # only here: ~4 ms to import
+
+        self.count = count
+        self.executor = ThreadPoolExecutor(max_workers=count, thread_name_prefix="fusekit-exposure")
+
+
+def _each(pool: "_Threads | None", function: Callable[[int], None], items: Iterable[int]) -> None:
+    """``function(i)`` for every item: on the threads of ``pool``, or here if it is ``None``."""
+    if pool is None:
+        for item in items:
+            function(item)
+    else:
+        for _ in pool.executor.map(function, items):   # waits for all; re-raises the first error
+            pass
+
+
+def _gaussian_pyramid(stack: np.ndarray, depth: int, space: _Workspace,
+                      pool: "_Threads | None") -> list[np.ndarray]:
+    """``[stack, REDUCE(stack), ...]`` down ``depth`` levels, in workspace buffers: :func:`pyramid.reduce`'s values.
+
+    ``stack`` is ``4 x S x h x w``. Levels larger than :data:`pyramid._SMALL`
+    pixels are reduced one plane at a time, each plane all the way down
+    those levels in one task (the planes are shared out among the threads
+    of ``pool``); the smaller levels as one stack each.
+    """
+    gauss = [stack]
+    for level in range(depth):
+        g = gauss[-1]
+        gauss.append(space.take(("gauss", level), g.shape[:2] + ((g.shape[2] + 1) // 2, (g.shape[3] + 1) // 2)))
+    big = 0
+    while big < depth and gauss[big].shape[2] * gauss[big].shape[3] > _SMALL:
+        big += 1
+    if big:
+        planes = [g.reshape((-1,) + g.shape[2:]) for g in gauss[:big + 1]]
+        tasks = 1 if pool is None else pool.count
+        rows = [space.take(("rows", t), (planes[1].shape[1], planes[0].shape[2])) for t in range(tasks)]
+
+        def chain(t: int) -> None:
+            for p in range(t, planes[0].shape[0], tasks):
+                for level in range(big):
+                    src, dst = planes[level][p], planes[level + 1][p]
+                    half = rows[t].reshape(-1)[:dst.shape[0] * src.shape[1]].reshape(dst.shape[0], src.shape[1])
+                    _reduce_axis(src, 0, out=half)
+                    _reduce_axis(half, 1, out=dst)
+
+        _each(pool, chain, range(tasks))
+    for level in range(big, depth):
+        g = gauss[level]
+        gauss[level + 1][...] = reduce(g.reshape((-1,) + g.shape[2:])).reshape(gauss[level + 1].shape)
+    return gauss
 
 
 def _expand_plane(x: np.ndarray, shape: tuple, col: np.ndarray, out: np.ndarray) -> np.ndarray:

@@ -65,6 +65,10 @@ def _reduce_axis(x: np.ndarray, axis: int, out: np.ndarray | None = None) -> np.
     nd = x.ndim
     ix = lambda sl: _index(nd, axis, sl)  # noqa: E731 - local shorthand
     even = x[ix(slice(0, None, 2))]                     # x[2j], m samples
+    if axis == nd - 1:
+        # along the rows: every other sample is a strided read; copied once into a
+        # contiguous array, the five sums below run on it about 1.2x faster
+        even = even.copy()
     odd4 = x[ix(slice(1, None, 2))] * np.float32(4.0)   # 4 x[2j+1], n // 2 samples
     out = np.multiply(even, np.float32(6.0), out=out)
     out[ix(slice(1, None))] += even[ix(slice(None, -1))]     # x[2j-2]
@@ -120,15 +124,23 @@ def _expand_axis(x: np.ndarray, axis: int, n_out: int, out: np.ndarray | None = 
         even[...] = x
         odd[...] = x[ix(slice(0, odd.shape[axis]))]
         return out
-    np.multiply(x, np.float32(6.0), out=even)
-    even[ix(slice(1, None))] += x[ix(slice(None, -1))]
-    even[ix(slice(None, -1))] += x[ix(slice(1, None))]
-    even[ix(0)] += x[ix(1)]
-    even[ix(m - 1)] += x[ix(m - 1)]
-    even *= np.float32(0.125)
+    # along the rows the even and odd outputs are strided writes: computed in
+    # contiguous arrays and interleaved once, about 2x faster (same operations)
+    last = axis == nd - 1
+    target_even = np.empty(x.shape, dtype=x.dtype) if last else even
+    np.multiply(x, np.float32(6.0), out=target_even)
+    target_even[ix(slice(1, None))] += x[ix(slice(None, -1))]
+    target_even[ix(slice(None, -1))] += x[ix(slice(1, None))]
+    target_even[ix(0)] += x[ix(1)]
+    target_even[ix(m - 1)] += x[ix(m - 1)]
+    target_even *= np.float32(0.125)
     inner = odd[ix(slice(0, m - 1))]
-    np.add(x[ix(slice(None, -1))], x[ix(slice(1, None))], out=inner)
-    inner *= np.float32(0.5)
+    target_inner = np.empty(inner.shape, dtype=x.dtype) if last else inner
+    np.add(x[ix(slice(None, -1))], x[ix(slice(1, None))], out=target_inner)
+    target_inner *= np.float32(0.5)
+    if last:
+        even[...] = target_even
+        inner[...] = target_inner
     if odd.shape[axis] == m:
         odd[ix(m - 1)] = x[ix(m - 1)]
     return out
