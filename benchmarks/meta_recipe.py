@@ -118,6 +118,12 @@ ARMS = {
     # learned-int's P ended within 1% of an even split; here the direct term's selection pressure can act
     "learned-int-fast": ["--loss-proposer", "refusion", "--symmetric-proposer", "--learn-weights", "intensity",
                          "--proposer-step-scale", "25"],
+    # design change: meta-learning proper. As learned-int-fast (P order-equivariant, intensity weights only,
+    # P's step 25 x F's rate) but without the authors' direct term dL_fuse/dP, which the diagnostic shows is
+    # 10^3-10^6 times the meta-gradient and drives P towards the source F already matches (MEIF: the
+    # over-exposed one); here P follows only the reconstruction meta-gradient (SNR 0.3-0.8, i.e. consistent)
+    "learned-int-meta": ["--loss-proposer", "refusion", "--symmetric-proposer", "--learn-weights", "intensity",
+                         "--no-direct-term", "--proposer-step-scale", "25"],
 }
 TRAIN_DIRS = {
     "ivif": [DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
