@@ -92,3 +92,19 @@ def test_entry_point_scan_leaves_archives_and_eggs_to_importlib(tmp_path, monkey
         path.mkdir()
     monkeypatch.setattr(sys, "path", [str(path)])
     assert may_advertise("fusekit") is True
+
+
+def test_freed_memory_is_kept_only_where_malloc_is_glibcs_and_untuned():
+    code = ("import os, sys\n"
+            "from fusekit.cli.memory import keep_freed_memory\n"
+            "print(keep_freed_memory())\n")
+    def run(extra):
+        env = {"PATH": "/usr/bin:/bin", **extra}
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                              check=True).stdout.strip()
+    assert run({"MALLOC_ARENA_MAX": "2"}) == "False"           # the user tunes malloc: hands off
+    assert run({"GLIBC_TUNABLES": "glibc.malloc.tcache_count=0"}) == "False"
+    import platform
+
+    expected = "True" if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" else "False"
+    assert run({}) == expected

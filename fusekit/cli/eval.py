@@ -173,7 +173,9 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
     from ..evaluation import evaluate
     from ..metrics.compute import resolve_metrics
     from ..metrics.profiles import get_profile
+    from .memory import keep_freed_memory
 
+    keep_freed_memory()
     host = state.host if isinstance(state, CliState) else None
     if output is not None:                    # a bad -o fails now, not after all the scoring
         from ..errors import ParameterError, UsageError

@@ -21,6 +21,7 @@ from ..io import remove_stale_temps
 from ..plugins import PluginHost
 from . import CliState, echo_error
 from .limits import max_pixels_option
+from .memory import keep_freed_memory
 from .options import method_flags, method_options, parse_param
 
 __all__ = ["make_fuse_command", "fuse_command", "match_folders", "parse_param"]  # the last two for scripts
@@ -73,6 +74,7 @@ def fuse_command(state: CliState, sources: tuple[Path, ...], output: Path, metho
     for methods that report them). --no-progress turns both off. Methods
     add flags for the options they declare (see 'fusekit info METHOD').
     """
+    keep_freed_memory()
     cls = state.host.fusers.get(method)
     missing = [s for s in sources if not s.exists()]
     if missing:
