@@ -38,6 +38,8 @@ enhancement in night vision: a comparative study", IEEE TPAMI 34 (2012)
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from ..errors import InputError
@@ -129,6 +131,17 @@ def _window_sum(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
     return correlate_zero(image, taps)
 
 
+@functools.lru_cache(maxsize=4)
+def _chen_blum_csf(shape: tuple[int, int]) -> np.ndarray:
+    """Liu's DoG CSF ``exp(-(r/f0)^2) - a exp(-(r/f1)^2)`` for images of ``shape`` (read-only, cached:
+    the sources and the fused image of a scene share their size, and this costs ~3 ms at 0.15 MP)."""
+    rows, cols = shape
+    r = _frequency_radius(shape, rows / 30.0, cols / 30.0)
+    csf = np.exp(-(r / _CB_F0) ** 2) - _CB_A * np.exp(-(r / _CB_F1) ** 2)
+    csf.flags.writeable = False
+    return csf
+
+
 def chen_blum_contrast(image: np.ndarray, strict: bool = True) -> np.ndarray:
     """Masked local contrast ``C^p / (C^q + Z)`` of one image for Q_CB.
 
@@ -149,10 +162,7 @@ def chen_blum_contrast(image: np.ndarray, strict: bool = True) -> np.ndarray:
         each way, as in Liu's code), then ``C^3 / (C^2 + 1e-4)``.
     """
     data = stretch_255(image, strict)
-    rows, cols = data.shape
-    r = _frequency_radius(data.shape, rows / 30.0, cols / 30.0)
-    csf = np.exp(-(r / _CB_F0) ** 2) - _CB_A * np.exp(-(r / _CB_F1) ** 2)
-    filtered = _csf_filter(data, csf)
+    filtered = _csf_filter(data, _chen_blum_csf(data.shape))
     with np.errstate(divide="ignore", invalid="ignore"):
         contrast = np.abs(_window_sum(filtered, _CB_G1) / _window_sum(filtered, _CB_G2) - 1.0)
         masked = contrast ** _CB_P / (contrast ** _CB_Q + _CB_Z)
@@ -248,11 +258,15 @@ def chen_varshney_saliency(image: np.ndarray, strict: bool = True) -> np.ndarray
     return _block_reduce(g ** _CV_ALPHA, _CV_BLOCK)
 
 
+@functools.lru_cache(maxsize=4)
 def _mannos_sakrison(shape: tuple[int, int]) -> np.ndarray:
-    """Mannos-Sakrison CSF ``2.6 (0.0192 + 0.144 r) exp(-(0.144 r)^1.1)``, ``r`` scaled by (H/8, W/8)."""
+    """Mannos-Sakrison CSF ``2.6 (0.0192 + 0.144 r) exp(-(0.144 r)^1.1)``, ``r`` scaled by (H/8, W/8)
+    (read-only, cached per size: images of one data set often share it)."""
     rows, cols = shape
     r = _frequency_radius(shape, rows / 8.0, cols / 8.0)
-    return 2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1))
+    csf = 2.6 * (0.0192 + 0.144 * r) * np.exp(-((0.144 * r) ** 1.1))
+    csf.flags.writeable = False
+    return csf
 
 
 def chen_varshney(sources: list[np.ndarray] | tuple[np.ndarray, ...], fused: np.ndarray,
