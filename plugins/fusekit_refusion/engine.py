@@ -11,42 +11,41 @@ to float rounding, about 1e-6), but
   and shift into the following 1x1 convolution, and each head's small
   ``(C/h) x (C/h)`` attention matrix together with the output projection into
   one ``C x C`` matrix, so ``softmax(q k^T) v`` followed by the projection is a
-  single matrix product added in place to the residual;
+  single matrix product added to the residual;
 * never forms the L2-normalised q and k: the ``q k^T`` Gram matrix and the
   squared norms are sums over pixels, accumulated and divided afterwards;
-* processes the image in tiles of about ``chunk_pixels`` pixels (squares of
-  128 x 128 by default, full-width strips on narrow images) with a halo of
-  two pixels, so every temporary stays a few MiB: the allocator reuses them
-  instead of mapping fresh pages (page faults are most of the cost of the
-  plain implementation) and they stay in cache. Memory is one ``H x W x 32``
-  feature buffer, updated in place, plus the tiles;
+* runs the two encoders side by side (block ``j`` of each in one stage, on
+  their own channels of one ``H x W x 2C`` buffer), so the network is five
+  attention stages, each one pass for the attention sums and one for the
+  update (:func:`_stages`);
+* processes the image in tiles of about ``chunk_pixels`` pixels: bands of
+  whole rows on images up to ``chunk_pixels / 16`` pixels wide (1024 by
+  default), whose inputs and outputs are plain views of the feature buffer
+  (no copies), else tiles four times wider than high. Every temporary stays a
+  few MiB and in cache; band buffers come from a pool reused through the
+  call (:meth:`_Runner.take`), so pages are not faulted in again and again;
 * on large images (feature buffer over :data:`STREAM_BYTES`, about 4
   megapixels, on CPU) keeps that buffer, and the attention values between
-  a block's two passes, in an unnamed temporary file (:class:`_Spill`)
+  a stage's two passes, in an unnamed temporary file (:class:`_Spill`)
   and streams it through in bands of rows, so memory is a few bands, not
-  ``128 x H x W`` bytes (4096 x 3072: 1.3-1.6 GiB peak for the whole
-  process instead of 2.4-2.8 GiB, BENCHMARKS.md ``refusion-large``).
-  Same arithmetic in the same order: the result equals the in-memory
-  engine's bit for bit;
-* on CPU runs the tiles of a band on ``torch.get_num_threads()`` worker
-  threads with one intra-op thread each, instead of paying an OpenMP
-  fork/join per small operation.
+  ``128 x H x W`` bytes. Same arithmetic in the same order, on data at the
+  same alignment: the result equals the in-memory engine's bit for bit;
+* on CPU runs the tiles on ``torch.get_num_threads()`` worker threads with
+  one intra-op thread each, instead of paying an OpenMP fork/join per small
+  operation.
 
 Why tiles are exact: apart from the attention matrices every operation is
 local (1x1 and 3x3 convolutions, pointwise functions), and a 3x3 convolution
-with zero padding reads one pixel beyond its output. A transformer block
-(attention then feed-forward, two depthwise 3x3 deep) therefore needs two
-pixels of input beyond the box it writes; tiles are cut with that halo,
-clipped at the image border, where the zero padding of the tile is the
-image's own padding. The attention matrix of each block is global: ``q k^T``
-and the norms of q and k are sums over all pixels. When the image has several
-tiles a first pass accumulates those sums over the tiles (computing only q and
-k; tile sums are added in a fixed order, in float64), the softmax matrix is
-formed from the totals, and a second pass applies the block. On images up
-to about two megapixels the first pass also keeps the values ``v``
-(:data:`V_CACHE_BYTES`), so the second needs only the mixing product and the
-feed-forward, with a one-pixel halo. The result
-therefore does not depend on the tile size beyond float rounding (tested).
+with zero padding reads one pixel beyond its output. The attention matrix of
+each block is global: ``q k^T`` and the norms of q and k are sums over all
+pixels. A first pass computes q, k and v on each tile with a halo of one
+pixel (clipped at the image border, where the zero padding of the tile is the
+image's own), adds the tile's sums (in a fixed order, in float64) and keeps
+``v``; the softmax matrix is formed from the totals; a second pass adds the
+attention to the residual and applies the feed-forward part, whose depthwise
+convolution again needs a halo of one pixel (two when ``v`` is not kept and
+is recomputed, :data:`V_CACHE_BYTES`). The result therefore does not depend
+on the tile size beyond float rounding (tested).
 Mirrored border (``border > 0``, what :meth:`ReFusionNet.infer` uses): the
 sources are mirrored by ``border`` pixels, the network runs on the larger
 image and the result is cropped, so no pixel of the result depends on the
@@ -56,11 +55,10 @@ the image (there its features equal the unpadded network's), and the outer
 ring comes from four strips of the unpadded image run alongside. Output
 pixels farther than ``RECEPTIVE_RADIUS`` from the border therefore equal the
 plain forward's to float rounding.
-In-place update: bands of tiles go top to bottom; a band's input rows
-(with halo) are copied before its tiles write, and the original rows the next
-band needs above it are kept from that copy. A streamed buffer is read one
-band at a time (its upper halo from that kept copy), and the band's updated
-rows are written back once its tiles are done.
+In-place update: bands go top to bottom, a few at a time (enough for every
+worker); a band's result is written back over the feature buffer only after
+the bands on both sides of it have read their inputs (:func:`_sweep`), so
+every tile sees the features as they were before the pass.
 
 Progress: every tile of every pass calls
 :func:`fusekit.interfaces.report_progress` (``done`` of ``total``, tiles x
@@ -98,9 +96,8 @@ from .network import LN_EPS, ReFusionNet, TransformerBlock
 
 __all__ = ["DEFAULT_CHUNK_PIXELS", "RECEPTIVE_RADIUS", "STREAM_BYTES", "infer", "prepare", "reflect_pad"]
 
-#: Default pixels per tile: 128 x 128 tiles keep the largest temporary (128
-#: channels) at 8 MiB, below glibc's largest mmap threshold, so it is reused;
-#: the two-pixel halo adds about 6 %. Measured faster than 2**15..2**18.
+#: Default pixels per tile: the largest temporary (128 channels) stays at
+#: 8 MiB, below glibc's largest mmap threshold, so it is reused.
 DEFAULT_CHUNK_PIXELS = 1 << 14
 
 #: Pixels of context a tile needs on each side (two 3x3 convolutions deep).
@@ -162,60 +159,157 @@ def reflect_pad(x: torch.Tensor, margin: int) -> torch.Tensor:
 
 
 # --------------------------------------------------------------------------
+# Kernels: oneDNN's fused CPU primitives where torch has them, plain torch otherwise
+# --------------------------------------------------------------------------
+#: Use oneDNN's matrix products and fused convolutions on CPU (``torch.ops.mkldnn``,
+#: the kernels inductor calls, built into torch's x86 CPU wheels; no compiler
+#: needed) when torch has them: for the engine's thin products (16-128
+#: channels) they run 2-3x faster than ``addmm`` (measured 0.49 vs 1.37 ms
+#: for 18k pixels x 32 -> 96 channels, one thread), and the depthwise
+#: convolutions take the GELU and the gating product as post-ops. Set
+#: ``FUSEKIT_REFUSION_ONEDNN=0`` (or this to ``False``) for the plain torch
+#: path; both give the same numbers to float rounding (tested).
+ONEDNN = os.environ.get("FUSEKIT_REFUSION_ONEDNN", "1") != "0"
+
+_ONEDNN_OK: bool | None = None
+
+
+def _onednn_ok() -> bool:
+    """Whether ``torch.ops.mkldnn``'s fused linear and convolution kernels exist and work here (checked once)."""
+    global _ONEDNN_OK
+    if _ONEDNN_OK is None:
+        try:
+            mk = torch.ops.mkldnn
+            with torch.inference_mode():
+                x = torch.rand(6, 3)
+                w = torch.rand(4, 3)
+                y = mk._linear_pointwise(x, w, torch.zeros(4), "none", [], "")
+                z = mk._linear_pointwise.binary(x, y, w, None, "add")
+                img = torch.rand(1, 5, 4, 2).permute(0, 3, 1, 2)
+                k = torch.rand(2, 1, 3, 3)
+                c = mk._convolution_pointwise(img, k, None, [1, 1], [1, 1], [1, 1], 2, "gelu", [], "none")
+                d = mk._convolution_pointwise.binary(img, c, k, None, [1, 1], [1, 1], [1, 1], 2, "mul", None, None,
+                                                     [], None)
+                ref = F.conv2d(img, k, padding=1, groups=2)
+                _ONEDNN_OK = bool(torch.allclose(z, 2 * (x @ w.t()), atol=1e-5)
+                                  and torch.allclose(d, ref * F.gelu(ref), atol=1e-5))
+        except (AttributeError, RuntimeError, NotImplementedError):
+            _ONEDNN_OK = False
+    return _ONEDNN_OK
+
+
+def _use_onednn(device) -> bool:
+    """oneDNN kernels for this call: on CPU, when :data:`ONEDNN` and they work (:func:`_onednn_ok`)."""
+    return ONEDNN and torch.device(device).type == "cpu" and _onednn_ok()
+
+
+def _linear(mk: bool, x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> torch.Tensor:
+    """``x @ w^T (+ b)``: ``P x K`` pixels, ``N x K`` weight (a 1x1 conv's own layout) -> new ``P x N``."""
+    if mk:
+        return torch.ops.mkldnn._linear_pointwise(x, w, b, "none", [], "")
+    return x @ w.t() if b is None else torch.addmm(b, x, w.t())
+
+
+def _linear_add(mk: bool, x: torch.Tensor, w: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """``other + x @ w^T`` (``other``: ``P x N``, the residual) -> new ``P x N``."""
+    if mk:
+        return torch.ops.mkldnn._linear_pointwise.binary(x, other, w, None, "add")
+    return torch.addmm(other, x, w.t())
+
+
+def _dw(x: torch.Tensor, rows: int, width: int, weight: torch.Tensor, mk: bool = False, gelu: bool = False,
+        times: torch.Tensor | None = None) -> torch.Tensor:
+    """Depthwise 3x3 (zero padding 1) of a contiguous ``P x C`` channels-last tile (``rows x width``) -> ``P x C``.
+
+    ``gelu``: GELU (erf) of the result; ``times``: the result times ``times``
+    (``P x C``, contiguous). With ``mk`` both are post-ops of oneDNN's
+    convolution (no second pass over the pixels).
+    """
+    c = x.shape[1]
+    img = x.view(1, rows, width, c).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
+    if mk and (gelu or times is not None):
+        conv = torch.ops.mkldnn._convolution_pointwise
+        if times is None:
+            out = conv(img, weight, None, [1, 1], [1, 1], [1, 1], c, "gelu", [], "none")
+        else:
+            other = times.view(1, rows, width, c).permute(0, 3, 1, 2)
+            out = conv.binary(img, other, weight, None, [1, 1], [1, 1], [1, 1], c, "mul", None,
+                              "gelu" if gelu else None, [], "none" if gelu else None)
+    else:
+        out = F.conv2d(img, weight, padding=1, groups=c)
+        if gelu:
+            out = F.gelu(out)
+        if times is not None:
+            out = out.mul_(times.view(1, rows, width, c).permute(0, 3, 1, 2))
+    return out.permute(0, 2, 3, 1).reshape(rows * width, c)
+
+
+# --------------------------------------------------------------------------
 # Weights prepared once per network
 # --------------------------------------------------------------------------
 @dataclass
 class _Block:
     """A transformer block with the layer norms folded into the 1x1 convs.
 
-    Matrices are stored transposed (``C_in x C_out``) for ``pixels @ W``.
+    Matrices are ``C_out x C_in`` (a 1x1 convolution's own layout), applied
+    as ``pixels @ W^T`` (:func:`_linear`). ``mk``: use oneDNN's kernels.
     """
 
     dim: int
     heads: int
-    qkv_w: torch.Tensor  # C x 3C  (LN1 scale folded)
+    mk: bool
+    qkv_w: torch.Tensor  # 3C x C  (LN1 scale folded)
     qkv_b: torch.Tensor  # 3C      (LN1 shift through qkv)
     qkv_dw: torch.Tensor  # 3C x 1 x 3 x 3
+    v_w: torch.Tensor  # C x C, the v rows of qkv_w (contiguous, for recomputing v)
+    v_b: torch.Tensor
+    v_dw: torch.Tensor
     temperature: torch.Tensor  # heads
-    proj_w: torch.Tensor  # C x C (out projection, not transposed: C_out x C_in)
-    ffn_a_w: torch.Tensor  # C x H, gate half (LN2 scale folded)
+    proj_w: torch.Tensor  # C x C (out projection, C_out x C_in)
+    ffn_a_w: torch.Tensor  # H x C, gate half (LN2 scale folded)
     ffn_a_b: torch.Tensor  # H
     ffn_a_dw: torch.Tensor  # H x 1 x 3 x 3
-    ffn_b_w: torch.Tensor  # C x H, value half
+    ffn_b_w: torch.Tensor  # H x C, value half
     ffn_b_b: torch.Tensor
     ffn_b_dw: torch.Tensor
-    ffn_out_w: torch.Tensor  # H x C
+    ffn_out_w: torch.Tensor  # C x H
 
 
 @dataclass
 class _Fusion:
-    """The cross-attention fusion block (authors' ``FM``), weights transposed."""
+    """The cross-attention fusion block (authors' ``FM``); matrices ``C_out x C_in``."""
 
     dim: int
     heads: int
-    qkv1_w: torch.Tensor
+    mk: bool
+    qkv1_w: torch.Tensor  # 3C x C
     qkv1_dw: torch.Tensor
     qkv2_w: torch.Tensor
     qkv2_dw: torch.Tensor
+    v1_w: torch.Tensor  # C x C, the v rows of qkv1_w (contiguous)
+    v1_dw: torch.Tensor
+    v2_w: torch.Tensor
+    v2_dw: torch.Tensor
     t1: torch.Tensor
     t2: torch.Tensor
-    mid1: torch.Tensor  # C_out x C_in
+    mid1: torch.Tensor  # C x C
     mid2: torch.Tensor
-    g1_w: torch.Tensor  # 2C x 4C (first half of project_E)
+    g1_w: torch.Tensor  # 4C x 2C (first half of project_E)
     g1_dw: torch.Tensor
-    g2_w: torch.Tensor  # 2C x 4C (second half)
+    g2_w: torch.Tensor  # 4C x 2C (second half)
     g2_dw: torch.Tensor
-    e1_w: torch.Tensor  # C x 4C
+    e1_w: torch.Tensor  # 4C x C
     e1_dw: torch.Tensor
     e2_w: torch.Tensor
     e2_dw: torch.Tensor
-    out1_w: torch.Tensor  # 4C x 2C
+    out1_w: torch.Tensor  # 2C x 4C
     out2_w: torch.Tensor
 
 
 @dataclass
 class _Prepared:
     dim: int
+    mk: bool
     stem_w: torch.Tensor  # 2C x 1 x 3 x 3 (both stems, grouped conv)
     enc1: list
     enc2: list
@@ -226,60 +320,76 @@ class _Prepared:
 
 
 def _pw(conv: torch.nn.Conv2d) -> torch.Tensor:
-    """1x1 conv weight ``C_out x C_in x 1 x 1`` -> ``C_in x C_out`` (contiguous)."""
-    return conv.weight.detach()[:, :, 0, 0].t().contiguous()
+    """1x1 conv weight ``C_out x C_in x 1 x 1`` -> ``C_out x C_in`` (contiguous)."""
+    return conv.weight.detach()[:, :, 0, 0].contiguous()
 
 
-def _prep_block(blk: TransformerBlock) -> _Block:
+def _prep_block(blk: TransformerBlock, mk: bool) -> _Block:
     attn, ffn = blk.attn, blk.ffn
     w1, b1 = blk.norm1.weight.detach(), blk.norm1.bias.detach()
     w2, b2 = blk.norm2.weight.detach(), blk.norm2.bias.detach()
     qkv = attn.qkv.weight.detach()[:, :, 0, 0]  # 3C x C
     fin = ffn.project_in.weight.detach()[:, :, 0, 0]  # 2H x C
     hid = fin.shape[0] // 2
+    c = qkv.shape[1]
     fdw = ffn.dwconv.weight.detach()
+    qkv_w, qkv_b, qkv_dw = (qkv * w1).contiguous(), qkv @ b1, attn.qkv_dwconv.weight.detach()
     return _Block(
-        dim=qkv.shape[1],
+        dim=c,
         heads=attn.heads,
-        qkv_w=(qkv * w1).t().contiguous(),
-        qkv_b=qkv @ b1,
-        qkv_dw=attn.qkv_dwconv.weight.detach(),
+        mk=mk,
+        qkv_w=qkv_w,
+        qkv_b=qkv_b,
+        qkv_dw=qkv_dw,
+        v_w=qkv_w[2 * c:].contiguous(),
+        v_b=qkv_b[2 * c:].contiguous(),
+        v_dw=qkv_dw[2 * c:].contiguous(),
         temperature=attn.temperature.detach().reshape(-1),
         proj_w=attn.project_out.weight.detach()[:, :, 0, 0],
-        ffn_a_w=(fin[:hid] * w2).t().contiguous(),
+        ffn_a_w=(fin[:hid] * w2).contiguous(),
         ffn_a_b=fin[:hid] @ b2,
-        ffn_a_dw=fdw[:hid],
-        ffn_b_w=(fin[hid:] * w2).t().contiguous(),
+        ffn_a_dw=fdw[:hid].contiguous(),
+        ffn_b_w=(fin[hid:] * w2).contiguous(),
         ffn_b_b=fin[hid:] @ b2,
-        ffn_b_dw=fdw[hid:],
+        ffn_b_dw=fdw[hid:].contiguous(),
         ffn_out_w=_pw(ffn.project_out),
     )
 
 
-def prepare(net: ReFusionNet) -> _Prepared:
-    """Fold and transpose the weights of ``net`` for the engine (cheap, no copies kept in ``net``)."""
+def prepare(net: ReFusionNet, device=None) -> _Prepared:
+    """Fold the weights of ``net`` for the engine (cheap, no copies kept in ``net``).
+
+    ``device`` (default: the network's) decides whether oneDNN's kernels are
+    used (:func:`_use_onednn`).
+    """
     fm = net.FM
+    c = net.dim
+    mk = _use_onednn(net.project_in_1.weight.device if device is None else device)
     e_w, e_dw = _pw(fm.project_E), fm.project_E_d.weight.detach()
-    half = e_w.shape[1] // 2
+    half = e_w.shape[0] // 2
+    qkv1_w, qkv1_dw = _pw(fm.qkv1), fm.qkv1_dwconv.weight.detach()
+    qkv2_w, qkv2_dw = _pw(fm.qkv2), fm.qkv2_dwconv.weight.detach()
     fusion = _Fusion(
-        dim=net.dim, heads=fm.heads,
-        qkv1_w=_pw(fm.qkv1), qkv1_dw=fm.qkv1_dwconv.weight.detach(),
-        qkv2_w=_pw(fm.qkv2), qkv2_dw=fm.qkv2_dwconv.weight.detach(),
+        dim=c, heads=fm.heads, mk=mk,
+        qkv1_w=qkv1_w, qkv1_dw=qkv1_dw, qkv2_w=qkv2_w, qkv2_dw=qkv2_dw,
+        v1_w=qkv1_w[2 * c:].contiguous(), v1_dw=qkv1_dw[2 * c:].contiguous(),
+        v2_w=qkv2_w[2 * c:].contiguous(), v2_dw=qkv2_dw[2 * c:].contiguous(),
         t1=fm.temperature1.detach().reshape(-1), t2=fm.temperature2.detach().reshape(-1),
         mid1=fm.project_mid1.weight.detach()[:, :, 0, 0], mid2=fm.project_mid2.weight.detach()[:, :, 0, 0],
-        g1_w=e_w[:, :half].contiguous(), g1_dw=e_dw[:half],
-        g2_w=e_w[:, half:].contiguous(), g2_dw=e_dw[half:],
+        g1_w=e_w[:half].contiguous(), g1_dw=e_dw[:half].contiguous(),
+        g2_w=e_w[half:].contiguous(), g2_dw=e_dw[half:].contiguous(),
         e1_w=_pw(fm.project_E1), e1_dw=fm.project_E1_d.weight.detach(),
         e2_w=_pw(fm.project_E2), e2_dw=fm.project_E2_d.weight.detach(),
         out1_w=_pw(fm.project_out1), out2_w=_pw(fm.project_out2),
     )
     return _Prepared(
-        dim=net.dim,
+        dim=c,
+        mk=mk,
         stem_w=torch.cat([net.project_in_1.weight.detach(), net.project_in_2.weight.detach()], 0),
-        enc1=[_prep_block(b) for b in net.encoder1],
-        enc2=[_prep_block(b) for b in net.encoder2],
+        enc1=[_prep_block(b, mk) for b in net.encoder1],
+        enc2=[_prep_block(b, mk) for b in net.encoder2],
         fusion=fusion,
-        dec=[_prep_block(b) for b in net.decoder],
+        dec=[_prep_block(b, mk) for b in net.decoder],
         head0=net.project_out_0.weight.detach(),
         head1=net.project_out_1.weight.detach(),
     )
@@ -288,16 +398,8 @@ def prepare(net: ReFusionNet) -> _Prepared:
 # --------------------------------------------------------------------------
 # Small helpers on channels-last pixel matrices (P x C, P = rows * W)
 # --------------------------------------------------------------------------
-def _dw(x: torch.Tensor, rows: int, width: int, weight: torch.Tensor) -> torch.Tensor:
-    """Depthwise 3x3 (zero padding 1) of a ``P x C`` channels-last tile (``rows x width``) -> ``P x C``."""
-    c = x.shape[1]
-    img = x.view(1, rows, width, c).permute(0, 3, 1, 2)  # NCHW view, channels-last memory
-    out = F.conv2d(img, weight, padding=1, groups=c)
-    return out.permute(0, 2, 3, 1).reshape(rows * width, c)
-
-
 def _conv3x3(x: torch.Tensor, rows: int, width: int, weight: torch.Tensor, groups: int = 1) -> torch.Tensor:
-    """Dense (or grouped) 3x3 conv, zero padding 1, ``P x C_in`` -> ``P x C_out``."""
+    """Dense (or grouped) 3x3 conv, zero padding 1, contiguous ``P x C_in`` -> ``P x C_out``."""
     img = x.view(1, rows, width, x.shape[1]).permute(0, 3, 1, 2)
     out = F.conv2d(img, weight, padding=1, groups=groups)
     return out.permute(0, 2, 3, 1).reshape(rows * width, weight.shape[0])
@@ -323,7 +425,8 @@ def _ln(x: torch.Tensor) -> torch.Tensor:
     root), but the two per-pixel reductions over the 16 or 32 channels are
     matrix-vector products: aten's layer norm pays a fixed cost per row that
     dominates at so few channels (measured 0.46 ms vs 0.14 ms for a 132 x 132
-    x 16 tile, 0.75 vs 0.22 ms at 32 channels; max difference 1e-6).
+    x 16 tile, 0.75 vs 0.22 ms at 32 channels; max difference 1e-6). ``x``
+    may be a column slice of a wider matrix (rows strided).
     """
     w = _mean_vector(x.shape[1], x.device)
     xc = x - torch.mv(x, w)[:, None]
@@ -341,11 +444,12 @@ class _Stats:
 
     @staticmethod
     def partial(q: torch.Tensor, k: torch.Tensor) -> tuple:
-        """The sums of one tile: ``(q^T k, |q|^2, |k|^2)`` in float64 (``q, k``: ``P x C``)."""
+        """The sums of one tile: ``(q^T k, |q|^2, |k|^2)`` in float64 (``q, k``: ``P x C``, rows may be strided)."""
         g = (q.t() @ k).double()
-        # squared norms as Gram diagonals: a GEMM is much faster than a strided column reduction
-        qq = torch.diagonal(q.t() @ q).double()
-        kk = torch.diagonal(k.t() @ k).double()
+        # squared norms as column sums of squares: C flops a pixel instead of the 2 C^2 of a Gram
+        # diagonal (measured 2-5x faster on 129 x 113 tiles of 16 and 32 channels)
+        qq = (q * q).sum(0).double()
+        kk = (k * k).sum(0).double()
         return g, qq, kk
 
     def add(self, q: torch.Tensor, k: torch.Tensor) -> None:
@@ -363,10 +467,10 @@ class _Stats:
             self.kk += kk
 
     def mixing(self, temperature: torch.Tensor, heads: int, proj: torch.Tensor) -> torch.Tensor:
-        """Return ``M^T`` with ``M = proj @ blockdiag(softmax per head)``, ``C x C``.
+        """Return ``M = proj @ blockdiag(softmax per head)``, ``C x C`` (``C_out x C_in``).
 
-        Adding ``v @ M^T`` to the residual equals the authors'
-        ``project_out(softmax(norm(q) norm(k)^T * t) @ v)``.
+        Adding ``v @ M^T`` (:func:`_linear_add`) to the residual equals the
+        authors' ``project_out(softmax(norm(q) norm(k)^T * t) @ v)``.
         """
         c = self.gram.shape[0]
         ch = c // heads
@@ -376,103 +480,166 @@ class _Stats:
         idx = torch.arange(c, device=corr.device).view(heads, ch)
         blocks = corr[idx[:, :, None], idx[:, None, :]]  # heads x ch x ch diagonal blocks
         mix = torch.block_diag(*torch.softmax(blocks * temperature.view(heads, 1, 1), dim=-1))
-        return (proj @ mix).t().contiguous()
+        return (proj @ mix).contiguous()
+
+
+def _flat(t: torch.Tensor) -> torch.Tensor:
+    """``h x w x C`` -> contiguous ``(h w) x C``."""
+    return t.reshape(-1, t.shape[-1]) if t.is_contiguous() else t.contiguous().view(-1, t.shape[-1])
+
+
+def _interior(t: torch.Tensor, rows: int, cols: int, box) -> torch.Tensor:
+    """Pixels of ``t`` (``rows*cols x C``) inside ``box = (y0, y1, x0, x1)``, as ``P' x C``.
+
+    A view (no copy) when the box spans the tile's whole width, else a copy.
+    """
+    y0, y1, x0, x1 = box
+    if x0 == 0 and x1 == cols:
+        return t[y0 * cols: y1 * cols]
+    return _flat(t.view(rows, cols, -1)[y0:y1, x0:x1])
+
+
+def _box(t: torch.Tensor, rows: int, cols: int, box) -> torch.Tensor:
+    """The pixels of ``t`` (``rows*cols x C``) inside ``box``, as an ``h x w x C`` view."""
+    y0, y1, x0, x1 = box
+    return t.view(rows, cols, -1)[y0:y1, x0:x1]
 
 
 # --------------------------------------------------------------------------
 # Per-tile computations
 # --------------------------------------------------------------------------
-def _block_qk(p: _Block, x: torch.Tensor, rows: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """q and k (``P x C`` each) of a block's attention on a tile."""
-    c = p.dim
-    qk = torch.addmm(p.qkv_b[: 2 * c], _ln(x), p.qkv_w[:, : 2 * c])
-    qk = _dw(qk, rows, width, p.qkv_dw[: 2 * c])
-    return qk[:, :c], qk[:, c:]
+@dataclass
+class _Tile:
+    """One tile of a pass, as the per-tile functions see it.
 
-
-def _sums_over(t: torch.Tensor, rows: int, width: int, valid) -> torch.Tensor:
-    """``t`` (``rows*width x C``) itself, or its pixels inside ``valid`` when that is not the whole tile."""
-    return t if valid is None or valid == (0, rows, 0, width) else _interior(t, rows, width, valid)
-
-
-def _block_apply(p: _Block, x: torch.Tensor, rows: int, width: int, mix_t: torch.Tensor | None,
-                 valid=None) -> None:
-    """Apply a transformer block in place to tile ``x`` (``P x C`` contiguous).
-
-    ``mix_t`` is the block's attention-and-projection matrix from the sums
-    over the whole image (:meth:`_Stats.mixing`); ``None`` means the tile is
-    the whole image and the sums are taken from this tile's q and k, over
-    the box ``valid = (y0, y1, x0, x1)`` (default: every pixel).
+    ``x`` (``P x Ct``, ``P = rows * cols``, the tile with its halo; a view of
+    the feature rows when the tile spans the whole width, else a copy) and,
+    in an update pass with cached values, ``v`` (same shape). ``inner`` is the
+    box the tile is responsible for and ``valid`` the part of it whose
+    attention sums count, both ``(y0, y1, x0, x1)`` in tile coordinates.
+    ``dest`` (``h x w x Ct`` view of the band's output) receives the result
+    inside ``inner``; ``vdest`` the attention values there. ``full``: the tile
+    spans the whole width, so ``inner`` is a contiguous range of rows of ``x``
+    and of ``dest``.
     """
-    c = p.dim
-    qkv = _block_qkv(p, x, rows, width)
-    if mix_t is None:
-        stats = _Stats()
-        stats.add(_sums_over(qkv[:, :c], rows, width, valid), _sums_over(qkv[:, c: 2 * c], rows, width, valid))
-        mix_t = stats.mixing(p.temperature, p.heads, p.proj_w)
-    x.addmm_(qkv[:, 2 * c:], mix_t)
-    del qkv
-    _block_ffn(p, x, rows, width)
+
+    x: torch.Tensor
+    rows: int
+    cols: int
+    inner: tuple
+    valid: tuple
+    full: bool
+    v: torch.Tensor | None = None
+    dest: torch.Tensor | None = None
+    vdest: torch.Tensor | None = None
+
+
+def _emit(t: _Tile, sl: slice, mk: bool, base: torch.Tensor, a: torch.Tensor, w: torch.Tensor,
+          a2: torch.Tensor | None = None, w2: torch.Tensor | None = None) -> None:
+    """Write ``base + a @ w^T (+ a2 @ w2^T)`` inside ``t.inner`` to channels ``sl`` of ``t.dest``.
+
+    On a whole-width tile only the inner rows are multiplied (with plain
+    torch, straight into the destination); otherwise the whole tile is, and
+    its inner box is copied.
+    """
+    if t.full:
+        i0, i1 = t.inner[0] * t.cols, t.inner[1] * t.cols
+        base, a, a2 = base[i0:i1], a[i0:i1], None if a2 is None else a2[i0:i1]
+    if t.full and not mk:
+        dest = t.dest.view(-1, t.dest.shape[-1])[:, sl]
+        torch.addmm(base, a, w.t(), out=dest)
+        if a2 is not None:
+            dest.addmm_(a2, w2.t())
+        return
+    r = _linear_add(mk, a, w, base)
+    if a2 is not None:
+        r = _linear_add(mk, a2, w2, r)
+    if t.full:
+        t.dest.view(-1, t.dest.shape[-1])[:, sl] = r
+    else:
+        t.dest[..., sl] = _box(r, t.rows, t.cols, t.inner)
 
 
 def _block_qkv(p: _Block, x: torch.Tensor, rows: int, width: int) -> torch.Tensor:
     """q | k | v (``P x 3C``) of a block's attention on a tile."""
-    return _dw(torch.addmm(p.qkv_b, _ln(x), p.qkv_w), rows, width, p.qkv_dw)
+    return _dw(_linear(p.mk, _ln(x), p.qkv_w, p.qkv_b), rows, width, p.qkv_dw)
 
 
-def _block_ffn(p: _Block, x: torch.Tensor, rows: int, width: int) -> None:
-    """The feed-forward half of a block, added in place to ``x`` (``P x C``)."""
-    # the two halves as separate contiguous tensors: GELU on a strided half is ~4x slower
-    xhat = _ln(x)
-    gated = F.gelu(_dw(torch.addmm(p.ffn_a_b, xhat, p.ffn_a_w), rows, width, p.ffn_a_dw))
-    gated.mul_(_dw(torch.addmm(p.ffn_b_b, xhat, p.ffn_b_w), rows, width, p.ffn_b_dw))
-    del xhat
-    x.addmm_(gated, p.ffn_out_w)
+def _block_v(p: _Block, x: torch.Tensor, rows: int, width: int) -> torch.Tensor:
+    """v alone (``P x C``), for an update pass that recomputes it."""
+    return _dw(_linear(p.mk, _ln(x), p.v_w, p.v_b), rows, width, p.v_dw)
 
 
-def _fusion_qkv(f: _Fusion, x: torch.Tensor, rows: int, width: int):
-    c = f.dim
-    qkv1 = _dw(x[:, :c] @ f.qkv1_w, rows, width, f.qkv1_dw)
-    qkv2 = _dw(x[:, c:] @ f.qkv2_w, rows, width, f.qkv2_dw)
-    return qkv1, qkv2
+def _blocks_sums(units: list, t: _Tile) -> list:
+    """First pass of a stage of transformer blocks on one tile: per ``(block, channel slice)``, its
+    attention sums over ``t.valid``; the values ``v`` inside ``t.inner`` go to ``t.vdest``."""
+    out = []
+    for p, sl in units:
+        c = p.dim
+        qkv = _block_qkv(p, t.x[:, sl], t.rows, t.cols)
+        if t.vdest is not None:
+            t.vdest[..., sl] = _box(qkv[:, 2 * c:], t.rows, t.cols, t.inner)
+        out.append(_Stats.partial(_interior(qkv[:, :c], t.rows, t.cols, t.valid),
+                                  _interior(qkv[:, c: 2 * c], t.rows, t.cols, t.valid)))
+    return out
 
 
-def _fusion_apply(f: _Fusion, x: torch.Tensor, rows: int, width: int,
-                  mixes: tuple[torch.Tensor, torch.Tensor] | None, valid=None) -> None:
-    """Apply the fusion block in place to tile ``x`` (``P x 2C``: stream 1 | stream 2).
+def _blocks_update(units: list, mixes: list, t: _Tile) -> None:
+    """Second pass of a stage of transformer blocks on one tile: ``x + attention``, then ``+ FFN``.
 
-    ``mixes`` are the two attention-and-projection matrices from whole-image
-    sums; ``None`` means the tile is the whole image (sums over the box
-    ``valid``, default every pixel).
+    ``mixes`` (one ``C x C`` matrix per unit, :meth:`_Stats.mixing`) apply
+    the attention with its output projection. Values come from ``t.v`` or,
+    when not kept, are recomputed (the tile then has a halo of two).
     """
-    c = f.dim
-    qkv1, qkv2 = _fusion_qkv(f, x, rows, width)
-    if mixes is None:
-        s1, s2 = _Stats(), _Stats()
-        q1, q2 = _sums_over(qkv1, rows, width, valid), _sums_over(qkv2, rows, width, valid)
-        s1.add(q2[:, :c], q1[:, c: 2 * c])  # queries of stream 2, keys of stream 1
-        s2.add(q1[:, :c], q2[:, c: 2 * c])  # queries of stream 1, keys of stream 2
-        mixes = (s1.mixing(f.t1, f.heads, f.mid1), s2.mixing(f.t2, f.heads, f.mid2))
-    m1, m2 = mixes
-    x[:, :c].addmm_(qkv1[:, 2 * c:], m1)
-    x[:, c:].addmm_(qkv2[:, 2 * c:], m2)
-    del qkv1, qkv2
-    _fusion_rest(f, x, rows, width)
+    for (p, sl), mix in zip(units, mixes):
+        xs = t.x[:, sl]
+        v = t.v[:, sl] if t.v is not None else _block_v(p, xs, t.rows, t.cols)
+        y = _linear_add(p.mk, v, mix, xs)
+        del v
+        xhat = _ln(y)
+        gate = _dw(_linear(p.mk, xhat, p.ffn_a_w, p.ffn_a_b), t.rows, t.cols, p.ffn_a_dw, p.mk, gelu=True)
+        gated = _dw(_linear(p.mk, xhat, p.ffn_b_w, p.ffn_b_b), t.rows, t.cols, p.ffn_b_dw, p.mk, times=gate)
+        del xhat, gate
+        _emit(t, sl, p.mk, y, gated, p.ffn_out_w)
 
 
-def _fusion_rest(f: _Fusion, x: torch.Tensor, rows: int, width: int) -> None:
-    """The fusion block after its two attentions: the gated projections, added in place to ``x``."""
+def _fusion_sums(f: _Fusion, t: _Tile) -> list:
+    """First pass of the fusion block on one tile: the sums of its two cross attentions; v1 | v2 to ``t.vdest``."""
     c = f.dim
-    x1, x2 = x[:, :c], x[:, c:]
-    t1 = F.gelu(_dw(x @ f.g1_w, rows, width, f.g1_dw)).mul_(_dw(x1 @ f.e1_w, rows, width, f.e1_dw))
-    t2 = F.gelu(_dw(x @ f.g2_w, rows, width, f.g2_dw)).mul_(_dw(x2 @ f.e2_w, rows, width, f.e2_dw))
-    x.addmm_(t1, f.out1_w)
-    del t1
-    x.addmm_(t2, f.out2_w)
+    qkv1 = _dw(_linear(f.mk, t.x[:, :c], f.qkv1_w), t.rows, t.cols, f.qkv1_dw)
+    qkv2 = _dw(_linear(f.mk, t.x[:, c:], f.qkv2_w), t.rows, t.cols, f.qkv2_dw)
+    if t.vdest is not None:
+        t.vdest[..., :c] = _box(qkv1[:, 2 * c:], t.rows, t.cols, t.inner)
+        t.vdest[..., c:] = _box(qkv2[:, 2 * c:], t.rows, t.cols, t.inner)
+    q1, k1 = (_interior(qkv1[:, s], t.rows, t.cols, t.valid) for s in (slice(0, c), slice(c, 2 * c)))
+    q2, k2 = (_interior(qkv2[:, s], t.rows, t.cols, t.valid) for s in (slice(0, c), slice(c, 2 * c)))
+    return [_Stats.partial(q2, k1),  # queries of stream 2, keys of stream 1
+            _Stats.partial(q1, k2)]  # queries of stream 1, keys of stream 2
+
+
+def _fusion_update(f: _Fusion, mixes: list, t: _Tile) -> None:
+    """Second pass of the fusion block on one tile: both attentions, then the gated projections."""
+    c, mk = f.dim, f.mk
+    x1, x2 = t.x[:, :c], t.x[:, c:]
+    if t.v is not None:
+        v1, v2 = t.v[:, :c], t.v[:, c:]
+    else:
+        v1 = _dw(_linear(mk, x1, f.v1_w), t.rows, t.cols, f.v1_dw)
+        v2 = _dw(_linear(mk, x2, f.v2_w), t.rows, t.cols, f.v2_dw)
+    y = torch.cat([_linear_add(mk, v1, mixes[0], x1), _linear_add(mk, v2, mixes[1], x2)], 1)
+    del v1, v2
+    y1, y2 = y[:, :c].contiguous(), y[:, c:].contiguous()
+    g1 = _dw(_linear(mk, y, f.g1_w), t.rows, t.cols, f.g1_dw, mk, gelu=True)
+    t1 = _dw(_linear(mk, y1, f.e1_w), t.rows, t.cols, f.e1_dw, mk, times=g1)
+    del g1, y1
+    g2 = _dw(_linear(mk, y, f.g2_w), t.rows, t.cols, f.g2_dw, mk, gelu=True)
+    t2 = _dw(_linear(mk, y2, f.e2_w), t.rows, t.cols, f.e2_dw, mk, times=g2)
+    del g2, y2
+    _emit(t, slice(None), mk, y, t1, f.out1_w, t2, f.out2_w)
 
 
 # --------------------------------------------------------------------------
-# Tile scheduling over a full H x W x C buffer
+# Tiling
 # --------------------------------------------------------------------------
 @dataclass
 class _Grid:
@@ -496,16 +663,6 @@ class _Grid:
     def single(self) -> bool:
         return len(self.rows) == 1 and len(self.cols) == 1
 
-    def tiles(self, halo: int):
-        """Yield ``(r0, r1, c0, c1, a, b, ca, cb)``: output box and its input box with halo."""
-        for r0, r1 in self.rows:
-            yield from self.band(r0, r1, halo)
-
-    def band(self, r0: int, r1: int, halo: int) -> list:
-        """The tiles of the band of rows ``r0 .. r1`` (as :meth:`tiles` yields them)."""
-        a, b = max(0, r0 - halo), min(self.height, r1 + halo)
-        return [(r0, r1, c0, c1, a, b, max(0, c0 - halo), min(self.width, c1 + halo)) for c0, c1 in self.cols]
-
     @property
     def n_tiles(self) -> int:
         return len(self.rows) * len(self.cols)
@@ -517,31 +674,218 @@ def _split(length: int, size: int) -> list[tuple[int, int]]:
     return [(i, min(length, i + size)) for i in range(0, length, size)]
 
 
+#: Images at most ``chunk_pixels / MIN_BAND_ROWS`` wide are cut into bands of
+#: whole rows: a band is then a contiguous block of the feature buffer, read
+#: and written without copies (views), at the price of a halo of whole rows.
+#: Wider images are cut into tiles of ``TILE_ASPECT`` times as many columns
+#: as rows, which are copied out and back.
+MIN_BAND_ROWS = 16
+TILE_ASPECT = 4
+
+
 def _grid(height: int, width: int, chunk_pixels: int, workers: int = 1, valid: tuple | None = None) -> _Grid:
-    """Tiles of about ``chunk_pixels`` pixels, about square, at least ``workers`` per band.
+    """Bands of whole rows (about ``chunk_pixels`` pixels each) on images up to
+    ``chunk_pixels / MIN_BAND_ROWS`` wide, else tiles of about ``chunk_pixels``
+    pixels, ``TILE_ASPECT`` times wider than high.
 
-    Bands of rows are processed one after the other; the tiles of a band run
-    concurrently, so a band is cut into at least ``workers`` columns when the
-    image is wide enough (32 pixels or more per column).
+    Several bands, or the tiles of a band, run concurrently on the workers
+    (see :func:`_sweep`), so ``workers`` does not change the cut.
     """
-    side = max(1, math.isqrt(chunk_pixels))
-    n_cols = max(math.ceil(width / side), min(workers, width // 32) or 1)
+    if width * MIN_BAND_ROWS <= chunk_pixels or width == 1:
+        bands = max(1, round(height * width / chunk_pixels))  # nearest: a 26-row strip of 16.6k pixels stays one band
+        return _Grid(height, width, _split(height, math.ceil(height / bands)), [(0, width)], valid)
+    tile_h = max(1, math.isqrt(max(1, chunk_pixels // TILE_ASPECT)))
+    n_cols = max(1, math.ceil(width / max(1, chunk_pixels // tile_h)))
     tile_w = math.ceil(width / n_cols)
-    tile_h = max(1, chunk_pixels // tile_w)
-    return _Grid(height, width, _split(height, tile_h), _split(width, tile_w), valid)
+    return _Grid(height, width, _split(height, max(1, chunk_pixels // tile_w)), _split(width, tile_w), valid)
 
 
-def _flat(t: torch.Tensor) -> torch.Tensor:
-    """``h x w x C`` -> contiguous ``(h w) x C``."""
-    return t.reshape(-1, t.shape[-1]) if t.is_contiguous() else t.contiguous().view(-1, t.shape[-1])
+# --------------------------------------------------------------------------
+# Feature stores: H x W x C buffers in memory or in a temporary file
+# --------------------------------------------------------------------------
+class _Memory:
+    """An ``H x W x C`` float32 buffer in memory; bands of rows are views."""
+
+    spilled = False
+
+    def __init__(self, height: int, width: int, channels: int, device, tensor: torch.Tensor | None = None) -> None:
+        self.height, self.width, self.channels = height, width, channels
+        self.t = torch.empty(height, width, channels, dtype=torch.float32, device=device) if tensor is None else tensor
+
+    @classmethod
+    def of(cls, tensor: torch.Tensor) -> "_Memory":
+        """Wrap a contiguous ``H x W x C`` tensor."""
+        return cls(*tensor.shape, tensor.device, tensor)
+
+    def read(self, a: int, b: int, run: "_Runner") -> torch.Tensor:
+        """Rows ``a .. b`` as a ``(b - a) x W x C`` view."""
+        return self.t[a:b]
+
+    def release(self, band: torch.Tensor, run: "_Runner") -> None:
+        """Nothing to give back (``band`` is a view)."""
+
+    def rows(self, r0: int, r1: int, run: "_Runner") -> torch.Tensor:
+        """Where rows ``r0 .. r1`` are to be written: here, the buffer's own rows."""
+        return self.t[r0:r1]
+
+    def commit(self, r0: int, band: torch.Tensor, run: "_Runner") -> None:
+        """``band`` came from :meth:`rows`: nothing left to do."""
+
+    def write(self, r0: int, band: torch.Tensor) -> None:
+        """Copy ``band`` (``n x W x C``) over rows ``r0 .. r0 + n``."""
+        self.t[r0: r0 + band.shape[0]] = band
+
+    def close(self) -> None:
+        self.t = None
 
 
-def _interior(t: torch.Tensor, rows: int, cols: int, box) -> torch.Tensor:
-    """Pixels of ``t`` (``rows*cols x C``) inside ``box = (y0, y1, x0, x1)``, as ``P' x C``."""
-    y0, y1, x0, x1 = box
-    return _flat(t.view(rows, cols, -1)[y0:y1, x0:x1])
+class _Spill:
+    """An ``H x W x C`` float32 feature buffer in an unnamed temporary file, read and written by bands of rows.
+
+    The file is made in :func:`tempfile.gettempdir` (``TMPDIR``) by
+    :func:`tempfile.TemporaryFile`, which unlinks it at once on POSIX (and
+    deletes it on close elsewhere): it disappears when the process ends,
+    however it ends (Ctrl-C, a kill), and :meth:`close` frees its space at
+    once. Rows are contiguous in the file, so a band is one ``preadv`` /
+    ``pwritev``. The kernel's page cache keeps the file in RAM while there is
+    room, but that memory is not the process's and is written out and given
+    back under memory pressure. Bands are read into buffers of the call's
+    pool (:meth:`_Runner.take`), reused band after band: a fresh band-sized
+    allocation would be mapped and faulted in anew for every band.
+    """
+
+    spilled = True
+
+    def __init__(self, height: int, width: int, channels: int) -> None:
+        self.height, self.width, self.channels = height, width, channels
+        self.row_bytes = width * channels * 4
+        self.file = tempfile.TemporaryFile(prefix="fusekit-refusion-")
+        size = height * self.row_bytes
+        try:
+            try:  # reserve the blocks now: faster first writes, and a full disk fails here, not mid-way
+                os.posix_fallocate(self.file.fileno(), 0, size)
+            except (AttributeError, OSError) as exc:
+                if getattr(exc, "errno", None) == 28:  # ENOSPC
+                    raise
+                self.file.truncate(size)
+        except BaseException:
+            self.file.close()
+            raise
+
+    def _io(self, write: bool, tensor: torch.Tensor, row: int) -> None:
+        view = memoryview(tensor.numpy()).cast("B")
+        offset, done = row * self.row_bytes, 0
+        fd = self.file.fileno()
+        while done < len(view):
+            if hasattr(os, "preadv"):
+                n = (os.pwritev if write else os.preadv)(fd, [view[done:]], offset + done)
+            else:  # pragma: no cover - platforms without preadv (Windows)
+                self.file.seek(offset + done)
+                n = self.file.write(view[done:]) if write else self.file.readinto(view[done:])
+                if write:
+                    self.file.flush()
+            if not n:
+                raise OSError(f"short {'write to' if write else 'read from'} the engine's temporary file")
+            done += n
+
+    def read(self, a: int, b: int, run: "_Runner") -> torch.Tensor:
+        """Rows ``a .. b`` as ``(b - a) x W x C``, read into a pool buffer (give it back with :meth:`release`).
+
+        The buffer starts at the same offset modulo 64 bytes as row ``a`` of an
+        in-memory buffer would, so every kernel sees the same alignment and the
+        result equals the in-memory engine's bit for bit.
+        """
+        shift = (a * self.width * self.channels) % 16
+        flat = run.take((b - a) * self.width * self.channels + shift)
+        band = flat[shift: shift + (b - a) * self.width * self.channels].view(b - a, self.width, self.channels)
+        self._io(False, band, a)
+        run.pending_release[band.data_ptr()] = flat
+        return band
+
+    def release(self, band: torch.Tensor, run: "_Runner") -> None:
+        """Give a band from :meth:`read` or :meth:`rows` back to the pool."""
+        run.give(run.pending_release.pop(band.data_ptr()))
+
+    def rows(self, r0: int, r1: int, run: "_Runner") -> torch.Tensor:
+        """A pool buffer for rows ``r0 .. r1`` to be written, then stored by :meth:`commit`."""
+        shift = (r0 * self.width * self.channels) % 16
+        flat = run.take((r1 - r0) * self.width * self.channels + shift)
+        band = flat[shift: shift + (r1 - r0) * self.width * self.channels].view(r1 - r0, self.width, self.channels)
+        run.pending_release[band.data_ptr()] = flat
+        return band
+
+    def commit(self, r0: int, band: torch.Tensor, run: "_Runner") -> None:
+        """Store a band from :meth:`rows` at row ``r0`` and give its buffer back."""
+        self._io(True, band, r0)
+        self.release(band, run)
+
+    def write(self, r0: int, band: torch.Tensor) -> None:
+        """Store ``band`` (``n x W x C``, contiguous) at rows ``r0 .. r0 + n``."""
+        self._io(True, band, r0)
+
+    def close(self) -> None:
+        self.file.close()
 
 
+#: Feature buffers (``H x W x 2C`` float32, mirrored margin included) larger
+#: than this are kept in a temporary file instead of memory (:class:`_Spill`)
+#: and streamed through in bands of rows, so the engine's memory is a few
+#: bands, set by the image width and ``chunk_pixels``, not by the image size.
+#: 512 MiB is about 4 megapixels; smaller images keep the whole buffer in
+#: memory (no file traffic, and the attention values cached between passes).
+STREAM_BYTES = 512 << 20
+
+#: Keep the attention values ``v`` of a block between its two passes when they
+#: take at most this many bytes (all in-memory parts together): the second
+#: pass then needs neither the layer norm nor the q/k/v projection and
+#: convolution again, and a halo of one pixel instead of two. Larger
+#: in-memory images recompute ``v`` so that memory stays one feature buffer.
+#: 256 MiB is 2 megapixels at 32 channels.
+V_CACHE_BYTES = 256 << 20
+
+#: When the features stream through a temporary file (:data:`STREAM_BYTES`),
+#: keep ``v`` in one too (written in the first pass, read in the second):
+#: moving the bytes costs less than recomputing them.
+SPILL_V = True
+
+
+def _store(height: int, width: int, channels: int, device, stream: bool = True):
+    """A :class:`_Spill` for a buffer over :data:`STREAM_BYTES` on CPU (when ``stream``), else :class:`_Memory`.
+
+    Where no temporary file can be made (read-only or full temporary
+    directory) the buffer stays in memory, as below the threshold, with a warning.
+    """
+    nbytes = height * width * channels * 4
+    if stream and torch.device(device).type == "cpu" and nbytes > STREAM_BYTES:
+        try:
+            return _Spill(height, width, channels)
+        except OSError as exc:
+            import warnings
+
+            warnings.warn(f"refusion: cannot keep the {nbytes / 2**30:.1f} GiB feature buffer "
+                          f"in a temporary file in {tempfile.gettempdir()} ({exc}); keeping it in memory. Set TMPDIR "
+                          f"to a directory with room.", RuntimeWarning, stacklevel=4)
+    return _Memory(height, width, channels, device)
+
+
+@dataclass
+class _Piece:
+    """One image an inference runs on (see :func:`_layout`): its feature store, tiling and cached values."""
+
+    store: object
+    grid: _Grid
+    values: object = None  # _Memory or _Spill of H x W x 2C attention values, or None (recomputed)
+
+    def close(self) -> None:
+        for s in (self.store, self.values):
+            if s is not None:
+                s.close()
+        self.store = self.values = None
+
+
+# --------------------------------------------------------------------------
+# Running tiles
+# --------------------------------------------------------------------------
 class _Runner:
     """Runs independent tiles, on a pool of single-threaded workers or in sequence.
 
@@ -553,18 +897,37 @@ class _Runner:
     Every item run by :meth:`map` is one tile and one progress step: after
     each, ``report_progress(done, total)`` is called (under a lock, so the
     counts a listener sees increase even when workers finish out of order).
+
+    It also keeps the call's pool of band buffers (:meth:`take`,
+    :meth:`give`), reused band after band and pass after pass.
     """
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, device="cpu") -> None:
         self.workers = workers
+        self.device = device
         self.pool = None
         self.done = 0
         self.total = None
         self._lock = threading.Lock()
+        self._free: list = []
+        self.pending_release: dict = {}
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
             self.pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+
+    def take(self, numel: int) -> torch.Tensor:
+        """A flat float32 buffer of at least ``numel`` elements (contents undefined), from the pool if one fits."""
+        fits = [i for i, b in enumerate(self._free) if b.numel() >= numel]
+        if fits:
+            buf = self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
+            return buf[:numel]
+        return torch.empty(numel, dtype=torch.float32, device=self.device)
+
+    def give(self, buf: torch.Tensor) -> None:
+        """Return a buffer from :meth:`take` to the pool (the whole allocation is kept)."""
+        storage = buf.untyped_storage()  # the whole allocation (views made in inference mode have no _base)
+        self._free.append(buf.new_empty(0).set_(storage, 0, (storage.nbytes() // buf.element_size(),)))
 
     def tick(self) -> None:
         """One tile finished: count it and tell the progress listener (if any)."""
@@ -585,6 +948,8 @@ class _Runner:
         return list(self.pool.map(_in_inference_mode(counted), items))
 
     def close(self) -> None:
+        self._free.clear()
+        self.pending_release.clear()
         if self.pool is not None:  # on Ctrl-C, tiles not yet started are dropped
             self.pool.shutdown(cancel_futures=True)
 
@@ -598,355 +963,149 @@ def _in_inference_mode(fn):
     return wrapped
 
 
-#: Feature buffers (``H x W x 2C`` float32, mirrored margin included) larger
-#: than this are kept in a temporary file instead of memory (:class:`_Spill`)
-#: and streamed through in bands of rows, so the engine's memory is a few
-#: bands, set by the image width and ``chunk_pixels``, not by the image size.
-#: 512 MiB is about 4 megapixels; smaller images keep the whole buffer in
-#: memory (no file traffic, and the attention values cached between passes).
-STREAM_BYTES = 512 << 20
+def _sweep(run: _Runner, pieces: list, fn, *, halo, source=None, sink=None, read_values: bool = False,
+           write_values: bool = False) -> list:
+    """One pass over every tile of every piece; returns ``fn``'s results in tile order.
 
+    For each piece, bands of rows go top to bottom, a few at a time (enough
+    for every worker to have a tile); the tiles of those bands run
+    concurrently. Each tile gets a :class:`_Tile`: its input rows with a halo
+    of ``halo(piece)`` pixels from ``source(piece)`` (default: the piece's
+    features), and, when ``sink(piece)`` is given, a destination for its
+    result in a band buffer of that store; ``read_values`` / ``write_values``
+    give it the cached attention values with the same halo / a destination
+    for them.
 
-class _Spill:
-    """An ``H x W x C`` float32 feature buffer in an unnamed temporary file, read and written by bands of rows.
-
-    The file is made in :func:`tempfile.gettempdir` (``TMPDIR``) by
-    :func:`tempfile.TemporaryFile`, which unlinks it at once on POSIX (and
-    deletes it on close elsewhere): it disappears when the process ends,
-    however it ends (Ctrl-C, a kill), and :meth:`close` frees its space at
-    once. Rows are contiguous in the file, so a band is one ``preadv`` /
-    ``pwritev``. The kernel's page cache keeps the file in RAM while there is
-    room, but that memory is not the process's and is written out and given
-    back under memory pressure. Band buffers (:meth:`scratch`) are allocated
-    once and reused: a fresh band-sized allocation would be mapped and
-    faulted in anew for every band.
+    When the sink is the source (a block updating the features), a band's
+    result is written back only once the bands on both sides of it have
+    read their inputs: so every tile reads the features as they were before
+    the pass, with no copies of the input bands.
     """
-
-    def __init__(self, height: int, width: int, channels: int, max_rows: int) -> None:
-        self.height, self.width, self.capacity, self.max_rows = height, width, channels, max_rows
-        self.set_channels(channels)
-        self.file = tempfile.TemporaryFile(prefix="fusekit-refusion-")
-        self._values = None
-        size = height * self.row_bytes
-        try:
-            try:  # reserve the blocks now: faster first writes, and a full disk fails here, not mid-way
-                os.posix_fallocate(self.file.fileno(), 0, size)
-            except (AttributeError, OSError) as exc:
-                if getattr(exc, "errno", None) == 28:  # ENOSPC
-                    raise
-                self.file.truncate(size)
-        except BaseException:
-            self.file.close()
-            raise
-        self._scratch: dict = {}
-
-    def set_channels(self, channels: int) -> None:
-        """Lay the file out as ``H x W x channels`` from now on (at most the channels it was made for)."""
-        if channels > self.capacity:
-            raise ValueError(f"{channels} channels in a file made for {self.capacity}")
-        self.channels, self.row_bytes = channels, self.width * channels * 4
-
-    def values(self, channels: int) -> "_Spill":
-        """A second file of this shape for a block's attention values, ``H x W x channels``.
-
-        Made once and reused by every block (rewriting cached pages is several
-        times faster than filling fresh ones); closed with this one.
-        """
-        if self._values is None:
-            self._values = _Spill(self.height, self.width, self.capacity, self.max_rows)
-        self._values.set_channels(channels)
-        return self._values
-
-    def scratch(self, name: str, rows: int) -> torch.Tensor:
-        """A reusable ``rows x W x C`` buffer (contiguous, contents undefined); one per ``name``."""
-        buf = self._scratch.get(name)
-        if buf is None:
-            buf = self._scratch[name] = torch.empty(self.max_rows * self.width * self.capacity, dtype=torch.float32)
-        return buf[: rows * self.width * self.channels].view(rows, self.width, self.channels)
-
-    def _io(self, write: bool, tensor: torch.Tensor, row: int) -> None:
-        view = memoryview(tensor.numpy()).cast("B")
-        offset, done = row * self.row_bytes, 0
-        fd = self.file.fileno()
-        while done < len(view):
-            if hasattr(os, "preadv"):
-                n = (os.pwritev if write else os.preadv)(fd, [view[done:]], offset + done)
-            else:  # pragma: no cover - platforms without preadv (Windows)
-                self.file.seek(offset + done)
-                n = self.file.write(view[done:]) if write else self.file.readinto(view[done:])
-                if write:
-                    self.file.flush()
-            if not n:
-                raise OSError(f"short {'write to' if write else 'read from'} the engine's temporary file")
-            done += n
-
-    def read(self, r0: int, r1: int, into: torch.Tensor | None = None) -> torch.Tensor:
-        """Rows ``r0 .. r1`` as ``(r1 - r0) x W x C``, into ``into`` (default: the ``"in"`` scratch buffer)."""
-        into = self.scratch("in", r1 - r0) if into is None else into
-        self._io(False, into, r0)
-        return into
-
-    def write(self, r0: int, rows: torch.Tensor) -> None:
-        """Store ``rows`` (``n x W x C``, contiguous) at rows ``r0 .. r0 + n``."""
-        self._io(True, rows, r0)
-
-    def close(self) -> None:
-        if self._values is not None:
-            self._values.close()
-            self._values = None
-        self._scratch.clear()
-        self.file.close()
+    results = []
+    seq = [(i, r0, r1) for i, pc in enumerate(pieces) for r0, r1 in pc.grid.rows]
+    waiting: dict = {}  # piece -> [(r0, band)] written by computed bands, not yet stored
+    pos = 0
+    while pos < len(seq):
+        group, n = [], 0
+        while pos < len(seq) and (not group or n < run.workers):
+            group.append(seq[pos])
+            n += len(pieces[seq[pos][0]].grid.cols)
+            pos += 1
+        jobs, reads, vouts, outs = [], [], [], []
+        for i, r0, r1 in group:
+            pc = pieces[i]
+            g = pc.grid
+            h = halo(pc)
+            src = pc.store if source is None else source(pc)
+            dst = None if sink is None else sink(pc)
+            a, b = max(0, r0 - h), min(g.height, r1 + h)
+            xin = src.read(a, b, run)
+            reads.append((src, xin))
+            vin = None
+            if read_values and pc.values is not None:
+                vin = pc.values.read(a, b, run)
+                reads.append((pc.values, vin))
+            out = None
+            if dst is not None:
+                out = dst.rows(r0, r1, run) if dst is not src else _band_buffer(run, src, r0, r1)
+                outs.append((i, dst, r0, out))
+            vout = None
+            if write_values and pc.values is not None:
+                vout = pc.values.rows(r0, r1, run)
+                vouts.append((pc.values, r0, vout))
+            vy0, vy1, vx0, vx1 = g.valid
+            for c0, c1 in g.cols:
+                ca, cb = max(0, c0 - h), min(g.width, c1 + h)
+                y0, x0 = max(r0, vy0), max(c0, vx0)
+                y1, x1 = max(y0, min(r1, vy1)), max(x0, min(c1, vx1))
+                jobs.append((xin, vin, out, vout, a, b, r0, r1, c0, c1, ca, cb, g.width,
+                             (y0 - a, y1 - a, x0 - ca, x1 - ca)))
+        results += run.map(lambda job: fn(_make_tile(*job)), jobs)
+        for store, band in reads:
+            store.release(band, run)
+        for store, r0, band in vouts:
+            store.commit(r0, band, run)
+        for i, dst, r0, out in outs:
+            if dst is not (pieces[i].store if source is None else source(pieces[i])):
+                dst.commit(r0, out, run)
+            else:
+                waiting.setdefault(i, []).append((r0, out))
+        for i, bands in waiting.items():  # the latest band of a piece waits for the next one to be read
+            if not bands:
+                continue
+            last = bands[-1][0] + bands[-1][1].shape[0] == pieces[i].grid.height
+            keep = [] if last else bands[-1:]
+            for r0, out in (bands if last else bands[:-1]):
+                pieces[i].store.write(r0, out)
+                run.give(out)
+            waiting[i] = keep
+    return results
 
 
-def _spill_or_none(height: int, width: int, channels: int, grid) -> _Spill | None:
-    """A :class:`_Spill` for a buffer over :data:`STREAM_BYTES`, else ``None`` (keep it in memory).
+def _band_buffer(run: _Runner, store, r0: int, r1: int) -> torch.Tensor:
+    """A pool buffer for rows ``r0 .. r1`` of ``store`` (``(r1 - r0) x W x C``)."""
+    n = (r1 - r0) * store.width * store.channels
+    return run.take(n).view(r1 - r0, store.width, store.channels)
 
-    Where no temporary file can be made (read-only or full temporary
-    directory) the buffer stays in memory, as below the threshold, with a warning.
+
+def _make_tile(xin, vin, out, vout, a, b, r0, r1, c0, c1, ca, cb, width, valid) -> _Tile:
+    """The :class:`_Tile` of one job of :func:`_sweep` (copies the input only when the tile is narrower than the band)."""
+    full = ca == 0 and cb == width
+    rows, cols = b - a, cb - ca
+    x = xin.reshape(rows * cols, -1) if full else _flat(xin[:, ca:cb])
+    v = None if vin is None else (vin.reshape(rows * cols, -1) if full else _flat(vin[:, ca:cb]))
+    return _Tile(x=x, rows=rows, cols=cols, inner=(r0 - a, r1 - a, c0 - ca, c1 - ca), valid=valid, full=full,
+                 v=v, dest=None if out is None else out[:, c0:c1],
+                 vdest=None if vout is None else vout[:, c0:c1])
+
+
+# --------------------------------------------------------------------------
+# The network, stage by stage
+# --------------------------------------------------------------------------
+def _stage(run: _Runner, pieces: list, sums, update, mixing) -> None:
+    """One attention stage over every piece: a pass for the attention sums (and values), then the update.
+
+    ``sums(tile)`` returns a list of per-attention partial sums, ``mixing``
+    turns the merged :class:`_Stats` into the matrices ``update(mixes, tile)``
+    applies.
     """
-    if height * width * channels * 4 <= STREAM_BYTES:
-        return None
-    try:
-        return _Spill(height, width, channels, max(r1 - r0 for r0, r1 in grid.rows) + 2 * HALO)
-    except OSError as exc:
-        import warnings
-
-        warnings.warn(f"refusion: cannot keep the {height * width * channels * 4 / 2**30:.1f} GiB feature buffer "
-                      f"in a temporary file in {tempfile.gettempdir()} ({exc}); keeping it in memory. Set TMPDIR "
-                      f"to a directory with room.", RuntimeWarning, stacklevel=3)
-        return None
+    parts = _sweep(run, pieces, sums, halo=lambda pc: 1, write_values=True)
+    stats = [_Stats() for _ in parts[0]]
+    for part in parts:  # fixed order: deterministic
+        for s, one in zip(stats, part):
+            s.merge(one)
+    mixes = mixing(stats)
+    _sweep(run, pieces, lambda t: update(mixes, t), halo=lambda pc: 1 if pc.values is not None else 2,
+           sink=lambda pc: pc.store, read_values=True)
 
 
-def _accumulate(run: _Runner, buf, ch: slice, grid: _Grid, fn, sink=None) -> list:
-    """``[fn(tile_pixels, rows, cols, box, tile, sink, top)]`` over tiles of ``buf[..., ch]`` (halo 1), in order.
+def _blocks_stage(run: _Runner, pieces: list, units: list) -> None:
+    """Apply transformer blocks, each on its channel slice (``units``: ``[(block, slice)]``), to every piece."""
+    _stage(run, pieces, lambda t: _blocks_sums(units, t), lambda mixes, t: _blocks_update(units, mixes, t),
+           lambda stats: [s.mixing(p.temperature, p.heads, p.proj_w) for s, (p, _) in zip(stats, units)])
 
-    ``box`` is the part of the tile's interior inside ``grid.valid``, in tile
-    coordinates (possibly empty): the pixels whose sums the tile contributes.
-    ``tile = (r0, r1, c0, c1, a, b, ca, cb)``: the tile's interior and its
-    input box in image coordinates. ``sink`` (``None``, an ``H x W x C``
-    tensor or a :class:`_Spill`) is where ``fn`` may store per-pixel results
-    of the tile's interior (rows ``r0 - top .. r1 - top`` of what it gets);
-    a :class:`_Spill` gets them band by band.
+
+def _fusion_stage(run: _Runner, f: _Fusion, pieces: list) -> None:
+    """Apply the fusion block to every piece."""
+    _stage(run, pieces, lambda t: _fusion_sums(f, t), lambda mixes, t: _fusion_update(f, mixes, t),
+           lambda stats: [stats[0].mixing(f.t1, f.heads, f.mid1), stats[1].mixing(f.t2, f.heads, f.mid2)])
+
+
+def _stages(p: _Prepared) -> list:
+    """The network after the stems as a list of ``("blocks", units)`` / ``("fusion", f)`` stages.
+
+    The two encoders run side by side (block ``j`` of each in one stage, on
+    their own channels), so each stage is one pair of passes over the image.
     """
-    vy0, vy1, vx0, vx1 = grid.valid
-
-    def one(tile, src=buf, top=0, out=sink, out_top=0):  # src: the buffer, or a band of it from row top
-        r0, r1, c0, c1, a, b, ca, cb = tile
-        y0, x0 = max(r0, vy0), max(c0, vx0)
-        y1, x1 = max(y0, min(r1, vy1)), max(x0, min(c1, vx1))
-        return fn(_flat(src[a - top:b - top, ca:cb, ch]), b - a, cb - ca, (y0 - a, y1 - a, x0 - ca, x1 - ca), tile,
-                  out, out_top)
-
-    if not isinstance(buf, _Spill):
-        return run.map(one, grid.tiles(1))
-    out = []
-    for r0, r1 in grid.rows:
-        tiles = grid.band(r0, r1, 1)
-        a, b = tiles[0][4], tiles[0][5]
-        band = buf.read(a, b)
-        vband = sink.scratch("out", r1 - r0) if isinstance(sink, _Spill) else sink
-        vtop = r0 if isinstance(sink, _Spill) else 0
-        out += run.map(lambda tile, band=band, a=a, vband=vband, vtop=vtop: one(tile, band, a, vband, vtop), tiles)
-        if isinstance(sink, _Spill):
-            sink.write(r0, vband)
-    return out
-
-
-def _inplace(run: _Runner, buf, ch: slice, grid: _Grid, fn, halo: int = HALO, aux=None) -> None:
-    """Run ``fn(tile_pixels, rows, cols, (a, b, ca, cb))`` on every tile and write its interior back.
-
-    With ``aux`` (an ``H x W x C'`` tensor, or a :class:`_Spill` when ``buf``
-    is one), ``fn`` gets two more arguments, ``aux_rows, top``: ``aux`` itself
-    and 0, or the band of it that covers the tile's input rows, from row ``top``.
-
-    ``(a, b, ca, cb)`` is the tile's input box (interior plus ``halo``,
-    clipped) in image coordinates. Bands go top to bottom; each band's input
-    (with halo rows) is copied before any of its tiles is written, and the
-    original rows the next band needs as its upper halo are kept from that
-    copy. Tiles of a band are independent and may run concurrently (they
-    write disjoint boxes).
-    """
-    height, width = grid.height, grid.width
-    if isinstance(buf, _Spill):
-        _inplace_spilled(run, buf, ch, grid, fn, halo, aux)
-        return
-    if aux is not None:
-        fn = (lambda f: lambda t, rows, cols, box: f(t, rows, cols, box, aux, 0))(fn)
-    if grid.single:  # whole image: work on the buffer itself when possible
-        view = buf[:, :, ch]
-        flat = _flat(view)
-        fn(flat, height, width, (0, height, 0, width))
-        if flat.data_ptr() != view.data_ptr():
-            buf[:, :, ch] = flat.view(height, width, -1)
-        run.tick()
-        return
-    carry = None  # original content of rows [max(0, r0 - halo), r0)
-    for r0, r1 in grid.rows:
-        a, b = max(0, r0 - halo), min(height, r1 + halo)
-        below = buf[r0:b, :, ch]
-        band = below.clone(memory_format=torch.contiguous_format) if carry is None else torch.cat([carry, below], 0)
-        carry = band[max(0, r1 - halo) - a: r1 - a].clone() if r1 < height else None
-
-        def one(cols, band=band, r0=r0, r1=r1, a=a, b=b):
-            c0, c1 = cols
-            ca, cb = max(0, c0 - halo), min(width, c1 + halo)
-            if len(grid.cols) == 1:
-                tile = band.view((b - a) * width, -1)
-            else:  # a copy even where tile and halo span the whole width: the band's other tiles read it
-                part = band[:, ca:cb]
-                tile = part.reshape(-1, part.shape[-1]).clone() if part.is_contiguous() else _flat(part)
-            fn(tile, b - a, cb - ca, (a, b, ca, cb))
-            buf[r0:r1, c0:c1, ch] = tile.view(b - a, cb - ca, -1)[r0 - a: r1 - a, c0 - ca: c1 - ca]
-
-        run.map(one, grid.cols)
-
-
-def _inplace_spilled(run: _Runner, store: _Spill, ch: slice, grid: _Grid, fn, halo: int, aux=None) -> None:
-    """:func:`_inplace` on a buffer kept in a file: each band is read (its upper halo from the carry), its
-    tiles write into an output band, and that is written back over the band's rows."""
-    height, width = grid.height, grid.width
-    carry = None  # original content of rows [max(0, r0 - halo), r0)
-    for r0, r1 in grid.rows:
-        a, b = max(0, r0 - halo), min(height, r1 + halo)
-        band = store.scratch("in", b - a)
-        k = 0 if carry is None else carry.shape[0]
-        if k:
-            band[:k] = carry
-        store.read(a + k, b, into=band[k:])
-        carry = band[max(0, r1 - halo) - a: r1 - a].clone() if r1 < height else None
-        out = store.scratch("out", r1 - r0)
-        if ch != slice(None):  # the channels this pass leaves alone
-            out.copy_(band[r0 - a: r1 - a])
-        extra = () if aux is None else (aux.read(a, b), a)
-
-        def one(cols, band=band, out=out, r0=r0, r1=r1, a=a, b=b, extra=extra):
-            c0, c1 = cols
-            ca, cb = max(0, c0 - halo), min(width, c1 + halo)
-            part = band[:, ca:cb, ch]
-            tile = part.reshape(-1, part.shape[-1]).clone() if part.is_contiguous() else _flat(part)
-            fn(tile, b - a, cb - ca, (a, b, ca, cb), *extra)
-            out[:, c0:c1, ch] = tile.view(b - a, cb - ca, -1)[r0 - a: r1 - a, c0 - ca: c1 - ca]
-
-        run.map(one, grid.cols)
-        store.write(r0, out)
-
-
-#: Keep the attention values ``v`` of a block between its two passes when they
-#: take at most this many bytes (all in-memory parts together): the second
-#: pass then needs neither the layer norm nor the q/k/v projection and
-#: convolution again, and a halo of one pixel instead of two (about 20 % of
-#: the work of a multi-tile image). Larger in-memory images recompute ``v`` so
-#: that memory stays one feature buffer. 256 MiB is 2 megapixels at 32 channels.
-V_CACHE_BYTES = 256 << 20
-
-#: When the features stream through a temporary file (:data:`STREAM_BYTES`),
-#: keep ``v`` in one too (written in the first pass, read in the second):
-#: moving the bytes costs less than recomputing them.
-SPILL_V = True
-
-
-def _v_cache(parts: list, channels: int) -> list | None:
-    """Per part, where its values ``v`` (``H x W x channels``) are kept between the passes, or ``None``.
-
-    A :class:`_Spill` for a streamed part (when :data:`SPILL_V`), an
-    in-memory buffer for the others while they take at most
-    :data:`V_CACHE_BYTES` together; ``None`` (recompute) otherwise. Returns
-    ``None`` when no part keeps them.
-    """
-    in_memory = sum(g.height * g.width for b, g in parts if not isinstance(b, _Spill)) * channels * 4
-    out = []
-    for b, g in parts:
-        if isinstance(b, _Spill):
-            try:
-                out.append(b.values(channels) if SPILL_V else None)
-            except OSError:  # no room for it: recompute
-                out.append(None)
-        else:
-            out.append(torch.empty(g.height, g.width, channels, dtype=torch.float32, device=b.device)
-                       if in_memory <= V_CACHE_BYTES else None)
-    return out if any(v is not None for v in out) else None
-
-
-def _store(vbuf: torch.Tensor, v: torch.Tensor, rows: int, cols: int, tile: tuple, top: int = 0) -> None:
-    """Write the interior of tile ``v`` (``rows*cols x C``) into ``vbuf`` (whose first row is ``top``)."""
-    r0, r1, c0, c1, a, _, ca, _ = tile
-    vbuf[r0 - top:r1 - top, c0:c1] = v.view(rows, cols, -1)[r0 - a: r1 - a, c0 - ca: c1 - ca]
-
-
-def _run_block(run: _Runner, p: _Block, parts: list, ch: slice) -> None:
-    """Apply a transformer block to every ``(buf, grid)`` part, with attention sums over all of them."""
-    if len(parts) == 1 and parts[0][1].single:
-        buf, grid = parts[0]
-        _inplace(run, buf, ch, grid, lambda t, rows, cols, _: _block_apply(p, t, rows, cols, None, grid.valid))
-        return
     c = p.dim
-    vbufs = _v_cache(parts, c)
-
-    def acc(t, rows, cols, box, tile, vbuf, top):
-        if vbuf is None:
-            q, k = _block_qk(p, t, rows, cols)
-        else:
-            qkv = _block_qkv(p, t, rows, cols)
-            q, k = qkv[:, :c], qkv[:, c: 2 * c]
-            _store(vbuf, qkv[:, 2 * c:], rows, cols, tile, top)
-        return _Stats.partial(_interior(q, rows, cols, box), _interior(k, rows, cols, box))
-
-    stats = _Stats()
-    for i, (buf, grid) in enumerate(parts):
-        for part in _accumulate(run, buf, ch, grid, acc, None if vbufs is None else vbufs[i]):
-            stats.merge(part)
-    mix_t = stats.mixing(p.temperature, p.heads, p.proj_w)
-
-    def cached(t, rows, cols, box, vbuf, top):
-        a, b, ca, cb = box
-        t.addmm_(_flat(vbuf[a - top:b - top, ca:cb]), mix_t)
-        _block_ffn(p, t, rows, cols)
-
-    for i, (buf, grid) in enumerate(parts):
-        if vbufs is None or vbufs[i] is None:
-            _inplace(run, buf, ch, grid, lambda t, rows, cols, _: _block_apply(p, t, rows, cols, mix_t))
-        else:  # only the feed-forward's 3x3 reads beyond the tile
-            _inplace(run, buf, ch, grid, cached, halo=1, aux=vbufs[i])
-
-
-def _run_fusion(run: _Runner, f: _Fusion, parts: list) -> None:
-    """Apply the fusion block to every ``(buf, grid)`` part, with attention sums over all of them."""
-    ch = slice(None)
-    if len(parts) == 1 and parts[0][1].single:
-        buf, grid = parts[0]
-        _inplace(run, buf, ch, grid, lambda t, rows, cols, _: _fusion_apply(f, t, rows, cols, None, grid.valid))
-        return
-    c = f.dim
-    vbufs = _v_cache(parts, 2 * c)
-
-    def acc(t, rows, cols, box, tile, vbuf, top):
-        qkv1, qkv2 = _fusion_qkv(f, t, rows, cols)
-        if vbuf is not None:
-            _store(vbuf[..., :c], qkv1[:, 2 * c:], rows, cols, tile, top)
-            _store(vbuf[..., c:], qkv2[:, 2 * c:], rows, cols, tile, top)
-        qkv1, qkv2 = _interior(qkv1, rows, cols, box), _interior(qkv2, rows, cols, box)
-        return (_Stats.partial(qkv2[:, :c], qkv1[:, c: 2 * c]),  # queries of stream 2, keys of stream 1
-                _Stats.partial(qkv1[:, :c], qkv2[:, c: 2 * c]))  # queries of stream 1, keys of stream 2
-
-    s1, s2 = _Stats(), _Stats()
-    for i, (buf, grid) in enumerate(parts):
-        for p1, p2 in _accumulate(run, buf, ch, grid, acc, None if vbufs is None else vbufs[i]):
-            s1.merge(p1)
-            s2.merge(p2)
-    mixes = (s1.mixing(f.t1, f.heads, f.mid1), s2.mixing(f.t2, f.heads, f.mid2))
-
-    def cached(t, rows, cols, box, vbuf, top):
-        a, b, ca, cb = box
-        v = _flat(vbuf[a - top:b - top, ca:cb])
-        t[:, :c].addmm_(v[:, :c], mixes[0])
-        t[:, c:].addmm_(v[:, c:], mixes[1])
-        _fusion_rest(f, t, rows, cols)
-
-    for i, (buf, grid) in enumerate(parts):
-        if vbufs is None or vbufs[i] is None:
-            _inplace(run, buf, ch, grid, lambda t, rows, cols, _: _fusion_apply(f, t, rows, cols, mixes))
-        else:  # only the gated projections' 3x3 read beyond the tile
-            _inplace(run, buf, ch, grid, cached, halo=1, aux=vbufs[i])
+    out = []
+    for j in range(max(len(p.enc1), len(p.enc2))):
+        units = ([(p.enc1[j], slice(0, c))] if j < len(p.enc1) else []) + \
+                ([(p.enc2[j], slice(c, 2 * c))] if j < len(p.enc2) else [])
+        out.append(("blocks", units))
+    out.append(("fusion", p.fusion))
+    out += [("blocks", [(blk, slice(None))]) for blk in p.dec]
+    return out
 
 
 def _layout(h: int, w: int, border: int) -> list[tuple]:
@@ -994,85 +1153,148 @@ def _grids(h: int, w: int, chunk_pixels: int, workers: int, border: int) -> list
 
 
 def _steps(p: _Prepared, grids: list[_Grid]) -> int:
-    """Tiles one image's inference runs (its progress total): the stems, every pass of every attention
-    block (one pass when the image is a single tile, else the sums then the update), the head."""
+    """Tiles one image's inference runs (its progress total): the stems, both passes of every attention
+    stage (:func:`_stages`: the sums, then the update), the head."""
     tiles = [g.n_tiles for g in grids]
-    passes = 1 if len(grids) == 1 and grids[0].single else 2
-    blocks = len(p.enc1) + len(p.enc2) + 1 + len(p.dec)
-    return sum(tiles) * (1 + passes * blocks) + tiles[0]
+    return sum(tiles) * (1 + 2 * len(_stages(p))) + tiles[0]
 
 
-def _stem(p: _Prepared, src: torch.Tensor, grid: _Grid, run: _Runner) -> tuple:
-    """Both 3x3 stems of ``2 x H x W`` ``src`` into a new ``H x W x 2C`` buffer; returns ``(buf, grid)``.
+def _values(pieces: list, channels: int, device) -> None:
+    """Decide where each piece keeps its attention values between the passes (sets ``piece.values``).
 
-    The buffer is a :class:`_Spill` (a temporary file) above :data:`STREAM_BYTES` on CPU.
+    In a temporary file for a streamed piece (when :data:`SPILL_V`), in
+    memory for the others while they take at most :data:`V_CACHE_BYTES`
+    together; otherwise they are recomputed in the update pass. One buffer
+    per piece serves every stage (``H x W x channels``, the widest stage's).
     """
-    _, height, width = src.shape
-    c2 = 2 * p.dim
-    src_cl = src.permute(1, 2, 0)  # H x W x 2 view
-    store = _spill_or_none(height, width, c2, grid) if src.device.type == "cpu" else None
-    buf = store or torch.empty(height, width, c2, dtype=torch.float32, device=src.device)
+    in_memory = sum(pc.grid.height * pc.grid.width for pc in pieces if not pc.store.spilled) * channels * 4
+    for pc in pieces:
+        g = pc.grid
+        if pc.store.spilled:
+            if SPILL_V:
+                try:
+                    pc.values = _Spill(g.height, g.width, channels)
+                except OSError:  # no room for it: recompute
+                    pc.values = None
+        elif in_memory <= V_CACHE_BYTES:
+            pc.values = _Memory(g.height, g.width, channels, device)
 
-    def stem(box, out=buf, top=0):  # both 3x3 stems as one grouped conv; out: the buffer or a band of it
-        r0, r1, c0, c1, a, b, ca, cb = box
-        y = _conv3x3(_flat(src_cl[a:b, ca:cb]), b - a, cb - ca, p.stem_w, groups=2)
-        out[r0 - top:r1 - top, c0:c1] = y.view(b - a, cb - ca, c2)[r0 - a: r1 - a, c0 - ca: c1 - ca]
 
-    if store is None:
-        run.map(stem, grid.tiles(1))
-        return buf, grid
-    try:
-        for r0, r1 in grid.rows:
-            band = store.scratch("out", r1 - r0)
-            run.map(lambda box, band=band, r0=r0: stem(box, band, r0), grid.band(r0, r1, 1))
-            store.write(r0, band)
-    except BaseException:
-        store.close()
-        raise
-    return store, grid
+def _stem(run: _Runner, p: _Prepared, pieces: list, sources: list) -> None:
+    """Both 3x3 stems of each ``2 x H x W`` source into its piece's new ``H x W x 2C`` features."""
+    srcs = {id(pc): _Memory.of(src.permute(1, 2, 0).contiguous()) for pc, src in zip(pieces, sources)}  # H x W x 2
+
+    def stem(t: _Tile) -> None:  # both 3x3 stems as one grouped conv
+        y = _conv3x3(t.x, t.rows, t.cols, p.stem_w, groups=2)
+        t.dest[...] = _box(y, t.rows, t.cols, t.inner)
+
+    _sweep(run, pieces, stem, halo=lambda pc: 1, source=lambda pc: srcs[id(pc)], sink=lambda pc: pc.store)
+
+
+def _head(run: _Runner, p: _Prepared, piece: _Piece, device) -> torch.Tensor:
+    """3x3 conv, LeakyReLU, 3x3 conv, sigmoid of ``piece``'s features -> ``H x W``."""
+    g = piece.grid
+    out = _Memory(g.height, g.width, 1, device)
+
+    def head(t: _Tile) -> None:
+        h = F.leaky_relu_(_conv3x3(t.x, t.rows, t.cols, p.head0), 0.01)
+        y = _conv3x3(h, t.rows, t.cols, p.head1)
+        t.dest[...] = torch.sigmoid_(_box(y, t.rows, t.cols, t.inner))
+
+    _sweep(run, [piece], head, halo=lambda pc: HALO, sink=lambda pc: out)
+    return out.t[..., 0]
 
 
 def _infer_one(p: _Prepared, src: torch.Tensor, grids: list[_Grid], run: _Runner, border: int = 0) -> torch.Tensor:
     """``2 x H x W`` -> ``H x W`` for one image (run on it mirrored by ``border`` pixels, then cropped)."""
     _, h0, w0 = src.shape
-    parts = []
+    c2 = 2 * p.dim
+    pieces = []
     try:
+        sources = []
         for (piece, _), grid in zip(_pieces(src, border), grids):
-            parts.append(_stem(p, piece, grid, run))
-        c2 = 2 * p.dim
-        s1, s2 = slice(0, p.dim), slice(p.dim, c2)
-        for blk in p.enc1:
-            _run_block(run, blk, parts, s1)
-        for blk in p.enc2:
-            _run_block(run, blk, parts, s2)
-        _run_fusion(run, p.fusion, parts)
-        for blk in p.dec:
-            _run_block(run, blk, parts, slice(None))
-        buf, grid = parts[0]
-        for extra, _ in parts[1:]:
-            if isinstance(extra, _Spill):
-                extra.close()
-        del parts[1:]
-        out = torch.empty(grid.height, grid.width, dtype=torch.float32, device=src.device)
-
-        def head(box, src=buf, top=0):  # 3x3 conv, LeakyReLU, 3x3 conv, sigmoid; src: buffer, or band from row top
-            r0, r1, c0, c1, a, b, ca, cb = box
-            h = F.leaky_relu_(_conv3x3(_flat(src[a - top:b - top, ca:cb]), b - a, cb - ca, p.head0), 0.01)
-            y = _conv3x3(h, b - a, cb - ca, p.head1)
-            out[r0:r1, c0:c1] = torch.sigmoid_(y.view(b - a, cb - ca)[r0 - a: r1 - a, c0 - ca: c1 - ca])
-
-        if not isinstance(buf, _Spill):
-            run.map(head, grid.tiles(HALO))
-        else:
-            for r0, r1 in grid.rows:
-                tiles = grid.band(r0, r1, HALO)
-                band = buf.read(tiles[0][4], tiles[0][5])
-                run.map(lambda box, band=band, a=tiles[0][4]: head(box, band, a), tiles)
+            pieces.append(_Piece(_store(grid.height, grid.width, c2, src.device), grid))
+            sources.append(piece)
+        _values(pieces, c2, src.device)
+        _stem(run, p, pieces, sources)
+        del sources
+        for kind, what in _stages(p):
+            if kind == "fusion":
+                _fusion_stage(run, what, pieces)
+            else:
+                _blocks_stage(run, pieces, what)
+        for extra in pieces[1:]:
+            extra.close()
+        for pc in pieces:
+            if pc.values is not None:
+                pc.values.close()
+                pc.values = None
+        out = _head(run, p, pieces[0], src.device)
     finally:
-        for buf, _ in parts:
-            if isinstance(buf, _Spill):
-                buf.close()
+        for pc in pieces:
+            pc.close()
     return out[border: border + h0, border: border + w0] if border else out
+
+
+# --------------------------------------------------------------------------
+# glibc's allocator during a call
+# --------------------------------------------------------------------------
+#: While the engine runs on CPU under glibc, keep freed tile temporaries in the
+#: heap instead of giving them back to the kernel after every tile: glibc
+#: trims the top of the heap as soon as more than a few MiB are free there,
+#: so every tile's temporaries were faulted in anew (50-80 thousand page
+#: faults, 0.1-0.2 s of system time for one 640 x 480 pair, about 15 % of the
+#: CPU time). Within a call, :func:`_malloc_kept` raises glibc's trim
+#: threshold to :data:`TRIM_BYTES` and its mmap threshold to 32 MiB (glibc's
+#: own dynamic maximum); after the last concurrent call ends they are set to
+#: 32 MiB / 64 MiB (what glibc's dynamic thresholds grow to) and
+#: ``malloc_trim(0)`` gives the free memory back. ``FUSEKIT_REFUSION_MALLOPT=0``
+#: leaves the allocator alone.
+MALLOPT = os.environ.get("FUSEKIT_REFUSION_MALLOPT", "1") != "0"
+TRIM_BYTES = 256 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MALLOC = {"libc": None, "depth": 0, "lock": threading.Lock()}
+
+
+def _libc():
+    """glibc through ctypes (``mallopt``, ``malloc_trim``), or ``False`` where there is none."""
+    if _MALLOC["libc"] is None:
+        _MALLOC["libc"] = False
+        try:
+            import ctypes
+            import ctypes.util
+
+            if os.name == "posix" and hasattr(os, "confstr") and "glibc" in (os.confstr("CS_GNU_LIBC_VERSION") or ""):
+                libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+                if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim"):
+                    _MALLOC["libc"] = libc
+        except (OSError, ValueError, AttributeError):
+            pass
+    return _MALLOC["libc"]
+
+
+class _malloc_kept:
+    """Context manager: glibc keeps freed memory in the heap during the call (see :data:`MALLOPT`)."""
+
+    def __init__(self, active: bool) -> None:
+        self.libc = _libc() if active and MALLOPT else False
+
+    def __enter__(self) -> "_malloc_kept":
+        if self.libc:
+            with _MALLOC["lock"]:
+                if _MALLOC["depth"] == 0:
+                    self.libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
+                    self.libc.mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES)
+                _MALLOC["depth"] += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.libc:
+            with _MALLOC["lock"]:
+                _MALLOC["depth"] -= 1
+                if _MALLOC["depth"] == 0:
+                    self.libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+                    self.libc.malloc_trim(0)
 
 
 def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
@@ -1086,10 +1308,9 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
     x : Tensor
         ``N x 2 x H x W`` float32 sources in [0, 1].
     chunk_pixels : int
-        Approximate pixels per tile (squares, or full-width strips on narrow
-        images). The result does not depend on it. The default keeps every
-        temporary small enough to be reused by the allocator instead of
-        being mapped fresh (page faults dominate otherwise).
+        Approximate pixels per tile (bands of whole rows on images up to
+        ``chunk_pixels / 16`` wide, else tiles four times wider than high).
+        The result does not depend on it beyond float rounding.
     border : int
         Mirror the sources by this many pixels on every side
         (:func:`reflect_pad`), run the network on the larger image and crop
@@ -1138,12 +1359,12 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
     if not 0 <= k < n:
         raise ParameterError(f"progress must be (k, n) with 0 <= k < n, got {progress!r}")
     threads = torch.get_num_threads()
-    run = _Runner(threads if x.device.type == "cpu" else 1)
+    run = _Runner(threads if x.device.type == "cpu" else 1, x.device)
     if run.workers > 1:  # the calling thread too: no OpenMP fork/join for its small ops
         torch.set_num_threads(1)
     try:
-        with torch.inference_mode():
-            p = prepare(net)
+        with torch.inference_mode(), _malloc_kept(x.device.type == "cpu"):
+            p = prepare(net, x.device)
             x = x.float()
             grids = _grids(x.shape[2], x.shape[3], chunk_pixels, run.workers, border)
             steps = _steps(p, grids) * x.shape[0]
