@@ -187,7 +187,8 @@ def render(folders: dict, calls: dict, files: list, names: list[str], command: s
     lines = [f"<!-- begin {MARK} -->", "## Exposure fusion against OpenCV, whole processes (`benchmarks/exposure.py`)", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
              f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load[0]:.1f} before and "
-             f"{load[1]:.1f} after: the cores are shared with other jobs, so only the side-by-side "
+             f"{load[1]:.1f} after: the 2 cores are shared with other jobs (two training runs at raised "
+             f"priority among them), so a process gets well under a core and only the side-by-side "
              f"ratios count; Python {platform.python_version()}, numpy {np.__version__}, "
              f"OpenCV {cv2.__version__}).", "",
              f"One folder run each on the first {len(names)} MEFB test pairs "
@@ -228,17 +229,23 @@ def render(folders: dict, calls: dict, files: list, names: list[str], command: s
               "Where fusekit's folder run spends its time beyond OpenCV's: start-up (the start-up rows: "
               f"{med(folders['ours_start']) - med(folders['theirs_start']):+.2f} s median wall, "
               f"{med(folders['cpu']['ours_start']) - med(folders['cpu']['theirs_start']):+.2f} s CPU against "
-              "importing cv2; `fusekit.cli` imports click, the plugin host and its entry points, the metric "
-              "profiles and the training defaults before any image is read; that code belongs to the CLI, "
-              "not to this method), reading (the float32 conversion, grey and header checks of "
-              "`fusekit.io`, about 6 ms a file against 2 ms for `cv2.imread`) and the method itself (the "
-              "table above; OpenCV's C++ pyramid makes one pass per filter, numpy several). The method "
-              "keeps its work buffers between calls of a folder run (before, freeing and re-allocating "
-              "them cost the kernel's page zeroing, about a third of the CPU time of a 536x356 call) and "
-              "blends the fine levels one plane at a time in cache. The agreement with OpenCV (PSNR) "
-              "is the method's, unchanged: `exposure`'s output is bit for bit what it was before (max "
-              "abs diff 0 on 40 MEFB pairs; `tests/test_classic.py` checks that the threaded, per-plane "
-              "and stacked paths agree); see the classic section for why some pairs (here "
+              "importing cv2: `fusekit.cli` no longer loads the metric profiles, the training defaults or "
+              "`importlib.metadata` before the first image), the fuse path's own modules (`fusekit.io` "
+              "imports imageio, which imports `importlib.metadata`, and scikit-image; "
+              "`fusekit.execution` imports tqdm for a hidden progress bar), reading (Pillow decodes a PNG "
+              "twice, once for `fusekit.header`'s `getexif()`; the float32 conversion and grey checks of "
+              "`fusekit.io` cost about 7 ms per RGB image against 1-2 ms for `cv2.imread`) and the method "
+              "itself (the table above: numpy makes several passes per pyramid filter where OpenCV's C++ "
+              "makes one, and OpenCV runs its filters on both cores). The method's pyramid passes along "
+              "rows are contiguous now (EXPAND 2x, REDUCE 1.2x faster per pass); images of 512x512 or "
+              "more also weigh the sources and build the planes' pyramids on threads, kept by the fuser "
+              "between images (smaller ones stay in one thread: on this loaded machine threads made them "
+              "slower); `fusekit fuse` and `eval` keep freed arrays in the process instead of paging "
+              "fresh zeroed memory in for every temporary (glibc `mallopt`). The agreement with OpenCV "
+              "(PSNR) is the method's, unchanged: `exposure`'s output is bit for bit what it was before "
+              "(300 fusions of the 100 MEFB pairs compared: full depth, `levels=3`, `workers=1`; "
+              "`tests/test_classic.py` checks that the threaded, per-plane and stacked paths and the "
+              "row and column pyramid passes agree); see the classic section for why some pairs (here "
               "`AmikeusBeaverDam`) stay below 50 dB.", f"<!-- end {MARK} -->"]
     return "\n".join(lines) + "\n"
 
@@ -248,7 +255,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=5, help="first N MEFB test pairs")
     parser.add_argument("--rounds", type=int, default=7, help="alternating folder runs per side")
     parser.add_argument("--repeats", type=int, default=7, help="timed calls per pair, in-process")
-    parser.add_argument("--base", default="9034033",
+    parser.add_argument("--base", default="6d5efbf",
                         help="commit whose fusekit also runs, for a before/after in the same run ('' for none)")
     parser.add_argument("--no-write", action="store_true")
     parser.add_argument("--opencv-folder", nargs=3, type=Path, metavar=("UNDER", "OVER", "OUT"),

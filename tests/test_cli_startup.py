@@ -76,10 +76,29 @@ def test_entry_point_scan_finds_only_real_sections(tmp_path, monkeypatch):
     dist.mkdir(parents=True)
     (dist / "entry_points.txt").write_text("[console_scripts]\nfusekit-helper = other:main\n")
     monkeypatch.setattr(sys, "path", [str(site)])
+    # other tests may have imported the importlib_metadata backport, whose finder lists distributions
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not hasattr(f, "find_distributions")])
     assert may_advertise("fusekit") is False          # mentions fusekit, but not as a group
     (dist / "entry_points.txt").write_text("[console_scripts]\nx = y\n\n [fusekit] \nplug = other.plugin\n")
     assert may_advertise("fusekit") is True
     assert may_advertise("console_scripts") is True
+
+
+def test_entry_point_scan_leaves_other_distribution_finders_to_importlib(tmp_path, monkeypatch):
+    class Finder:
+        @staticmethod
+        def find_spec(*args):
+            return None
+
+        @staticmethod
+        def find_distributions(*args, **kwargs):
+            return iter(())
+
+    monkeypatch.setattr(sys, "path", [str(tmp_path)])
+    monkeypatch.setattr(sys, "meta_path", [f for f in sys.meta_path if not hasattr(f, "find_distributions")])
+    assert may_advertise("fusekit") is False
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Finder()])
+    assert may_advertise("fusekit") is True
 
 
 @pytest.mark.parametrize("entry", ["archive.zip", "old.egg"])
