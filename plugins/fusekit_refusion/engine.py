@@ -474,8 +474,8 @@ class _Stats:
         """
         c = self.gram.shape[0]
         ch = c // heads
-        nq = self.qq.sqrt().clamp_min(NORM_EPS)
-        nk = self.kk.sqrt().clamp_min(NORM_EPS)
+        nq = self.qq.clamp_min(0).sqrt().clamp_min(NORM_EPS)  # (sums less side columns: never below 0)
+        nk = self.kk.clamp_min(0).sqrt().clamp_min(NORM_EPS)
         corr = (self.gram / nq[:, None] / nk[None, :]).float()
         idx = torch.arange(c, device=corr.device).view(heads, ch)
         blocks = corr[idx[:, :, None], idx[:, None, :]]  # heads x ch x ch diagonal blocks
@@ -570,6 +570,25 @@ def _block_v(p: _Block, x: torch.Tensor, rows: int, width: int) -> torch.Tensor:
     return _dw(_linear(p.mk, _ln(x), p.v_w, p.v_b), rows, width, p.v_dw)
 
 
+def _tile_sums(q: torch.Tensor, k: torch.Tensor, t: _Tile) -> tuple:
+    """The attention sums (:meth:`_Stats.partial`) of tile ``t``'s pixels inside ``t.valid``.
+
+    When the box leaves out only a few columns on the sides of a band's rows
+    (the mirrored margin), the sums over whole rows (views) less those over
+    the left-out columns (small copies): not a copy of nearly every pixel.
+    """
+    y0, y1, x0, x1 = t.valid
+    if (x0 == 0 and x1 == t.cols) or y1 <= y0 or 2 * (x1 - x0) < t.cols:
+        return _Stats.partial(_interior(q, t.rows, t.cols, t.valid), _interior(k, t.rows, t.cols, t.valid))
+    whole = (y0, y1, 0, t.cols)
+    g, qq, kk = _Stats.partial(_interior(q, t.rows, t.cols, whole), _interior(k, t.rows, t.cols, whole))
+    for side in ((y0, y1, 0, x0), (y0, y1, x1, t.cols)):
+        if side[3] > side[2]:
+            g2, qq2, kk2 = _Stats.partial(_interior(q, t.rows, t.cols, side), _interior(k, t.rows, t.cols, side))
+            g, qq, kk = g - g2, qq - qq2, kk - kk2
+    return g, qq, kk
+
+
 def _blocks_sums(units: list, t: _Tile) -> list:
     """First pass of a stage of transformer blocks on one tile: per ``(block, channel slice)``, its
     attention sums over ``t.valid``; the values ``v`` inside ``t.inner`` go to ``t.vdest``."""
@@ -579,8 +598,7 @@ def _blocks_sums(units: list, t: _Tile) -> list:
         qkv = _block_qkv(p, t.x[:, sl], t.rows, t.cols)
         if t.vdest is not None:
             t.vdest[..., sl] = _box(qkv[:, 2 * c:], t.rows, t.cols, t.inner)
-        out.append(_Stats.partial(_interior(qkv[:, :c], t.rows, t.cols, t.valid),
-                                  _interior(qkv[:, c: 2 * c], t.rows, t.cols, t.valid)))
+        out.append(_tile_sums(qkv[:, :c], qkv[:, c: 2 * c], t))
     return out
 
 
@@ -611,10 +629,8 @@ def _fusion_sums(f: _Fusion, t: _Tile) -> list:
     if t.vdest is not None:
         t.vdest[..., :c] = _box(qkv1[:, 2 * c:], t.rows, t.cols, t.inner)
         t.vdest[..., c:] = _box(qkv2[:, 2 * c:], t.rows, t.cols, t.inner)
-    q1, k1 = (_interior(qkv1[:, s], t.rows, t.cols, t.valid) for s in (slice(0, c), slice(c, 2 * c)))
-    q2, k2 = (_interior(qkv2[:, s], t.rows, t.cols, t.valid) for s in (slice(0, c), slice(c, 2 * c)))
-    return [_Stats.partial(q2, k1),  # queries of stream 2, keys of stream 1
-            _Stats.partial(q1, k2)]  # queries of stream 1, keys of stream 2
+    return [_tile_sums(qkv2[:, :c], qkv1[:, c: 2 * c], t),  # queries of stream 2, keys of stream 1
+            _tile_sums(qkv1[:, :c], qkv2[:, c: 2 * c], t)]  # queries of stream 1, keys of stream 2
 
 
 def _fusion_update(f: _Fusion, mixes: list, t: _Tile) -> None:
@@ -875,6 +891,7 @@ class _Piece:
     store: object
     grid: _Grid
     values: object = None  # _Memory or _Spill of H x W x 2C attention values, or None (recomputed)
+    offset: tuple = (0, 0)  # where the features start in the piece (ring strips are narrowed, :func:`_narrowed`)
 
     def close(self) -> None:
         for s in (self.store, self.values):
@@ -1062,12 +1079,12 @@ def _make_tile(xin, vin, out, vout, a, b, r0, r1, c0, c1, ca, cb, width, valid) 
 # --------------------------------------------------------------------------
 # The network, stage by stage
 # --------------------------------------------------------------------------
-def _stage(run: _Runner, pieces: list, sums, update, mixing) -> None:
+def _stage(run: _Runner, pieces: list, sums, update, mixing, updated: list | None = None) -> None:
     """One attention stage over every piece: a pass for the attention sums (and values), then the update.
 
     ``sums(tile)`` returns a list of per-attention partial sums, ``mixing``
     turns the merged :class:`_Stats` into the matrices ``update(mixes, tile)``
-    applies.
+    applies to the pieces ``updated`` (default: all).
     """
     parts = _sweep(run, pieces, sums, halo=lambda pc: 1, write_values=True)
     stats = [_Stats() for _ in parts[0]]
@@ -1075,20 +1092,23 @@ def _stage(run: _Runner, pieces: list, sums, update, mixing) -> None:
         for s, one in zip(stats, part):
             s.merge(one)
     mixes = mixing(stats)
-    _sweep(run, pieces, lambda t: update(mixes, t), halo=lambda pc: 1 if pc.values is not None else 2,
+    _sweep(run, pieces if updated is None else updated, lambda t: update(mixes, t),
+           halo=lambda pc: 1 if pc.values is not None else 2,
            sink=lambda pc: pc.store, read_values=True)
 
 
-def _blocks_stage(run: _Runner, pieces: list, units: list) -> None:
-    """Apply transformer blocks, each on its channel slice (``units``: ``[(block, slice)]``), to every piece."""
+def _blocks_stage(run: _Runner, pieces: list, units: list, updated: list | None = None) -> None:
+    """Apply transformer blocks, each on its channel slice (``units``: ``[(block, slice)]``), to every piece
+    (sums over all ``pieces``, update of ``updated``)."""
     _stage(run, pieces, lambda t: _blocks_sums(units, t), lambda mixes, t: _blocks_update(units, mixes, t),
-           lambda stats: [s.mixing(p.temperature, p.heads, p.proj_w) for s, (p, _) in zip(stats, units)])
+           lambda stats: [s.mixing(p.temperature, p.heads, p.proj_w) for s, (p, _) in zip(stats, units)], updated)
 
 
-def _fusion_stage(run: _Runner, f: _Fusion, pieces: list) -> None:
-    """Apply the fusion block to every piece."""
+def _fusion_stage(run: _Runner, f: _Fusion, pieces: list, updated: list | None = None) -> None:
+    """Apply the fusion block to every piece (sums over all ``pieces``, update of ``updated``)."""
     _stage(run, pieces, lambda t: _fusion_sums(f, t), lambda mixes, t: _fusion_update(f, mixes, t),
-           lambda stats: [stats[0].mixing(f.t1, f.heads, f.mid1), stats[1].mixing(f.t2, f.heads, f.mid2)])
+           lambda stats: [stats[0].mixing(f.t1, f.heads, f.mid1), stats[1].mixing(f.t2, f.heads, f.mid2)],
+           updated)
 
 
 def _stages(p: _Prepared) -> list:
@@ -1109,24 +1129,53 @@ def _stages(p: _Prepared) -> list:
 
 
 def _layout(h: int, w: int, border: int) -> list[tuple]:
-    """``(height, width, valid, crop)`` of each image one inference runs on (see :func:`_pieces`).
+    """``(height, width, valid, crop, side)`` of each image one inference runs on (see :func:`_pieces`).
 
     ``crop`` is ``None`` for the image mirrored by ``border`` (the image itself
     when ``border == 0``), else the ``(rows, cols)`` slices of the unpadded
-    image that the piece is.
+    image that the piece is. ``side`` names the image border a ring strip
+    lies on (``"top"``, ``"bottom"``, ``"left"``, ``"right"``; ``None`` for
+    the other pieces): its cut edge is the opposite one (:func:`_narrowed`).
     """
     if border == 0:
-        return [(h, w, None, None)]
+        return [(h, w, None, None, None)]
     r, s = RECEPTIVE_RADIUS, 2 * RECEPTIVE_RADIUS
     hp, wp = h + 2 * border, w + 2 * border
     every = slice(None)
     if min(h, w) <= 2 * s:
-        return [(hp, wp, (0, 0, 0, 0), None), (h, w, None, (every, every))]
-    return [(hp, wp, (border + r, border + h - r, border + r, border + w - r), None),
-            (s, w, (0, r, 0, w), (slice(0, s), every)),                  # top ring
-            (s, w, (s - r, s, 0, w), (slice(h - s, h), every)),          # bottom ring
-            (h, s, (r, h - r, 0, r), (every, slice(0, s))),              # left ring, without the corners
-            (h, s, (r, h - r, s - r, s), (every, slice(w - s, w)))]      # right ring
+        return [(hp, wp, (0, 0, 0, 0), None, None), (h, w, None, (every, every), None)]
+    return [(hp, wp, (border + r, border + h - r, border + r, border + w - r), None, None),
+            (s, w, (0, r, 0, w), (slice(0, s), every), "top"),                # top ring
+            (s, w, (s - r, s, 0, w), (slice(h - s, h), every), "bottom"),     # bottom ring
+            (h, s, (r, h - r, 0, r), (every, slice(0, s)), "left"),           # left ring, without the corners
+            (h, s, (r, h - r, s - r, s), (every, slice(w - s, w)), "right")]  # right ring
+
+
+def _narrowed(entry: tuple, stage: int, stages: int) -> tuple:
+    """``(height, width, valid, offset)`` of a :func:`_layout` piece for attention stage ``stage`` of ``stages``.
+
+    A ring strip only has to give exact features (those of the unpadded
+    image) on its outer :data:`RECEPTIVE_RADIUS` (``R``) pixels when the
+    last stage takes its attention sums. Each stage's pair of depthwise
+    convolutions spoils two more pixels from the cut edge, and the last stage
+    needs one (its q/k convolution), so before stage ``k`` the strip is cut
+    to ``R + 1 + 2 (stages - 1 - k)`` pixels across (22 down to 14 for five
+    stages, instead of 26): the pixels dropped are those the zero padding at
+    the cut has already reached. ``offset = (dy, dx)``: where the narrowed
+    strip starts in the piece. Other pieces are returned whole.
+    """
+    height, width, valid, _, side = entry
+    if side is None:
+        return height, width, valid, (0, 0)
+    keep = RECEPTIVE_RADIUS + 1 + 2 * (stages - 1 - stage)
+    y0, y1, x0, x1 = valid
+    if side in ("top", "bottom"):
+        keep = min(keep, height)
+        dy = height - keep if side == "bottom" else 0
+        return keep, width, (y0 - dy, y1 - dy, x0, x1), (dy, 0)
+    keep = min(keep, width)
+    dx = width - keep if side == "right" else 0
+    return height, keep, (y0, y1, x0 - dx, x1 - dx), (0, dx)
 
 
 def _pieces(src: torch.Tensor, border: int) -> list[tuple[torch.Tensor, tuple]]:
@@ -1144,19 +1193,42 @@ def _pieces(src: torch.Tensor, border: int) -> list[tuple[torch.Tensor, tuple]]:
     """
     _, h, w = src.shape
     return [(reflect_pad(src, border) if crop is None else src[:, crop[0], crop[1]], valid)
-            for _, _, valid, crop in _layout(h, w, border)]
+            for _, _, valid, crop, _ in _layout(h, w, border)]
 
 
-def _grids(h: int, w: int, chunk_pixels: int, workers: int, border: int) -> list[_Grid]:
-    """The tiling of every piece of :func:`_layout`."""
-    return [_grid(ph, pw, chunk_pixels, workers, valid) for ph, pw, valid, _ in _layout(h, w, border)]
+@dataclass
+class _Plan:
+    """How one image's inference is cut: per piece of :func:`_layout`, its grid at the stems (``stem``)
+    and at every attention stage (``stages[k][i]``, ring strips narrowed by :func:`_narrowed`), with
+    the offset of the narrowed strip in the piece (``offsets[k][i]``)."""
+
+    layout: list
+    stem: list
+    stages: list
+    offsets: list
+
+    def steps(self) -> int:
+        """Tiles the inference runs (its progress total): the stems, the sums pass of every stage on every
+        piece, the update pass on every piece but the ring strips at the last stage (only its sums are
+        needed from them), the head."""
+        n = sum(g.n_tiles for g in self.stem) + self.stem[0].n_tiles
+        for k, grids in enumerate(self.stages):
+            n += sum(g.n_tiles for g in grids)
+            n += sum(g.n_tiles for i, g in enumerate(grids) if i == 0 or k < len(self.stages) - 1)
+        return n
 
 
-def _steps(p: _Prepared, grids: list[_Grid]) -> int:
-    """Tiles one image's inference runs (its progress total): the stems, both passes of every attention
-    stage (:func:`_stages`: the sums, then the update), the head."""
-    tiles = [g.n_tiles for g in grids]
-    return sum(tiles) * (1 + 2 * len(_stages(p))) + tiles[0]
+def _plan(p: _Prepared, h: int, w: int, chunk_pixels: int, workers: int, border: int) -> _Plan:
+    """The :class:`_Plan` of an ``h x w`` image."""
+    layout = _layout(h, w, border)
+    n = len(_stages(p))
+    stem = [_grid(e[0], e[1], chunk_pixels, workers, e[2]) for e in layout]
+    stages, offsets = [], []
+    for k in range(n):
+        cut = [_narrowed(e, k, n) for e in layout]
+        stages.append([_grid(ph, pw, chunk_pixels, workers, valid) for ph, pw, valid, _ in cut])
+        offsets.append([off for *_, off in cut])
+    return _Plan(layout, stem, stages, offsets)
 
 
 def _values(pieces: list, channels: int, device) -> None:
@@ -1205,24 +1277,56 @@ def _head(run: _Runner, p: _Prepared, piece: _Piece, device) -> torch.Tensor:
     return out.t[..., 0]
 
 
-def _infer_one(p: _Prepared, src: torch.Tensor, grids: list[_Grid], run: _Runner, border: int = 0) -> torch.Tensor:
+def _narrow(run: _Runner, pc: _Piece, grid: _Grid, offset: tuple) -> None:
+    """Cut ``pc``'s features to ``grid``'s size, starting at ``offset = (dy, dx)`` of the whole piece
+    (``pc.offset``: where its current features start); a new store, and new values buffer."""
+    dy, dx = offset[0] - pc.offset[0], offset[1] - pc.offset[1]
+    old = pc.store
+    new = _store(grid.height, grid.width, old.channels, run.device)
+    try:
+        for r0, r1 in _split(grid.height, max(1, (64 << 10) // max(1, grid.width))):
+            band = old.read(r0 + dy, r1 + dy, run)
+            dst = new.rows(r0, r1, run)
+            dst[...] = band[:, dx: dx + grid.width]
+            new.commit(r0, dst, run)
+            old.release(band, run)
+    except BaseException:
+        new.close()
+        raise
+    old.close()
+    pc.store, pc.grid, pc.offset = new, grid, offset
+    if pc.values is not None:
+        spilled = pc.values.spilled
+        pc.values.close()
+        pc.values = _Spill(grid.height, grid.width, old.channels) if spilled else \
+            _Memory(grid.height, grid.width, old.channels, run.device)
+
+
+def _infer_one(p: _Prepared, src: torch.Tensor, plan: _Plan, run: _Runner, border: int = 0) -> torch.Tensor:
     """``2 x H x W`` -> ``H x W`` for one image (run on it mirrored by ``border`` pixels, then cropped)."""
     _, h0, w0 = src.shape
     c2 = 2 * p.dim
     pieces = []
     try:
         sources = []
-        for (piece, _), grid in zip(_pieces(src, border), grids):
+        for (piece, _), grid in zip(_pieces(src, border), plan.stem):
             pieces.append(_Piece(_store(grid.height, grid.width, c2, src.device), grid))
             sources.append(piece)
         _values(pieces, c2, src.device)
         _stem(run, p, pieces, sources)
         del sources
-        for kind, what in _stages(p):
+        stages = _stages(p)
+        for k, (kind, what) in enumerate(stages):
+            for pc, grid, offset in zip(pieces, plan.stages[k], plan.offsets[k]):
+                if (grid.height, grid.width) != (pc.grid.height, pc.grid.width):
+                    _narrow(run, pc, grid, offset)
+                else:
+                    pc.grid = grid
+            update = pieces if k < len(stages) - 1 else pieces[:1]  # the strips' last update is never read
             if kind == "fusion":
-                _fusion_stage(run, what, pieces)
+                _fusion_stage(run, what, pieces, update)
             else:
-                _blocks_stage(run, pieces, what)
+                _blocks_stage(run, pieces, what, update)
         for extra in pieces[1:]:
             extra.close()
         for pc in pieces:
@@ -1366,10 +1470,10 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
         with torch.inference_mode(), _malloc_kept(x.device.type == "cpu"):
             p = prepare(net, x.device)
             x = x.float()
-            grids = _grids(x.shape[2], x.shape[3], chunk_pixels, run.workers, border)
-            steps = _steps(p, grids) * x.shape[0]
+            plan = _plan(p, x.shape[2], x.shape[3], chunk_pixels, run.workers, border)
+            steps = plan.steps() * x.shape[0]
             run.done, run.total = k * steps, n * steps
-            return torch.stack([_infer_one(p, x[i], grids, run, border) for i in range(x.shape[0])])[:, None]
+            return torch.stack([_infer_one(p, x[i], plan, run, border) for i in range(x.shape[0])])[:, None]
     finally:
         run.close()
         torch.set_num_threads(threads)
