@@ -928,6 +928,7 @@ class _Runner:
         self._lock = threading.Lock()
         self._free: list = []
         self.pending_release: dict = {}
+        self.trim = False  # give freed heap memory back after every pass (large images, see settle)
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -939,12 +940,26 @@ class _Runner:
         if fits:
             buf = self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
             return buf[:numel]
+        if torch.device(self.device).type == "cpu" and numel >= (1 << 18):
+            # a mapping of its own, not glibc's heap: band buffers live through the call, and one made
+            # after a burst of tile temporaries would pin the heap above them (hundreds of MiB kept)
+            import mmap
+
+            return torch.frombuffer(mmap.mmap(-1, numel * 4), dtype=torch.float32)
         return torch.empty(numel, dtype=torch.float32, device=self.device)
 
     def give(self, buf: torch.Tensor) -> None:
         """Return a buffer from :meth:`take` to the pool (the whole allocation is kept)."""
         storage = buf.untyped_storage()  # the whole allocation (views made in inference mode have no _base)
         self._free.append(buf.new_empty(0).set_(storage, 0, (storage.nbytes() // buf.element_size(),)))
+
+    def settle(self) -> None:
+        """After a pass on a large image: ``malloc_trim(0)``, so that the heap memory the tiles' temporaries
+        left free (fragmented over glibc's per-thread arenas, hundreds of MiB at 4096 x 3072) goes back.
+        A few page faults per pass instead; nothing on small images (``trim`` unset)."""
+        libc = _libc() if self.trim and MALLOPT else False
+        if libc:
+            libc.malloc_trim(0)
 
     def tick(self) -> None:
         """One tile finished: count it and tell the progress listener (if any)."""
@@ -1056,6 +1071,7 @@ def _sweep(run: _Runner, pieces: list, fn, *, halo, source=None, sink=None, read
                 pieces[i].store.write(r0, out)
                 run.give(out)
             waiting[i] = keep
+    run.settle()
     return results
 
 
@@ -1313,6 +1329,7 @@ def _infer_one(p: _Prepared, src: torch.Tensor, plan: _Plan, run: _Runner, borde
             pieces.append(_Piece(_store(grid.height, grid.width, c2, src.device), grid))
             sources.append(piece)
         _values(pieces, c2, src.device)
+        run.trim = any(pc.store.spilled for pc in pieces)
         _stem(run, p, pieces, sources)
         del sources
         stages = _stages(p)
@@ -1355,7 +1372,7 @@ def _infer_one(p: _Prepared, src: torch.Tensor, plan: _Plan, run: _Runner, borde
 #: ``malloc_trim(0)`` gives the free memory back. ``FUSEKIT_REFUSION_MALLOPT=0``
 #: leaves the allocator alone.
 MALLOPT = os.environ.get("FUSEKIT_REFUSION_MALLOPT", "1") != "0"
-TRIM_BYTES = 256 << 20
+TRIM_BYTES = 64 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 _MALLOC = {"libc": None, "depth": 0, "lock": threading.Lock()}
 
