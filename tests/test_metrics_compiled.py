@@ -111,6 +111,7 @@ def test_missing_numba_falls_back_and_says_how_to_install(monkeypatch):
     monkeypatch.delattr(fusekit.metrics, "_numba_kernels", raising=False)
     monkeypatch.delenv("FUSEKIT_NUMBA", raising=False)
     compiled._reset()
+    assert compiled.available() is False
     assert "pip install 'fusekit[fast]'" in compiled.status()   # default: off, and how to get them
     monkeypatch.setenv("FUSEKIT_NUMBA", "1")                   # asked for, but numba is missing
     compiled._reset()

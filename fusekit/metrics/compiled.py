@@ -20,10 +20,11 @@ regions, can differ more) and are identical for SSIM under ``cddfuse``.
 
 Why off by default (measured, ``BENCHMARKS.md`` section
 ``metrics-first-run``): numba compiles a kernel on its first use (about
-4 s of CPU for the ``cddfuse`` set on this 2-core machine) and every later
-process pays about 0.5 s of CPU to import numba and load the cached kernels,
-while the kernels save only about 15-30 ms per 640x480 triplet over the
-numpy path; so they pay off only from a few dozen images on, and a first
+4.5 s of CPU for the ``cddfuse`` set on this 2-core machine) and every later
+process pays about 0.5-0.8 s of CPU to import numba and load the cached
+kernels, while the kernels save only about 10 ms per RoadScene triplet and
+25 ms per 640x480 triplet over the numpy path: they pay off only from
+roughly 20-50 triplets on (41 RoadScene triplets: no gain), and a first
 run would wait for the compiler. Choosing them per run (by cache state or
 image count) would make a metric's last digits depend on that choice, so
 the choice is the user's: ``FUSEKIT_NUMBA=1`` for large runs,
@@ -51,7 +52,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 if TYPE_CHECKING:
     from .profiles import Profile
 
-__all__ = ["KERNEL_METRICS", "enabled", "kernels", "needed", "status", "warm_up"]
+__all__ = ["KERNEL_METRICS", "available", "enabled", "kernels", "needed", "status", "warm_up"]
 
 _STATE: dict[str, ModuleType | str | None] = {}
 
@@ -91,6 +92,11 @@ def enabled() -> bool:
     return kernels() is not None
 
 
+def available() -> bool:
+    """Whether numba is installed, so that ``FUSEKIT_NUMBA=1`` would turn the kernels on (numba not imported)."""
+    return _numba_installed()
+
+
 def _numba_installed() -> bool:
     import importlib.util
 
@@ -115,8 +121,8 @@ def status() -> str:
         return "compiled metric kernels: off (FUSEKIT_NUMBA=1 but numba is not installed; pip install 'fusekit[fast]')"
     how = ("FUSEKIT_NUMBA=1 turns them on" if _numba_installed()
            else "pip install 'fusekit[fast]' and FUSEKIT_NUMBA=1 turn them on")
-    return (f"compiled metric kernels: off (the default; numpy is as fast for a few images: {how}, "
-            "worth it for dozens of images once their first compile is done)")
+    return (f"compiled metric kernels: off (the default: numpy is as fast unless a run scores many "
+            f"images; {how}; the first run then compiles them for a few seconds)")
 
 
 #: The built-in metrics that call kernels; the others never import numba.
