@@ -694,15 +694,21 @@ def _split(length: int, size: int) -> list[tuple[int, int]]:
 #: whole rows: a band is then a contiguous block of the feature buffer, read
 #: and written without copies (views), at the price of a halo of whole rows.
 #: Wider images are cut into tiles of ``TILE_ASPECT`` times as many columns
-#: as rows, which are copied out and back.
+#: as rows, which are copied out and back, and fewer rows where a band of
+#: them would take more than :data:`BAND_BYTES` (at least ``MIN_BAND_ROWS``):
+#: a streamed image holds a few bands at a time, so its memory stays about
+#: the same at any width (4096 x 3072: bands of 45 rows, 24 MiB).
 MIN_BAND_ROWS = 16
 TILE_ASPECT = 4
+BAND_BYTES = 24 << 20
 
 
-def _grid(height: int, width: int, chunk_pixels: int, workers: int = 1, valid: tuple | None = None) -> _Grid:
+def _grid(height: int, width: int, chunk_pixels: int, workers: int = 1, valid: tuple | None = None,
+          pixel_bytes: int = 128) -> _Grid:
     """Bands of whole rows (about ``chunk_pixels`` pixels each) on images up to
     ``chunk_pixels / MIN_BAND_ROWS`` wide, else tiles of about ``chunk_pixels``
-    pixels, ``TILE_ASPECT`` times wider than high.
+    pixels, ``TILE_ASPECT`` times wider than high, in bands of at most
+    :data:`BAND_BYTES` (``pixel_bytes`` a pixel of the feature buffer).
 
     Several bands, or the tiles of a band, run concurrently on the workers
     (see :func:`_sweep`), so ``workers`` does not change the cut.
@@ -711,6 +717,7 @@ def _grid(height: int, width: int, chunk_pixels: int, workers: int = 1, valid: t
         bands = max(1, round(height * width / chunk_pixels))  # nearest: a 26-row strip of 16.6k pixels stays one band
         return _Grid(height, width, _split(height, math.ceil(height / bands)), [(0, width)], valid)
     tile_h = max(1, math.isqrt(max(1, chunk_pixels // TILE_ASPECT)))
+    tile_h = max(min(tile_h, MIN_BAND_ROWS), min(tile_h, BAND_BYTES // (width * pixel_bytes)))
     n_cols = max(1, math.ceil(width / max(1, chunk_pixels // tile_h)))
     tile_w = math.ceil(width / n_cols)
     return _Grid(height, width, _split(height, max(1, chunk_pixels // tile_w)), _split(width, tile_w), valid)
@@ -750,6 +757,11 @@ class _Memory:
     def write(self, r0: int, band: torch.Tensor) -> None:
         """Copy ``band`` (``n x W x C``) over rows ``r0 .. r0 + n``."""
         self.t[r0: r0 + band.shape[0]] = band
+
+    def store_band(self, r0: int, band: torch.Tensor, run: "_Runner") -> None:
+        """:meth:`write` a pool band, then give it back."""
+        self.write(r0, band)
+        run.give(band)
 
     def close(self) -> None:
         self.t = None
@@ -809,12 +821,14 @@ class _Spill:
 
         The buffer starts at the same offset modulo 64 bytes as row ``a`` of an
         in-memory buffer would, so every kernel sees the same alignment and the
-        result equals the in-memory engine's bit for bit.
+        result equals the in-memory engine's bit for bit. The read runs on the
+        call's I/O thread (:meth:`_Runner.submit`); :meth:`_Runner.wait_reads`
+        waits for it.
         """
         shift = (a * self.width * self.channels) % 16
         flat = run.take((b - a) * self.width * self.channels + shift)
         band = flat[shift: shift + (b - a) * self.width * self.channels].view(b - a, self.width, self.channels)
-        self._io(False, band, a)
+        run.reads.append(run.submit(self._io, False, band, a))
         run.pending_release[band.data_ptr()] = flat
         return band
 
@@ -831,12 +845,15 @@ class _Spill:
         return band
 
     def commit(self, r0: int, band: torch.Tensor, run: "_Runner") -> None:
-        """Store a band from :meth:`rows` at row ``r0`` and give its buffer back."""
-        self._io(True, band, r0)
-        self.release(band, run)
+        """Store a band from :meth:`rows` at row ``r0`` (on the I/O thread); its buffer goes back afterwards."""
+        run.submit(self._io, True, band, r0, give=run.pending_release.pop(band.data_ptr()))
+
+    def store_band(self, r0: int, band: torch.Tensor, run: "_Runner") -> None:
+        """Store a pool band (``n x W x C``, from :meth:`_Runner.take`) at rows ``r0 .. r0 + n``, then give it back."""
+        run.submit(self._io, True, band, r0, give=band)
 
     def write(self, r0: int, band: torch.Tensor) -> None:
-        """Store ``band`` (``n x W x C``, contiguous) at rows ``r0 .. r0 + n``."""
+        """Store ``band`` (``n x W x C``, contiguous) at rows ``r0 .. r0 + n``, now."""
         self._io(True, band, r0)
 
     def close(self) -> None:
@@ -929,6 +946,9 @@ class _Runner:
         self._free: list = []
         self.pending_release: dict = {}
         self.trim = False  # give freed heap memory back after every pass (large images, see settle)
+        self.io = None  # one thread for the temporary files' reads and writes (see submit)
+        self.inflight: list = []  # (future, buffer to give back once done)
+        self.reads: list = []  # futures of the reads of the bands being prepared
         if workers > 1:
             from concurrent.futures import ThreadPoolExecutor
 
@@ -952,6 +972,44 @@ class _Runner:
         """Return a buffer from :meth:`take` to the pool (the whole allocation is kept)."""
         storage = buf.untyped_storage()  # the whole allocation (views made in inference mode have no _base)
         self._free.append(buf.new_empty(0).set_(storage, 0, (storage.nbytes() // buf.element_size(),)))
+
+    def submit(self, fn, *args, give=None):
+        """Run ``fn(*args)`` (a temporary file's read or write) on the call's one I/O thread, in order.
+
+        Reads and writes go in the order they are submitted, so the next
+        group's bands are read while the workers compute this one's, and band
+        results are written behind; ``give`` (a pool buffer) returns to the
+        pool once the write is done (:meth:`reap`).
+        """
+        if self.io is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.io = ThreadPoolExecutor(1)
+        fut = self.io.submit(fn, *args)
+        self.inflight.append((fut, give))
+        return fut
+
+    def wait_reads(self) -> None:
+        """Wait for the reads submitted since the last call (raising their errors)."""
+        reads, self.reads = self.reads, []
+        for fut in reads:
+            fut.result()
+
+    def reap(self, wait: bool = False, most: int = 2) -> None:
+        """Give back the buffers of finished writes (all of them, waiting, with ``wait``); raise their errors.
+
+        Waits for the oldest until at most ``most`` are in flight, so that band
+        buffers do not pile up when the disk is slower than the tiles.
+        """
+        keep = []
+        for k, (fut, give) in enumerate(self.inflight):
+            if wait or fut.done() or len(self.inflight) - k > most:
+                fut.result()
+                if give is not None:
+                    self.give(give)
+            else:
+                keep.append((fut, give))
+        self.inflight = keep
 
     def settle(self) -> None:
         """After a pass on a large image: ``malloc_trim(0)``, so that the heap memory the tiles' temporaries
@@ -979,7 +1037,19 @@ class _Runner:
             return [counted(item) for item in items]
         return list(self.pool.map(_in_inference_mode(counted), items))
 
+    def drain(self) -> None:
+        """Wait for every read and write in flight, ignoring their errors (before files are closed)."""
+        for fut, _ in self.inflight:
+            try:
+                fut.result()
+            except BaseException:  # noqa: BLE001 - the error that stopped the call is the one to report
+                pass
+        self.inflight, self.reads = [], []
+
     def close(self) -> None:
+        self.drain()
+        if self.io is not None:
+            self.io.shutdown()
         self._free.clear()
         self.pending_release.clear()
         if self.pool is not None:  # on Ctrl-C, tiles not yet started are dropped
@@ -1013,16 +1083,18 @@ def _sweep(run: _Runner, pieces: list, fn, *, halo, source=None, sink=None, read
     read their inputs: so every tile reads the features as they were before
     the pass, with no copies of the input bands.
     """
-    results = []
     seq = [(i, r0, r1) for i, pc in enumerate(pieces) for r0, r1 in pc.grid.rows]
-    waiting: dict = {}  # piece -> [(r0, band)] written by computed bands, not yet stored
-    pos = 0
+    groups, pos = [], 0
     while pos < len(seq):
         group, n = [], 0
         while pos < len(seq) and (not group or n < run.workers):
             group.append(seq[pos])
             n += len(pieces[seq[pos][0]].grid.cols)
             pos += 1
+        groups.append(group)
+
+    def prepare(group):
+        """Read a group's input bands (temporary files: on the I/O thread) and give out its output bands."""
         jobs, reads, vouts, outs = [], [], [], []
         for i, r0, r1 in group:
             pc = pieces[i]
@@ -1040,7 +1112,7 @@ def _sweep(run: _Runner, pieces: list, fn, *, halo, source=None, sink=None, read
             out = None
             if dst is not None:
                 out = dst.rows(r0, r1, run) if dst is not src else _band_buffer(run, src, r0, r1)
-                outs.append((i, dst, r0, out))
+                outs.append((i, dst, dst is src, r0, out))
             vout = None
             if write_values and pc.values is not None:
                 vout = pc.values.rows(r0, r1, run)
@@ -1052,25 +1124,39 @@ def _sweep(run: _Runner, pieces: list, fn, *, halo, source=None, sink=None, read
                 y1, x1 = max(y0, min(r1, vy1)), max(x0, min(c1, vx1))
                 jobs.append((xin, vin, out, vout, a, b, r0, r1, c0, c1, ca, cb, g.width,
                              (y0 - a, y1 - a, x0 - ca, x1 - ca)))
+        pending, run.reads = run.reads, []
+        return jobs, reads, vouts, outs, pending
+
+    results = []
+    waiting: dict = {}  # piece -> [(r0, band)] written by computed bands, not yet stored
+    ready = prepare(groups[0])
+    for gi in range(len(groups)):
+        jobs, reads, vouts, outs, pending = ready
+        for fut in pending:
+            fut.result()
+        # the next group's reads overlap this group's tiles: they are rows no pending write touches
+        # (a band waits for the next one to be read before it is stored)
+        ready = prepare(groups[gi + 1]) if gi + 1 < len(groups) else None
         results += run.map(lambda job: fn(_make_tile(*job)), jobs)
         for store, band in reads:
             store.release(band, run)
         for store, r0, band in vouts:
             store.commit(r0, band, run)
-        for i, dst, r0, out in outs:
-            if dst is not (pieces[i].store if source is None else source(pieces[i])):
-                dst.commit(r0, out, run)
-            else:
+        for i, dst, inplace, r0, out in outs:
+            if inplace:
                 waiting.setdefault(i, []).append((r0, out))
+            else:
+                dst.commit(r0, out, run)
         for i, bands in waiting.items():  # the latest band of a piece waits for the next one to be read
             if not bands:
                 continue
             last = bands[-1][0] + bands[-1][1].shape[0] == pieces[i].grid.height
             keep = [] if last else bands[-1:]
             for r0, out in (bands if last else bands[:-1]):
-                pieces[i].store.write(r0, out)
-                run.give(out)
+                pieces[i].store.store_band(r0, out, run)
             waiting[i] = keep
+        run.reap()
+    run.reap(wait=True)
     run.settle()
     return results
 
@@ -1302,11 +1388,14 @@ def _narrow(run: _Runner, pc: _Piece, grid: _Grid, offset: tuple) -> None:
     try:
         for r0, r1 in _split(grid.height, max(1, (64 << 10) // max(1, grid.width))):
             band = old.read(r0 + dy, r1 + dy, run)
+            run.wait_reads()
             dst = new.rows(r0, r1, run)
             dst[...] = band[:, dx: dx + grid.width]
             new.commit(r0, dst, run)
             old.release(band, run)
+        run.reap(wait=True)
     except BaseException:
+        run.drain()
         new.close()
         raise
     old.close()
@@ -1352,6 +1441,7 @@ def _infer_one(p: _Prepared, src: torch.Tensor, plan: _Plan, run: _Runner, borde
                 pc.values = None
         out = _head(run, p, pieces[0], src.device)
     finally:
+        run.drain()  # no read or write of a file in flight when it is closed
         for pc in pieces:
             pc.close()
     return out[border: border + h0, border: border + w0] if border else out
