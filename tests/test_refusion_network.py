@@ -164,3 +164,76 @@ def test_cuda_matches_cpu(seeded):
     fuser._network = gpu_net
     fused = fuser.fuse([x[0, 0].numpy(), x[0, 1].numpy()])
     assert fused.shape == (64, 80) and fused.dtype == np.float32
+
+
+@pytest.mark.parametrize("border", [0, 13])
+def test_onednn_and_plain_torch_kernels_agree(seeded, monkeypatch, border):
+    """oneDNN's fused kernels (where torch has them) and the plain torch fallback: same numbers to rounding."""
+    from fusekit_refusion import engine
+
+    _, ours = seeded
+    x = real_pair(72, 96)
+    monkeypatch.setattr(engine, "ONEDNN", True)
+    fast = infer(ours, x, chunk_pixels=24 * 24, border=border)
+    monkeypatch.setattr(engine, "ONEDNN", False)
+    assert not engine.prepare(ours).mk
+    plain = infer(ours, x, chunk_pixels=24 * 24, border=border)
+    assert float((fast - plain).abs().max()) <= 1e-5
+    if border == 0:
+        with torch.no_grad():
+            assert float((plain - ours(x)).abs().max()) <= 1e-5
+
+
+@pytest.mark.parametrize("chunk", [96 * 5, 96 * 18, 40 * 10, 7 * 7], ids=["bands", "bands-tall", "tiles", "small-tiles"])
+def test_row_bands_and_tiles_give_the_forward(seeded, chunk):
+    """Images up to chunk/16 wide run in bands of whole rows (views), wider ones in tiles (copies): both exact."""
+    from fusekit_refusion.engine import _grid
+
+    _, ours = seeded
+    x = real_pair(72, 96)
+    grid = _grid(72, 96, chunk)
+    assert (len(grid.cols) == 1) == (96 * 16 <= chunk)
+    with torch.no_grad():
+        ref = ours(x)
+    assert float((infer(ours, x, chunk_pixels=chunk) - ref).abs().max()) <= 1e-5
+
+
+def test_ring_strips_are_narrowed_but_exact():
+    """Before each stage a ring strip keeps only the pixels its last attention sums still need."""
+    from fusekit_refusion.engine import RECEPTIVE_RADIUS, _layout, _narrowed
+
+    layout = _layout(100, 120, 13)
+    sides = [e[4] for e in layout]
+    assert sides == [None, "top", "bottom", "left", "right"]
+    widths = [_narrowed(layout[1], k, 5)[0] for k in range(5)]
+    assert widths == [22, 20, 18, 16, 14] and widths[-1] == RECEPTIVE_RADIUS + 1
+    h, w, valid, (dy, dx) = _narrowed(layout[2], 0, 5)  # bottom strip: its last rows kept, box follows
+    assert (h, w, dy, dx) == (22, 120, 4, 0) and valid == (22 - RECEPTIVE_RADIUS, 22, 0, 120)
+    h, w, valid, (dy, dx) = _narrowed(layout[4], 4, 5)  # right strip at the last stage
+    assert (h, w, dx) == (100, 14, 12) and valid == (13, 87, 1, 14)
+    assert _narrowed(layout[0], 2, 5)[:3] == layout[0][:3]
+
+
+def test_allocator_settings_are_restored(seeded, monkeypatch):
+    """glibc's thresholds are raised only during a call (nested calls count), the pool is emptied."""
+    from fusekit_refusion import engine
+
+    _, ours = seeded
+    calls = []
+
+    class Libc:
+        def mallopt(self, what, value):
+            calls.append((what, value))
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+
+    monkeypatch.setattr(engine, "_libc", lambda: Libc())
+    infer(ours, real_pair(24, 32))
+    assert calls[:2] == [(engine._M_MMAP_THRESHOLD, 32 << 20), (engine._M_TRIM_THRESHOLD, engine.TRIM_BYTES)]
+    assert calls[-2:] == [(engine._M_TRIM_THRESHOLD, 64 << 20), ("trim", 0)]
+    assert engine._MALLOC["depth"] == 0
+    calls.clear()
+    monkeypatch.setattr(engine, "MALLOPT", False)
+    infer(ours, real_pair(24, 32))
+    assert calls == []
