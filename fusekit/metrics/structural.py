@@ -21,8 +21,20 @@ with a 7 x 7 Gaussian window (sigma 1.5), valid region and C1 = C2 = 2e-16
 (practically none); where ``SSIM(A, B) >= 0.75`` (redundant regions)
 ``Q = l SSIM(A, F) + (1 - l) SSIM(B, F)`` with ``l = s_A^2 / (s_A^2 + s_B^2)``
 from the local variances, elsewhere ``max(SSIM(A, F), SSIM(B, F))``; the mean
-of Q. Where both local variances are 0 fusekit takes ``l = 1/2`` (the
-reference divides 0 by 0).
+of Q.
+
+Flat windows (all 49 pixels equal) have variance 0 and covariance 0 with any
+image, set exactly: computed as ``E[x^2] - E[x]^2`` they would be rounding
+noise of about ``1e-16 x 255^2``, far above ``C``, and the SSIM of two flat
+windows a ratio of two noises (values such as 5 or -40, different between the
+numpy and the compiled filters). With exact zeros the SSIM of two flat
+windows is the luminance term ``(2 mu_A mu_B + C) / (mu_A^2 + mu_B^2 + C)``,
+and that of a flat and a textured window about 0: what ``metricYang.m``
+gives in exact arithmetic, and what Wang and Bovik's quality index defines
+for a zero variance. Where both sources' windows are flat the weight ``l``
+is 0/0: fusekit takes ``l = 1/2``; the reference gets NaN there and leaves
+those pixels out of the mean (so the two differ on images with flat areas
+in both sources, by how much those pixels' Q differs from the mean).
 
 References
 ----------
@@ -155,19 +167,53 @@ _YANG_GAUSS = gaussian_kernel(7, 1.5)
 _YANG_C = 2e-16
 
 
-def _yang_stats(ctx: MetricContext, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """Local mean and variance (7 x 7 Gaussian, valid region) of image ``index``, cached."""
-    def make() -> tuple[np.ndarray, np.ndarray]:
+def _flat_windows(x: np.ndarray, k: int) -> np.ndarray:
+    """Where the ``k x k`` window (valid region) holds one value only: its maximum equals its minimum.
+
+    Parameters
+    ----------
+    x : ndarray, shape (H, W)
+    k : int
+        Window side.
+
+    Returns
+    -------
+    ndarray of bool, shape (H - k + 1, W - k + 1)
+        Exact (no arithmetic), so the same on every filter path.
+    """
+    cols = x.shape[1] - k + 1
+    hi, lo = x[:, :cols].copy(), x[:, :cols].copy()
+    for d in range(1, k):                       # along the rows, then down the columns
+        np.maximum(hi, x[:, d:d + cols], out=hi)
+        np.minimum(lo, x[:, d:d + cols], out=lo)
+    rows = x.shape[0] - k + 1
+    hi2, lo2 = hi[:rows].copy(), lo[:rows].copy()
+    for d in range(1, k):
+        np.maximum(hi2, hi[d:d + rows], out=hi2)
+        np.minimum(lo2, lo[d:d + rows], out=lo2)
+    return hi2 == lo2
+
+
+def _yang_stats(ctx: MetricContext, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local mean, variance and flatness (7 x 7 Gaussian, valid region) of image ``index``, cached.
+
+    The variance of a flat window is set to exactly 0 (see the module docstring).
+    """
+    def make() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         x = ctx.images[index]
         mu, sq = filter_valid(np.stack([x, x * x]), _YANG_GAUSS, "qy")
-        return mu, sq - mu * mu
+        flat = _flat_windows(x, _YANG_GAUSS.size)
+        var = sq - mu * mu
+        var[flat] = 0.0
+        return mu, var, flat
 
     return ctx.cached_image(index, "qy-stats", make)
 
 
 def _yang_ssim_map(ctx: MetricContext, i: int, j: int) -> np.ndarray:
-    (mu_i, var_i), (mu_j, var_j) = _yang_stats(ctx, i), _yang_stats(ctx, j)
+    (mu_i, var_i, flat_i), (mu_j, var_j, flat_j) = _yang_stats(ctx, i), _yang_stats(ctx, j)
     cov = filter_valid(ctx.images[i] * ctx.images[j], _YANG_GAUSS, "qy") - mu_i * mu_j
+    cov[flat_i | flat_j] = 0.0                  # exact: a flat window does not vary with anything
     c = _YANG_C
     return ((2 * mu_i * mu_j + c) * (2 * cov + c)) / ((mu_i * mu_i + mu_j * mu_j + c) * (var_i + var_j + c))
 
