@@ -121,7 +121,7 @@ def read_header(path: str | os.PathLike) -> Header | None:
                 width, height = img.size
                 frames = int(getattr(img, "n_frames", 1) or 1)
                 try:
-                    orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+                    orientation = int(_exif(img, path).get(_EXIF_ORIENTATION, 1) or 1)
                 except Exception:  # a broken EXIF block is no reason to refuse the pixels
                     orientation = 1
                 return Header(width, height, frames, img.mode, orientation if 1 <= orientation <= 8 else 1)
@@ -130,6 +130,63 @@ def read_header(path: str | os.PathLike) -> Header | None:
     if path.suffix.lower() in (".tif", ".tiff"):
         return _tiff_header(path)
     return None
+
+
+def _exif(img, path: Path):
+    """The EXIF tags of an open image, without decoding a PNG's pixels where it has none.
+
+    Pillow's ``getexif`` on a PNG whose ``eXIf`` chunk was not met before
+    the image data decodes the whole image to look for one after it (the
+    pixels are then decoded a second time by the reader). The chunk list
+    says whether there is one, for the cost of a few seeks.
+
+    Parameters
+    ----------
+    img : PIL.Image.Image
+        Opened, not loaded.
+    path : Path
+        Its file.
+
+    Returns
+    -------
+    Mapping
+        Tag number to value; empty for a PNG without an ``eXIf`` chunk.
+    """
+    if img.format == "PNG" and "exif" not in img.info and not _png_has_chunk(path, b"eXIf"):
+        return {}
+    return img.getexif()
+
+
+def _png_has_chunk(path: Path, kind: bytes) -> bool:
+    """Whether the PNG file holds a chunk of type ``kind`` (chunk headers read, data skipped).
+
+    Parameters
+    ----------
+    path : Path
+    kind : bytes
+        Four-letter chunk type, e.g. ``b"eXIf"``.
+
+    Returns
+    -------
+    bool
+        ``True`` also where the chunk list cannot be followed to ``IEND``
+        (a damaged file: Pillow then decides).
+    """
+    import struct
+
+    with open(path, "rb") as fh:
+        if fh.read(8) != b"\x89PNG\r\n\x1a\n":
+            return True
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                return True
+            length, found = struct.unpack(">I4s", head)
+            if found == kind:
+                return True
+            if found == b"IEND":
+                return False
+            fh.seek(length + 4, 1)  # data and CRC
 
 
 def _tiff_header(path: Path) -> Header | None:
