@@ -90,8 +90,6 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
         The file is missing, unreadable, truncated, or holds an unsupported
         layout (the message names the file and the fix).
     """
-    import imageio.v3 as iio
-
     path = Path(path)
     if near_grey not in ("mean", "keep"):
         raise InputError(f"near_grey must be 'mean' or 'keep', got {near_grey!r}")
@@ -116,8 +114,14 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
             elif path.suffix.lower() in (".tif", ".tiff") and (plain := _read_plain_tiff(path, head)) is not None:
                 raw = plain
             elif path.suffix.lower() in (".tif", ".tiff") or (head is not None and head.frames > 1):
+                import imageio.v3 as iio
+
                 raw = np.asarray(iio.imread(path, index=0, plugin=_decoder(path)))
+            elif (plain := _read_plain_8bit(path, head)) is not None:
+                raw = plain
             else:
+                import imageio.v3 as iio
+
                 raw = np.asarray(iio.imread(path, plugin=_decoder(path)))
     except MemoryError:
         raise InputError(f"{path}: not enough memory to decode this image; free memory or lower "
@@ -163,6 +167,46 @@ def _read_plain_tiff(path: Path, head: header.Header | None) -> np.ndarray | Non
         return None
 
 
+#: Formats and modes :func:`_read_plain_8bit` reads with Pillow alone.
+_PLAIN_FORMATS = frozenset({"PNG", "JPEG", "BMP"})
+_PLAIN_MODES = frozenset({"L", "RGB", "RGBA"})
+
+
+def _read_plain_8bit(path: Path, head: header.Header | None) -> np.ndarray | None:
+    """Pixels of a single-frame 8-bit grey, RGB or RGBA PNG, JPEG or BMP, by Pillow directly.
+
+    For these layouts imageio's Pillow plugin returns ``np.asarray`` of the
+    decoded image, as this does (checked on every PNG, JPEG and BMP of the
+    shared data sets), without importing imageio (about 25 ms of CPU, which
+    also imports ``importlib.metadata``). Any other layout (palette, 1-bit, 16-bit, CMYK, animated), or a file
+    Pillow fails on, gives ``None``: imageio then decodes it and reports
+    what is wrong in the usual words.
+
+    Parameters
+    ----------
+    path : Path
+    head : Header or None
+        The file's header (:func:`fusekit.header.read_header`).
+
+    Returns
+    -------
+    ndarray or None
+        ``H x W`` or ``H x W x 3|4`` uint8 (read-only: the caller converts it).
+    """
+    if head is None or head.frames != 1 or head.mode not in _PLAIN_MODES:
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if img.mode != head.mode or img.format not in _PLAIN_FORMATS or getattr(img, "n_frames", 1) != 1:
+                return None
+            img.load()
+            return np.asarray(img)
+    except Exception:  # noqa: BLE001 - imageio gets its turn and reports what is wrong
+        return None
+
+
 def _decoder(path: Path) -> str:
     """The imageio plugin for ``path``: tifffile for TIFF, Pillow for everything else.
 
@@ -182,8 +226,6 @@ def read_image(path: str | os.PathLike, *, near_grey: str = "mean") -> np.ndarra
 
 def _normalise(raw: np.ndarray, path: Path, keep_near_grey: bool = False) -> tuple[np.ndarray, int]:
     """Convert decoded file data to float32 [0, 1] grey or RGB, and its bit depth."""
-    from skimage.util import img_as_float32
-
     if raw.ndim == 3 and raw.shape[2] in (2, 4):
         warnings.warn(f"{path}: alpha channel dropped", FusekitWarning, stacklevel=3)
         raw = raw[..., :-1]
@@ -203,7 +245,12 @@ def _normalise(raw: np.ndarray, path: Path, keep_near_grey: bool = False) -> tup
             raise InputError(f"{path}: floating-point image outside [0, 1]; rescale it to [0, 1]")
     else:
         raise InputError(f"{path}: unsupported sample type {raw.dtype}; save it as 8- or 16-bit")
-    data = img_as_float32(raw)
+    if raw.dtype == np.uint8:  # scikit-image's img_as_float32 for uint8, without importing it
+        data = np.multiply(raw, 1.0 / 255, dtype=np.float32)
+    else:
+        from skimage.util import img_as_float32
+
+        data = img_as_float32(raw)
     if data.ndim == 3:
         # element-wise over channel views: much faster than reducing along the short last axis
         c0, c1, c2 = data[..., 0], data[..., 1], data[..., 2]
@@ -241,9 +288,6 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
     InputError
         Unknown extension, or the folder cannot be created or written.
     """
-    import imageio.v3 as iio
-    from skimage.util import img_as_ubyte, img_as_uint
-
     path = Path(path)
     ext = path.suffix.lower()
     if ext not in IMAGE_EXTENSIONS:
@@ -258,13 +302,20 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
                       FusekitWarning, stacklevel=2)
         bit_depth = 8
     clipped = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
-    pixels = img_as_uint(clipped) if bit_depth == 16 else img_as_ubyte(clipped)
+    if bit_depth == 16:
+        from skimage.util import img_as_uint
+
+        pixels = img_as_uint(clipped)
+    else:
+        pixels = _to_ubyte(clipped)
     # encode in memory, then write the bytes ourselves: a short write (full disk, quota) is an
     # error here, while Pillow's encoders could leave a truncated file and report success
     try:
         if ext == ".png" and (pixels.ndim == 2 or pixels.shape[2] == 3):
             encoded = _encode_png(pixels)
         else:
+            import imageio.v3 as iio
+
             encoded = iio.imwrite("<bytes>", pixels, extension=ext)
     except Exception as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -272,6 +323,27 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
                          "try .png or .tif") from None
     write_bytes_atomic(path, encoded)
     return path
+
+
+def _to_ubyte(clipped: np.ndarray) -> np.ndarray:
+    """scikit-image's ``img_as_ubyte`` for float32 in [0, 1], without importing it.
+
+    The same steps: the product by 255 in float32, rounded half to even,
+    clipped, cast.
+
+    Parameters
+    ----------
+    clipped : ndarray of float32
+        Values in [0, 1].
+
+    Returns
+    -------
+    ndarray of uint8
+    """
+    scaled = np.multiply(clipped, 255, dtype=np.float32)
+    np.rint(scaled, out=scaled)
+    np.clip(scaled, 0, 255, out=scaled)
+    return scaled.astype(np.uint8)
 
 
 #: Temporary files of atomic writes: ``.<stem>.fusekit-<pid>-<random><ext>`` (see :func:`remove_stale_temps`).
