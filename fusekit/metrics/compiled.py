@@ -15,8 +15,7 @@ chains of numpy array operations:
   (``cddfuse`` Q^{AB/F} in the script's float32 steps).
 
 The values agree with the numpy/scipy path to about 1e-9 relative (the sums
-run in another order; Q_Y, which divides by variances of exactly flat
-regions, can differ more) and are identical for SSIM under ``cddfuse``.
+run in another order) and are identical for SSIM under ``cddfuse``.
 
 Why off by default (measured, ``BENCHMARKS.md`` section
 ``metrics-first-run``): numba compiles a kernel on its first use (about
