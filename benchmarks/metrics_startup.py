@@ -184,13 +184,17 @@ NOTES = (
     "loop in its order), on cache-sized strips of rows, the box filter about 2x faster than "
     "scipy's. (3) Start-up: `importlib.metadata` only when an installed distribution has a "
     "`[fusekit]` entry-point section, the `train`/`explain`/`eval` commands imported on first use, "
-    "`fusekit.metrics` names resolved lazily, no tqdm for a hidden progress bar. Every metric "
-    "value is unchanged, bit for bit, on both paths (all metrics x all profiles on 4 triplets; "
-    "`tests/test_metrics_golden.py`, `tests/test_metrics_vifb.py`, `tests/test_metrics_compiled.py`, "
-    "`tests/test_metrics_exact_filters.py`). Still imported before the first metric, in modules "
-    "outside this change: imageio (and through it `importlib.metadata`) and scikit-image by "
-    "`fusekit.io`, and a PNG is decoded twice (`fusekit.header.read_header` calls Pillow's "
-    "`getexif()`, which loads the pixels of a PNG).")
+    "`fusekit.metrics` names resolved lazily, no tqdm for a hidden progress bar. (4) Reading: "
+    "`fusekit.io` decodes 8-bit PNG, JPEG and BMP files with Pillow directly and converts them "
+    "with numpy (imageio, which imports `importlib.metadata`, and scikit-image only for other "
+    "layouts; the same arrays on all 2934 files of the shared data), and "
+    "`fusekit.header.read_header` no longer decodes a PNG without an `eXIf` chunk (Pillow's "
+    "`getexif()` loads a PNG's pixels to look for one). Every metric value is unchanged, bit for "
+    "bit, on both paths (all metrics x all profiles on 4 triplets; `tests/test_metrics_golden.py`, "
+    "`tests/test_metrics_vifb.py`, `tests/test_metrics_compiled.py`, "
+    "`tests/test_metrics_exact_filters.py`), except Q_Y on images with flat 7x7 windows: their "
+    "variance and covariance are now exactly 0 instead of rounding noise, which made Q_Y differ "
+    "between the paths and leave [0, 1] (`tests/test_metrics_qy_flat.py`).")
 
 
 def _ratio(base: list, now: list, i: int) -> float:
