@@ -171,6 +171,17 @@ def reflect_pad(x: torch.Tensor, margin: int) -> torch.Tensor:
 #: path; both give the same numbers to float rounding (tested).
 ONEDNN = os.environ.get("FUSEKIT_REFUSION_ONEDNN", "1") != "0"
 
+#: oneDNN keeps every primitive it made (one per kernel and tile shape, about
+#: 0.5-1 MiB each with its generated code) in a cache of 1024 by default: an
+#: image of a new size added 30-50 MiB that stayed (640 x 480 and six sizes
+#: near it: 335 -> 490 MiB resident between calls, peak 565 -> 865 MiB).
+#: Unless the environment says otherwise, the engine asks for a cache of this
+#: many (``ONEDNN_PRIMITIVE_CACHE_CAPACITY``, read when oneDNN makes its first
+#: primitive, so only when nothing in the process used oneDNN before): making
+#: the primitives again costs no measurable time (same 1.2-1.3 s a call).
+ONEDNN_CACHE = 32
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(ONEDNN_CACHE))
+
 _ONEDNN_OK: bool | None = None
 
 
@@ -685,9 +696,11 @@ class _Grid:
 
 
 def _split(length: int, size: int) -> list[tuple[int, int]]:
+    """``[(start, stop)]`` cutting ``length`` into pieces of at most ``size``, as few as that allows, their
+    lengths differing by at most one (506 rows in 25s: 21 pieces of 24 or 25 rows, not 20 of 25 and one of 6)."""
     n = math.ceil(length / max(1, min(size, length)))
-    size = math.ceil(length / n)  # balanced pieces
-    return [(i, min(length, i + size)) for i in range(0, length, size)]
+    edges = [length * i // n for i in range(n + 1)]
+    return list(zip(edges[:-1], edges[1:]))
 
 
 #: Images at most ``chunk_pixels / MIN_BAND_ROWS`` wide are cut into bands of
@@ -726,6 +739,22 @@ def _grid(height: int, width: int, chunk_pixels: int, workers: int = 1, valid: t
 # --------------------------------------------------------------------------
 # Feature stores: H x W x C buffers in memory or in a temporary file
 # --------------------------------------------------------------------------
+def _empty(shape: tuple, device) -> torch.Tensor:
+    """An uninitialised float32 tensor; on CPU from 8 MiB up, in an anonymous mapping of its own.
+
+    Feature buffers, band buffers and outputs live through a pass or the
+    call; made in glibc's heap between bursts of tile temporaries they pin it
+    (measured: 1000 x 800 peaked at 980 MiB, of which ~340 MiB free heap).
+    A mapping of their own is given back whole when they are freed.
+    """
+    numel = math.prod(shape)
+    if torch.device(device).type == "cpu" and numel >= (1 << 21):
+        import mmap
+
+        return torch.frombuffer(mmap.mmap(-1, numel * 4), dtype=torch.float32).view(shape)
+    return torch.empty(shape, dtype=torch.float32, device=device)
+
+
 class _Memory:
     """An ``H x W x C`` float32 buffer in memory; bands of rows are views."""
 
@@ -733,7 +762,7 @@ class _Memory:
 
     def __init__(self, height: int, width: int, channels: int, device, tensor: torch.Tensor | None = None) -> None:
         self.height, self.width, self.channels = height, width, channels
-        self.t = torch.empty(height, width, channels, dtype=torch.float32, device=device) if tensor is None else tensor
+        self.t = _empty((height, width, channels), device) if tensor is None else tensor
 
     @classmethod
     def of(cls, tensor: torch.Tensor) -> "_Memory":
@@ -960,13 +989,7 @@ class _Runner:
         if fits:
             buf = self._free.pop(min(fits, key=lambda i: self._free[i].numel()))
             return buf[:numel]
-        if torch.device(self.device).type == "cpu" and numel >= (1 << 18):
-            # a mapping of its own, not glibc's heap: band buffers live through the call, and one made
-            # after a burst of tile temporaries would pin the heap above them (hundreds of MiB kept)
-            import mmap
-
-            return torch.frombuffer(mmap.mmap(-1, numel * 4), dtype=torch.float32)
-        return torch.empty(numel, dtype=torch.float32, device=self.device)
+        return _empty((numel,), self.device)
 
     def give(self, buf: torch.Tensor) -> None:
         """Return a buffer from :meth:`take` to the pool (the whole allocation is kept)."""
