@@ -391,20 +391,33 @@ def _baseline_engine(rev: str, folder: Path) -> Path:
 
 
 def _one_process(engine: str, w: int, h: int, threads: int, pair: tuple, out: Path) -> dict:
+    """One fresh process fusing one pair: timings, the fuse call's peak RSS and the whole process's (``wait4``)."""
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-c", PROCESS_SCRIPT, engine, str(w), str(h), str(threads), str(out),
-                           *map(str, pair)], capture_output=True, text=True, env=env, check=False)
-    wall = time.perf_counter() - t0
-    match = re.search(r"RESULT fuse=(\S+) cpu=(\S+) peak_kib=(\d+) inproc=\S+ before_kib=(-?\d+)", proc.stdout)
+    with tempfile.TemporaryFile("w+") as so, tempfile.TemporaryFile("w+") as se:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-c", PROCESS_SCRIPT, engine, str(w), str(h), str(threads), str(out),
+                                 *map(str, pair)], stdout=so, stderr=se, text=True, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)  # reaped here: ru_maxrss of this child alone
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        so.seek(0)
+        se.seek(0)
+        stdout, stderr = so.read(), se.read()
+    match = re.search(r"RESULT fuse=(\S+) cpu=(\S+) peak_kib=(\d+) inproc=\S+ before_kib=(-?\d+)", stdout)
     if proc.returncode or not match:
-        raise RuntimeError(f"process run failed: {proc.stderr[-2000:]}")
+        raise RuntimeError(f"process run failed: {stderr[-2000:]}")
     return {"wall": wall, "fuse": float(match[1]), "cpu": float(match[2]), "peak_mib": int(match[3]) / 1024,
-            "before_mib": int(match[4]) / 1024}
+            "before_mib": int(match[4]) / 1024, "process_peak_mib": usage.ru_maxrss / 1024}
 
 
-def measure_processes(rev: str, repeat: int, large: list, small: bool = True, large_repeat: int = 1) -> dict:
-    """Whole-process timings, baseline engine (``rev``) and current engine alternating."""
+def measure_processes(rev: str, repeat: int, large: list, small: bool = True, large_repeat: int = 1,
+                      baseline_upto: int | None = None) -> dict:
+    """Whole-process timings, baseline engine (``rev``) and current engine alternating.
+
+    ``baseline_upto``: run the baseline only on sizes of at most this many
+    pixels (larger sizes: the current engine alone, e.g. 8192 x 6144, where
+    the baseline needs about 8 GiB).
+    """
     ir = DATA / "ivif" / "msrs" / "test" / "ir" / "00537D.png"
     pair = (ir, ir.parent.parent / "vi" / ir.name)
     llvip = DATA / "ivif" / "llvip" / "test" / "ir"
@@ -417,40 +430,126 @@ def measure_processes(rev: str, repeat: int, large: list, small: bool = True, la
         cases = ([(640, 480, t, repeat, pair) for t in (1, 2)] if small else []) + [
             (w, h, 2, large_repeat, big_pair) for w, h in large]
         for w, h, threads, n, src in cases:
-            runs = {"baseline": [], "current": []}
+            engines = (("baseline", base), ("current", "-"))
+            if baseline_upto is not None and w * h > baseline_upto:
+                engines = engines[1:]
+            runs = {which: [] for which, _ in engines}
             for _ in range(n):
-                for which, engine in (("baseline", base), ("current", "-")):
+                for which, engine in engines:
                     runs[which].append(_one_process(engine, w, h, threads, src, tmp / f"{which}.npy"))
-            delta = np.abs(np.load(tmp / "baseline.npy").astype(np.float64) - np.load(tmp / "current.npy")) * 255
-            diff = float(delta.max())
-            row = {"size": f"{w}x{h}", "threads": threads, "n": n, "diff": diff, "mean_diff": float(delta.mean())}
-            del delta
-            for which, rs in runs.items():
-                for key in ("wall", "fuse", "cpu", "peak_mib", "before_mib"):
-                    row[f"{which}_{key}"] = float(np.median([r[key] for r in rs]))
+            row = {"size": f"{w}x{h}", "threads": threads, "n": n, "diff": float("nan"), "mean_diff": float("nan")}
+            if "baseline" in runs:
+                delta = np.abs(np.load(tmp / "baseline.npy").astype(np.float64) - np.load(tmp / "current.npy")) * 255
+                row["diff"], row["mean_diff"] = float(delta.max()), float(delta.mean())
+                del delta
+            for which in ("baseline", "current"):
+                rs = runs.get(which, [])
+                for key in ("wall", "fuse", "cpu", "peak_mib", "before_mib", "process_peak_mib"):
+                    row[f"{which}_{key}"] = float(np.median([r[key] for r in rs])) if rs else float("nan")
                 row[f"{which}_all"] = [r["fuse"] for r in rs]
+                row[f"{which}_cpus"] = [r["cpu"] for r in rs]
                 row[f"{which}_peaks"] = [r["peak_mib"] for r in rs]
             rows.append(row)
             print(row, flush=True)
-            print(f"{row['size']} thr {threads}: fuse {row['baseline_fuse']:.2f} -> {row['current_fuse']:.2f} s, "
-                  f"cpu {row['baseline_cpu']:.2f} -> {row['current_cpu']:.2f} s, peak "
-                  f"{row['baseline_peak_mib']:.0f} -> {row['current_peak_mib']:.0f} MiB, diff {diff:.1e}", flush=True)
     return {"rev": rev, "rows": rows}
+
+
+MSRS_SCRIPT = r"""
+import importlib.util, sys
+import numpy as np, torch
+engine_file, out = sys.argv[1], sys.argv[2]
+torch.set_num_threads(1)
+import fusekit_refusion
+if engine_file != "-":
+    spec = importlib.util.spec_from_file_location("fusekit_refusion.engine", engine_file)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["fusekit_refusion.engine"] = mod
+    spec.loader.exec_module(mod)
+    import inspect
+    if "progress" not in inspect.signature(mod.infer).parameters:
+        _infer = mod.infer
+        mod.infer = lambda *a, progress=None, **k: _infer(*a, **k)
+import fusekit
+from pathlib import Path
+from fusekit.io import read_image
+d = Path(sys.argv[3])
+np.savez(out, **{p.name: fusekit.fuse([read_image(p), read_image(d / "vi" / p.name)], method="refusion", task="ivif")
+                 for p in sorted((d / "ir").iterdir())})
+"""
+
+
+def measure_msrs(revs: list[str]) -> list[dict]:
+    """Largest and mean difference (grey levels, 0-255) of the fused MSRS test split, each ``rev``'s engine
+    against the current one (shipped ivif weights, mirrored border, stretch, colour: what users get)."""
+    d = DATA / "ivif" / "msrs" / "test"
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        files = {}
+        for rev in ["-"] + list(revs):
+            engine = "-" if rev == "-" else str(_baseline_engine(rev, tmp))
+            files[rev] = tmp / f"msrs_{rev}.npz"
+            subprocess.run([sys.executable, "-c", MSRS_SCRIPT, engine, str(files[rev]), str(d)], check=True)
+        cur = np.load(files["-"])
+        for rev in revs:
+            old = np.load(files[rev])
+            deltas = [np.abs(old[k].astype(np.float64) - cur[k]) * 255 for k in cur.files]
+            out.append({"rev": rev, "pairs": len(deltas), "max": float(max(x.max() for x in deltas)),
+                        "mean": float(np.mean([x.mean() for x in deltas]))})
+            print(out[-1], flush=True)
+    return out
+
+
+def network_flops(height: int, width: int) -> float:
+    """FLOPs (2 per multiply-add) of :class:`ReFusionNet` (published configuration) on one ``height x width`` pair.
+
+    Every convolution (``2 C_in/groups C_out k^2`` a pixel, the attention
+    projections included) and the attention's own products (``q k^T`` and
+    ``softmax(.) v``, ``2 C (C/heads)`` a pixel each); no layer norms or
+    pointwise functions, no halos, no mirrored border: 120 kFLOP a pixel,
+    36.6 GFLOP for 640 x 480 (the issue's ~37).
+    """
+    from fusekit_refusion.network import ReFusionNet
+
+    net = ReFusionNet()
+    per_pixel = 0.0
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            per_pixel += 2 * m.in_channels // m.groups * m.out_channels * m.kernel_size[0] * m.kernel_size[1]
+    c, heads = net.dim, net.heads
+    attentions = [c] * (len(net.encoder1) + len(net.encoder2) + 2) + [2 * c] * len(net.decoder)
+    per_pixel += sum(2 * 2 * a * (a // heads) for a in attentions)
+    return per_pixel * height * width
+
+
+def _load_text(load: str, loads: tuple) -> str:
+    return f"{load}; load average {loads[0]:.1f} at the start, {loads[1]:.1f} at the end"
+
+
+def _msrs_text(msrs: list) -> str:
+    if not msrs:
+        return ""
+    return ("Output on the MSRS test split (" + str(msrs[0]["pairs"]) + " pairs, shipped ivif weights, "
+            "`fusekit.fuse`, grey levels 0-255), current engine against: " + "; ".join(
+                f"`{m['rev']}` max {m['max']:.1e}, mean {m['mean']:.1e}" for m in msrs) + ".")
 
 
 def render_processes(res: dict, load: str) -> str:
     lines = ["<!-- begin refusion-processes -->",
              "## ReFusion inference, whole processes, against the engine before issue 24 (`benchmarks/refusion.py --processes`)",
              "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}. "
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (AMD EPYC, AVX-512), "
+             f"torch {torch.__version__}. Command: `{res.get('command', 'python benchmarks/refusion.py --processes')}`. "
              f"Baseline: `plugins/fusekit_refusion/engine.py` at `{res['rev']}`, loaded in place of the current "
              "engine; everything else identical. Each run is a fresh process fusing one pair through "
              "`fusekit.fuse(method='refusion', task='ivif')` (shipped weights, mirrored border); baseline and "
-             f"current alternate. Load during the run: {load}. Absolute times are inflated by the load and "
-             "need re-measuring on an idle machine; the ratios come from interleaved runs.",
+             f"current alternate. Load during the run: {_load_text(load, res.get('loads', (float('nan'),) * 2))}. "
+             "Two training jobs held both cores at raised priority, so absolute times are inflated (wall about "
+             "2x CPU) and need re-measuring on an idle machine; only the ratios of interleaved runs (CPU time "
+             "above all) count.",
              "",
              "| pair | torch threads | runs | process wall, baseline / current (s) | fuse call wall (s) | "
-             "fuse call CPU (s) | CPU ratio | peak RSS (MiB) | max diff (grey levels) |",
+             "fuse call CPU (s) | CPU ratio | peak RSS, fuse call (MiB) | max diff (grey levels) |",
              "|---|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
         lines.append(
@@ -458,10 +557,15 @@ def render_processes(res: dict, load: str) -> str:
             f"{r['baseline_fuse']:.2f} / {r['current_fuse']:.2f} | {r['baseline_cpu']:.2f} / {r['current_cpu']:.2f} | "
             f"**{r['baseline_cpu'] / r['current_cpu']:.2f}x** | {r['baseline_peak_mib']:.0f} / "
             f"{r['current_peak_mib']:.0f} | {r['diff']:.1e} |")
-    lines += ["", "Medians. Fuse call times of every run (s): " + "; ".join(
-        f"{r['size']} {r['threads']} thr baseline {', '.join(f'{t:.2f}' for t in r['baseline_all'])} / current "
-        f"{', '.join(f'{t:.2f}' for t in r['current_all'])}" for r in res["rows"]) + ".", "",
-        "<!-- end refusion-processes -->"]
+    lines += ["", "Medians. Fuse call wall / CPU times of every run (s): " + "; ".join(
+        f"{r['size']} {r['threads']} thr baseline "
+        + ", ".join(f"{t:.2f}/{c:.2f}" for t, c in zip(r["baseline_all"], r["baseline_cpus"]))
+        + " / current " + ", ".join(f"{t:.2f}/{c:.2f}" for t, c in zip(r["current_all"], r["current_cpus"]))
+        for r in res["rows"]) + ".", ""]
+    msrs = _msrs_text(res.get("msrs", []))
+    if msrs:
+        lines += [msrs, ""]
+    lines.append("<!-- end refusion-processes -->")
     return "\n".join(lines)
 
 
@@ -469,38 +573,47 @@ def render_large(res: dict, load: str) -> str:
     """Section ``refusion-large``: large images, peak memory and time against ``--baseline``'s engine."""
     from fusekit_refusion.engine import STREAM_BYTES
 
+    def num(x, fmt):
+        return "not run" if x != x else format(x, fmt)
+
     lines = ["<!-- begin refusion-large -->",
              "## ReFusion on large images: peak memory and time, whole processes "
              "(`benchmarks/refusion.py --processes --large ... --no-small --section refusion-large`)",
              "",
              f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
              f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB RAM, "
-             f"torch {torch.__version__}, 2 torch threads. Baseline: `plugins/fusekit_refusion/engine.py` at "
-             f"`{res['rev']}` (the whole `H x W x 32` float32 feature buffer in memory), loaded in place of the "
-             "current engine, which keeps feature buffers over "
+             f"torch {torch.__version__}, 2 torch threads. Command: `{res.get('command', '')}`. Baseline: "
+             f"`plugins/fusekit_refusion/engine.py` at `{res['rev']}` (the whole `H x W x 32` float32 feature "
+             "buffer in memory), loaded in place of the current engine, which keeps feature buffers over "
              f"{STREAM_BYTES >> 20} MiB (about 4 MP) in an unnamed temporary file and streams them in bands of "
-             "rows (the attention values `v` too). Each run is a fresh process fusing a real LLVIP pair "
-             "resized to the size through `fusekit.fuse(method='refusion', task='ivif')` (shipped weights, "
-             "mirrored border); baseline and current alternate. Peak RSS is the process's resident high-water "
-             "mark during the fuse call (reset just before it; the interpreter, torch, the inputs and the "
-             f"output included; resident before the call in brackets). Load during the run: {load}. Absolute "
-             "times are inflated by the load and need re-measuring on an idle machine; compare the two columns "
-             "of a row.",
+             "rows (the attention values `v` too), reads and writes on their own thread. Each run is a fresh "
+             "process fusing a real LLVIP pair resized to the size through "
+             "`fusekit.fuse(method='refusion', task='ivif')` (shipped weights, mirrored border); baseline and "
+             "current alternate. Peak RSS: the fuse call's resident high-water mark (reset just before it; "
+             "the interpreter, torch, the inputs and the output included; resident before the call in "
+             "brackets), and the whole process's (`ru_maxrss` from `wait4`: start-up, reading and resizing "
+             f"the inputs too). Load during the run: {_load_text(load, res.get('loads', (float('nan'),) * 2))}. "
+             "Absolute times are inflated by the load (wall about 2x CPU) and need re-measuring on an idle "
+             "machine; compare the two columns of a row.",
              "",
              "| pair | runs | fuse call wall, baseline / current (s) | fuse call CPU (s) | CPU ratio | "
-             "peak RSS, baseline / current (MiB) | max / mean diff (grey levels) |",
-             "|---|---|---|---|---|---|---|"]
+             "peak RSS of the fuse call, baseline / current (MiB) | whole process peak (MiB) | "
+             "max / mean diff (grey levels) |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in res["rows"]:
+        ratio = r["baseline_cpu"] / r["current_cpu"]
         lines.append(
-            f"| {r['size']} | {r['n']} | {r['baseline_fuse']:.1f} / {r['current_fuse']:.1f} | "
-            f"{r['baseline_cpu']:.1f} / {r['current_cpu']:.1f} | "
-            f"**{r['baseline_cpu'] / r['current_cpu']:.2f}x** | {r['baseline_peak_mib']:.0f} "
-            f"({r['baseline_before_mib']:.0f}) / **{r['current_peak_mib']:.0f}** ({r['current_before_mib']:.0f}) | "
-            f"{r['diff']:.1e} / {r['mean_diff']:.1e} |")
-    lines += ["", "Medians. Every run, fuse call wall (s) and peak RSS (MiB): " + "; ".join(
-        f"{r['size']} baseline " + ", ".join(f"{t:.1f} s {m:.0f}" for t, m in zip(r["baseline_all"],
-                                                                              r["baseline_peaks"]))
-        + " / current " + ", ".join(f"{t:.1f} s {m:.0f}" for t, m in zip(r["current_all"], r["current_peaks"]))
+            f"| {r['size']} | {r['n']} | {num(r['baseline_fuse'], '.1f')} / {r['current_fuse']:.1f} | "
+            f"{num(r['baseline_cpu'], '.1f')} / {r['current_cpu']:.1f} | "
+            f"{'not run' if ratio != ratio else f'**{ratio:.2f}x**'} | {num(r['baseline_peak_mib'], '.0f')} "
+            f"({num(r['baseline_before_mib'], '.0f')}) / **{r['current_peak_mib']:.0f}** "
+            f"({r['current_before_mib']:.0f}) | {num(r['baseline_process_peak_mib'], '.0f')} / "
+            f"{r['current_process_peak_mib']:.0f} | {num(r['diff'], '.1e')} / {num(r['mean_diff'], '.1e')} |")
+    lines += ["", "Medians. Every run, fuse call wall / CPU (s) and fuse call peak RSS (MiB): " + "; ".join(
+        f"{r['size']} baseline " + (", ".join(f"{t:.1f}/{c:.1f} s {m:.0f}" for t, c, m in zip(
+            r["baseline_all"], r["baseline_cpus"], r["baseline_peaks"])) or "not run")
+        + " / current " + ", ".join(f"{t:.1f}/{c:.1f} s {m:.0f}" for t, c, m in zip(
+            r["current_all"], r["current_cpus"], r["current_peaks"]))
         for r in res["rows"]) + ".", "", "<!-- end refusion-large -->"]
     return "\n".join(lines)
 
@@ -564,10 +677,24 @@ def main(argv=None) -> None:
     parser.add_argument("--large-repeat", type=int, default=1, help="runs of each --large size (median)")
     parser.add_argument("--section", default="refusion-processes", choices=["refusion-processes", "refusion-large"],
                         help="with --processes: which BENCHMARKS.md section to write")
+    parser.add_argument("--baseline-upto", default=None, metavar="WxH",
+                        help="with --processes: run the baseline only on sizes of at most this many pixels")
+    parser.add_argument("--msrs", nargs="*", default=[], metavar="REV",
+                        help="with --processes: also the output difference over the MSRS test split against "
+                             "these revisions' engines")
     args = parser.parse_args(argv)
     if args.processes:
+        command = "python benchmarks/refusion.py " + " ".join(sys.argv[1:] if argv is None else argv)
         large = [tuple(int(v) for v in size.lower().split("x")) for size in args.large]
-        res = measure_processes(args.baseline, args.repeat, large, not args.no_small, args.large_repeat)
+        upto = None
+        if args.baseline_upto:
+            bw, bh = (int(v) for v in args.baseline_upto.lower().split("x"))
+            upto = bw * bh
+        load0 = os.getloadavg()[0]
+        res = measure_processes(args.baseline, args.repeat, large, not args.no_small, args.large_repeat, upto)
+        res["msrs"] = measure_msrs(args.msrs) if args.msrs else []
+        res["loads"] = (load0, os.getloadavg()[0])
+        res["command"] = command
         text = (render_large if args.section == "refusion-large" else render_processes)(res, args.load)
         if not args.no_write:
             write_section(args.section, text)
