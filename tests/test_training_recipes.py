@@ -61,6 +61,18 @@ def test_normalised_sgd_moves_the_largest_entry_by_exactly_the_step():
     assert normalised_sgd_step(p, [torch.zeros(3), None], 1.0) == 0.0  # no gradient: nothing moves
 
 
+def test_normalised_sgd_leaves_a_saturated_proposer_in_place_instead_of_overflowing():
+    # a MEIF run's P saturated and its meta-gradient fell to ~1e-40 (float32 subnormal); step / max|g| then
+    # overflowed float32 and stopped the run ("value cannot be converted to type float without overflow")
+    p = [torch.ones(3)]
+    g = [torch.tensor([1e-40, -3e-40, 0.0])]
+    assert normalised_sgd_step(p, g, 2.5e-2) == pytest.approx(3e-40, rel=0.1)
+    assert torch.equal(p[0], torch.ones(3))
+    q = [torch.zeros(1)]  # the smallest normal float32 still moves by exactly the step
+    normalised_sgd_step(q, [torch.tensor([-torch.finfo(torch.float32).tiny])], 1e-3)
+    assert q[0].item() == pytest.approx(1e-3)
+
+
 def test_authors_run_length_comes_from_epochs_and_a_fixed_run_has_no_meta_phase(stacks):
     learned = _trainer(stacks)
     fixed = _trainer(stacks, proposer=FixedLossProposer(task="mfif"))

@@ -131,10 +131,13 @@ def normalised_sgd_step(params: Sequence[torch.Tensor], grads: Sequence[torch.Te
     -------
     float
         ``max|g|`` before normalisation (0 when there is no gradient; then
-        nothing moves).
+        nothing moves). Nothing moves either when ``max|g|`` is below float32's
+        smallest normal number (~1.2e-38): such a gradient (a saturated
+        proposer's) carries rounding, not a direction, and ``step_size / max|g|``
+        would overflow float32.
     """
     scale = max((float(g.abs().max()) for g in grads if g is not None), default=0.0)
-    if scale > 0:
+    if scale >= torch.finfo(torch.float32).tiny:
         for p, g in zip(params, grads):
             if g is not None:
                 p.sub_(g, alpha=step_size / scale)
