@@ -1404,10 +1404,29 @@ def _head(run: _Runner, p: _Prepared, piece: _Piece, device) -> torch.Tensor:
 
 def _narrow(run: _Runner, pc: _Piece, grid: _Grid, offset: tuple) -> None:
     """Cut ``pc``'s features to ``grid``'s size, starting at ``offset = (dy, dx)`` of the whole piece
-    (``pc.offset``: where its current features start); a new store, and new values buffer."""
+    (``pc.offset``: where its current features start).
+
+    In memory the kept pixels move to the front of the same buffer (no new
+    allocation: one made between tile temporaries pins glibc's heap), and
+    the values buffer shrinks the same way; a streamed store gets a new file.
+    """
     dy, dx = offset[0] - pc.offset[0], offset[1] - pc.offset[1]
     old = pc.store
-    new = _store(grid.height, grid.width, old.channels, run.device)
+    c = old.channels
+    if not old.spilled:
+        kept = old.t[dy: dy + grid.height, dx: dx + grid.width].clone()  # a strip: at most a few MiB
+        old.t = old.t.reshape(-1)[: kept.numel()].view(kept.shape)
+        old.t.copy_(kept)
+        old.height, old.width = grid.height, grid.width
+        if pc.values is not None and not pc.values.spilled:
+            v = pc.values
+            v.t, v.height, v.width = v.t.reshape(-1)[: kept.numel()].view(kept.shape), grid.height, grid.width
+        elif pc.values is not None:
+            pc.values.close()
+            pc.values = _Spill(grid.height, grid.width, c)
+        pc.grid, pc.offset = grid, offset
+        return
+    new = _store(grid.height, grid.width, c, run.device)
     try:
         for r0, r1 in _split(grid.height, max(1, (64 << 10) // max(1, grid.width))):
             band = old.read(r0 + dy, r1 + dy, run)
@@ -1426,8 +1445,7 @@ def _narrow(run: _Runner, pc: _Piece, grid: _Grid, offset: tuple) -> None:
     if pc.values is not None:
         spilled = pc.values.spilled
         pc.values.close()
-        pc.values = _Spill(grid.height, grid.width, old.channels) if spilled else \
-            _Memory(grid.height, grid.width, old.channels, run.device)
+        pc.values = _Spill(grid.height, grid.width, c) if spilled else _Memory(grid.height, grid.width, c, run.device)
 
 
 def _infer_one(p: _Prepared, src: torch.Tensor, plan: _Plan, run: _Runner, border: int = 0) -> torch.Tensor:
