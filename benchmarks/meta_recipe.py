@@ -386,7 +386,7 @@ def stage_mapstats(args: argparse.Namespace) -> None:
         *rows, "", f"<!-- end {mark} -->"])
     print(text)
     if not args.no_write:
-        write_section(mark, text)
+        write_section(mark, text, REPO / "BENCHMARKS.md")
 
 
 def stage_ship(args: argparse.Namespace) -> None:
