@@ -230,8 +230,9 @@ def test_allocator_settings_are_restored(seeded, monkeypatch):
 
     monkeypatch.setattr(engine, "_libc", lambda: Libc())
     infer(ours, real_pair(24, 32))
-    assert calls[:2] == [(engine._M_MMAP_THRESHOLD, 32 << 20), (engine._M_TRIM_THRESHOLD, engine.TRIM_BYTES)]
-    assert calls[-2:] == [(engine._M_TRIM_THRESHOLD, 64 << 20), ("trim", 0)]
+    assert calls[:3] == [(engine._M_MMAP_THRESHOLD, 32 << 20), (engine._M_TRIM_THRESHOLD, engine.TRIM_BYTES),
+                         (engine._M_ARENA_MAX, 1)]
+    assert calls[-3:] == [(engine._M_TRIM_THRESHOLD, 64 << 20), (engine._M_ARENA_MAX, 0), ("trim", 0)]
     assert engine._MALLOC["depth"] == 0
     calls.clear()
     monkeypatch.setattr(engine, "MALLOPT", False)

@@ -760,14 +760,9 @@ class _Memory:
 
     spilled = False
 
-    def __init__(self, height: int, width: int, channels: int, device, tensor: torch.Tensor | None = None) -> None:
+    def __init__(self, height: int, width: int, channels: int, device) -> None:
         self.height, self.width, self.channels = height, width, channels
-        self.t = _empty((height, width, channels), device) if tensor is None else tensor
-
-    @classmethod
-    def of(cls, tensor: torch.Tensor) -> "_Memory":
-        """Wrap a contiguous ``H x W x C`` tensor."""
-        return cls(*tensor.shape, tensor.device, tensor)
+        self.t = _empty((height, width, channels), device)
 
     def read(self, a: int, b: int, run: "_Runner") -> torch.Tensor:
         """Rows ``a .. b`` as a ``(b - a) x W x C`` view."""
@@ -1303,7 +1298,7 @@ def _narrowed(entry: tuple, stage: int, stages: int) -> tuple:
     return height, keep, (y0, y1, x0 - dx, x1 - dx), (0, dx)
 
 
-def _pieces(src: torch.Tensor, border: int) -> list[tuple[torch.Tensor, tuple]]:
+def _pieces(src: torch.Tensor, border: int) -> list[tuple["_Source", tuple]]:
     """The images one inference runs on, each with the box its attention sums come from.
 
     ``border == 0``: the image itself, every pixel. Otherwise first the image
@@ -1314,11 +1309,37 @@ def _pieces(src: torch.Tensor, border: int) -> list[tuple[torch.Tensor, tuple]]:
     a strip's outer half do not see the cut). The attention sums, and so every
     output pixel farther than ``R`` from the border, are then those of the
     plain zero-padded network, to float rounding. Images with a side of
-    ``4 R`` or less are summed whole instead of in strips.
+    ``4 R`` or less are summed whole instead of in strips. Each image is a
+    :class:`_Source`: read band by band, never copied whole.
     """
     _, h, w = src.shape
-    return [(reflect_pad(src, border) if crop is None else src[:, crop[0], crop[1]], valid)
+    return [(_Source(src, border) if crop is None else _Source(src[:, crop[0], crop[1]], 0), valid)
             for _, _, valid, crop, _ in _layout(h, w, border)]
+
+
+class _Source:
+    """A piece's ``2 x H x W`` sources, mirrored by ``margin`` (:func:`reflect_pad`), read as channels-last
+    bands: the stems never hold a mirrored, channels-last copy of the whole image (800 MiB at 8192 x 6144)."""
+
+    spilled = False
+
+    def __init__(self, src: torch.Tensor, margin: int) -> None:
+        _, h, w = src.shape
+        self.src, self.channels = src, src.shape[0]
+        self.height, self.width = h + 2 * margin, w + 2 * margin
+        self.rows = _reflect_index(h, margin, src.device) if margin else None
+        self.cols = _reflect_index(w, margin, src.device) if margin else None
+
+    def read(self, a: int, b: int, run: "_Runner") -> torch.Tensor:
+        """Rows ``a .. b`` of the mirrored image, ``(b - a) x W x 2`` (a new contiguous tensor)."""
+        if self.rows is None:
+            band = self.src[:, a:b]
+        else:
+            band = self.src.index_select(1, self.rows[a:b]).index_select(2, self.cols)
+        return band.permute(1, 2, 0).contiguous()
+
+    def release(self, band: torch.Tensor, run: "_Runner") -> None:
+        """Nothing to give back."""
 
 
 @dataclass
@@ -1378,8 +1399,8 @@ def _values(pieces: list, channels: int, device) -> None:
 
 
 def _stem(run: _Runner, p: _Prepared, pieces: list, sources: list) -> None:
-    """Both 3x3 stems of each ``2 x H x W`` source into its piece's new ``H x W x 2C`` features."""
-    srcs = {id(pc): _Memory.of(src.permute(1, 2, 0).contiguous()) for pc, src in zip(pieces, sources)}  # H x W x 2
+    """Both 3x3 stems of each piece's :class:`_Source` into its new ``H x W x 2C`` features."""
+    srcs = {id(pc): src for pc, src in zip(pieces, sources)}
 
     def stem(t: _Tile) -> None:  # both 3x3 stems as one grouped conv
         y = _conv3x3(t.x, t.rows, t.cols, p.stem_w, groups=2)
@@ -1498,13 +1519,20 @@ def _infer_one(p: _Prepared, src: torch.Tensor, plan: _Plan, run: _Runner, borde
 #: faults, 0.1-0.2 s of system time for one 640 x 480 pair, about 15 % of the
 #: CPU time). Within a call, :func:`_malloc_kept` raises glibc's trim
 #: threshold to :data:`TRIM_BYTES` and its mmap threshold to 32 MiB (glibc's
-#: own dynamic maximum); after the last concurrent call ends they are set to
-#: 32 MiB / 64 MiB (what glibc's dynamic thresholds grow to) and
-#: ``malloc_trim(0)`` gives the free memory back. ``FUSEKIT_REFUSION_MALLOPT=0``
-#: leaves the allocator alone.
+#: own dynamic maximum), and keeps threads made during the call (the tile
+#: workers) on glibc's main arena: each new arena of their own kept its free
+#: memory apart (4096 x 3072: peak 1481 MiB with them, 1151 MiB without);
+#: after the last concurrent call ends the thresholds are set to 32 MiB /
+#: 64 MiB (what glibc's dynamic thresholds grow to), the arena limit to its
+#: default, and ``malloc_trim(0)`` gives the free memory back. glibc fixes
+#: its arena limit the first time a thread needs a new arena: when that
+#: happens during a call, threads share the main arena for the rest of the
+#: process (fine for fusekit's own processes; many-threaded allocation-heavy
+#: code in the same process may prefer ``FUSEKIT_REFUSION_MALLOPT=0``).
+#: ``FUSEKIT_REFUSION_MALLOPT=0`` leaves the allocator alone.
 MALLOPT = os.environ.get("FUSEKIT_REFUSION_MALLOPT", "1") != "0"
 TRIM_BYTES = 64 << 20
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _MALLOC = {"libc": None, "depth": 0, "lock": threading.Lock()}
 
 
@@ -1537,6 +1565,7 @@ class _malloc_kept:
                 if _MALLOC["depth"] == 0:
                     self.libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
                     self.libc.mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES)
+                    self.libc.mallopt(_M_ARENA_MAX, 1)
                 _MALLOC["depth"] += 1
         return self
 
@@ -1546,6 +1575,7 @@ class _malloc_kept:
                 _MALLOC["depth"] -= 1
                 if _MALLOC["depth"] == 0:
                     self.libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
+                    self.libc.mallopt(_M_ARENA_MAX, 0)  # (glibc latches the limit its first new thread saw)
                     self.libc.malloc_trim(0)
 
 

@@ -214,7 +214,8 @@ class ReFusion(TorchFuser):
         border = 0 if self.weights is not None and self.weights.suffix.lower() == ".pth" else None
         fused = sources[:, :1]
         for i in range(1, sources.shape[1]):
-            pair = torch.cat([fused, sources[:, i:i + 1]], dim=1)
+            # two sources: the tensor itself (a copy of a large pair costs its size again in memory)
+            pair = sources if sources.shape[1] == 2 else torch.cat([fused, sources[:, i:i + 1]], dim=1)
             fused = infer(net, pair, chunk_pixels=self.chunk_pixels or DEFAULT_CHUNK_PIXELS,
                           border=RECEPTIVE_RADIUS if border is None else border,
                           progress=(i - 1, sources.shape[1] - 1))  # one count over all pairs
