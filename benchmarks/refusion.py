@@ -565,6 +565,8 @@ def render_processes(res: dict, load: str) -> str:
     msrs = _msrs_text(res.get("msrs", []))
     if msrs:
         lines += [msrs, ""]
+    for note in res.get("notes", []):
+        lines += [note, ""]
     lines.append("<!-- end refusion-processes -->")
     return "\n".join(lines)
 
@@ -614,7 +616,10 @@ def render_large(res: dict, load: str) -> str:
             r["baseline_all"], r["baseline_cpus"], r["baseline_peaks"])) or "not run")
         + " / current " + ", ".join(f"{t:.1f}/{c:.1f} s {m:.0f}" for t, c, m in zip(
             r["current_all"], r["current_cpus"], r["current_peaks"]))
-        for r in res["rows"]) + ".", "", "<!-- end refusion-large -->"]
+        for r in res["rows"]) + ".", ""]
+    for note in res.get("notes", []):
+        lines += [note, ""]
+    lines.append("<!-- end refusion-large -->")
     return "\n".join(lines)
 
 
@@ -679,6 +684,7 @@ def main(argv=None) -> None:
                         help="with --processes: which BENCHMARKS.md section to write")
     parser.add_argument("--baseline-upto", default=None, metavar="WxH",
                         help="with --processes: run the baseline only on sizes of at most this many pixels")
+    parser.add_argument("--note", action="append", default=[], help="a paragraph for the section (repeatable)")
     parser.add_argument("--msrs", nargs="*", default=[], metavar="REV",
                         help="with --processes: also the output difference over the MSRS test split against "
                              "these revisions' engines")
@@ -695,6 +701,7 @@ def main(argv=None) -> None:
         res["msrs"] = measure_msrs(args.msrs) if args.msrs else []
         res["loads"] = (load0, os.getloadavg()[0])
         res["command"] = command
+        res["notes"] = args.note
         text = (render_large if args.section == "refusion-large" else render_processes)(res, args.load)
         if not args.no_write:
             write_section(args.section, text)

@@ -1621,9 +1621,15 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
     Memory: on CPU, a feature buffer over :data:`STREAM_BYTES` (about 4
     megapixels) is kept in an unnamed temporary file in
     :func:`tempfile.gettempdir` (``TMPDIR``; removed when the call ends,
-    however it ends) and streamed in bands of rows, so the engine's own
-    memory is a few bands (about ``tile rows x W x 128`` bytes each) instead
-    of ``128 x H x W`` bytes. The result is the same, bit for bit.
+    however it ends) and streamed in bands of rows (at most
+    :data:`BAND_BYTES` each, read ahead and written behind on an I/O
+    thread), so the engine's own memory is a few bands instead of
+    ``128 x H x W`` bytes. The result is the same, bit for bit. During the
+    call glibc is asked to keep freed memory for reuse (:data:`MALLOPT`).
+
+    Kernels: on CPU, oneDNN's matrix products and fused depthwise
+    convolutions where torch has them (:data:`ONEDNN`), else plain torch;
+    the same numbers to float rounding.
 
     Returns
     -------

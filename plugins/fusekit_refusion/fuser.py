@@ -60,12 +60,16 @@ class ReFusion(TorchFuser):
     device : str
         ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     chunk_pixels : int
-        Pixels per tile of the inference engine. Memory is ``128 bytes x H x W``
-        for the feature buffer (on CPU above about 4 megapixels it is kept in
-        a temporary file in ``TMPDIR`` and streamed in bands instead) plus
-        about ``3 kB x chunk_pixels`` per worker thread; the result does not
-        depend on it (the global attention is accumulated exactly over tiles).
-        A 4096 x 3072 pair peaked at 1.3-1.6 GiB (whole process, three runs).
+        Pixels per tile of the inference engine (bands of whole rows on images
+        up to ``chunk_pixels / 16`` wide). Memory is ``128 bytes x H x W`` for
+        the feature buffer, and as much again for the attention values up to
+        about 2 megapixels (on CPU above about 4 megapixels both are kept in
+        temporary files in ``TMPDIR`` and streamed in bands of at most 24 MiB
+        instead), plus about ``3 kB x chunk_pixels`` per worker thread; the
+        result does not depend on it (the global attention is accumulated
+        exactly over tiles). A 4096 x 3072 pair peaked at 1.2-1.4 GiB, an
+        8192 x 6144 pair at 2.7 GiB (whole process, BENCHMARKS.md
+        ``refusion-large``).
 
     Notes
     -----
