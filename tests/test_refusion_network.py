@@ -238,3 +238,18 @@ def test_allocator_settings_are_restored(seeded, monkeypatch):
     monkeypatch.setattr(engine, "MALLOPT", False)
     infer(ours, real_pair(24, 32))
     assert calls == []
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_thin_bands_and_recomputed_values_stay_exact(seeded, monkeypatch, threads):
+    """Bands of two rows, v recomputed (halo 2), results stored while the next group runs: still the forward."""
+    from fusekit_refusion import engine
+
+    _, ours = seeded
+    x = real_pair(24, 32)
+    monkeypatch.setattr(engine, "V_CACHE_BYTES", 0)
+    torch.set_num_threads(threads)
+    assert {r1 - r0 for r0, r1 in engine._grid(24, 32, 16).rows} == {2}
+    out = infer(ours, x, chunk_pixels=16)
+    with torch.no_grad():
+        assert float((out - ours(x)).abs().max()) <= 1e-5
