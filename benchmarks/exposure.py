@@ -42,8 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
-from sections import write_section  # noqa: E402
+from fusekit.experiments import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -264,7 +263,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.opencv_folder:
         opencv_folder(*args.opencv_folder)
         return
-    sys.path[:0] = [str(REPO), str(REPO / "plugins")]
     names = sorted(os.listdir(MEFB / "under"))[: args.pairs]
     load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="fusekit-exposure-") as tmp:
@@ -296,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render(folders, calls, files, names, command, (load0, load1), args.base or None)
     print(text)
     if not args.no_write:
-        write_section(MARK, text)
+        write_section(MARK, text, REPO / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

@@ -41,8 +41,7 @@ from pathlib import Path
 import numpy as np
 from scipy.signal import convolve2d
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
-from sections import write_section  # noqa: E402
+from fusekit.experiments import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -444,7 +443,7 @@ are with other work.
 """
     print(text)
     if not args.no_write:
-        write_section("metrics", f"<!-- begin metrics -->\n{text.strip()}\n<!-- end metrics -->")
+        write_section("metrics", f"<!-- begin metrics -->\n{text.strip()}\n<!-- end metrics -->", REPO / "BENCHMARKS.md")
         print("wrote BENCHMARKS.md")
 
 

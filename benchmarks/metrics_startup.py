@@ -49,8 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
-from sections import write_section  # noqa: E402
+from fusekit.experiments import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -159,7 +158,7 @@ def main(argv: list[str] | None = None) -> None:
     text = render(times, args, (load0, load1), argv)
     print(text)
     if not args.no_write:
-        write_section(MARK, text)
+        write_section(MARK, text, REPO / "BENCHMARKS.md")
 
 
 def _swapped(settings: tuple) -> tuple:

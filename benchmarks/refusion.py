@@ -55,8 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
-from sections import write_section  # noqa: E402
+from fusekit.experiments import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -704,7 +703,7 @@ def main(argv=None) -> None:
         res["notes"] = args.note
         text = (render_large if args.section == "refusion-large" else render_processes)(res, args.load)
         if not args.no_write:
-            write_section(args.section, text)
+            write_section(args.section, text, REPO / "BENCHMARKS.md")
         print(text)
         return
     with tempfile.TemporaryDirectory() as tmp:
@@ -723,7 +722,7 @@ def main(argv=None) -> None:
             print(f"4096x3072: peak {memory['peak_gib']:.2f} GiB, {memory['seconds']:.1f} s", flush=True)
     text = render(speed, memory)
     if not args.no_write:
-        write_section(MARK, text)
+        write_section(MARK, text, REPO / "BENCHMARKS.md")
     print(text)
 
 

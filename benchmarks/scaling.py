@@ -57,8 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/: also when loaded by file path
-from sections import write_section  # noqa: E402
+from fusekit.experiments import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -431,7 +430,7 @@ def main(argv: list[str] | None = None) -> None:
     print(text)
     if not args.no_write:
         plot(results, REPO / "docs" / "scaling.png", title, limit)
-        write_section(MARK, text)
+        write_section(MARK, text, REPO / "BENCHMARKS.md")
 
 
 if __name__ == "__main__":

@@ -728,14 +728,13 @@ def stage_run(args) -> None:
 
 
 def stage_table(args) -> None:
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    from sections import write_section
+    from fusekit.experiments import write_section
 
     text = render(load_results(args.results))
     if args.no_write:
         print(text)
     else:
-        write_section(MARK, text)
+        write_section(MARK, text, REPO / "BENCHMARKS.md")
         print(f"wrote section {MARK} of BENCHMARKS.md")
 
 
