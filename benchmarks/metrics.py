@@ -44,7 +44,6 @@ from scipy.signal import convolve2d
 from fusekit.experiments import write_section
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
 NAMES = ("en", "sd", "sf", "ag", "mi", "scd", "vif", "qabf", "ssim", "psnr", "cc")
 
