@@ -33,7 +33,6 @@ import argparse
 import math
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
