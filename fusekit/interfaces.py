@@ -446,11 +446,27 @@ class TorchFuser(Fuser):
 
 
 class LossProposer(abc.ABC):
-    """Proposes pixel-wise weights for the intensity and gradient loss terms.
+    """Proposes pixel-wise, per-source weights for the terms of the fusion loss.
 
     :meth:`build_network` returns a module whose ``forward(sources)`` takes
-    ``N x S x H x W`` sources in [0, 1] and returns ``(w_int, w_grad)``, two
-    ``N x S x H x W`` tensors that sum to 1 over ``S`` at every pixel.
+    ``N x S x H x W`` sources in [0, 1] (``S`` sources in the task's slot
+    order) and returns a *proposal*: a mapping from a term name to that
+    term's ``N x S x H x W`` weights, e.g. ``{"intensity": w_int,
+    "gradient": w_grad}``. The fusion loss is the sum of the proposed terms
+    (:func:`fusekit.training.losses.fusion_loss`); a term left out is not in
+    the loss. Weights usually sum to 1 over ``S`` at every pixel.
+
+    The registered terms (:data:`fusekit.training.losses.LOSS_TERMS`) are
+    ``"intensity"``, ``sum_s mean((w_s * (I_s - F))^2)``, and
+    ``"gradient"``, the same on Sobel gradient magnitudes, scaled by
+    ``lambda_grad``. A plugin adds a term with
+    :func:`fusekit.training.losses.register_loss_term` (a function
+    ``compare(sources, fused, weights) -> scalar``, logged as
+    ``fuse_NAME``) before training, then proposes weights under its name.
+
+    A pair ``(w_int, w_grad)`` is read as ``{"intensity": w_int,
+    "gradient": w_grad}``, so proposers written for the two-term loss keep
+    working; fusekit's own networks still answer with that pair.
 
     Attributes
     ----------
@@ -459,6 +475,24 @@ class LossProposer(abc.ABC):
     learnable : bool
         ``False`` for a fixed, hand-made loss: the trainer then skips the
         meta-learning phase.
+
+    Examples
+    --------
+    A proposer of the intensity term only, equal weights::
+
+        import torch
+        from fusekit import LossProposer
+
+        class EvenIntensity(torch.nn.Module):
+            def forward(self, sources):
+                return {"intensity": torch.full_like(sources, 1 / sources.shape[1])}
+
+        class Even(LossProposer):
+            name = "even"
+            learnable = False
+
+            def build_network(self):
+                return EvenIntensity()
     """
 
     name: ClassVar[str] = ""
@@ -467,7 +501,7 @@ class LossProposer(abc.ABC):
 
     @abc.abstractmethod
     def build_network(self) -> "torch.nn.Module":
-        """Return the module ``N x S x H x W -> (w_int, w_grad)``."""
+        """Return the module ``N x S x H x W -> {term name: N x S x H x W}`` (or ``(w_int, w_grad)``)."""
 
 
 class Reconstructor(abc.ABC):

@@ -75,17 +75,17 @@ def test_fusion_loss_with_one_hot_weights_targets_the_selected_source():
     src = torch.cat([a, b], dim=1)
     fused = torch.rand(1, 1, 8, 8)
     pick_a = torch.cat([torch.ones_like(a), torch.zeros_like(b)], dim=1)
-    loss, parts = fusion_loss(src, fused, pick_a, pick_a, lambda_grad=0.0)
+    loss, parts = fusion_loss(src, fused, {"intensity": pick_a, "gradient": pick_a}, lambda_grad=0.0)
     assert torch.allclose(loss, ((a - fused) ** 2).mean())
-    assert torch.allclose(parts["int"], loss)
-    loss_g, _ = fusion_loss(src, a, pick_a, pick_a, lambda_grad=3.0)
+    assert torch.allclose(parts["intensity"], loss)
+    loss_g, _ = fusion_loss(src, a, (pick_a, pick_a), lambda_grad=3.0)  # a pair: intensity, gradient
     assert loss_g.item() == pytest.approx(0.0, abs=1e-12)  # fused == selected source: no loss at all
 
 
 def test_fusion_loss_is_differentiable_in_the_weights():
     src = torch.rand(1, 2, 8, 8)
     w = torch.full((1, 2, 8, 8), 0.5, requires_grad=True)
-    loss, _ = fusion_loss(src, torch.rand(1, 1, 8, 8), w, w, 1.0)
+    loss, _ = fusion_loss(src, torch.rand(1, 1, 8, 8), {"intensity": w, "gradient": w}, 1.0)
     loss.backward()
     assert w.grad is not None and w.grad.abs().sum() > 0
 
@@ -374,8 +374,8 @@ def test_learning_only_the_intensity_weights_keeps_the_fixed_gradient_weights(st
     both = _trainer(stacks)
     only_int = _trainer(stacks, learn_weights="intensity")
     with torch.no_grad():
-        p_int, p_grad = both.loss_weights(x)
-        w_int, w_grad = only_int.loss_weights(x)
+        p_int, p_grad = both.loss_weights(x).values()
+        w_int, w_grad = only_int.loss_weights(x).values()
     assert torch.equal(w_int, p_int)                                 # same seed: the proposer's own
     assert torch.equal(w_grad, FixedWeights("max")(x)[1])           # the hand-made edge selection
     assert not torch.equal(p_grad, w_grad)

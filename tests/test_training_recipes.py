@@ -262,7 +262,7 @@ def test_intensity_only_proposer_reads_back_as_the_loss_it_was_trained_with(stac
     trainer = _trainer(stacks, learn_weights="intensity", symmetric_proposer=True)
     x = torch.from_numpy(np.stack(stacks[:2]))
     with torch.no_grad():
-        want_int, want_grad = trainer.loss_weights(x)
+        want_int, want_grad = trainer.loss_weights(x).values()
         got_int, got_grad = LearnedIntensity(trainer.proposer_net)(x)
         raw_int, raw_grad = trainer.proposer_net(x)
     assert torch.equal(got_int, want_int) and torch.equal(got_grad, want_grad)
@@ -300,8 +300,8 @@ def test_proposer_temperature_sharpens_the_weights_the_fuser_is_trained_with(sta
     assert isinstance(sharp.proposer_net, Sharpened)
     x = torch.from_numpy(np.stack(stacks[:2]))
     with torch.no_grad():
-        w_plain, _ = plain.loss_weights(x)
-        w_sharp, _ = sharp.loss_weights(x)
+        w_plain = plain.loss_weights(x)["intensity"]
+        w_sharp = sharp.loss_weights(x)["intensity"]
     assert torch.allclose(w_sharp.sum(1), torch.ones_like(w_sharp[:, 0]), atol=1e-6)
     assert (w_sharp - 0.5).abs().mean() > 3 * (w_plain - 0.5).abs().mean()  # same P, sharper map
     path = tmp_path / "p.safetensors"

@@ -93,7 +93,7 @@ def _settings(command: Callable[..., Any]) -> Callable[..., Any]:
               help="Loss proposer: 'refusion' (meta-learned) or 'fixed' (hand-made loss).")
 @click.option("--reconstructor", default="refusion", show_default=True, help="Reconstruction network.")
 @click.option("--patches", "patch_files", multiple=True, type=click.Path(path_type=Path),
-              help="Pre-extracted patches (.npz with uint8 'patches' N x 2 x P x P); repeatable "
+              help="Pre-extracted patches (.npz with uint8 'patches' N x S x P x P); repeatable "
                    "(default: none; patches are cut from DATA_DIRS).")
 @_settings
 @click.option("--threads", type=click.IntRange(min=1), default=None,
@@ -193,7 +193,7 @@ def train_command(state: CliState, data_dirs: tuple[Path, ...], output: Path, me
         pairs = find_pairs(data_dirs, task)
         images.extend(load_pairs(pairs, config.patch_size))
         for d in data_dirs:
-            data_desc.append({"folder": str(d), "pairs": sum(1 for a, _ in pairs if a.parent.parent == Path(d))})
+            data_desc.append({"folder": str(d), "pairs": sum(1 for s in pairs if s[0].parent.parent == Path(d))})
     for pf in patch_files:
         patches = load_patch_file(pf, config.patch_size)
         images.extend(list(patches))

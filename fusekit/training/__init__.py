@@ -3,8 +3,9 @@
 Modules (import them directly; this package imports nothing heavy so that
 loading the built-in plugin does not import torch):
 
-* :mod:`fusekit.training.data` -- pairs from data folders, random patches.
-* :mod:`fusekit.training.losses` -- Sobel gradient, ``L_fuse``, ``L_rec``.
+* :mod:`fusekit.training.data` -- source sets from data folders, random patches.
+* :mod:`fusekit.training.losses` -- Sobel gradient, the table of ``L_fuse``'s terms, ``L_fuse``, ``L_rec``.
+* :mod:`fusekit.training.proposals` -- what a loss proposer proposes: weights per named term.
 * :mod:`fusekit.training.config` -- ``TrainConfig``: the settings, their defaults and help.
 * :mod:`fusekit.training.schedule` -- which step when, learning rates, loss ramp.
 * :mod:`fusekit.training.meta` / :mod:`~fusekit.training.fusion` -- the two steps.

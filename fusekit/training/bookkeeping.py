@@ -5,9 +5,9 @@ from __future__ import annotations
 import csv
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
-__all__ = ["TrainResult", "TrainingInterrupted", "LOG_COLUMNS", "open_log", "StopRequest",
+__all__ = ["TrainResult", "TrainingInterrupted", "LOG_COLUMNS", "log_columns", "open_log", "StopRequest",
            "progress_bar"]
 
 LOG_COLUMNS = ("step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec",
@@ -47,10 +47,18 @@ class TrainingInterrupted(Exception):
         super().__init__(f"interrupted at step {step}; {where}")
 
 
-def open_log(path: Path | None, step: int) -> tuple[Any, Any]:
+def log_columns(terms: Sequence[str] = ()) -> tuple[str, ...]:
+    """:data:`LOG_COLUMNS` with the loss terms' columns ``terms`` it lacks, before ``rec``."""
+    extra = tuple(t for t in terms if t not in LOG_COLUMNS)
+    at = LOG_COLUMNS.index("rec")
+    return LOG_COLUMNS[:at] + extra + LOG_COLUMNS[at:]
+
+
+def open_log(path: Path | None, step: int, columns: Sequence[str] = LOG_COLUMNS) -> tuple[Any, Any]:
     """The CSV loss log at ``path`` opened for writing (file, ``csv.DictWriter``), or ``(None, None)``.
 
-    A run resumed at ``step`` keeps the rows up to it and drops later ones.
+    ``columns`` are its columns (:func:`log_columns`). A run resumed at
+    ``step`` keeps the rows up to it and drops later ones.
     """
     if path is None:
         return None, None
@@ -60,7 +68,7 @@ def open_log(path: Path | None, step: int) -> tuple[Any, Any]:
         with open(path, newline="") as fh:
             kept = [row for row in csv.DictReader(fh) if row.get("step", "").isdigit() and int(row["step"]) <= step]
     fh = open(path, "w", newline="")
-    writer = csv.DictWriter(fh, fieldnames=LOG_COLUMNS, restval="")
+    writer = csv.DictWriter(fh, fieldnames=list(columns), restval="")
     writer.writeheader()
     writer.writerows(kept)
     return fh, writer

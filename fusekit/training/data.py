@@ -14,7 +14,7 @@ published ReFusion networks expect.
 
 For fast runs (a GPU that would otherwise wait for image decoding) patches can
 be extracted once into a ``.npz`` file holding ``patches``, a uint8 array
-``N x 2 x P x P`` (see ``benchmarks/make_patches.py``), and sampled with
+``N x S x P x P`` (``S`` sources) (see ``benchmarks/make_patches.py``), and sampled with
 :func:`load_patch_file`.
 
 This module uses numpy only; tensors are made by the trainer.
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 
-def find_pairs(data_dirs: Sequence[str | Path], task: str) -> list[tuple[Path, Path]]:
+def find_pairs(data_dirs: Sequence[str | Path], task: str) -> list[tuple[Path, ...]]:
     """List the source pairs of one or more data folders, in canonical order.
 
     Parameters
@@ -51,8 +51,8 @@ def find_pairs(data_dirs: Sequence[str | Path], task: str) -> list[tuple[Path, P
 
     Returns
     -------
-    list of (Path, Path)
-        ``(first source, second source)`` per pair, e.g. ``(ir, vi)``.
+    list of tuple of Path
+        One path per source slot per set, e.g. ``(ir, vi)``.
 
     Raises
     ------
@@ -64,7 +64,7 @@ def find_pairs(data_dirs: Sequence[str | Path], task: str) -> list[tuple[Path, P
         raise ParameterError(f"unknown task {task!r}; expected one of {', '.join(TASKS)}")
     if not data_dirs:
         raise InputError("no data folder given; pass at least one DATA_DIR")
-    pairs: list[tuple[Path, Path]] = []
+    pairs: list[tuple[Path, ...]] = []
     for raw in data_dirs:
         data_dir = Path(raw)
         folders = source_folders(data_dir, task)
@@ -88,8 +88,8 @@ def _read_luminance(path: Path) -> np.ndarray:
     return luminance(read_image(path))
 
 
-def load_pairs(pairs: Sequence[tuple[Path, Path]], patch_size: int) -> list[np.ndarray]:
-    """Read every pair as a ``2 x H x W`` float32 luminance stack.
+def load_pairs(pairs: Sequence[tuple[Path, ...]], patch_size: int) -> list[np.ndarray]:
+    """Read every set of sources as an ``S x H x W`` float32 luminance stack.
 
     Parameters
     ----------
@@ -102,7 +102,7 @@ def load_pairs(pairs: Sequence[tuple[Path, Path]], patch_size: int) -> list[np.n
     Returns
     -------
     list of ndarray
-        ``S x H x W`` float32 in [0, 1] per pair (``S`` sources, 2 so far).
+        ``S x H x W`` float32 in [0, 1] per set (``S`` sources).
 
     Raises
     ------
@@ -132,7 +132,7 @@ def load_patch_file(path: str | Path, patch_size: int) -> np.ndarray:
     Parameters
     ----------
     path : path
-        ``.npz`` file whose array ``patches`` is uint8 ``N x 2 x P x P``
+        ``.npz`` file whose array ``patches`` is uint8 ``N x S x P x P``
         (sources in canonical order, 0..255 meaning [0, 1]).
     patch_size : int
         Training patch side; must not exceed ``P`` (smaller patches are
@@ -141,7 +141,7 @@ def load_patch_file(path: str | Path, patch_size: int) -> np.ndarray:
     Returns
     -------
     ndarray
-        The uint8 ``N x 2 x P x P`` array.
+        The uint8 ``N x S x P x P`` array.
     """
     path = Path(path)
     if not path.is_file():
@@ -156,8 +156,8 @@ def load_patch_file(path: str | Path, patch_size: int) -> np.ndarray:
         if isinstance(exc, InputError):
             raise
         raise InputError(f"{path}: not a readable .npz file ({exc})") from exc
-    if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[1] != 2 or patches.shape[2] != patches.shape[3]:
-        raise InputError(f"{path}: expected uint8 patches of shape N x 2 x P x P, got {patches.dtype} "
+    if patches.dtype != np.uint8 or patches.ndim != 4 or patches.shape[1] < 2 or patches.shape[2] != patches.shape[3]:
+        raise InputError(f"{path}: expected uint8 patches of shape N x S x P x P (S >= 2 sources), got {patches.dtype} "
                          f"{tuple(patches.shape)}")
     if len(patches) == 0:
         raise InputError(f"{path}: holds no patches")
@@ -169,7 +169,7 @@ def load_patch_file(path: str | Path, patch_size: int) -> np.ndarray:
 
 @dataclass
 class PatchSampler:
-    """Draws random patch pairs from ``2 x H x W`` image stacks.
+    """Draws random patches from ``S x H x W`` image stacks (``S`` sources).
 
     A patch is taken from an image chosen with probability proportional to
     its number of patch positions (so every position is equally likely), at
@@ -181,8 +181,8 @@ class PatchSampler:
     Parameters
     ----------
     images : sequence of ndarray
-        ``2 x H x W`` stacks, float32 in [0, 1] or uint8 (0..255); a uint8
-        array ``N x 2 x P x P`` works too.
+        ``S x H x W`` stacks, float32 in [0, 1] or uint8 (0..255); a uint8
+        array ``N x S x P x P`` works too.
     patch_size : int
         Patch side in pixels.
     seed : int
@@ -240,7 +240,7 @@ class PatchSampler:
         return np.ascontiguousarray(patch)
 
     def sample(self, batch_size: int) -> np.ndarray:
-        """Return ``batch_size x 2 x P x P`` float32 patches in [0, 1]."""
+        """Return ``batch_size x S x P x P`` float32 patches in [0, 1]."""
         return np.stack([self._one() for _ in range(batch_size)])
 
     # -- state for checkpoints ------------------------------------------------
@@ -254,22 +254,22 @@ class PatchSampler:
 
 
 def swap_augment(patches: np.ndarray, swap: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Feed every pair in both orders, keeping reconstruction targets in source order.
+    """Feed every set in given and reversed source order, keeping reconstruction targets in source order.
 
     Parameters
     ----------
     patches : ndarray
-        ``N x 2 x P x P`` in canonical source order.
+        ``N x S x P x P`` in canonical source order.
     swap : bool
         If false, return the batch unchanged (inputs and targets alike).
 
     Returns
     -------
     inputs : ndarray
-        ``2N x 2 x P x P``: the pairs as given, then the same pairs with the
-        sources swapped. These go into the fuser and the loss proposer.
+        ``2N x S x P x P``: the sets as given, then the same sets with the
+        sources in reverse order. These go into the fuser and the loss proposer.
     targets : ndarray
-        ``2N x 2 x P x P``: the pairs in canonical order, twice. The
+        ``2N x S x P x P``: the sets in canonical order, twice. The
         reconstructor must rebuild source 0 in channel 0 whatever the order
         the fuser saw, so it learns what each modality looks like.
     """

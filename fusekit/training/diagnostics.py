@@ -12,8 +12,9 @@ batches and measures, without moving any network:
   inner fusion loss with respect to P, which the authors' code adds to the
   meta-gradient), the ratio of the two terms' sizes and the cosine between
   their means (how much of P's step is meta-learning at all);
-* statistics of the **proposed weight maps** on the canonical-order half of
-  the batches: mean weight of the first source (intensity and gradient),
+* statistics of the **proposed weight maps** (two sources) on the
+  canonical-order half of the batches: mean weight of the first source (per
+  proposed term, e.g. intensity and gradient),
   mean entropy in bits (0 for one-hot weights, 1 for an even split), and the
   share of pixels where the larger weight goes to the brighter source and to
   the source with the larger Sobel gradient (pixels where the sources differ
@@ -29,7 +30,9 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from ..errors import InputError
 from .losses import sobel_gradient
+from .proposals import Proposal, proposal_terms
 
 if TYPE_CHECKING:  # pragma: no cover
     from .trainer import Trainer
@@ -37,6 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["meta_gradient_report", "weight_map_stats"]
 
 _TIE = 1.0 / 255.0
+_SHORT = {"intensity": "int", "gradient": "grad"}  # the statistics' names of the two usual terms
 
 
 def _flat(grads: list[torch.Tensor | None], like: list[torch.Tensor]) -> torch.Tensor:
@@ -49,32 +53,44 @@ def _snr(vectors: list[torch.Tensor]) -> float:
     return float(torch.stack(vectors).mean(0).norm()) / mean_norm if mean_norm > 0 else float("nan")
 
 
-def weight_map_stats(x: torch.Tensor, w_int: torch.Tensor, w_grad: torch.Tensor) -> dict[str, float]:
-    """Summary of two-source weight maps.
+def weight_map_stats(x: torch.Tensor, *weights: Proposal | torch.Tensor) -> dict[str, float]:
+    """Summary of two-source weight maps, per proposed term.
 
     Parameters
     ----------
     x : Tensor
         ``N x 2 x H x W`` sources in [0, 1], canonical order.
-    w_int, w_grad : Tensor
-        ``N x 2 x H x W`` weights (summing to 1 over the sources).
+    *weights : proposal, or Tensor and Tensor
+        One proposal (term name -> ``N x 2 x H x W`` weights summing to 1
+        over the sources, see :mod:`~fusekit.training.proposals`), or the two
+        maps ``w_int, w_grad``.
 
     Returns
     -------
     dict of str to float
-        ``int_first`` / ``grad_first``: mean weight of source 0;
-        ``int_entropy`` / ``grad_entropy``: mean entropy in bits;
-        ``int_to_brighter``, ``int_to_sharper``, ``grad_to_brighter``,
-        ``grad_to_sharper``: share of (non-tied) pixels whose larger weight
-        goes to the brighter / larger-gradient source.
+        Per term, under its short name ``T`` (``int``, ``grad``, or the
+        term's own name): ``T_first``, the mean weight of source 0;
+        ``T_entropy``, the mean entropy in bits; ``T_to_brighter`` and
+        ``T_to_sharper``, the share of (non-tied) pixels whose larger
+        weight goes to the brighter / larger-gradient source.
+
+    Raises
+    ------
+    InputError
+        ``x`` does not hold exactly two sources (the statistics compare a
+        pair).
     """
+    if x.dim() != 4 or x.shape[1] != 2:
+        raise InputError(f"weight_map_stats compares two sources; got sources of shape {tuple(x.shape)}")
+    terms = proposal_terms(weights[0] if len(weights) == 1 else tuple(weights))
     g = sobel_gradient(x)
     brighter = x[:, 0] > x[:, 1]
     sharper = g[:, 0] > g[:, 1]
     clear_int = (x[:, 0] - x[:, 1]).abs() >= _TIE
     clear_grad = (g[:, 0] - g[:, 1]).abs() >= _TIE
     out: dict[str, float] = {}
-    for name, w in (("int", w_int), ("grad", w_grad)):
+    for term, w in terms.items():
+        name = _SHORT.get(term, term)
         p = w.clamp_min(1e-12)
         out[f"{name}_first"] = float(w[:, 0].mean())
         out[f"{name}_entropy"] = float((-(p * p.log2()).sum(1)).mean())
@@ -131,7 +147,7 @@ def meta_gradient_report(trainer: "Trainer", batches: int = 16, lr: float | None
         directs.append(_flat(direct, params))
         rec.append(losses["meta_rec"])
         half = inner["x"].shape[0] // 2 if c.swap else inner["x"].shape[0]
-        maps.append(weight_map_stats(inner["x"][:half], inner["w_int"][:half], inner["w_grad"][:half]))
+        maps.append(weight_map_stats(inner["x"][:half], {k: w[:half] for k, w in inner["weights"].items()}))
     meta_mean, direct_mean = torch.stack(metas).mean(0), torch.stack(directs).mean(0)
     meta_norm = sum(float(v.norm()) for v in metas) / batches
     direct_norm = sum(float(v.norm()) for v in directs) / batches

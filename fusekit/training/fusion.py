@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import torch
 
-from .losses import fusion_loss, reconstruction_loss
+from .losses import LOSS_TERMS, fusion_loss, reconstruction_loss
 
-__all__ = ["FusionStep", "set_lr"]
+__all__ = ["FusionStep", "set_lr", "term_losses"]
 
 
 class FusionStep:
@@ -20,9 +20,9 @@ class FusionStep:
         """One fusion step: F on ``L_fuse`` (P frozen), R on ``L_rec``."""
         x, t = self._batch()
         with torch.no_grad():
-            w_int, w_grad = self.loss_weights(x)
+            weights = self.loss_weights(x)
         fused = self.fuser_net(x)
-        loss_f, parts = fusion_loss(x, fused, w_int, w_grad, lam)
+        loss_f, parts = fusion_loss(x, fused, weights, lam)
         self._check_finite(loss_f, "the fusion loss")
         self.opt_fuser.zero_grad(set_to_none=True)
         loss_f.backward()
@@ -37,8 +37,12 @@ class FusionStep:
         self.group.average_gradients(self.recon_net.parameters())
         set_lr(self.opt_recon, lr)
         self.opt_recon.step()
-        return {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
-                "rec": loss_r.item()}
+        return {"fuse": loss_f.item(), **term_losses(parts), "rec": loss_r.item()}
+
+
+def term_losses(parts: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Each term of ``L_fuse`` under its log name (``fuse_int``, ``fuse_grad``, ...)."""
+    return {LOSS_TERMS[name].log: value.item() for name, value in parts.items()}
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:

@@ -2,7 +2,10 @@
 
 All functions take and return ``torch`` tensors and are differentiable in
 every argument, including the proposed weights, so the meta-gradient of the
-loss proposer can flow through them.
+loss proposer can flow through them. ``L_fuse`` sums the terms a loss
+proposer proposes weights for, from the table :data:`LOSS_TERMS` (term name
+-> how it compares the fused image to the weighted sources); a plugin adds
+a term with :func:`register_loss_term`.
 
 References
 ----------
@@ -14,12 +17,17 @@ arXiv:2312.07943.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 
-from ..errors import InputError
+from ..errors import InputError, ParameterError
+from .proposals import Proposal, proposal_terms
 
-__all__ = ["sobel_gradient", "fusion_loss", "reconstruction_loss", "REC_REDUCTIONS"]
+__all__ = ["sobel_gradient", "fusion_loss", "reconstruction_loss", "REC_REDUCTIONS", "LOSS_TERMS", "LossTerm",
+           "register_loss_term", "intensity_term", "gradient_term"]
 
 #: Ways :func:`reconstruction_loss` combines the sources' errors at a pixel.
 REC_REDUCTIONS = ("max", "mean")
@@ -47,8 +55,8 @@ def sobel_gradient(images: torch.Tensor) -> torch.Tensor:
     --------
     >>> import torch
     >>> step = torch.zeros(1, 1, 4, 4); step[..., 2:] = 1.0
-    >>> sobel_gradient(step)[0, 0, 1].tolist()
-    [0.0, 4.0, 4.0, 0.0]
+    >>> sobel_gradient(step)[0, 0, 1].tolist()  # the zero padding makes an edge at the border too
+    [0.0, 4.0, 4.0, 4.0]
     """
     if images.dim() != 4:
         raise InputError(f"sobel_gradient expects an N x C x H x W tensor, got shape {tuple(images.shape)}")
@@ -65,13 +73,100 @@ def _check_same(name: str, a: torch.Tensor, b: torch.Tensor) -> None:
         raise InputError(f"{name}: expected matching shapes, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
-def fusion_loss(sources: torch.Tensor, fused: torch.Tensor, w_int: torch.Tensor, w_grad: torch.Tensor,
+def _weighted_squares(weights: torch.Tensor, error: torch.Tensor) -> torch.Tensor:
+    """``sum_s mean((w_s * e_s)^2)``: the mean over ``N, H, W`` of each source's weighted square, summed."""
+    return ((weights * error) ** 2).mean(dim=(0, 2, 3)).sum()
+
+
+def intensity_term(sources: torch.Tensor, fused: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_s mean((w_s * (I_s - F))^2)``: the fused image keeps the weighted sources' intensities.
+
+    Parameters
+    ----------
+    sources : Tensor
+        ``N x S x H x W`` in [0, 1].
+    fused : Tensor
+        ``N x 1 x H x W`` in [0, 1].
+    weights : Tensor
+        ``N x S x H x W`` per-source, per-pixel weights.
+
+    Returns
+    -------
+    Tensor
+        Scalar.
+    """
+    return _weighted_squares(weights, sources - fused)
+
+
+def gradient_term(sources: torch.Tensor, fused: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``sum_s mean((w_s * (grad I_s - grad F))^2)``, ``grad`` the Sobel magnitude of :func:`sobel_gradient`.
+
+    Shapes as in :func:`intensity_term`; returns a scalar.
+    """
+    return _weighted_squares(weights, sobel_gradient(sources) - sobel_gradient(fused))
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One term of ``L_fuse``, named by the key a loss proposer proposes weights under.
+
+    Attributes
+    ----------
+    compare : callable
+        ``compare(sources, fused, weights) -> scalar Tensor``: sources
+        ``N x S x H x W``, fused ``N x 1 x H x W``, weights ``N x S x H x W``;
+        differentiable in all three.
+    log : str
+        Its column in the loss log and its key in the step's losses.
+    scaled : bool
+        Multiplied by the (scheduled) gradient-term weight ``lambda_grad``.
+    """
+
+    compare: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+    log: str
+    scaled: bool = False
+
+
+#: The terms ``L_fuse`` can hold, by name, in the order they are summed.
+LOSS_TERMS: dict[str, LossTerm] = {
+    "intensity": LossTerm(intensity_term, "fuse_int"),
+    "gradient": LossTerm(gradient_term, "fuse_grad", scaled=True),
+}
+
+
+def register_loss_term(name: str, compare: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor], *,
+                       scaled: bool = False) -> LossTerm:
+    """Add a term a loss proposer may propose weights for (logged as ``fuse_NAME``).
+
+    Parameters
+    ----------
+    name : str
+        The key of the proposal's mapping; not one already registered.
+    compare : callable
+        ``compare(sources, fused, weights) -> scalar``, see :class:`LossTerm`.
+    scaled : bool
+        Multiply the term by ``lambda_grad``.
+
+    Returns
+    -------
+    LossTerm
+        The registered term (remove it with ``del LOSS_TERMS[name]``).
+    """
+    if not name or name in LOSS_TERMS:
+        raise ParameterError(f"loss term {name!r} is empty or already registered ({', '.join(LOSS_TERMS)})")
+    LOSS_TERMS[name] = LossTerm(compare, f"fuse_{name}", scaled)
+    return LOSS_TERMS[name]
+
+
+def fusion_loss(sources: torch.Tensor, fused: torch.Tensor, weights: Proposal,
                 lambda_grad: float = 1.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """The learnable fusion loss ``L_fuse`` that trains the fusion network.
 
+    ``L_fuse = sum_t c_t * compare_t(I, F, w_t)`` over the terms ``t`` the
+    proposal names, in :data:`LOSS_TERMS` order, with ``c_t = lambda_grad``
+    for scaled terms and 1 otherwise. With the usual two terms,
     ``L_fuse = sum_s mean((w_int_s * (I_s - F))^2)
-    + lambda_grad * sum_s mean((w_grad_s * (grad I_s - grad F))^2)``,
-    with ``grad`` the Sobel magnitude of :func:`sobel_gradient`.
+    + lambda_grad * sum_s mean((w_grad_s * (grad I_s - grad F))^2)``.
 
     Parameters
     ----------
@@ -79,31 +174,39 @@ def fusion_loss(sources: torch.Tensor, fused: torch.Tensor, w_int: torch.Tensor,
         ``N x S x H x W`` sources in [0, 1], in the order the fuser saw them.
     fused : Tensor
         ``N x 1 x H x W`` fused image in [0, 1].
-    w_int, w_grad : Tensor
-        ``N x S x H x W`` pixel-wise weights (summing to 1 over ``S``) for the
-        intensity and the gradient terms, from a loss proposer. Not detached
-        by this function: gradients flow into them.
+    weights : mapping of str to Tensor, or (Tensor, Tensor)
+        A loss proposer's proposal: ``N x S x H x W`` pixel-wise weights per
+        term name (a pair means ``intensity``, ``gradient``). Not detached by
+        this function: gradients flow into them.
     lambda_grad : float
-        Weight of the gradient terms (dimensionless, >= 0).
+        Weight of the scaled (gradient) terms (dimensionless, >= 0).
 
     Returns
     -------
     loss : Tensor
         Scalar ``L_fuse``.
     parts : dict of str to Tensor
-        ``"int"`` and ``"grad"``: the two unweighted sums (detached), for logs.
+        Each term's unweighted value (detached), by term name, for logs.
     """
     if sources.dim() != 4 or fused.dim() != 4 or fused.shape[1] != 1:
         raise InputError(f"fusion_loss expects N x S x H x W sources and N x 1 x H x W fused, "
                          f"got {tuple(sources.shape)} and {tuple(fused.shape)}")
-    _check_same("fusion_loss weights w_int", sources, w_int)
-    _check_same("fusion_loss weights w_grad", sources, w_grad)
-    term_int = ((w_int * (sources - fused)) ** 2).mean(dim=(0, 2, 3)).sum()
-    g_src = sobel_gradient(sources)
-    g_fused = sobel_gradient(fused)
-    term_grad = ((w_grad * (g_src - g_fused)) ** 2).mean(dim=(0, 2, 3)).sum()
-    loss = term_int + lambda_grad * term_grad
-    return loss, {"int": term_int.detach(), "grad": term_grad.detach()}
+    weights = proposal_terms(weights)
+    unknown = [name for name in weights if name not in LOSS_TERMS]
+    if unknown:
+        raise InputError(f"loss proposal names unknown term(s) {', '.join(map(repr, unknown))}; known: "
+                         f"{', '.join(LOSS_TERMS)} (add one with fusekit.training.losses.register_loss_term)")
+    loss = None
+    parts: dict[str, torch.Tensor] = {}
+    for name, term in LOSS_TERMS.items():
+        if name not in weights:
+            continue
+        _check_same(f"fusion_loss weights {name!r}", sources, weights[name])
+        value = term.compare(sources, fused, weights[name])
+        parts[name] = value.detach()
+        value = lambda_grad * value if term.scaled else value
+        loss = value if loss is None else loss + value
+    return loss, parts
 
 
 def reconstruction_loss(targets: torch.Tensor, reconstructed: torch.Tensor,

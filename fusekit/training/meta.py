@@ -11,8 +11,10 @@ import numpy as np
 import torch
 from torch.func import functional_call
 
-from .fusion import set_lr
+from ..errors import ParameterError
+from .fusion import set_lr, term_losses
 from .losses import fusion_loss, reconstruction_loss
+from .proposals import proposal_terms
 from .recipes import normalised_sgd_step
 
 __all__ = ["MetaSteps"]
@@ -21,18 +23,19 @@ __all__ = ["MetaSteps"]
 class MetaSteps:
     """P's weights, its meta-gradient and its updates (a mixin of :class:`~fusekit.training.trainer.Trainer`)."""
 
-    def loss_weights(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Intensity and gradient weights of ``L_fuse`` for inputs ``x`` (``N x S x H x W`` each).
+    def loss_weights(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The weights of ``L_fuse`` for inputs ``x``: term name -> ``N x S x H x W`` (``N x S x H x W`` ``x``).
 
-        The proposer's, except that with ``learn_weights = "intensity"`` the
-        gradient weights are the hand-made fixed loss's (no gradient flows to
-        the proposer through them).
+        The proposer's (a pair it returns means ``intensity``, ``gradient``),
+        except that with ``learn_weights = "intensity"`` the gradient weights
+        are the hand-made fixed loss's (no gradient flows to the proposer
+        through them).
         """
-        w_int, w_grad = self.proposer_net(x)
+        weights = proposal_terms(self.proposer_net(x))
         if self.learnable and self.config.learn_weights == "intensity":
             with torch.no_grad():
-                w_grad = self._hand_made_weights()(x)[1]
-        return w_int, w_grad
+                weights["gradient"] = proposal_terms(self._hand_made_weights()(x))["gradient"]
+        return weights
 
     def _hand_made_weights(self) -> torch.nn.Module:
         """The task's ``fixed`` loss-weight network (warm-up targets, intensity-only gradient weights)."""
@@ -71,18 +74,19 @@ class MetaSteps:
         meta, direct : list of Tensor or None
             Per parameter of P (``requires_grad`` ones, in order); detached.
         losses : dict of str to float
-            ``fuse``, ``fuse_int``, ``fuse_grad``, ``rec``, ``meta_rec``.
-        inner : dict of str to Tensor
-            The inner batch ``x`` (``N x S x H x W``) and P's weights on it,
-            ``w_int`` and ``w_grad`` (detached), for diagnostics.
+            ``fuse``, each term's log name (``fuse_int``, ``fuse_grad``, ...),
+            ``rec``, ``meta_rec``.
+        inner : dict
+            ``x``: the inner batch (``N x S x H x W``); ``weights``: P's
+            weights on it by term name (detached), for diagnostics.
         """
         f_params = {k: v for k, v in self.fuser_net.named_parameters() if v.requires_grad}
         r_params = {k: v for k, v in self.recon_net.named_parameters() if v.requires_grad}
         p_params = [p for p in self.proposer_net.parameters() if p.requires_grad]
         x, t = self._batch(meta=True)
-        w_int, w_grad = self.loss_weights(x)
+        weights = self.loss_weights(x)
         fused = functional_call(self.fuser_net, f_params, (x,))
-        loss_f, parts = fusion_loss(x, fused, w_int, w_grad, lam)
+        loss_f, parts = fusion_loss(x, fused, weights, lam)
         self._check_finite(loss_f, "the fusion loss")
         wrt = list(f_params.values()) + (p_params if direct else [])
         all_grads = torch.autograd.grad(loss_f, wrt, create_graph=True, allow_unused=True)
@@ -101,9 +105,8 @@ class MetaSteps:
         meta = reconstruction_loss(t2, rec2, self.config.rec_reduction)
         self._check_finite(meta, "the meta reconstruction loss")
         meta_grads = torch.autograd.grad(meta * outer_weight, p_params, allow_unused=True)
-        losses = {"fuse": loss_f.item(), "fuse_int": parts["int"].item(), "fuse_grad": parts["grad"].item(),
-                  "rec": loss_r.item(), "meta_rec": meta.item()}
-        inner = {"x": x.detach(), "w_int": w_int.detach(), "w_grad": w_grad.detach()}
+        losses = {"fuse": loss_f.item(), **term_losses(parts), "rec": loss_r.item(), "meta_rec": meta.item()}
+        inner = {"x": x.detach(), "weights": {name: w.detach() for name, w in weights.items()}}
         return [None if g is None else g.detach() for g in meta_grads], direct_grads, losses, inner
 
     def meta_step(self, lr: float, lr_p: float, lam: float) -> dict[str, float]:
@@ -177,12 +180,20 @@ class MetaSteps:
         for _ in range(c.proposer_warmup):
             x, _t = self._batch()
             with torch.no_grad():
-                t_int, t_grad = target_net(x)
+                targets = proposal_terms(target_net(x))
                 n = x.shape[1]
-                t_int = t_int * (1 - n * c.warmup_smoothing) + c.warmup_smoothing
-                t_grad = t_grad * (1 - n * c.warmup_smoothing) + c.warmup_smoothing
-            w_int, w_grad = self.proposer_net(x)
-            loss = ((w_int - t_int) ** 2).mean() + ((w_grad - t_grad) ** 2).mean()
+                if n * c.warmup_smoothing >= 1:
+                    raise ParameterError(f"warm-up smoothing {c.warmup_smoothing} leaves no weight to the hand-made "
+                                         f"choice among {n} sources; use less than {1 / n:.3g}")
+                targets = {k: t * (1 - n * c.warmup_smoothing) + c.warmup_smoothing for k, t in targets.items()}
+            weights = proposal_terms(self.proposer_net(x))
+            shared = [name for name in weights if name in targets]
+            if not shared:
+                raise ParameterError(f"the proposer warm-up fits the hand-made {' and '.join(targets)} weights, "
+                                     f"but the proposer proposes only {', '.join(weights)}; use --proposer-warmup 0")
+            loss = ((weights[shared[0]] - targets[shared[0]]) ** 2).mean()
+            for name in shared[1:]:
+                loss = loss + ((weights[name] - targets[name]) ** 2).mean()
             self._check_finite(loss, "the proposer warm-up loss")
             opt.zero_grad(set_to_none=True)
             loss.backward()

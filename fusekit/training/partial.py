@@ -14,18 +14,21 @@ import torch
 from torch import nn
 
 from .fixed_net import FixedWeights
+from .proposals import Proposal, in_form_of, proposal_terms
 
 __all__ = ["LearnedIntensity"]
 
 
 class LearnedIntensity(nn.Module):
-    """``(w_int from P, w_grad from the max-gradient rule)``.
+    """P's proposal with its ``gradient`` weights from the max-gradient rule.
 
     Parameters
     ----------
     inner : nn.Module
         A loss proposal network mapping ``N x S x H x W`` sources in [0, 1]
-        to ``(w_int, w_grad)``, each ``N x S x H x W`` summing to 1 over ``S``.
+        to a proposal (:mod:`~fusekit.training.proposals`: term name ->
+        weights, or ``(w_int, w_grad)``), each ``N x S x H x W`` summing to 1
+        over ``S``; the answer has the same form.
 
     Examples
     --------
@@ -44,7 +47,8 @@ class LearnedIntensity(nn.Module):
         self.inner = inner
         self.rule = FixedWeights(intensity="mean")
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w_int, _ = self.inner(x)
-        _, w_grad = self.rule(x)
-        return w_int, w_grad
+    def forward(self, x: torch.Tensor) -> Proposal:
+        proposal = self.inner(x)
+        terms = proposal_terms(proposal)
+        terms["gradient"] = proposal_terms(self.rule(x))["gradient"]
+        return in_form_of(proposal, terms)

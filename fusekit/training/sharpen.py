@@ -15,18 +15,21 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .proposals import Proposal, map_proposal
+
 __all__ = ["Sharpened"]
 
 
 class Sharpened(nn.Module):
-    """``w_s -> w_s^(1/T) / sum_k w_k^(1/T)`` for both weight maps of a proposer.
+    """``w_s -> w_s^(1/T) / sum_k w_k^(1/T)`` for every weight map of a proposer.
 
     Parameters
     ----------
     inner : nn.Module
-        A loss proposal network mapping ``N x S x H x W`` sources to
-        ``(w_int, w_grad)``, each ``N x S x H x W``, positive and summing to 1
-        over ``S``.
+        A loss proposal network mapping ``N x S x H x W`` sources to a
+        proposal (:mod:`~fusekit.training.proposals`: term name -> weights, or
+        ``(w_int, w_grad)``), each ``N x S x H x W``, positive and summing to 1
+        over ``S``; the answer has the same form.
     temperature : float
         ``T > 0``; 1 leaves the weights unchanged, smaller sharpens.
 
@@ -38,7 +41,7 @@ class Sharpened(nn.Module):
     ...         return w, w
     >>> w_int, _ = Sharpened(Fixed(), 0.1)(torch.rand(1, 2, 2, 2))
     >>> round(float(w_int[0, 0, 0, 0]), 3)
-    0.882
+    0.881
     """
 
     def __init__(self, inner: nn.Module, temperature: float) -> None:
@@ -48,9 +51,8 @@ class Sharpened(nn.Module):
         self.inner = inner
         self.temperature = float(temperature)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w_int, w_grad = self.inner(x)
-        return self._sharpen(w_int), self._sharpen(w_grad)
+    def forward(self, x: torch.Tensor) -> Proposal:
+        return map_proposal(self.inner(x), self._sharpen)
 
     def _sharpen(self, w: torch.Tensor) -> torch.Tensor:
         return torch.softmax(torch.log(w.clamp_min(1e-12)) / self.temperature, dim=1)

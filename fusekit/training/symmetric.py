@@ -7,44 +7,70 @@ the second" -- which the swapped-order copies of every batch make harmless for
 its objective but useless as a loss (the diagnostic of
 ``benchmarks/meta_diagnostic.py`` reads it as entropy 0 with chance-level
 agreement with brightness and sharpness). :class:`OrderEquivariant` rules
-that out by construction: it averages P's weights on the sources as given and,
-reordered back, on the sources in reverse order, so swapping two sources swaps
-their weights and nothing else. The weights still sum to 1 over the sources.
+that out by construction: it averages P's weights over every order of the
+sources, each reordered back (for two sources: as given and swapped), so
+swapping two sources swaps their weights and nothing else. The weights still
+sum to 1 over the sources. ``S`` sources cost ``S!`` calls of P; more than
+:data:`MAX_SOURCES` are refused.
 """
 
 from __future__ import annotations
 
+import itertools
+import math
+
 import torch
 from torch import nn
 
-__all__ = ["OrderEquivariant"]
+from ..errors import InputError
+from .proposals import Proposal, in_form_of, proposal_terms
+
+__all__ = ["OrderEquivariant", "MAX_SOURCES"]
+
+
+#: The most sources :class:`OrderEquivariant` averages over (``5! = 120`` calls of P).
+MAX_SOURCES = 5
 
 
 class OrderEquivariant(nn.Module):
-    """``P_sym(x) = (P(x) + rev(P(rev(x)))) / 2`` for a proposer ``P``.
+    """``P_sym(x) = mean over orders pi of pi^-1(P(pi(x)))`` for a proposer ``P``.
+
+    With two sources, ``(P(x) + rev(P(rev(x)))) / 2``.
 
     Parameters
     ----------
     inner : nn.Module
-        A loss proposal network mapping ``N x S x H x W`` sources to
-        ``(w_int, w_grad)``, each ``N x S x H x W`` summing to 1 over ``S``.
+        A loss proposal network mapping ``N x S x H x W`` sources to a
+        proposal (:mod:`~fusekit.training.proposals`: term name -> weights, or
+        ``(w_int, w_grad)``), each ``N x S x H x W`` summing to 1 over ``S``;
+        the answer has the same form.
 
     Examples
     --------
     >>> class Slot0(nn.Module):  # always favours the first input
     ...     def forward(self, x):
     ...         w = torch.zeros_like(x); w[:, 0] = 1
-    ...         return w, w
-    >>> w_int, _ = OrderEquivariant(Slot0())(torch.rand(1, 2, 4, 4))
-    >>> float(w_int.min()), float(w_int.max())
-    (0.5, 0.5)
+    ...         return {"intensity": w}
+    >>> w = OrderEquivariant(Slot0())(torch.rand(1, 3, 4, 4))["intensity"]
+    >>> round(float(w.min()), 4), round(float(w.max()), 4)
+    (0.3333, 0.3333)
     """
 
     def __init__(self, inner: nn.Module) -> None:
         super().__init__()
         self.inner = inner
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        w_int, w_grad = self.inner(x)
-        r_int, r_grad = self.inner(x.flip(1))
-        return 0.5 * (w_int + r_int.flip(1)), 0.5 * (w_grad + r_grad.flip(1))
+    def forward(self, x: torch.Tensor) -> Proposal:
+        n = x.shape[1]
+        if n > MAX_SOURCES:
+            raise InputError(f"an order-equivariant loss proposer averages over all {n}! orders of the sources; "
+                             f"at most {MAX_SOURCES} sources are supported, got {n}")
+        first = self.inner(x)
+        total = proposal_terms(first)
+        for order in list(itertools.permutations(range(n)))[1:]:
+            index = torch.tensor(order, device=x.device)
+            back = torch.argsort(index)
+            other = proposal_terms(self.inner(x.index_select(1, index)))
+            total = {name: w + other[name].index_select(1, back) for name, w in total.items()}
+        scale = 1.0 / math.factorial(n)
+        return in_form_of(first, {name: scale * w for name, w in total.items()})

@@ -45,12 +45,13 @@ from ..devices import resolve_device as _resolve_device
 from ..errors import ParameterError
 from ..interfaces import LossProposer, Reconstructor, TorchFuser
 from . import schedule
-from .bookkeeping import StopRequest, TrainingInterrupted, TrainResult, open_log, progress_bar
+from .bookkeeping import StopRequest, TrainingInterrupted, TrainResult, log_columns, open_log, progress_bar
 from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, Checkpoints, read_checkpoint, save_weights
 from .config import LEARN_WEIGHTS, UNTIL_TIME_UP, TrainConfig
 from .data import PatchSampler, swap_augment
 from .distributed import Group
 from .fusion import FusionStep
+from .losses import LOSS_TERMS
 from .meta import MetaSteps
 from .recipes import EpochSchedule
 
@@ -76,7 +77,7 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
     reconstructor : Reconstructor
         Gives R.
     sampler : PatchSampler
-        Source of ``2 x P x P`` patch pairs in canonical order.
+        Source of ``S x P x P`` patch stacks in canonical order (``S`` sources).
     config : TrainConfig
         Settings.
     names : dict of str to str, optional
@@ -210,7 +211,7 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
         c = self.config
         start = time.monotonic()
         budget_start = start if clock_start is None else min(clock_start, start)
-        log_file, writer = open_log(self.log_path, self.step)
+        log_file, writer = open_log(self.log_path, self.step, log_columns([t.log for t in LOSS_TERMS.values()]))
         bar = progress_bar(total=None if c.steps >= UNTIL_TIME_UP else c.steps, initial=self.step,
                             show=self.progress,
                             desc=f"train {self.names['method']}/{c.task}")
@@ -290,7 +291,7 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
     def recent_losses(self) -> dict[str, float]:
         """Mean of each loss over the last (up to 50) steps that reported it."""
         out: dict[str, float] = {}
-        for key in ("fuse", "fuse_int", "fuse_grad", "rec", "meta_rec"):
+        for key in ("fuse", *(t.log for t in LOSS_TERMS.values()), "rec", "meta_rec"):
             values = [r[key] for r in self._recent if key in r]
             if values:
                 out[key] = float(np.mean(values))
