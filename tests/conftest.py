@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fusekit import Fuser
+
 REPO = Path(__file__).resolve().parents[1]
 #: The large benchmark data (``<task>/<dataset>/<split>/<source>/``): ``$FUSEKIT_DATA``, or beside
 #: the repository (``../shared/data``, where CI has it). A fresh clone has none; the core tests run on
@@ -38,6 +40,19 @@ def require_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(DATA_HINT if not DATA.is_dir() else f"{path} not found in the benchmark data ({DATA_HINT})")
     return path
+
+
+class ScaledFirst(Fuser):
+    """Test fuser ``scaled-first``: the first source times a factor read from a file (a stand-in weights file)."""
+
+    name = "scaled-first"
+
+    def __init__(self, *, weights: str = ""):
+        super().__init__()
+        self.weights = weights
+
+    def fuse(self, sources):
+        return np.clip(np.asarray(sources[0], np.float32) * float(Path(self.weights).read_text()), 0, 1)
 
 
 @functools.lru_cache(maxsize=None)

@@ -7,12 +7,11 @@ import os
 import shutil
 import threading
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fusekit import Fuser, hookimpl
+from fusekit import hookimpl
 from fusekit import experiments as ex
 from fusekit.datasets import images_by_stem
 from fusekit.errors import InputError
@@ -20,20 +19,7 @@ from fusekit.experiments import suite
 from fusekit.io import read_image
 from fusekit.plugins import build_host
 
-from .conftest import require_data
-
-
-class ScaledFirst(Fuser):
-    """The first source times a factor read from a file (stands in for a weights file)."""
-
-    name = "scaled-first"
-
-    def __init__(self, *, weights: str = ""):
-        super().__init__()
-        self.weights = weights
-
-    def fuse(self, sources):
-        return np.clip(np.asarray(sources[0], np.float32) * float(Path(self.weights).read_text()), 0, 1)
+from .conftest import ScaledFirst, require_data
 
 
 @pytest.fixture(scope="module")

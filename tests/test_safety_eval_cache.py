@@ -21,6 +21,7 @@ from fusekit import Fuser, hookimpl
 from fusekit.io import FusekitWarning
 from fusekit.plugins import build_host
 
+from .conftest import ScaledFirst
 from .corpus import write
 
 METRICS = "en,sd,mi"
@@ -33,20 +34,6 @@ class FirstSource(Fuser):
 
     def fuse(self, sources):
         return np.asarray(sources[0], np.float32).copy()
-
-
-class ScaledFirst(Fuser):
-    """The first source times a factor read from a file (stands in for a weights file)."""
-
-    name = "scaled-first"
-
-    def __init__(self, *, weights: str = ""):
-        super().__init__()
-        self.weights = weights
-
-    def fuse(self, sources):
-        factor = float(Path(self.weights).read_text())
-        return np.clip(np.asarray(sources[0], np.float32) * factor, 0, 1)
 
 
 @pytest.fixture(scope="module")
