@@ -292,7 +292,7 @@ def _runs_text(results: dict) -> str:
     return f"{counts[0]} ({', '.join(others)})"
 
 
-def render(results: dict, command: str, load: tuple, sizes: list[float], runs: int, max_seconds: float,
+def render(results: dict, command: str, load: tuple, sizes: list[float], max_seconds: float,
            limit: dict | None = None, notes: list[str] | None = None) -> str:
     lines = [f"<!-- begin {MARK} -->", "## Scaling with image size, whole processes (`benchmarks/scaling.py`)", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "
@@ -395,7 +395,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = [float(s) for s in args.sizes.split(",")]
     load0 = os.getloadavg()[0]
-    runs = args.runs
     threads_list = [int(t) for t in args.threads.split(",")]
     if args.from_json:
         results, loads, commands_run, limit = _merge(args.from_json)
@@ -426,7 +425,7 @@ def main(argv: list[str] | None = None) -> None:
         limit["sizes"] = sizes
     title = (f"fusekit whole processes vs image size ({os.cpu_count()} shared CPUs, load {load[0]:.1f}-{load[1]:.1f}; "
              "solid: 1 thread, dashed: 2 threads; log-log)")
-    text = render(results, command, load, sizes, runs, args.max_seconds, limit, args.note)
+    text = render(results, command, load, sizes, args.max_seconds, limit, args.note)
     print(text)
     if not args.no_write:
         plot(results, REPO / "docs" / "scaling.png", title, limit)

@@ -29,7 +29,7 @@ from typing import Iterator
 import numpy as np
 
 from . import header
-from .datasets import IMAGE_SUFFIXES as IMAGE_EXTENSIONS  # the one list; the old name stays for callers
+from .datasets import IMAGE_SUFFIXES
 from .errors import InputError
 
 #: zlib level of written PNGs (with the Sub filter and run-length strategy, see
@@ -290,10 +290,10 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
     """
     path = Path(path)
     ext = path.suffix.lower()
-    if ext not in IMAGE_EXTENSIONS:
+    if ext not in IMAGE_SUFFIXES:
         raise InputError(
             f"{path}: unknown output format {ext or '(no extension)'!r}; use one of "
-            + ", ".join(IMAGE_EXTENSIONS)
+            + ", ".join(IMAGE_SUFFIXES)
         )
     if bit_depth not in (8, 16):
         raise InputError(f"{path}: bit depth must be 8 or 16, got {bit_depth}")

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass
 
 from ..errors import ParameterError
-from . import schedule
 
 __all__ = ["TrainConfig", "LEARN_WEIGHTS", "UNTIL_TIME_UP", "RECIPE_DEFAULTS", "OBJECTIVE_SETTINGS", "field_help"]
 
@@ -221,11 +220,6 @@ class TrainConfig:
                                      "schedules by epochs (use --max-minutes alone to cap its time)")
             if self.proposer_warmup:
                 raise ParameterError("the authors recipe starts P from random weights; drop --proposer-warmup")
-
-    # the fusekit recipe's schedule (:mod:`fusekit.training.schedule`), also as methods
-    progress = schedule.progress
-    lr_factor = schedule.lr_factor
-    lambda_at = schedule.lambda_at
 
 
 def field_help() -> dict[str, tuple[str, str]]:

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from ..errors import InputError
+from . import schedule
 from .losses import sobel_gradient
 from .proposals import Proposal, proposal_terms
 
@@ -131,14 +132,9 @@ def meta_gradient_report(trainer: "Trainer", batches: int = 16, lr: float | None
         raise ValueError("batches must be at least 2")
     c = trainer.config
     step = min(trainer.step, c.steps - 1)
-    if trainer.schedule is not None:
-        lr = c.lr * trainer.schedule.lr_factor(step) if lr is None else lr
-        lam = c.lambda_grad * trainer.schedule.lambda_factor(step) if lam is None else lam
-        outer_weight = 1.0 / c.accumulate
-    else:
-        lr = c.lr * c.lr_factor(step) if lr is None else lr
-        lam = c.lambda_at(step) if lam is None else lam
-        outer_weight = 1.0
+    run_lr, _, run_lam = schedule.rates(c, trainer.schedule, step, 0.0)
+    lr, lam = run_lr if lr is None else lr, run_lam if lam is None else lam
+    outer_weight = 1.0 / c.accumulate if trainer.schedule is not None else 1.0
     params = [p for p in trainer.proposer_net.parameters() if p.requires_grad]
     metas, directs, maps, rec = [], [], [], []
     for _ in range(batches):

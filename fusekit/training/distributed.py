@@ -23,6 +23,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from ..devices import resolve_device
 from ..errors import InputError
 
 __all__ = ["Group", "join_from_environment", "sampler_seed"]
@@ -134,7 +135,7 @@ def join_from_environment(device: str) -> Group:
         return Group()
     import torch.distributed as dist
 
-    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    cuda = resolve_device(device).type == "cuda"
     local_rank = int(os.environ.get("LOCAL_RANK", "0") or 0)
     if not dist.is_initialized():
         try:

@@ -5,8 +5,7 @@ steps and ``fusion_steps`` fusion steps, a linear warm-up and cosine decay of
 the learning rates (or constant rates), and a linear ramp of the gradient-term
 weight ``lambda_grad``, all following the run's progress (:func:`progress`).
 The ``"authors"`` recipe's epochs are :class:`~fusekit.training.recipes.EpochSchedule`;
-:func:`phase_of` and :func:`rates` answer for either. (No torch here: the
-first three are also :class:`~fusekit.training.config.TrainConfig` methods.)
+:func:`phase_of` and :func:`rates` answer for either. (No torch here.)
 """
 
 from __future__ import annotations
