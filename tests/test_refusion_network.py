@@ -229,11 +229,20 @@ def test_allocator_settings_are_restored(seeded, monkeypatch):
             calls.append(("trim", pad))
 
     monkeypatch.setattr(engine, "_libc", lambda: Libc())
+    torch.set_num_threads(2)  # worker threads: they share the main arena during the call
     infer(ours, real_pair(24, 32))
     assert calls[:3] == [(engine._M_MMAP_THRESHOLD, 32 << 20), (engine._M_TRIM_THRESHOLD, engine.TRIM_BYTES),
                          (engine._M_ARENA_MAX, 1)]
-    assert calls[-3:] == [(engine._M_TRIM_THRESHOLD, 64 << 20), (engine._M_ARENA_MAX, 0), ("trim", 0)]
-    assert engine._MALLOC["depth"] == 0
+    # the arena limit goes back to glibc's default; mallopt(M_ARENA_MAX, 0) would be ignored by glibc
+    assert calls[-3:] == [(engine._M_TRIM_THRESHOLD, 64 << 20), (engine._M_ARENA_MAX, engine._arena_limit()),
+                          ("trim", 0)]
+    assert engine._arena_limit() > 0
+    assert engine._MALLOC["depth"] == 0 and not engine._MALLOC["shared"]
+    calls.clear()
+    torch.set_num_threads(1)  # no worker thread: the arena limit is left alone
+    infer(ours, real_pair(24, 32))
+    assert calls == [(engine._M_MMAP_THRESHOLD, 32 << 20), (engine._M_TRIM_THRESHOLD, engine.TRIM_BYTES),
+                     (engine._M_TRIM_THRESHOLD, 64 << 20), ("trim", 0)]
     calls.clear()
     monkeypatch.setattr(engine, "MALLOPT", False)
     infer(ours, real_pair(24, 32))

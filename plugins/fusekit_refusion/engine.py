@@ -1546,20 +1546,43 @@ def _infer_one(p: _Prepared, src: torch.Tensor, plan: _Plan, run: _Runner, borde
 #: CPU time). Within a call, :func:`_malloc_kept` raises glibc's trim
 #: threshold to :data:`TRIM_BYTES` and its mmap threshold to 32 MiB (glibc's
 #: own dynamic maximum), and keeps threads made during the call (the tile
-#: workers) on glibc's main arena: each new arena of their own kept its free
-#: memory apart (4096 x 3072: peak 1481 MiB with them, 1151 MiB without);
-#: after the last concurrent call ends the thresholds are set to 32 MiB /
-#: 64 MiB (what glibc's dynamic thresholds grow to), the arena limit to its
-#: default, and ``malloc_trim(0)`` gives the free memory back. glibc fixes
-#: its arena limit the first time a thread needs a new arena: when that
-#: happens during a call, threads share the main arena for the rest of the
-#: process (fine for fusekit's own processes; many-threaded allocation-heavy
-#: code in the same process may prefer ``FUSEKIT_REFUSION_MALLOPT=0``).
+#: workers, so only in calls that make them) on glibc's main arena: each new
+#: arena of their own kept its free memory apart (4096 x 3072: peak 1481 MiB
+#: with them, 1151 MiB without); after the last concurrent call ends the
+#: thresholds are set to 32 MiB / 64 MiB (what glibc's dynamic thresholds
+#: grow to), the arena limit back to glibc's default (:func:`_arena_limit`:
+#: ``MALLOC_ARENA_MAX`` where set, else 8 per core; ``mallopt(M_ARENA_MAX,
+#: 0)`` is ignored by glibc, so it cannot be "unset"), and ``malloc_trim(0)``
+#: gives the free memory back. glibc fixes its arena limit the first time a
+#: thread needs a new arena: when that happens during a call with workers,
+#: threads share the main arena for the rest of the process (fine for
+#: fusekit's own processes; many-threaded allocation-heavy code in the same
+#: process may prefer ``FUSEKIT_REFUSION_MALLOPT=0``).
 #: ``FUSEKIT_REFUSION_MALLOPT=0`` leaves the allocator alone.
 MALLOPT = os.environ.get("FUSEKIT_REFUSION_MALLOPT", "1") != "0"
 TRIM_BYTES = 64 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
-_MALLOC = {"libc": None, "depth": 0, "lock": threading.Lock()}
+_MALLOC = {"libc": None, "depth": 0, "shared": False, "lock": threading.Lock()}
+
+
+def _arena_limit() -> int:
+    """glibc's arena limit when the engine does not set one: the environment's
+    (``GLIBC_TUNABLES=glibc.malloc.arena_max=N``, ``MALLOC_ARENA_MAX=N``), else
+    glibc's own, 8 arenas per core available to the process (2 on 32-bit)."""
+    tunables = dict(item.partition("=")[::2] for item in os.environ.get("GLIBC_TUNABLES", "").split(":"))
+    for text in (tunables.get("glibc.malloc.arena_max"), os.environ.get("MALLOC_ARENA_MAX")):
+        try:
+            if text and int(text) > 0:
+                return int(text)
+        except ValueError:
+            pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cores = os.cpu_count() or 1
+    import ctypes
+
+    return max(1, cores) * (8 if ctypes.sizeof(ctypes.c_long) == 8 else 2)
 
 
 def _libc():
@@ -1582,8 +1605,9 @@ def _libc():
 class _malloc_kept:
     """Context manager: glibc keeps freed memory in the heap during the call (see :data:`MALLOPT`)."""
 
-    def __init__(self, active: bool) -> None:
+    def __init__(self, active: bool, share_arena: bool = True) -> None:
         self.libc = _libc() if active and MALLOPT else False
+        self.share_arena = share_arena
 
     def __enter__(self) -> "_malloc_kept":
         if self.libc:
@@ -1591,7 +1615,9 @@ class _malloc_kept:
                 if _MALLOC["depth"] == 0:
                     self.libc.mallopt(_M_MMAP_THRESHOLD, 32 << 20)
                     self.libc.mallopt(_M_TRIM_THRESHOLD, TRIM_BYTES)
+                if self.share_arena and not _MALLOC["shared"]:  # the workers this call makes: main arena
                     self.libc.mallopt(_M_ARENA_MAX, 1)
+                    _MALLOC["shared"] = True
                 _MALLOC["depth"] += 1
         return self
 
@@ -1601,7 +1627,9 @@ class _malloc_kept:
                 _MALLOC["depth"] -= 1
                 if _MALLOC["depth"] == 0:
                     self.libc.mallopt(_M_TRIM_THRESHOLD, 64 << 20)
-                    self.libc.mallopt(_M_ARENA_MAX, 0)  # (glibc latches the limit its first new thread saw)
+                    if _MALLOC["shared"]:  # (glibc latches the limit its first new thread saw)
+                        self.libc.mallopt(_M_ARENA_MAX, _arena_limit())
+                        _MALLOC["shared"] = False
                     self.libc.malloc_trim(0)
 
 
@@ -1665,6 +1693,10 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
     """
     if x.ndim != 4 or x.shape[1] != 2:
         raise InputError(f"expected sources of shape N x 2 x H x W, got {tuple(x.shape)}; stack two images")
+    if x.numel() == 0:
+        raise InputError(f"empty sources of shape {tuple(x.shape)}; pass at least one pair of at least 1 x 1 pixels")
+    if not x.is_floating_point():
+        raise InputError(f"sources must be float in [0, 1], got {x.dtype} (0-255 values? divide by 255)")
     if chunk_pixels < 1:
         raise ParameterError(f"chunk_pixels must be a positive integer, got {chunk_pixels}")
     if isinstance(border, bool) or not isinstance(border, int) or border < 0:
@@ -1677,7 +1709,7 @@ def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUN
     if run.workers > 1:  # the calling thread too: no OpenMP fork/join for its small ops
         torch.set_num_threads(1)
     try:
-        with torch.inference_mode(), _malloc_kept(x.device.type == "cpu"):
+        with torch.inference_mode(), _malloc_kept(x.device.type == "cpu", share_arena=run.workers > 1):
             p = prepare(net, x.device)
             x = x.float()
             plan = _plan(p, x.shape[2], x.shape[3], chunk_pixels, run.workers, border)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from fusekit.datasets import LAYOUTS
-from fusekit.errors import ParameterError
+from fusekit.errors import InputError, ParameterError
 from fusekit.interfaces import TASKS, Option, TorchFuser
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -27,6 +27,9 @@ SOURCE_ORDER: dict[str, tuple[str, ...]] = {task: tuple(slot.label for slot in s
 #: Pixels per tile of the inference engine (kept in sync with engine.py,
 #: duplicated here so that reading the default does not import torch).
 DEFAULT_CHUNK_PIXELS = 1 << 14
+
+#: Source values this far outside [0, 1] are rounding; farther ones are refused (0-255 images, say).
+RANGE_TOLERANCE = 1e-3
 
 
 class ReFusion(TorchFuser):
@@ -212,6 +215,11 @@ class ReFusion(TorchFuser):
 
         from .engine import RECEPTIVE_RADIUS, infer
 
+        if sources.numel() and sources.is_floating_point():
+            lo, hi = (float(v) for v in torch.aminmax(sources))
+            if not (lo >= -RANGE_TOLERANCE and hi <= 1 + RANGE_TOLERANCE):  # NaN fails too
+                hint = " (0-255 values? divide by 255)" if hi > 1.5 else ""
+                raise InputError(f"refusion: sources must lie in [0, 1], got values in [{lo:g}, {hi:g}]{hint}")
         net = self.network
         # the authors' checkpoints run exactly as published (zero padding); fusekit's own weights get the
         # mirrored border that keeps weights trained on zero-padded patches from striping the edges

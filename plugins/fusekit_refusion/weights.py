@@ -118,7 +118,7 @@ def read_registry(registry: Path | None = None) -> list[WeightsEntry]:
     except (OSError, ValueError) as exc:
         raise WeightsError(f"{registry}: unreadable weights registry ({exc}); reinstall fusekit") from exc
     items = data.get("weights") if isinstance(data, dict) else None
-    if data.get("format") != 1 or not isinstance(items, list):
+    if not isinstance(data, dict) or data.get("format") != 1 or not isinstance(items, list):
         raise WeightsError(f"{registry}: expected {{'format': 1, 'weights': [...]}}; reinstall fusekit")
     entries: list[WeightsEntry] = []
     for i, item in enumerate(items):
