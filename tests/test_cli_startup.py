@@ -58,6 +58,9 @@ def test_eval_of_one_triplet_imports_no_tqdm_numba_or_scipy_ndimage(tmp_path, de
                              "--profile", "cddfuse"], tmp_path)
     assert "fusekit.metrics.structural" in loaded                  # it did score
     assert not {"tqdm", "numba", "scipy.ndimage", "torch", "fusekit.cli.train"} & loaded
+    # nor what only --method runs, CSV output and --list-metrics need (hashes: OpenSSL; the
+    # profiles' convention tables)
+    assert not {"hashlib", "csv", "fusekit.metrics.conventions"} & loaded
 
 
 def test_hidden_progress_bar_needs_no_tqdm():

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from fusekit.metrics.exact_filters import EXACT_LIMIT, box_mean, correlate_zero, integer_valued
+from fusekit.metrics.exact_filters import EXACT_LIMIT, box_mean, correlate_zero, correlate_zero_pair, integer_valued
 from fusekit.metrics.perceptual import _CB_G1, _CB_G2
 
 SHAPES = [(1, 1), (2, 9), (3, 5), (7, 7), (7, 30), (12, 9), (65, 64), (130, 1500), (480, 640)]
@@ -38,6 +38,30 @@ def test_correlate_zero_is_scipys_correlate1d(shape):
         expected = ndimage.correlate1d(ndimage.correlate1d(image, taps, 0, mode="constant"),
                                        taps, 1, mode="constant")
         assert np.array_equal(correlate_zero(image, taps), expected)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_correlate_zero_pair_is_two_correlate_zero_bit_for_bit(shape):
+    # Q_CB's two windows share the first pass's pair sums; each output keeps scipy's operations
+    from scipy import ndimage
+
+    rng = np.random.default_rng(sum(shape) + 2)
+    image = rng.standard_normal(shape) * 100
+    narrow, wide = correlate_zero_pair(image, _CB_G1, _CB_G2)
+    for taps, got in ((_CB_G1, narrow), (_CB_G2, wide)):
+        expected = ndimage.correlate1d(ndimage.correlate1d(image, taps, 0, mode="constant"),
+                                       taps, 1, mode="constant")
+        assert np.array_equal(got, expected)
+        assert np.array_equal(got, correlate_zero(image, taps))
+    alone, none = correlate_zero_pair(image, _CB_G2, None)
+    assert none is None and np.array_equal(alone, wide)
+
+
+def test_correlate_zero_pair_refuses_kernels_of_two_lengths():
+    with pytest.raises(ValueError, match="one length"):
+        correlate_zero_pair(np.zeros((4, 4)), np.array([1.0]), np.array([0.25, 0.5, 0.25]))
+    with pytest.raises(ValueError, match="symmetric"):
+        correlate_zero_pair(np.zeros((4, 4)), np.array([1.0]), np.array([1.0, 2.0, 3.0]))
 
 
 def test_correlate_zero_refuses_asymmetric_kernels():

@@ -21,7 +21,6 @@ warning.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import warnings
@@ -49,6 +48,8 @@ def file_sha256(path: str | os.PathLike) -> str:
     str
         Hex digest.
     """
+    import hashlib  # here: loading OpenSSL's hashes costs ~7 ms, and only --method runs need them
+
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -101,6 +102,8 @@ def entry_key(method: dict[str, Any], modalities: Sequence[str], source_hashes: 
         "modalities": list(modalities),
         "sources": list(source_hashes),
     }
+    import hashlib
+
     return hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import io as _io
 import json
 import math
@@ -255,6 +254,8 @@ class EvaluationReport:
 
     def to_csv(self) -> str:
         """Per-image rows: ``image,method,<metric>...`` (empty where a metric failed)."""
+        import csv  # only for CSV output
+
         buf = _io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(["image", "method", *(m.name for m in self.metrics)])

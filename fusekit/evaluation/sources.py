@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -58,6 +57,8 @@ def _dataset_key(root: Path, modalities: Sequence[str] = ()) -> str:
     Another choice or order of source sub-folders gets its own folder, so
     alternating ``--sources`` orders do not fuse over each other's images.
     """
+    import hashlib  # here: ~7 ms to import, and only --method runs have a cache folder
+
     resolved = root.resolve()
     digest = hashlib.sha1("\0".join([str(resolved), *modalities]).encode()).hexdigest()[:8]
     return _slug("-".join(resolved.parts[-3:])) + "-" + digest

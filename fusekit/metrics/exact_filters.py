@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EXACT_LIMIT", "box_mean", "correlate_zero", "integer_valued"]
+__all__ = ["EXACT_LIMIT", "box_mean", "correlate_zero", "correlate_zero_pair", "integer_valued"]
 
 #: Largest integer magnitude of an image for which :func:`box_mean` of it and of its products
 #: (``x * x``, ``x * y``, at most 2^20) is exact.
@@ -143,34 +143,82 @@ def correlate_zero(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
     ValueError
         ``taps`` is not symmetric or has an even length.
     """
+    return correlate_zero_pair(image, taps, None)[0]
+
+
+def _symmetric_taps(taps: np.ndarray) -> np.ndarray:
+    """``taps`` as float64, checked to be symmetric and of odd length (ValueError otherwise)."""
     taps = np.asarray(taps, dtype=np.float64)
-    c = len(taps) // 2
-    if len(taps) % 2 == 0 or not np.array_equal(taps, taps[::-1]):
+    if taps.ndim != 1 or len(taps) % 2 == 0 or not np.array_equal(taps, taps[::-1]):
         raise ValueError("correlate_zero needs a symmetric kernel of odd length")
+    return taps
+
+
+def correlate_zero_pair(image: np.ndarray, taps: np.ndarray,
+                        other: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """:func:`correlate_zero` of one image with two kernels of one length, sharing the work they have in common.
+
+    Down the columns both kernels weigh the same pair sums ``x[i - j] +
+    x[i + j]`` of the same padded image, so each sum is formed once (a
+    sixth of the arithmetic of the two filterings). Every output is computed
+    with the operations of :func:`correlate_zero`, in its order: the values
+    are the same, bit for bit.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W)
+        Converted to float64.
+    taps, other : ndarray, shape (2c + 1,)
+        Symmetric kernels of the same odd length; ``other`` may be ``None``
+        (one filtering only).
+
+    Returns
+    -------
+    tuple of ndarray, shape (H, W), float64
+        ``(correlate_zero(image, taps), correlate_zero(image, other))``;
+        the second is ``None`` when ``other`` is.
+
+    Raises
+    ------
+    ValueError
+        A kernel is not symmetric, has an even length, or the two differ in length.
+    """
+    kernels = [_symmetric_taps(taps)]
+    if other is not None:
+        kernels.append(_symmetric_taps(other))
+        if len(kernels[1]) != len(kernels[0]):
+            raise ValueError("correlate_zero_pair needs two kernels of one length")
+    c = len(kernels[0]) // 2
     image = np.asarray(image, dtype=np.float64)
     h, w = image.shape
     padded = np.zeros((h + 2 * c, w))
     padded[c:c + h] = image
-    half = np.zeros((h, w + 2 * c))          # after the first pass, zero columns either side
-    out = np.empty((h, w))
+    # after the first pass, zero columns either side
+    halves = [np.zeros((h, w + 2 * c)) for _ in kernels]
+    outs = [np.empty((h, w)) for _ in kernels]
     strip = min(_STRIP // 2, h)
     tmp = np.empty((strip, w))
+    prod = np.empty((strip, w))
     for i0 in range(0, h, strip):            # down the columns
         m = min(strip, h - i0)
-        dst = half[i0:i0 + m, c:c + w]
-        np.multiply(padded[i0 + c:i0 + c + m], taps[c], out=dst)
+        centre = padded[i0 + c:i0 + c + m]
+        dsts = [half[i0:i0 + m, c:c + w] for half in halves]
+        for dst, k in zip(dsts, kernels):
+            np.multiply(centre, k[c], out=dst)
+        t, p = tmp[:m], prod[:m]
         for j in range(c, 0, -1):
-            t = tmp[:m]
             np.add(padded[i0 + c - j:i0 + c - j + m], padded[i0 + c + j:i0 + c + j + m], out=t)
-            t *= taps[c - j]
-            dst += t
-    for i0 in range(0, h, strip):            # along the rows
-        m = min(strip, h - i0)
-        src, dst = half[i0:i0 + m], out[i0:i0 + m]
-        np.multiply(src[:, c:c + w], taps[c], out=dst)
-        for j in range(c, 0, -1):
+            for dst, k in zip(dsts, kernels):
+                np.multiply(t, k[c - j], out=p)
+                dst += p
+    for half, out, k in zip(halves, outs, kernels):
+        for i0 in range(0, h, strip):        # along the rows
+            m = min(strip, h - i0)
+            src, dst = half[i0:i0 + m], out[i0:i0 + m]
+            np.multiply(src[:, c:c + w], k[c], out=dst)
             t = tmp[:m]
-            np.add(src[:, c - j:c - j + w], src[:, c + j:c + j + w], out=t)
-            t *= taps[c - j]
-            dst += t
-    return out
+            for j in range(c, 0, -1):
+                np.add(src[:, c - j:c - j + w], src[:, c + j:c + j + w], out=t)
+                t *= k[c - j]
+                dst += t
+    return outs[0], (outs[1] if other is not None else None)

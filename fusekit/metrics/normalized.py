@@ -41,7 +41,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Metric, MetricContext
-from .perceptual import stretch_255
+from .perceptual import stretched
 
 #: Cvejic's constant for the Tsallis entropy metric.
 TSALLIS_Q = 1.85
@@ -50,7 +50,7 @@ TSALLIS_Q = 1.85
 def _levels(ctx: MetricContext, index: int) -> np.ndarray:
     """Image ``index`` (0 = fused) stretched to 0..255 and rounded, flattened, int64; cached."""
     return ctx.cached_image(index, "stretched-levels",
-                            lambda: stretch_255(ctx.images[index], strict=False).astype(np.int64).ravel())
+                            lambda: stretched(ctx, index).astype(np.int64).ravel())
 
 
 def joint_probabilities(x: np.ndarray, y: np.ndarray) -> np.ndarray:

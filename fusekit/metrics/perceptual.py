@@ -44,7 +44,7 @@ import numpy as np
 
 from ..errors import InputError
 from .base import Metric, MetricContext
-from .exact_filters import correlate_zero
+from .exact_filters import correlate_zero_pair
 
 
 def round_half_away(x: np.ndarray) -> np.ndarray:
@@ -122,13 +122,24 @@ def _gaussian_taps(sigma: float) -> np.ndarray:
 _CB_G1, _CB_G2 = _gaussian_taps(2.0), _gaussian_taps(4.0)
 
 
-def _window_sum(image: np.ndarray, taps: np.ndarray) -> np.ndarray:
-    """MATLAB ``filter2(outer(taps, taps), image, 'same')``: zero padding, two 1-D passes.
+def _window_sums(image: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """MATLAB ``filter2(outer(g, g), image, 'same')`` for Liu's two windows ``g`` (sigma 2 and 4).
 
-    The values of ``scipy.ndimage.correlate1d`` along both axes, bit for bit,
-    without importing scipy.ndimage (:func:`fusekit.metrics.exact_filters.correlate_zero`).
+    Zero padding, two 1-D passes per window. The values of
+    ``scipy.ndimage.correlate1d`` along both axes, bit for bit, without
+    importing scipy.ndimage; the two windows share their first pass's pair
+    sums (:func:`fusekit.metrics.exact_filters.correlate_zero_pair`).
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W), float64
+
+    Returns
+    -------
+    tuple of two ndarray, shape (H, W), float64
+        The sums under the sigma-2 and the sigma-4 window.
     """
-    return correlate_zero(image, taps)
+    return correlate_zero_pair(image, _CB_G1, _CB_G2)
 
 
 @functools.lru_cache(maxsize=4)
@@ -161,10 +172,26 @@ def chen_blum_contrast(image: np.ndarray, strict: bool = True) -> np.ndarray:
         per degree for a viewing distance where the image spans 30 units
         each way, as in Liu's code), then ``C^3 / (C^2 + 1e-4)``.
     """
-    data = stretch_255(image, strict)
+    return _masked_contrast(stretch_255(image, strict), strict)
+
+
+def _masked_contrast(data: np.ndarray, strict: bool) -> np.ndarray:
+    """:func:`chen_blum_contrast` of an image already stretched (:func:`stretch_255`, same ``strict``).
+
+    Parameters
+    ----------
+    data : ndarray, shape (H, W), float64
+        Integers 0..255 (or NaN, where ``strict`` stretching left it); not modified.
+    strict : bool
+
+    Returns
+    -------
+    ndarray, shape (H, W), float64
+    """
     filtered = _csf_filter(data, _chen_blum_csf(data.shape))
+    narrow, wide = _window_sums(filtered)
     with np.errstate(divide="ignore", invalid="ignore"):
-        contrast = np.abs(_window_sum(filtered, _CB_G1) / _window_sum(filtered, _CB_G2) - 1.0)
+        contrast = np.abs(narrow / wide - 1.0)
         masked = contrast ** _CB_P / (contrast ** _CB_Q + _CB_Z)
     if not strict:
         masked[~np.isfinite(masked)] = 0.0
@@ -172,7 +199,8 @@ def chen_blum_contrast(image: np.ndarray, strict: bool = True) -> np.ndarray:
 
 
 def chen_blum(sources: list[np.ndarray] | tuple[np.ndarray, ...], fused: np.ndarray,
-              contrasts: list[np.ndarray] | None = None, strict: bool = True) -> float:
+              contrasts: list[np.ndarray] | None = None, strict: bool = True,
+              fused_contrast: np.ndarray | None = None) -> float:
     """Q_CB of a fused image and two sources (Chen & Blum 2009, Liu's implementation).
 
     Parameters
@@ -188,6 +216,9 @@ def chen_blum(sources: list[np.ndarray] | tuple[np.ndarray, ...], fused: np.ndar
         mask)`` turns any ``x/0`` into NaN), which makes the mean NaN.
         ``False`` defines those pixels: ``Q_SF = 1`` where both contrasts
         are 0, else 0 where one is; equal saliency where both sources' are 0.
+    fused_contrast : ndarray, shape (H, W), optional
+        :func:`chen_blum_contrast` of ``fused`` (same ``strict``), if
+        already computed.
 
     Returns
     -------
@@ -197,7 +228,7 @@ def chen_blum(sources: list[np.ndarray] | tuple[np.ndarray, ...], fused: np.ndar
         In [0, 1]; higher is better.
     """
     c1, c2 = contrasts if contrasts is not None else [chen_blum_contrast(s, strict) for s in sources]
-    cf = chen_blum_contrast(fused, strict)
+    cf = fused_contrast if fused_contrast is not None else chen_blum_contrast(fused, strict)
     with np.errstate(divide="ignore", invalid="ignore"):
         q1 = np.where(c1 < cf, c1 / cf, cf / c1)
         q2 = np.where(c2 < cf, c2 / cf, cf / c2)
@@ -254,7 +285,22 @@ def chen_varshney_saliency(image: np.ndarray, strict: bool = True) -> np.ndarray
         image stretched to 0-255 (``strict`` as in :func:`stretch_255`);
         partial blocks at the right and bottom sum what they hold.
     """
-    g = _sobel_magnitude_zero_padded(stretch_255(image, strict))
+    return _saliency(stretch_255(image, strict))
+
+
+def _saliency(data: np.ndarray) -> np.ndarray:
+    """:func:`chen_varshney_saliency` of an image already stretched (:func:`stretch_255`).
+
+    Parameters
+    ----------
+    data : ndarray, shape (H, W), float64
+        Not modified.
+
+    Returns
+    -------
+    ndarray, shape (ceil(H / 16), ceil(W / 16)), float64
+    """
+    g = _sobel_magnitude_zero_padded(data)
     return _block_reduce(g ** _CV_ALPHA, _CV_BLOCK)
 
 
@@ -270,7 +316,8 @@ def _mannos_sakrison(shape: tuple[int, int]) -> np.ndarray:
 
 
 def chen_varshney(sources: list[np.ndarray] | tuple[np.ndarray, ...], fused: np.ndarray,
-                  saliencies: list[np.ndarray] | None = None, strict: bool = True) -> float:
+                  saliencies: list[np.ndarray] | None = None, strict: bool = True,
+                  stretched: tuple[np.ndarray, ...] | None = None) -> float:
     """Q_CV of a fused image and two sources (Chen & Varshney 2007, Liu's implementation).
 
     Parameters
@@ -285,6 +332,9 @@ def chen_varshney(sources: list[np.ndarray] | tuple[np.ndarray, ...], fused: np.
         than all zeros; no edges in either source). ``False``: a constant
         image counts as all zeros, and without edges the two sources weigh
         the same.
+    stretched : tuple of ndarray, each (H, W), optional
+        :func:`stretch_255` (same ``strict``) of ``fused`` and then of each
+        source, if already computed.
 
     Returns
     -------
@@ -297,11 +347,13 @@ def chen_varshney(sources: list[np.ndarray] | tuple[np.ndarray, ...], fused: np.
         better; 0 when the fused image equals both sources.
     """
     lam = saliencies if saliencies is not None else [chen_varshney_saliency(s, strict) for s in sources]
-    f = stretch_255(fused, strict)
+    if stretched is None:
+        stretched = (stretch_255(fused, strict), *(stretch_255(s, strict) for s in sources))
+    f = stretched[0]
     csf = _mannos_sakrison(f.shape)
     dists = []
-    for source in sources:
-        diff = _csf_filter(stretch_255(source, strict) - f, csf)
+    for source in stretched[1:]:
+        diff = _csf_filter(source - f, csf)
         dists.append(_block_reduce(diff * diff, _CV_BLOCK) / float(_CV_BLOCK * _CV_BLOCK))
     num = float(sum(np.sum(w * d) for w, d in zip(lam, dists)))
     den = float(sum(np.sum(w) for w in lam))
@@ -320,20 +372,47 @@ def _two_sources(ctx: MetricContext, name: str) -> None:
                          "drop it from the metric list for this data")
 
 
+def stretched(ctx: MetricContext, index: int) -> np.ndarray:
+    """``stretch_255(ctx.images[index], strict=False)``, computed once per image and shared.
+
+    Q_CB, Q_CV and the normalised information metrics all stretch every
+    image the same way; the result is cached on the context (read-only).
+
+    Parameters
+    ----------
+    ctx : MetricContext
+    index : int
+        0 for the fused image, 1.. for the sources.
+
+    Returns
+    -------
+    ndarray, shape (H, W), float64
+        Integers 0..255; read-only.
+    """
+    def make() -> np.ndarray:
+        data = stretch_255(ctx.images[index], strict=False)
+        data.flags.writeable = False
+        return data
+
+    return ctx.cached_image(index, "stretch-255", make)
+
+
 def qcb(ctx: MetricContext) -> float:
     """Q_CB of the luminances (see :func:`chen_blum`); the sources' contrasts are computed once."""
     _two_sources(ctx, "qcb")
-    contrasts = [ctx.cached_image(i, "qcb-contrast", lambda i=i: chen_blum_contrast(ctx.images[i], False))
+    contrasts = [ctx.cached_image(i, "qcb-contrast", lambda i=i: _masked_contrast(stretched(ctx, i), False))
                  for i in (1, 2)]
-    return chen_blum(ctx.sources, ctx.fused, contrasts, strict=False)
+    return chen_blum(ctx.sources, ctx.fused, contrasts, strict=False,
+                     fused_contrast=_masked_contrast(stretched(ctx, 0), False))
 
 
 def qcv(ctx: MetricContext) -> float:
     """Q_CV of the luminances (see :func:`chen_varshney`); the sources' saliency is computed once."""
     _two_sources(ctx, "qcv")
-    saliencies = [ctx.cached_image(i, "qcv-saliency", lambda i=i: chen_varshney_saliency(ctx.images[i], False))
+    saliencies = [ctx.cached_image(i, "qcv-saliency", lambda i=i: _saliency(stretched(ctx, i)))
                   for i in (1, 2)]
-    return chen_varshney(ctx.sources, ctx.fused, saliencies, strict=False)
+    return chen_varshney(ctx.sources, ctx.fused, saliencies, strict=False,
+                         stretched=tuple(stretched(ctx, i) for i in (0, 1, 2)))
 
 
 QCB = Metric("qcb", "Chen-Blum perceptual quality (Q_CB)", "", True, True,

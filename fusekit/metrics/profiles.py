@@ -36,6 +36,7 @@ documented value instead (see :mod:`fusekit.metrics.correlation`).
 
 from __future__ import annotations
 
+import collections.abc as _abc
 import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Callable, Mapping
@@ -270,13 +271,49 @@ def _undefined_message(name: str, profile: Profile) -> str:
     return f"metric {name!r} is not part of profile {profile.name!r}; {where}"
 
 
-from . import conventions as _conv  # noqa: E402  (tables of plain data; imports nothing back)
+
+
+class _ConventionTable(_abc.Mapping):
+    """A table of :mod:`fusekit.metrics.conventions`, imported on first use.
+
+    The tables are only read by ``--list-metrics``, the HTML report and the
+    documentation; importing them (about 4 ms of CPU: some 200 formatted
+    strings) is left out of a plain ``fusekit eval``.
+
+    Parameters
+    ----------
+    attribute : str
+        Name of the table in :mod:`fusekit.metrics.conventions`
+        (``"STANDARD_TABLE"``, ...).
+    """
+
+    def __init__(self, attribute: str) -> None:
+        self._attribute = attribute
+
+    def _table(self) -> Mapping[str, Mapping[str, str]]:
+        from . import conventions  # tables of plain data; imports nothing back at import time
+
+        return getattr(conventions, self._attribute)
+
+    def __getitem__(self, key: str) -> Mapping[str, str]:
+        return self._table()[key]
+
+    def __iter__(self):
+        return iter(self._table())
+
+    def __len__(self) -> int:
+        return len(self._table())
+
+    def __repr__(self) -> str:
+        return f"_ConventionTable({self._attribute!r})"
+
+
 from .ivif_zoo import IMPLEMENTATIONS as _IVIF_ZOO_IMPLEMENTATIONS  # noqa: E402
 from .vifb import IMPLEMENTATIONS as _VIFB_IMPLEMENTATIONS  # noqa: E402
 
 STANDARD = Profile(
     name="standard",
-    conventions=_conv.STANDARD_TABLE,
+    conventions=_ConventionTable("STANDARD_TABLE"),
     summary="textbook definitions; luminance Y (BT.601), 0-255; MI in bits; "
             "SSIM 11x11 Gaussian, L=255, summed over sources",
     reference="definitions from the papers cited by each metric",
@@ -285,7 +322,7 @@ STANDARD = Profile(
 CDDFUSE = Profile(
     name="cddfuse",
     grey="opencv-float32-rounded",
-    conventions=_conv.CDDFUSE_TABLE,
+    conventions=_ConventionTable("CDDFUSE_TABLE"),
     mi_log_base=math.e,
     ssim_variant="skimage-0.19",
     qabf_variant="script",
@@ -302,7 +339,7 @@ VIFB = Profile(  # its own metric code (vifb.py) reads none of the convention fi
     grey="levels-8bit",
     implementations=_VIFB_IMPLEMENTATIONS,
     exclusive=True,
-    conventions=_conv.VIFB_TABLE,
+    conventions=_ConventionTable("VIFB_TABLE"),
     inputs="8-bit levels, colour kept (per channel, as VIFB)",
     mi_log_base=math.e,
     summary="reproduces VIFB's MATLAB metrics: its 13 metrics, colour per channel and averaged, "
@@ -316,7 +353,7 @@ IVIF_ZOO = Profile(
     grey="pil-l",
     implementations=_IVIF_ZOO_IMPLEMENTATIONS,
     exclusive=True,
-    conventions=_conv.IVIF_ZOO_TABLE,
+    conventions=_ConventionTable("IVIF_ZOO_TABLE"),
     inputs="8-bit grey by Pillow convert('L'), 0-255 scale",
     summary="reproduces IVIF_ZOO's Python SSIM (L=1), PSNR (+48 dB), VIF (off-centre windows, "
             "zero padding) and Nabf (arctan(gx/gy)); those 4 metrics only",
