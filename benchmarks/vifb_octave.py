@@ -180,6 +180,32 @@ OCTAVE_COLS = ("label", "image", "metric", "value", "imag", "seconds", "channels
 
 # ----------------------------------------------------------------------------- VIFB configuration
 
+VIFB_FIX = "--vifb must name a snapshot of github.com/xingchenzhang/VIFB (git clone https://github.com/xingchenzhang/VIFB)"
+
+
+def check_vifb(vifb: Path) -> None:
+    """Stop with one line naming the first file a VIFB snapshot needs that ``vifb`` lacks."""
+    if not vifb.is_dir():
+        raise SystemExit(f"{vifb}: no such folder; {VIFB_FIX}")
+    needed = [vifb / "util" / f"{n}.m" for n in ("configImgsVI", "configMethods", "configMetrics")]
+    needed += [vifb / "metrics" / f"metrics{k}.m" for k in METRICS]
+    for path in needed:
+        if not path.is_file():
+            raise SystemExit(f"{path}: not found, so {vifb} is not a VIFB snapshot; {VIFB_FIX}")
+    for sub in ("input/IR", "input/VI", "output/evaluation_metrics_single"):
+        if not (vifb / sub).is_dir():
+            raise SystemExit(f"{vifb / sub}: not found, so {vifb} is not a whole VIFB snapshot; {VIFB_FIX}")
+
+
+def check_vifb_inputs(vifb: Path, images: list[str]) -> None:
+    """Every pair ``util/configImgsVI.m`` names is in ``input/IR`` and ``input/VI``."""
+    for image in images:
+        for modality in ("IR", "VI"):
+            path = input_path(vifb, modality, image)
+            if not path.is_file():
+                raise SystemExit(f"{path}: not found (util/configImgsVI.m names {image}); {VIFB_FIX}")
+
+
 def config_names(vifb: Path, name: str) -> list[str]:
     """The ``struct('name', X)`` entries of ``util/<name>.m`` in order (images, methods, metrics)."""
     text = (vifb / "util" / f"{name}.m").read_text(errors="replace")
@@ -281,6 +307,10 @@ def weights_runs(args) -> list[tuple[str, list[str], str]]:
 
     entries = variants_for("ivif")
     wanted = args.variants or [e.variant for e in entries]
+    unknown = [v for v in wanted if v not in {e.variant for e in entries}]
+    if unknown:
+        raise SystemExit(f"--variant {unknown[0]}: no such IVIF weights variant; shipped: "
+                         f"{', '.join(e.variant for e in entries) or 'none'} ('fusekit info refusion')")
     for i, entry in enumerate(entries):
         if entry.variant in wanted:
             label = f"ivif/{entry.variant}" + (" (default)" if i == 0 else "")
@@ -290,6 +320,8 @@ def weights_runs(args) -> list[tuple[str, list[str], str]]:
         if not path or not Path(path).is_file():
             raise SystemExit(f"--weights-file {item!r}: give LABEL=PATH to an existing weights file")
         runs.append((label, ["--weights", str(Path(path).resolve())], sha256_file(Path(path))[:12]))
+    if not runs:
+        raise SystemExit("nothing to rank: no IVIF weights in the registry; pass --weights-file LABEL=PATH")
     return runs
 
 
@@ -328,6 +360,41 @@ def to_jpeg75(png_folder: Path, out: Path, images: list[str]) -> None:
             target.with_suffix(".part.jpg").replace(target)
 
 
+def check_fused_images(folder: Path, ext: str, images: list[str], vifb: Path) -> None:
+    """Stop with one line naming the first fused image that is missing, unreadable (truncated) or not
+    the size of its infrared input: VIFB's code would score it as NaN or as garbage."""
+    from PIL import Image
+
+    fix = f"delete it (or {folder}) and rerun to fuse it again"
+    for name in images:
+        path = folder / f"{name}.{ext}"
+        if not path.is_file():
+            raise SystemExit(f"{path}: fused image missing; rerun to fuse it (or delete {folder} to fuse them all)")
+        try:
+            with Image.open(path) as im:
+                im.load()
+                size = im.size
+            with Image.open(input_path(vifb, "IR", name)) as src:
+                want = src.size
+        except (OSError, SyntaxError, ValueError) as exc:
+            raise SystemExit(f"{path}: unreadable fused image ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0] if str(exc) else 'truncated?'}); {fix}") from None
+        if size != want:
+            raise SystemExit(f"{path}: fused image is {size[0]} x {size[1]}, its sources "
+                             f"{want[0]} x {want[1]}; {fix}")
+
+
+def run_checked(cmd: list[str], what: str, **kwargs) -> None:
+    """Run ``cmd`` (a fusekit command); stop with one line if it fails (its own message is above)."""
+    try:
+        proc = subprocess.run(cmd, **kwargs)
+    except OSError as exc:
+        raise SystemExit(f"{cmd[0]}: cannot start {what} ({exc.strerror})") from None
+    if proc.returncode:
+        raise SystemExit(f"{what} failed (exit {proc.returncode}; its message is above); fix that and rerun "
+                         f"(what is done is kept)")
+
+
 def stage_fuse(args, vifb: Path, images: list[str], runs) -> dict[str, tuple[Path, str]]:
     """Fuse with every weights run; ``{row label: (folder, extension)}`` for each stored form."""
     folders = {}
@@ -340,14 +407,16 @@ def stage_fuse(args, vifb: Path, images: list[str], runs) -> dict[str, tuple[Pat
             cmd = [sys.executable, "-m", "fusekit", "fuse", "-m", "refusion", "--task", "ivif", *flags,
                    str(vifb / "input" / "IR"), str(vifb / "input" / "VI"), "-o", str(out), "--no-progress"]
             print("+", " ".join(cmd), flush=True)
-            subprocess.run(cmd, check=True)
+            run_checked(cmd, f"fusekit fuse for {label}")
             print(f"fuse {label}: {time.time() - t0:.0f} s", flush=True)
+        check_fused_images(out, "png", images, vifb)
         for form in args.forms:
             if form == "png":
                 folders[f"{label}, {FORMS[form]}"] = (out, "png")
             else:
                 jpg = out.with_name(out.name + "-jpeg75")
                 to_jpeg75(out, jpg, images)
+                check_fused_images(jpg, "jpg", images, vifb)
                 folders[f"{label}, {FORMS[form]}"] = (jpg, "jpg")
     return folders
 
@@ -357,8 +426,17 @@ def stage_fuse(args, vifb: Path, images: list[str], runs) -> dict[str, tuple[Pat
 def octave_versions(octave: str) -> dict[str, str]:
     script = ("printf('octave %s\\n', version()); p = pkg('list'); "
               "for i = 1:numel(p), printf('%s %s\\n', p{i}.name, p{i}.version); end")
-    out = subprocess.run([octave, "--no-gui", "--no-window-system", "--quiet", "--no-init-file", "--eval", script],
-                         capture_output=True, text=True, check=True).stdout
+    try:
+        proc = subprocess.run([octave, "--no-gui", "--no-window-system", "--quiet", "--no-init-file", "--eval",
+                               script], capture_output=True, text=True)
+    except OSError as exc:
+        raise SystemExit(f"{octave}: cannot run GNU Octave ({exc.strerror}); install it "
+                         f"(apt-get install octave octave-image) or pass --octave PATH") from None
+    if proc.returncode:
+        last = (proc.stderr.strip().splitlines() or ["no message"])[-1]
+        raise SystemExit(f"{octave}: 'octave --eval' failed (exit {proc.returncode}: {last}); check the "
+                         f"installation or pass --octave PATH")
+    out = proc.stdout
     return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
@@ -373,8 +451,20 @@ def read_octave_tsv(path: Path) -> list[dict[str, str]]:
     return rows
 
 
+def drop_partial_line(path: Path) -> None:
+    """Cut a line Octave did not finish (stopped mid-write) off ``path``: appended to, it would merge
+    with the next value's line."""
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
 def run_octave(args, jobs: list[tuple[str, str, str, Path, Path, Path]], out: Path) -> float:
     """Append VIFB's values for ``jobs`` (label, image, metric, vi, ir, fused) not yet in ``out``; seconds taken."""
+    drop_partial_line(out)
     done = {(r["label"], r["image"], r["metric"]) for r in read_octave_tsv(out)}
     todo = [j for j in jobs if j[:3] not in done]
     if not todo:
@@ -425,7 +515,7 @@ def run_fusekit_eval(args, vifb: Path, label: str, folder: Path) -> list[dict[st
         cmd = [sys.executable, "-m", "fusekit", "eval", str(vifb / "input"), "--sources", "IR,VI", "--fused",
                str(folder), "--profile", "vifb", "-o", str(out)]
         print("+", " ".join(cmd), flush=True)
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        run_checked(cmd, f"fusekit eval for {label}", stdout=subprocess.DEVNULL)
     rows = list(csv.DictReader(out.open()))
     return [{"label": label, **{k: v for k, v in r.items() if k != "method"}} for r in rows]
 
@@ -465,12 +555,32 @@ def rank_table(published: dict[str, dict[str, float]], ours: dict[str, float], n
 
 # ----------------------------------------------------------------------------- kept CSVs
 
-def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file beside it and a rename: never half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as f:
-        w = csv.writer(f, lineterminator="\n")
-        w.writerow(header)
-        w.writerows(rows)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+    try:
+        with tmp.open("w", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def csv_text(header: list[str], rows: list[list]) -> str:
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    write_atomic(path, csv_text(header, rows))
 
 
 def g(x: float) -> str:
@@ -479,6 +589,10 @@ def g(x: float) -> str:
 
 def load_results(folder: Path = RESULTS) -> dict:
     """The kept CSVs and meta as plain structures (what ``table`` and the tests use)."""
+    for name in ("published_means.csv", "octave_per_image.csv", "meta.json"):
+        if not (folder / name).is_file():
+            raise SystemExit(f"{folder / name}: not found; run 'python benchmarks/vifb_octave.py run --vifb DIR' "
+                             f"first, or pass --results with the folder that holds the kept results")
     published = {}
     for row in csv.DictReader((folder / "published_means.csv").open()):
         published[row["method"]] = {k: float(row[k]) for k in METRICS}
@@ -647,13 +761,26 @@ def stage_run(args) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
     vifb = args.vifb = args.vifb.resolve()
     if shutil.which(args.octave) is None:
-        raise SystemExit(f"{args.octave}: GNU Octave not found (apt-get install octave octave-image)")
+        raise SystemExit(f"{args.octave}: GNU Octave not found; install it (apt-get install octave octave-image) "
+                         f"or pass --octave PATH")
+    check_vifb(vifb)
     images, methods, metrics = vifb_config(vifb)
+    check_vifb_inputs(vifb, images)
+    unknown = [m for m in args.check if m not in methods]
+    if unknown:
+        raise SystemExit(f"--check {unknown[0]}: not a method of {vifb}/util/configMethods.m; choose from "
+                         f"{', '.join(methods)}, or --check none")
+    for m in args.check:
+        for image in check_images(vifb, images, args.check_images):
+            path = vifb / "output" / "fused_images" / f"{image}_{m}.jpg"
+            if not path.is_file():
+                raise SystemExit(f"{path}: not found (VIFB's published fused image for --check {m}); use a "
+                                 f"whole VIFB snapshot, or --check none")
+    runs = weights_runs(args)
     versions = octave_versions(args.octave)
     if "image" not in versions:
-        raise SystemExit("octave-image is not installed (apt-get install octave-image)")
+        raise SystemExit(f"{args.octave}: octave-image is not installed (apt-get install octave-image)")
     args.cache.mkdir(parents=True, exist_ok=True)
-    runs = weights_runs(args)
 
     t0 = time.time()
     folders = stage_fuse(args, vifb, images, runs)
@@ -677,8 +804,11 @@ def stage_run(args) -> None:
     labels = list(folders)
     keep = sorted((r for r in rows if r["label"] in labels),
                   key=lambda r: (labels.index(r["label"]), images.index(r["image"]), metrics.index(r["metric"])))
-    write_csv(args.results / "octave_per_image.csv", ["label", "image", "metric", "value", "seconds", "channels"],
-              [[r["label"], r["image"], r["metric"], r["value"], r["seconds"], r["channels"]] for r in keep])
+    # every kept file is written at the end, each through a temporary file: a failure on the way leaves
+    # the kept set as it was, not half new and half old
+    outputs = {"octave_per_image.csv": csv_text(
+        ["label", "image", "metric", "value", "seconds", "channels"],
+        [[r["label"], r["image"], r["metric"], r["value"], r["seconds"], r["channels"]] for r in keep])}
     sec_per_image = sum(float(r["seconds"]) for r in keep) / max(len({(r["label"], r["image"]) for r in keep}), 1)
 
     published_pi = published_per_image(vifb, images, methods, metrics)
@@ -687,18 +817,18 @@ def stage_run(args) -> None:
         method = r["label"].split("/", 1)[1]
         pub = published_pi.get((method, r["image"], r["metric"]), math.nan)
         check_rows.append([method, r["image"], r["metric"], r["value"], g(pub), g(rel(float(r["value"]), pub))])
-    write_csv(args.results / "octave_check.csv", ["method", "image", "metric", "octave", "published", "rel_diff"],
-              check_rows)
+    outputs["octave_check.csv"] = csv_text(["method", "image", "metric", "octave", "published", "rel_diff"],
+                                           check_rows)
 
     fk_rows = []
     for label in labels:
         fk_rows += run_fusekit_eval(args, vifb, label, folders[label][0])
     keys = ["label", "image"] + [METRICS[k][1] for k in METRICS]
-    write_csv(args.results / "fusekit_per_image.csv", keys, [[r[c] for c in keys] for r in fk_rows])
+    outputs["fusekit_per_image.csv"] = csv_text(keys, [[r[c] for c in keys] for r in fk_rows])
 
     means, note = published_means(vifb, images, methods, metrics)
-    write_csv(args.results / "published_means.csv", ["method", *METRICS],
-              [[m, *(g(means[m][k]) for k in METRICS)] for m in methods])
+    outputs["published_means.csv"] = csv_text(["method", *METRICS],
+                                              [[m, *(g(means[m][k]) for k in METRICS)] for m in methods])
 
     command = ("nice -n 10 python benchmarks/vifb_octave.py run --vifb VIFB_DIR --vifb-commit "
                + vifb_commit(vifb, args.vifb_commit)[:12]
@@ -723,7 +853,9 @@ def stage_run(args) -> None:
                    f"training jobs; this run (0 s for what was cached): fusing {t_fuse:.0f} s, Octave check "
                    f"{t_check:.0f} s, Octave on ours {t_ours:.0f} s, whole run {time.time() - t_start:.0f} s"),
     }
-    (args.results / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+    outputs["meta.json"] = json.dumps(meta, indent=1) + "\n"
+    for name, text in outputs.items():
+        write_atomic(args.results / name, text)
     stage_table(args)
 
 
@@ -770,6 +902,8 @@ def main(argv: list[str] | None = None) -> None:
         args.forms = [f.strip() for f in args.forms.split(",") if f.strip()]
         if not args.forms or set(args.forms) - set(FORMS):
             ap.error(f"--forms: choose from {', '.join(FORMS)}")
+        if args.check_images < 1:
+            ap.error("--check-images: give 1 or more (or --check none to skip the check)")
         stage_run(args)
     else:
         stage_table(args)

@@ -13,8 +13,11 @@ import importlib.util
 import math
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,3 +121,171 @@ def test_octave_driver_reproduces_published_values(tmp_path):
         assert vo.rel(float(r["value"]), published[method, image, r["metric"]]) < 1e-4, r
     # A second call finds everything done and starts no Octave.
     assert vo.run_octave(args, vo.octave_jobs("vifb/ADF", [image], metrics, vifb, lambda i: fused), out) == 0.0
+
+
+# ----------------------------------------------------------------------------- bad input (no Octave needed)
+
+SCRIPT = REPO / "benchmarks" / "vifb_octave.py"
+
+
+def fake_vifb(root: Path, images=("carLight", "fight"), size=(12, 10)) -> Path:
+    """A VIFB-shaped folder: configs, the 13 metric files (empty), 2 JPEG pairs, the output folders."""
+    from PIL import Image
+
+    (root / "util").mkdir(parents=True)
+    names = list(images) + [f"img{i}" for i in range(21 - len(images))]
+    entry = "struct('name', '{}')"
+    (root / "util" / "configImgsVI.m").write_text("\n".join(entry.format(n) for n in names))
+    (root / "util" / "configMethods.m").write_text("\n".join(entry.format(m) for m in ("ADF", "CBF")))
+    (root / "util" / "configMetrics.m").write_text("\n".join(entry.format(k) for k in vo.METRICS))
+    (root / "metrics").mkdir()
+    for k in vo.METRICS:
+        (root / "metrics" / f"metrics{k}.m").write_text("% stub\n")
+    for modality in ("IR", "VI"):
+        (root / "input" / modality).mkdir(parents=True)
+        for n in names:
+            Image.new("L" if modality == "IR" else "RGB", size).save(root / "input" / modality / f"{n}.jpg")
+    (root / "output" / "evaluation_metrics_single").mkdir(parents=True)
+    (root / "output" / "fused_images").mkdir()
+    return root
+
+
+def run_script(*argv, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *map(str, argv)], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def one_line_error(proc, *needles) -> str:
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+    return lines[0]
+
+
+def test_octave_not_installed_is_one_line(tmp_path):
+    vifb = fake_vifb(tmp_path / "vifb")
+    proc = run_script("run", "--vifb", vifb, "--octave", tmp_path / "no-octave", "--nice", "0",
+                      "--results", tmp_path / "res", "--cache", tmp_path / "cache")
+    one_line_error(proc, "no-octave", "GNU Octave not found", "apt-get install octave")
+    assert not (tmp_path / "res").exists()
+
+
+@pytest.mark.parametrize("damage", ["missing-folder", "not-vifb", "no-metric-file", "no-input-pair",
+                                    "no-published-values"])
+def test_missing_or_wrong_vifb_folder_is_one_line(tmp_path, damage):
+    vifb = tmp_path / "vifb"
+    if damage != "missing-folder":
+        fake_vifb(vifb)
+    expect = str(vifb)
+    if damage == "not-vifb":
+        vifb = vifb / "metrics"  # a folder, but not the snapshot's root
+        expect = str(vifb / "util")
+    elif damage == "no-metric-file":
+        (vifb / "metrics" / "metricsQcv.m").unlink()
+        expect = "metricsQcv.m"
+    elif damage == "no-input-pair":
+        (vifb / "input" / "VI" / "fight.jpg").unlink()
+        expect = "fight.jpg"
+    elif damage == "no-published-values":
+        (vifb / "output" / "evaluation_metrics_single").rmdir()
+        expect = "evaluation_metrics_single"
+    fake_octave = shutil.which("true")  # found, never run: the folder is checked first
+    proc = run_script("run", "--vifb", vifb, "--octave", fake_octave, "--nice", "0",
+                      "--results", tmp_path / "res", "--cache", tmp_path / "cache")
+    one_line_error(proc, expect, "xingchenzhang/VIFB")
+    assert not (tmp_path / "res").exists()
+
+
+def test_unknown_variant_and_check_method_are_one_line(tmp_path):
+    """Before: an unknown --variant ranked nothing, overwrote the kept CSVs with empty ones, then crashed."""
+    vifb = fake_vifb(tmp_path / "vifb")
+    common = ["run", "--vifb", vifb, "--octave", shutil.which("true"), "--nice", "0",
+              "--results", tmp_path / "res", "--cache", tmp_path / "cache"]
+    one_line_error(run_script(*common, "--check", "none", "--variant", "nonesuch"), "--variant nonesuch", "shipped")
+    one_line_error(run_script(*common, "--check", "XYZ"), "--check XYZ", "ADF")
+    # a method of the config whose published images the snapshot lacks
+    one_line_error(run_script(*common, "--check", "CBF"), "carLight_CBF.jpg", "--check none")
+    assert not (tmp_path / "res").exists()
+
+
+def test_check_images_must_be_positive(tmp_path):
+    proc = run_script("run", "--vifb", tmp_path, "--check-images", "0")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--check-images" in proc.stderr
+
+
+@pytest.mark.parametrize("damage", ["missing", "truncated", "wrong-size", "not-an-image"])
+def test_bad_fused_image_is_one_line_naming_it(tmp_path, damage):
+    from PIL import Image
+
+    vifb = fake_vifb(tmp_path / "vifb")
+    images, _, _ = vo.vifb_config(vifb)
+    folder = tmp_path / "fused"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in images:
+        Image.fromarray((rng.random((10, 12, 3)) * 255).astype(np.uint8)).save(folder / f"{name}.png")
+    vo.check_fused_images(folder, "png", images, vifb)  # all good: no error
+    bad = folder / "fight.png"
+    if damage == "missing":
+        bad.unlink()
+    elif damage == "truncated":
+        bad.write_bytes(bad.read_bytes()[: bad.stat().st_size // 2])
+    elif damage == "wrong-size":
+        Image.new("RGB", (11, 10)).save(bad)
+    else:
+        bad.write_text("not a png")
+    with pytest.raises(SystemExit) as err:
+        vo.check_fused_images(folder, "png", images, vifb)
+    message = str(err.value)
+    assert "\n" not in message and str(bad) in message
+    assert ("rerun" in message) and (damage != "wrong-size" or "11 x 10" in message)
+
+
+def test_cached_truncated_fused_image_stops_before_octave(tmp_path):
+    """A fused folder that looks complete but holds a truncated PNG: stopped, named, before any JPEG is made."""
+    from PIL import Image
+
+    vifb = fake_vifb(tmp_path / "vifb")
+    images, _, _ = vo.vifb_config(vifb)
+    args = argparse.Namespace(cache=tmp_path / "cache", forms=["jpeg75", "png"])
+    out = args.cache / "fused" / "ivif-fixed-abc"
+    out.mkdir(parents=True)
+    for name in images:
+        Image.new("RGB", (12, 10), (90, 90, 90)).save(out / f"{name}.png")
+    bad = out / "carLight.png"
+    bad.write_bytes(bad.read_bytes()[:40])
+    with pytest.raises(SystemExit, match="carLight.png"):
+        vo.stage_fuse(args, vifb, images, [("ivif/fixed", ["--weights", "fixed"], "abc")])
+    assert not (out.with_name(out.name + "-jpeg75")).exists()
+
+
+def test_results_are_written_whole_or_not_at_all(tmp_path, monkeypatch):
+    target = tmp_path / "res" / "octave_per_image.csv"
+    vo.write_csv(target, ["a", "b"], [[1, 2]])
+    assert target.read_text() == "a,b\n1,2\n"
+
+    def broken(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(vo.os, "replace", broken)
+    with pytest.raises(OSError):
+        vo.write_csv(target, ["a", "b"], [[3, 4]] * 1000)
+    assert target.read_text() == "a,b\n1,2\n"  # the old file, whole
+    assert sorted(p.name for p in target.parent.iterdir()) == ["octave_per_image.csv"]  # no temporary left
+
+
+def test_a_line_octave_did_not_finish_is_dropped_before_resuming(tmp_path):
+    tsv = tmp_path / "ours.tsv"
+    full = "ivif/fixed\tcarLight\tPsnr\t60.5\t0\t0.1\t3/1/3\t\n"
+    tsv.write_text(full + "ivif/fixed\tcarLight\tSsim\t0.7")
+    vo.drop_partial_line(tsv)
+    assert tsv.read_text() == full
+    assert [r["metric"] for r in vo.read_octave_tsv(tsv)] == ["Psnr"]
+
+
+def test_table_without_kept_results_is_one_line(tmp_path):
+    proc = run_script("table", "--results", tmp_path / "nothing", "--no-write")
+    one_line_error(proc, "published_means.csv", "vifb_octave.py run")
