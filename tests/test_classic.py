@@ -214,6 +214,60 @@ def test_exposure_stacked_and_per_plane_levels_agree(crops, monkeypatch):
     np.testing.assert_array_equal(fc.Exposure(workers=1).fuse(sources), per_plane)
 
 
+def _textbook_exposure(fuser, sources):
+    """Mertens's blend as written: every source's Laplacian pyramid weighted by the Gaussian
+    pyramid of its weight map, summed, collapsed, clipped (no reference source)."""
+    weights = fuser.weights(sources)                                          # S x H x W
+    planes = np.stack([np.asarray(s).transpose(2, 0, 1) for s in sources])   # S x 3 x H x W
+    depth = pyramid.max_levels(*planes.shape[2:])
+    if fuser.levels is not None:
+        depth = min(depth, fuser.levels)
+    blended = None
+    for k in range(len(sources)):
+        lap = pyramid.laplacian_pyramid(planes[k], depth)                     # 3 x h x w per level
+        gauss = pyramid.gaussian_pyramid(weights[k][None], depth)
+        part = [level * w for level, w in zip(lap, gauss)]
+        blended = part if blended is None else [a + b for a, b in zip(blended, part)]
+    return np.clip(pyramid.collapse(blended).transpose(1, 2, 0), 0.0, 1.0)
+
+
+@pytest.mark.parametrize("count, levels", [(1, None), (2, None), (3, None), (2, 2), (4, 3)])
+def test_exposure_blend_relative_to_the_last_source_is_the_textbook_blend(crops, count, levels):
+    """The blend computed as I_ref + collapse(sum W_k L(I_k - I_ref)) (half the pyramid planes
+    for a pair) is the textbook sum of weighted Laplacian pyramids up to float32 rounding."""
+    sources = _sources(fc.Exposure, crops, count)
+    fuser = fc.Exposure(levels=levels)
+    fused = fuser.fuse(sources)
+    expected = _textbook_exposure(fuser, sources)
+    assert fused.shape == expected.shape and fused.dtype == np.float32
+    assert float(np.abs(fused - expected).max()) < 2e-6
+    if count == 1:
+        np.testing.assert_array_equal(fused, np.clip(sources[0], 0, 1))
+
+
+def test_exposure_reduce_and_expand_planes_are_the_pyramid_operators():
+    """exposure's allocation-free REDUCE / EXPAND of one plane give pyramid's values bit for bit."""
+    from fusekit_classic import exposure
+
+    rng = np.random.default_rng(5)
+    for h, w in [(4, 4), (5, 7), (9, 4), (37, 52), (64, 81)]:
+        x = rng.random((h, w)).astype(np.float32) * np.float32(0.3)
+        half = np.empty(((h + 1) // 2, w), np.float32)
+        dst = np.empty(((h + 1) // 2, (w + 1) // 2), np.float32)
+        got = exposure._reduce_plane(x, dst, half, np.empty(h * w, np.float32))
+        np.testing.assert_array_equal(got, pyramid._reduce_axis(pyramid._reduce_axis(x, 0), 1))
+        for shape in [(2 * h - 1, 2 * w - 1), (2 * h, 2 * w), (2 * h, 2 * w - 1)]:
+            col = np.empty((h, shape[1]), np.float32)
+            out = np.empty(shape, np.float32)
+            got = exposure._expand_plane(x, shape, col, out, np.empty(2 * h * w, np.float32))
+            expected = pyramid._expand_axis(pyramid._expand_axis(x, 1, shape[1]), 0, shape[0])
+            np.testing.assert_array_equal(got, expected)
+    one = rng.random((1, 1)).astype(np.float32)
+    got = exposure._expand_plane(one, (2, 2), np.empty((1, 2), np.float32), np.empty((2, 2), np.float32),
+                                 np.empty(2, np.float32))
+    np.testing.assert_array_equal(got, np.full((2, 2), one[0, 0]))
+
+
 def _threaded(monkeypatch, exposure, sources, **options):
     monkeypatch.setattr(exposure, "_THREAD_PIXELS", 0)
     try:

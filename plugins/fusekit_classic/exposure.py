@@ -18,7 +18,7 @@ _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 #: Added to every weight so pixels where all measures vanish fall back to equal weights.
 _EPS = np.float32(1e-12)
 #: Rows per band in the per-pixel weight terms (cache-sized temporaries).
-_BAND = 32
+_BAND = 64
 #: Images with fewer pixels are fused in the calling thread (see ``benchmarks/exposure.py``).
 _THREAD_PIXELS = 512 * 512
 #: Pyramid levels up to this many pixels are blended as one stack of all planes.
@@ -42,7 +42,12 @@ class Exposure(Fuser):
     The weight ``W_k = C^wc * S^ws * E^we + 1e-12`` is normalised over the
     sources. The sources' Laplacian pyramids are blended with the Gaussian
     pyramids of the weights and the result collapsed (section 3.2), then
-    clipped to [0, 1]. The pyramid goes down to 1-2 pixels
+    clipped to [0, 1]. Since the weights sum to 1 at every level, the blend
+    is computed relative to the last source ``r``:
+    ``I_r + collapse(sum_{k != r} G(W_k) L(I_k - I_r))``, the same sum with
+    one source fewer (for a pair, one Gaussian pyramid of 4 planes instead
+    of 8 and 2 EXPANDs per channel and level instead of 3); it equals the
+    textbook sum up to float32 rounding (below 1e-6). The pyramid goes down to 1-2 pixels
     (``floor(log2(min(H, W)))`` levels) unless ``levels`` is given, the
     depth OpenCV uses; see ``BENCHMARKS.md`` for the agreement with
     ``cv2.createMergeMertens``.
@@ -79,8 +84,9 @@ class Exposure(Fuser):
     the winner; here the Laplacian and the saturation are computed so that
     they are exactly 0 on flat and on grey pixels.
 
-    The work buffers of a call (the source stack, its Gaussian pyramid and
-    per-channel temporaries, about 40 bytes per source pixel) and its
+    The work buffers of a call (the sources as planes, the stack of
+    differences and weights, its Gaussian pyramid and per-channel
+    temporaries, about 41 bytes per source pixel for a pair) and its
     threads are kept on the instance for the next call when the sources
     have up to 2**21 pixels in all, so a folder of brackets does not pay the
     kernel's page zeroing, nor thread start-up, on every image; larger calls
@@ -256,43 +262,65 @@ class Exposure(Fuser):
         planes, channels), each piece computed as without them, so the
         result does not depend on ``pool``.
         """
-        # plane c of source k is stack[c, k]: R, G, B and the weight map, so one
-        # Gaussian pyramid serves image and weight alike, and the planes of all
-        # sources form one contiguous stack (a copy: inputs stay untouched)
-        stack = space.take("stack", (4, n, h, w))
+        # The blend is computed relative to the last source ("ref"): the weights
+        # sum to 1 at every pyramid level (normalised, then filtered by REDUCE,
+        # whose taps sum to 1), so
+        #     sum_k W_k L_k = L_ref + sum_{k < ref} W_k L(I_k - I_ref)
+        # for Laplacian pyramids L, and collapsing gives
+        #     fused = I_ref + collapse(sum_{k < ref} W_k L(I_k - I_ref)).
+        # For a pair this builds one Gaussian pyramid of 4 planes (the colour
+        # difference and the first source's weight) instead of 8, and expands 2
+        # planes per channel and level instead of 3; the values are the
+        # textbook blend's up to float32 rounding (below 1e-6).
+        m = n - 1
+        # plane c of difference k is stack[c, k]: R, G, B of source k (then
+        # I_k - I_ref, in place) and its weight W_k, so one Gaussian pyramid
+        # serves differences and weights alike; the reference source's planes
+        # and weight have buffers of their own
+        stack = space.take("stack", (4, m, h, w))
+        ref = space.take("ref", (3, h, w))
 
         def fill(k: int) -> None:
-            stack[:3, k] = np.asarray(sources[k]).transpose(2, 0, 1)
+            (ref if k == m else stack[:3, k])[...] = np.asarray(sources[k]).transpose(2, 0, 1)
 
         _each(pool, fill, range(n))
-        saturation = not _all_grey(stack[:3].swapaxes(0, 1))
+        if m == 0:   # one source: its own blend
+            return np.clip(ref.transpose(1, 2, 0), 0.0, 1.0, out=np.empty((h, w, 3), dtype=np.float32))
+        saturation = not (_all_grey(ref[None]) and _all_grey(stack[:3].swapaxes(0, 1)))
         depth = max_levels(h, w)
         if self.levels is not None:
             depth = min(depth, self.levels)
+        last = space.take("weight-ref", (h, w))
 
         def weigh(k: int) -> None:
-            stack[3, k] = self.quality(stack[:3, k], saturation=saturation)
+            if k == m:
+                last[...] = self.quality(ref, saturation=saturation)
+            else:
+                stack[3, k] = self.quality(stack[:3, k], saturation=saturation)
+                np.subtract(stack[:3, k], ref, out=stack[:3, k])
 
         _each(pool, weigh, range(n))
-        wsum = stack[3].sum(axis=0) + n * _EPS
+        wsum = stack[3].sum(axis=0)
+        wsum += last
+        wsum += n * _EPS
         stack[3] += _EPS
         stack[3] /= wsum
         gauss = _gaussian_pyramid(stack, depth, space, pool)
         fused = np.empty((h, w, 3), dtype=np.float32)
         planes = fused.transpose(2, 0, 1)
         # coarse levels (few pixels, where the cost is the number of numpy
-        # calls): all channels and sources as one stack, as the collapse of
+        # calls): all channels and differences as one stack, as the collapse of
         # the blended pyramid of those levels
         top = depth
         while top > 0 and gauss[top - 1].shape[2] * gauss[top - 1].shape[3] <= _STACKED:
             top -= 1
         image = _blend_coarse(gauss, top, depth)
         if top == 0:
-            planes[...] = image
+            np.add(image, ref, out=planes)
             return np.clip(fused, 0.0, 1.0, out=fused)
         # fine levels: one colour plane at a time, every step of a level fused
         # while the plane is in the CPU cache (expand, difference, weight, sum)
-        # and the buffers reused across channels and sources; channels are
+        # and the buffers reused across channels and differences; channels are
         # independent, so they go to the threads
 
         def channel(c: int) -> None:
@@ -300,21 +328,23 @@ class Exposure(Fuser):
             for level in range(top - 1, -1, -1):
                 g = gauss[level]
                 shape = g.shape[2:]
-                col = space.take(("col", c), (gauss[level + 1].shape[2], shape[1]))
+                below = gauss[level + 1].shape[2:]
+                col = space.take(("col", c), (below[0], shape[1]))
+                scratch = space.take(("scratch", c), (2 * below[0] * below[1],))
                 term = space.take(("term", c), shape)
-                spare = space.take(("acc", c, level % 2), shape)   # not the one holding r
-                acc = planes[c] if level == 0 else spare
-                total = spare
-                for k in range(n):
+                acc = space.take(("acc", c, level % 2), shape)   # not the one holding r
+                total = acc
+                for k in range(m):
                     dest = total if k == 0 else term
-                    _expand_plane(gauss[level + 1][c, k], shape, col, dest)
+                    _expand_plane(gauss[level + 1][c, k], shape, col, dest, scratch)
                     np.subtract(g[c, k], dest, out=dest)
                     dest *= g[3, k]
                     if k:
                         total += term
-                _expand_plane(r, shape, col, term)
+                _expand_plane(r, shape, col, term, scratch)
                 np.add(total, term, out=acc)
                 r = acc
+            np.add(r, ref[c], out=planes[c])
 
         _each(pool, channel, range(3))
         return np.clip(fused, 0.0, 1.0, out=fused)
@@ -377,14 +407,18 @@ def _gaussian_pyramid(stack: np.ndarray, depth: int, space: _Workspace,
         planes = [g.reshape((-1,) + g.shape[2:]) for g in gauss[:big + 1]]
         tasks = 1 if pool is None else pool.count
         rows = [space.take(("rows", t), (planes[1].shape[1], planes[0].shape[2])) for t in range(tasks)]
+        scratch = [space.take(("reduce", t), (planes[0].shape[1] * planes[0].shape[2],)) for t in range(tasks)]
 
         def chain(t: int) -> None:
             for p in range(t, planes[0].shape[0], tasks):
                 for level in range(big):
                     src, dst = planes[level][p], planes[level + 1][p]
                     half = rows[t].reshape(-1)[:dst.shape[0] * src.shape[1]].reshape(dst.shape[0], src.shape[1])
-                    _reduce_axis(src, 0, out=half)
-                    _reduce_axis(half, 1, out=dst)
+                    if min(src.shape) >= 4:
+                        _reduce_plane(src, dst, half, scratch[t])
+                    else:
+                        _reduce_axis(src, 0, out=half)
+                        _reduce_axis(half, 1, out=dst)
 
         _each(pool, chain, range(tasks))
     for level in range(big, depth):
@@ -393,10 +427,158 @@ def _gaussian_pyramid(stack: np.ndarray, depth: int, space: _Workspace,
     return gauss
 
 
-def _expand_plane(x: np.ndarray, shape: tuple, col: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """EXPAND of one plane ``x`` to ``shape`` into ``out``; ``col`` holds the column pass."""
-    _expand_axis(x, 1, shape[1], out=col)
-    return _expand_axis(col, 0, shape[0], out=out)
+_SIX, _FOUR = np.float32(6.0), np.float32(4.0)
+
+
+def _reduce_plane(src: np.ndarray, dst: np.ndarray, half: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """REDUCE of one plane into ``dst``: the values of :func:`pyramid._reduce_axis` along rows, then columns.
+
+    Parameters
+    ----------
+    src : ndarray, shape (n, w), float32
+        ``n, w >= 4``.
+    dst : ndarray, shape (ceil(n / 2), ceil(w / 2)), float32
+        Output.
+    half : ndarray, shape (ceil(n / 2), w), float32
+        Work array (the rows pass).
+    scratch : ndarray, float32
+        Work array of at least ``n * w`` elements.
+
+    Returns
+    -------
+    ndarray
+        ``dst``.
+
+    Notes
+    -----
+    The same operations in the same order as the two ``_reduce_axis``
+    calls, without their temporaries, except that the rows pass leaves out
+    its division by 16 and the columns pass divides by 256 instead:
+    scaling by a power of 2 is exact in float32 (no value here comes near
+    the subnormal range), so the result is the same bit for bit.
+    """
+    n, w = src.shape
+    m = (n + 1) // 2
+    flat = scratch.reshape(-1)
+    even = src[0::2]                                       # x[2j], m rows
+    odd4 = flat[:(n // 2) * w].reshape(n // 2, w)          # 4 x[2j+1]
+    np.multiply(src[1::2], _FOUR, out=odd4)
+    np.multiply(even, _SIX, out=half)
+    half[1:] += even[:-1]
+    half[:-1] += even[1:]
+    half[:n // 2] += odd4
+    half[1:] += odd4[:m - 1]
+    half[0] += odd4[0] + even[1]                           # x[-1] = x[1], x[-2] = x[2]
+    if n % 2:
+        half[m - 1] += odd4[m - 2] + even[m - 2]
+    else:
+        half[m - 1] += even[m - 1]
+    k = (w + 1) // 2
+    ev = flat[:m * k].reshape(m, k)                        # the even columns, contiguous
+    od4 = flat[m * k:m * k + m * (w // 2)].reshape(m, w // 2)
+    np.copyto(ev, half[:, 0::2])
+    np.multiply(half[:, 1::2], _FOUR, out=od4)
+    np.multiply(ev, _SIX, out=dst)
+    dst[:, 1:] += ev[:, :-1]
+    dst[:, :-1] += ev[:, 1:]
+    dst[:, :w // 2] += od4
+    dst[:, 1:] += od4[:, :k - 1]
+    dst[:, 0] += od4[:, 0] + ev[:, 1]
+    if w % 2:
+        dst[:, k - 1] += od4[:, k - 2] + ev[:, k - 2]
+    else:
+        dst[:, k - 1] += ev[:, k - 1]
+    dst *= np.float32(1.0 / 256.0)
+    return dst
+
+
+def _expand_plane(x: np.ndarray, shape: tuple, col: np.ndarray, out: np.ndarray,
+                  scratch: np.ndarray | None = None) -> np.ndarray:
+    """EXPAND of one plane ``x`` to ``shape`` into ``out``: :func:`pyramid._expand_axis`'s values.
+
+    Parameters
+    ----------
+    x : ndarray, shape (m, k), float32
+    shape : tuple of int
+        ``(rows, cols)`` of the result, each ``2 m - 1`` or ``2 m`` (``2 k - 1`` or ``2 k``).
+    col : ndarray, shape (m, cols), float32
+        Holds the column pass.
+    out : ndarray, shape ``shape``, float32
+        Output.
+    scratch : ndarray, float32, optional
+        Work array of at least ``2 m k`` elements for the column pass; without
+        it :func:`pyramid._expand_axis` allocates its own.
+
+    Returns
+    -------
+    ndarray
+        ``out``.
+    """
+    if scratch is None:
+        _expand_axis(x, 1, shape[1], out=col)
+    else:
+        _expand_cols(x, col, scratch)
+    return _expand_rows(col, out)
+
+
+_EIGHTH, _HALF = np.float32(0.125), np.float32(0.5)
+
+
+def _expand_rows(x: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """EXPAND along axis 0 of ``x`` (``m x W``) into ``out`` (``2m - 1`` or ``2m`` rows).
+
+    The operations of :func:`pyramid._expand_axis` along axis 0, in its
+    order, without its generic indexing.
+    """
+    m = x.shape[0]
+    even, odd = out[0::2], out[1::2]
+    if m == 1:
+        even[...] = x
+        odd[...] = x[:odd.shape[0]]
+        return out
+    np.multiply(x, _SIX, out=even)
+    even[1:] += x[:-1]
+    even[:-1] += x[1:]
+    even[0] += x[1]                     # x[-1] = x[1]
+    even[m - 1] += x[m - 1]             # x[m] = x[m-1]
+    even *= _EIGHTH
+    inner = odd[:m - 1]
+    np.add(x[:-1], x[1:], out=inner)
+    inner *= _HALF
+    if odd.shape[0] == m:
+        odd[m - 1] = x[m - 1]
+    return out
+
+
+def _expand_cols(x: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
+    """EXPAND along axis 1 of ``x`` (``H x m``) into ``out`` (``2m - 1`` or ``2m`` columns).
+
+    The operations of :func:`pyramid._expand_axis` along the last axis, in
+    its order: even and odd outputs computed in contiguous arrays (in
+    ``scratch``, at least ``2 H m`` float32) and interleaved once.
+    """
+    h, m = x.shape
+    even, odd = out[:, 0::2], out[:, 1::2]
+    if m == 1:
+        even[...] = x
+        odd[...] = x[:, :odd.shape[1]]
+        return out
+    flat = scratch.reshape(-1)
+    te = flat[:h * m].reshape(h, m)
+    np.multiply(x, _SIX, out=te)
+    te[:, 1:] += x[:, :-1]
+    te[:, :-1] += x[:, 1:]
+    te[:, 0] += x[:, 1]
+    te[:, m - 1] += x[:, m - 1]
+    te *= _EIGHTH
+    ti = flat[h * m:h * m + h * (m - 1)].reshape(h, m - 1)
+    np.add(x[:, :-1], x[:, 1:], out=ti)
+    ti *= _HALF
+    even[...] = te
+    odd[:, :m - 1] = ti
+    if odd.shape[1] == m:
+        odd[:, m - 1] = x[:, m - 1]
+    return out
 
 
 def _blend_coarse(gauss: list, top: int, depth: int) -> np.ndarray:
