@@ -262,6 +262,16 @@ def test_exposure_reduce_and_expand_planes_are_the_pyramid_operators():
             got = exposure._expand_plane(x, shape, col, out, np.empty(2 * h * w, np.float32))
             expected = pyramid._expand_axis(pyramid._expand_axis(x, 1, shape[1]), 0, shape[0])
             np.testing.assert_array_equal(got, expected)
+        stack = rng.random((3, 2, h, w)).astype(np.float32)     # stacks of planes: the same operators
+        np.testing.assert_array_equal(exposure._reduce_stack(stack), pyramid.reduce(stack.reshape(6, h, w))
+                                      .reshape(3, 2, (h + 1) // 2, (w + 1) // 2))
+        np.testing.assert_array_equal(exposure._expand_stack(stack, (2 * h - 1, 2 * w)),
+                                      pyramid.expand(stack.reshape(6, h, w), (2 * h - 1, 2 * w))
+                                      .reshape(3, 2, 2 * h - 1, 2 * w))
+    for h, w in [(1, 1), (2, 3), (3, 2), (1, 7)]:                  # thin stacks: pyramid's small path
+        stack = rng.random((2, h, w)).astype(np.float32)
+        np.testing.assert_array_equal(exposure._reduce_stack(stack), pyramid.reduce(stack))
+        np.testing.assert_array_equal(exposure._expand_stack(stack, (2 * h, 2 * w)), pyramid.expand(stack, (2 * h, 2 * w)))
     one = rng.random((1, 1)).astype(np.float32)
     got = exposure._expand_plane(one, (2, 2), np.empty((1, 2), np.float32), np.empty((2, 2), np.float32),
                                  np.empty(2, np.float32))

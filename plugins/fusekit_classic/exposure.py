@@ -11,7 +11,7 @@ import numpy as np
 from fusekit.interfaces import Fuser, Option
 
 from ._validate import check_float, check_int, check_sources, stack_sources
-from .pyramid import _SMALL, _expand_axis, _reduce_axis, expand, max_levels, reduce
+from .pyramid import _SMALL, _reduce_axis, max_levels
 
 #: BT.601 luma weights for R, G, B (the ``Y`` of :mod:`fusekit.color`).
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -167,7 +167,7 @@ class Exposure(Fuser):
             self._pool = _Threads(threads)
         return self._pool
 
-    def quality(self, colour: np.ndarray, *, saturation: bool = True) -> np.ndarray:
+    def quality(self, colour: np.ndarray, *, saturation: bool = True, out: np.ndarray | None = None) -> np.ndarray:
         """Unnormalised weight ``C^wc * S^ws * E^we`` of one source.
 
         Parameters
@@ -176,17 +176,27 @@ class Exposure(Fuser):
             ``3 x H x W`` float32 RGB planes in [0, 1].
         saturation : bool
             Include the saturation term (off for grey brackets).
+        out : ndarray, optional
+            ``H x W`` float32 array to write the weight to.
 
         Returns
         -------
         ndarray
-            ``H x W`` float32, >= 0.
+            ``H x W`` float32, >= 0 (``out`` when given).
         """
         red, green, blue = colour[0], colour[1], colour[2]
-        gray = red * _LUMA[0]
-        gray += green * _LUMA[1]
-        gray += blue * _LUMA[2]
-        contrast = laplacian(gray[None])[0]
+        gray = np.multiply(red, _LUMA[0])
+        part = np.multiply(green, _LUMA[1])
+        gray += part
+        np.multiply(blue, _LUMA[2], out=part)
+        gray += part
+        if min(gray.shape) < 2:
+            contrast = laplacian(gray[None])[0]
+            if out is not None:
+                out[...] = contrast
+                contrast = out
+        else:
+            contrast = _laplacian_plane(gray, np.empty_like(gray) if out is None else out, part)
         weight = _power(np.abs(contrast, out=contrast), self.contrast_weight, inplace=True)
         # the per-pixel colour terms, a band of rows at a time so that the
         # temporaries stay in the CPU cache (about 1.5x faster than whole planes)
@@ -294,9 +304,9 @@ class Exposure(Fuser):
 
         def weigh(k: int) -> None:
             if k == m:
-                last[...] = self.quality(ref, saturation=saturation)
+                self.quality(ref, saturation=saturation, out=last)
             else:
-                stack[3, k] = self.quality(stack[:3, k], saturation=saturation)
+                self.quality(stack[:3, k], saturation=saturation, out=stack[3, k])
                 np.subtract(stack[:3, k], ref, out=stack[:3, k])
 
         _each(pool, weigh, range(n))
@@ -416,33 +426,33 @@ def _gaussian_pyramid(stack: np.ndarray, depth: int, space: _Workspace,
                     half = rows[t].reshape(-1)[:dst.shape[0] * src.shape[1]].reshape(dst.shape[0], src.shape[1])
                     if min(src.shape) >= 4:
                         _reduce_plane(src, dst, half, scratch[t])
-                    else:
+                    else:   # thin images: fewer than 4 rows or columns
                         _reduce_axis(src, 0, out=half)
                         _reduce_axis(half, 1, out=dst)
 
         _each(pool, chain, range(tasks))
     for level in range(big, depth):
-        g = gauss[level]
-        gauss[level + 1][...] = reduce(g.reshape((-1,) + g.shape[2:])).reshape(gauss[level + 1].shape)
+        gauss[level + 1][...] = _reduce_stack(gauss[level])
     return gauss
 
 
 _SIX, _FOUR = np.float32(6.0), np.float32(4.0)
+_EIGHTH, _HALF = np.float32(0.125), np.float32(0.5)
 
 
 def _reduce_plane(src: np.ndarray, dst: np.ndarray, half: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """REDUCE of one plane into ``dst``: the values of :func:`pyramid._reduce_axis` along rows, then columns.
+    """REDUCE of a plane (or a stack of planes) into ``dst``: :func:`pyramid._reduce_axis`'s values.
 
     Parameters
     ----------
-    src : ndarray, shape (n, w), float32
+    src : ndarray, shape (..., n, w), float32
         ``n, w >= 4``.
-    dst : ndarray, shape (ceil(n / 2), ceil(w / 2)), float32
+    dst : ndarray, shape (..., ceil(n / 2), ceil(w / 2)), float32
         Output.
-    half : ndarray, shape (ceil(n / 2), w), float32
+    half : ndarray, shape (..., ceil(n / 2), w), float32
         Work array (the rows pass).
     scratch : ndarray, float32
-        Work array of at least ``n * w`` elements.
+        Work array of at least ``src.size`` elements.
 
     Returns
     -------
@@ -451,133 +461,150 @@ def _reduce_plane(src: np.ndarray, dst: np.ndarray, half: np.ndarray, scratch: n
 
     Notes
     -----
-    The same operations in the same order as the two ``_reduce_axis``
-    calls, without their temporaries, except that the rows pass leaves out
-    its division by 16 and the columns pass divides by 256 instead:
-    scaling by a power of 2 is exact in float32 (no value here comes near
-    the subnormal range), so the result is the same bit for bit.
+    The operations of ``_reduce_axis`` along the rows and then the
+    columns, in their order, without their temporaries and generic
+    indexing, except that the rows pass leaves out its division by 16 and
+    the columns pass divides by 256 instead: scaling by a power of 2 is
+    exact in float32 (no value here comes near the subnormal range), so the
+    result is the same bit for bit.
     """
-    n, w = src.shape
+    *lead, n, w = src.shape
     m = (n + 1) // 2
     flat = scratch.reshape(-1)
-    even = src[0::2]                                       # x[2j], m rows
-    odd4 = flat[:(n // 2) * w].reshape(n // 2, w)          # 4 x[2j+1]
-    np.multiply(src[1::2], _FOUR, out=odd4)
+    count = 1
+    for dim in lead:
+        count *= dim
+    even = src[..., 0::2, :]                                           # x[2j], m rows
+    odd4 = flat[:count * (n // 2) * w].reshape(*lead, n // 2, w)       # 4 x[2j+1]
+    np.multiply(src[..., 1::2, :], _FOUR, out=odd4)
     np.multiply(even, _SIX, out=half)
-    half[1:] += even[:-1]
-    half[:-1] += even[1:]
-    half[:n // 2] += odd4
-    half[1:] += odd4[:m - 1]
-    half[0] += odd4[0] + even[1]                           # x[-1] = x[1], x[-2] = x[2]
+    half[..., 1:, :] += even[..., :-1, :]
+    half[..., :-1, :] += even[..., 1:, :]
+    half[..., :n // 2, :] += odd4
+    half[..., 1:, :] += odd4[..., :m - 1, :]
+    half[..., 0, :] += odd4[..., 0, :] + even[..., 1, :]              # x[-1] = x[1], x[-2] = x[2]
     if n % 2:
-        half[m - 1] += odd4[m - 2] + even[m - 2]
+        half[..., m - 1, :] += odd4[..., m - 2, :] + even[..., m - 2, :]
     else:
-        half[m - 1] += even[m - 1]
+        half[..., m - 1, :] += even[..., m - 1, :]
     k = (w + 1) // 2
-    ev = flat[:m * k].reshape(m, k)                        # the even columns, contiguous
-    od4 = flat[m * k:m * k + m * (w // 2)].reshape(m, w // 2)
-    np.copyto(ev, half[:, 0::2])
-    np.multiply(half[:, 1::2], _FOUR, out=od4)
+    ev = flat[:count * m * k].reshape(*lead, m, k)                     # the even columns, contiguous
+    od4 = flat[count * m * k:count * m * (k + w // 2)].reshape(*lead, m, w // 2)
+    np.copyto(ev, half[..., 0::2])
+    np.multiply(half[..., 1::2], _FOUR, out=od4)
     np.multiply(ev, _SIX, out=dst)
-    dst[:, 1:] += ev[:, :-1]
-    dst[:, :-1] += ev[:, 1:]
-    dst[:, :w // 2] += od4
-    dst[:, 1:] += od4[:, :k - 1]
-    dst[:, 0] += od4[:, 0] + ev[:, 1]
+    dst[..., 1:] += ev[..., :-1]
+    dst[..., :-1] += ev[..., 1:]
+    dst[..., :w // 2] += od4
+    dst[..., 1:] += od4[..., :k - 1]
+    dst[..., 0] += od4[..., 0] + ev[..., 1]
     if w % 2:
-        dst[:, k - 1] += od4[:, k - 2] + ev[:, k - 2]
+        dst[..., k - 1] += od4[..., k - 2] + ev[..., k - 2]
     else:
-        dst[:, k - 1] += ev[:, k - 1]
+        dst[..., k - 1] += ev[..., k - 1]
     dst *= np.float32(1.0 / 256.0)
     return dst
 
 
+def _reduce_stack(stack: np.ndarray) -> np.ndarray:
+    """REDUCE of every plane of ``stack`` (``... x n x w``): :func:`pyramid.reduce`'s values."""
+    *lead, n, w = stack.shape
+    if min(n, w) < 4:
+        planes = stack.reshape((-1, n, w))
+        return _reduce_axis(_reduce_axis(planes, 1), 2).reshape(*lead, (n + 1) // 2, (w + 1) // 2)
+    out = np.empty((*lead, (n + 1) // 2, (w + 1) // 2), dtype=np.float32)
+    half = np.empty((*lead, (n + 1) // 2, w), dtype=np.float32)
+    return _reduce_plane(stack, out, half, np.empty(stack.size, dtype=np.float32))
+
+
 def _expand_plane(x: np.ndarray, shape: tuple, col: np.ndarray, out: np.ndarray,
-                  scratch: np.ndarray | None = None) -> np.ndarray:
-    """EXPAND of one plane ``x`` to ``shape`` into ``out``: :func:`pyramid._expand_axis`'s values.
+                  scratch: np.ndarray) -> np.ndarray:
+    """EXPAND of a plane (or a stack of planes) to ``shape`` into ``out``: :func:`pyramid._expand_axis`'s values.
 
     Parameters
     ----------
-    x : ndarray, shape (m, k), float32
+    x : ndarray, shape (..., m, k), float32
     shape : tuple of int
         ``(rows, cols)`` of the result, each ``2 m - 1`` or ``2 m`` (``2 k - 1`` or ``2 k``).
-    col : ndarray, shape (m, cols), float32
+    col : ndarray, shape (..., m, cols), float32
         Holds the column pass.
-    out : ndarray, shape ``shape``, float32
+    out : ndarray, shape (..., rows, cols), float32
         Output.
-    scratch : ndarray, float32, optional
-        Work array of at least ``2 m k`` elements for the column pass; without
-        it :func:`pyramid._expand_axis` allocates its own.
+    scratch : ndarray, float32
+        Work array of at least ``2 * x.size`` elements.
 
     Returns
     -------
     ndarray
         ``out``.
     """
-    if scratch is None:
-        _expand_axis(x, 1, shape[1], out=col)
-    else:
-        _expand_cols(x, col, scratch)
+    _expand_cols(x, col, scratch)
     return _expand_rows(col, out)
 
 
-_EIGHTH, _HALF = np.float32(0.125), np.float32(0.5)
+def _expand_stack(stack: np.ndarray, shape: tuple) -> np.ndarray:
+    """EXPAND of every plane of ``stack`` (``... x m x k``) to ``shape``: :func:`pyramid.expand`'s values."""
+    lead = stack.shape[:-2]
+    col = np.empty((*lead, stack.shape[-2], shape[1]), dtype=np.float32)
+    out = np.empty((*lead, *shape), dtype=np.float32)
+    return _expand_plane(stack, shape, col, out, np.empty(2 * stack.size, dtype=np.float32))
 
 
 def _expand_rows(x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """EXPAND along axis 0 of ``x`` (``m x W``) into ``out`` (``2m - 1`` or ``2m`` rows).
+    """EXPAND along the rows (axis -2) of ``x`` (``... x m x W``) into ``out`` (``2m - 1`` or ``2m`` rows).
 
-    The operations of :func:`pyramid._expand_axis` along axis 0, in its
+    The operations of :func:`pyramid._expand_axis` along that axis, in its
     order, without its generic indexing.
     """
-    m = x.shape[0]
-    even, odd = out[0::2], out[1::2]
+    m = x.shape[-2]
+    even, odd = out[..., 0::2, :], out[..., 1::2, :]
     if m == 1:
         even[...] = x
-        odd[...] = x[:odd.shape[0]]
+        odd[...] = x[..., :odd.shape[-2], :]
         return out
     np.multiply(x, _SIX, out=even)
-    even[1:] += x[:-1]
-    even[:-1] += x[1:]
-    even[0] += x[1]                     # x[-1] = x[1]
-    even[m - 1] += x[m - 1]             # x[m] = x[m-1]
+    even[..., 1:, :] += x[..., :-1, :]
+    even[..., :-1, :] += x[..., 1:, :]
+    even[..., 0, :] += x[..., 1, :]                 # x[-1] = x[1]
+    even[..., m - 1, :] += x[..., m - 1, :]         # x[m] = x[m-1]
     even *= _EIGHTH
-    inner = odd[:m - 1]
-    np.add(x[:-1], x[1:], out=inner)
+    inner = odd[..., :m - 1, :]
+    np.add(x[..., :-1, :], x[..., 1:, :], out=inner)
     inner *= _HALF
-    if odd.shape[0] == m:
-        odd[m - 1] = x[m - 1]
+    if odd.shape[-2] == m:
+        odd[..., m - 1, :] = x[..., m - 1, :]
     return out
 
 
 def _expand_cols(x: np.ndarray, out: np.ndarray, scratch: np.ndarray) -> np.ndarray:
-    """EXPAND along axis 1 of ``x`` (``H x m``) into ``out`` (``2m - 1`` or ``2m`` columns).
+    """EXPAND along the columns (axis -1) of ``x`` (``... x H x m``) into ``out`` (``2m - 1`` or ``2m`` columns).
 
     The operations of :func:`pyramid._expand_axis` along the last axis, in
     its order: even and odd outputs computed in contiguous arrays (in
-    ``scratch``, at least ``2 H m`` float32) and interleaved once.
+    ``scratch``, at least ``2 * x.size`` float32) and interleaved once.
     """
-    h, m = x.shape
-    even, odd = out[:, 0::2], out[:, 1::2]
+    m = x.shape[-1]
+    even, odd = out[..., 0::2], out[..., 1::2]
     if m == 1:
         even[...] = x
-        odd[...] = x[:, :odd.shape[1]]
+        odd[...] = x[..., :odd.shape[-1]]
         return out
     flat = scratch.reshape(-1)
-    te = flat[:h * m].reshape(h, m)
+    lead = x.shape[:-1]
+    te = flat[:x.size].reshape(x.shape)
     np.multiply(x, _SIX, out=te)
-    te[:, 1:] += x[:, :-1]
-    te[:, :-1] += x[:, 1:]
-    te[:, 0] += x[:, 1]
-    te[:, m - 1] += x[:, m - 1]
+    te[..., 1:] += x[..., :-1]
+    te[..., :-1] += x[..., 1:]
+    te[..., 0] += x[..., 1]
+    te[..., m - 1] += x[..., m - 1]
     te *= _EIGHTH
-    ti = flat[h * m:h * m + h * (m - 1)].reshape(h, m - 1)
-    np.add(x[:, :-1], x[:, 1:], out=ti)
+    ti = flat[x.size:x.size + x.size // m * (m - 1)].reshape(*lead, m - 1)
+    np.add(x[..., :-1], x[..., 1:], out=ti)
     ti *= _HALF
     even[...] = te
-    odd[:, :m - 1] = ti
-    if odd.shape[1] == m:
-        odd[:, m - 1] = x[:, m - 1]
+    odd[..., :m - 1] = ti
+    if odd.shape[-1] == m:
+        odd[..., m - 1] = x[..., m - 1]
     return out
 
 
@@ -595,14 +622,13 @@ def _blend_coarse(gauss: list, top: int, depth: int) -> np.ndarray:
     for level in range(depth - 1, top - 1, -1):
         g = gauss[level]
         shape = g.shape[2:]
-        lap = expand(gauss[level + 1][:3].reshape((3 * n,) + gauss[level + 1].shape[2:]), shape)
-        lap = lap.reshape((3, n) + shape)
+        lap = _expand_stack(gauss[level + 1][:3], shape)
         np.subtract(g[:3], lap, out=lap)
         lap *= g[3]
         total = lap[:, 0].copy()
         for k in range(1, n):
             total += lap[:, k]
-        image = expand(image, shape)
+        image = _expand_stack(image, shape)
         image += total
     return image
 
@@ -628,6 +654,27 @@ def laplacian(stack: np.ndarray) -> np.ndarray:
 
         return ndimage.laplace(stack, mode="mirror", axes=(1, 2)).astype(np.float32)
     return _second_difference(stack, 1) + _second_difference(stack, 2)
+
+
+def _laplacian_plane(x: np.ndarray, out: np.ndarray, work: np.ndarray) -> np.ndarray:
+    """:func:`laplacian` of one plane (``H x W``, both at least 2) into ``out``, bit for bit.
+
+    The same operations in the same order (rows' second difference plus
+    columns'), with the doubled image computed once for both and ``work``
+    (``H x W`` float32, overwritten) for it instead of temporaries.
+    """
+    twice = np.multiply(x, np.float32(2.0), out=work)
+    np.add(x[:-2], x[2:], out=out[1:-1])
+    out[0] = x[1] * np.float32(2.0)          # x[-1] = x[1]
+    out[-1] = x[-2] * np.float32(2.0)        # x[n] = x[n-2]
+    out -= twice
+    cols = np.empty_like(x)
+    np.add(x[:, :-2], x[:, 2:], out=cols[:, 1:-1])
+    cols[:, 0] = x[:, 1] * np.float32(2.0)
+    cols[:, -1] = x[:, -2] * np.float32(2.0)
+    cols -= twice
+    out += cols
+    return out
 
 
 def _second_difference(x: np.ndarray, axis: int) -> np.ndarray:
