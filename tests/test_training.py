@@ -233,6 +233,23 @@ def test_meta_step_moves_only_the_proposer_and_fusion_step_freezes_it(stacks):
     assert any(not torch.equal(f0[k], v) for k, v in tr.fuser_net.state_dict().items())
 
 
+def test_the_fusion_step_works_without_a_trainer(stacks):
+    """A component takes its inputs explicitly: here the hand-made weights instead of a proposer."""
+    from fusekit.training.data import Batches
+    from fusekit.training.distributed import Group
+    from fusekit.training.fusion import FusionStep
+
+    torch.manual_seed(0)
+    fuser_net, recon_net = ReFusion().build_network(), ReFusionReconstructor().build_network()
+    batches = Batches(PatchSampler(stacks, 16, seed=0), 2, True, torch.device("cpu"))
+    step = FusionStep(fuser_net, recon_net, FixedLossProposer(task="ivif").build_network(), batches,
+                      TrainConfig(task="ivif", **TINY), Group())
+    f0 = _state(fuser_net)
+    losses = step(0, 1e-3, 1.0)
+    assert set(losses) == {"fuse", "fuse_int", "fuse_grad", "rec"} and all(np.isfinite(v) for v in losses.values())
+    assert any(not torch.equal(f0[k], v) for k, v in fuser_net.state_dict().items())
+
+
 def test_schedule_alternates_and_fixed_loss_skips_meta(stacks):
     tr = _trainer(stacks)
     assert [tr.phase_of(i) for i in range(6)] == ["meta", "fusion", "fusion"] * 2

@@ -105,14 +105,14 @@ def test_learned_and_fixed_runs_train_the_fuser_on_the_same_batches(stacks, monk
     seen: dict[str, list[torch.Tensor]] = {"learned": [], "fixed": []}
     for label, proposer in (("learned", None), ("fixed", FixedLossProposer(task="mfif"))):
         t = _trainer(stacks, proposer=proposer, epochs=1)
-        original = t._batch
+        original = t.batches.draw
 
         def spy(meta=False, original=original, label=label):
             x, y = original(meta=meta)
             if not meta:
                 seen[label].append(x.clone())
             return x, y
-        monkeypatch.setattr(t, "_batch", spy)
+        monkeypatch.setattr(t.batches, "draw", spy)
         t.run()
     assert len(seen["learned"]) == len(seen["fixed"]) == 2
     assert all(torch.equal(a, b) for a, b in zip(seen["learned"], seen["fixed"]))
@@ -124,7 +124,7 @@ def test_resume_in_the_middle_of_an_accumulation_window_is_exact(stacks, tmp_pat
     first = _trainer(stacks, tmp_path=tmp_path)
     first.config.steps = 1  # stop after the first meta step: P's accumulation window is half full
     first.run()
-    assert first._p_window is not None  # the half-filled window travels in the checkpoint
+    assert first.meta.window is not None  # the half-filled window travels in the checkpoint
     resumed = _trainer(stacks)
     resumed.load_checkpoint(tmp_path / "ck.pt")
     resumed.run()

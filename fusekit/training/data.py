@@ -17,11 +17,13 @@ be extracted once into a ``.npz`` file holding ``patches``, a uint8 array
 ``N x S x P x P`` (``S`` sources) (see ``benchmarks/make_patches.py``), and sampled with
 :func:`load_patch_file`.
 
-This module uses numpy only; tensors are made by the trainer.
+This module imports numpy only; :class:`Batches` makes the tensors the
+training steps take.
 """
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
@@ -33,7 +35,7 @@ from ..errors import InputError, ParameterError
 
 __all__ = [
     "find_pairs", "load_pairs", "load_patch_file",
-    "PatchSampler", "swap_augment",
+    "PatchSampler", "swap_augment", "Batches",
 ]
 
 
@@ -278,3 +280,53 @@ def swap_augment(patches: np.ndarray, swap: bool = True) -> tuple[np.ndarray, np
     inputs = np.concatenate([patches, patches[:, ::-1]])
     targets = np.concatenate([patches, patches])
     return np.ascontiguousarray(inputs), targets
+
+
+class Batches:
+    """The training steps' batches: patches drawn, swapped (:func:`swap_augment`), as tensors on ``device``.
+
+    Parameters
+    ----------
+    sampler : PatchSampler
+        Draws ``N x S x P x P`` patch stacks: the fusion steps' and the
+        warm-up's stream (and the meta steps', unless ``meta_seed`` is given).
+    batch_size, swap, device : int, bool, torch.device
+        ``N``; whether to feed every stack in both source orders
+        (:func:`swap_augment`); where the tensors go.
+    meta_seed : sequence of int, optional
+        Seed of the meta steps' own stream (a copy of ``sampler`` with its
+        own ``rng``); ignored for a sampler without ``rng``.
+    """
+
+    def __init__(self, sampler: PatchSampler, batch_size: int, swap: bool, device: Any,
+                 meta_seed: Sequence[int] | None = None) -> None:
+        self.sampler, self.batch_size, self.swap, self.device = sampler, batch_size, swap, device
+        self.meta_sampler = None
+        if meta_seed is not None and hasattr(sampler, "rng"):
+            self.meta_sampler = copy.copy(sampler)
+            self.meta_sampler.rng = np.random.default_rng(list(meta_seed))
+
+    def draw(self, meta: bool = False) -> tuple[Any, Any]:
+        """Inputs and reconstruction targets, float32 tensors ``2N x S x P x P`` each (``N x ...`` without swap).
+
+        ``meta`` draws from the meta steps' stream where there is one.
+        """
+        import torch
+
+        sampler = self.meta_sampler if meta and self.meta_sampler is not None else self.sampler
+        inputs, targets = swap_augment(sampler.sample(self.batch_size), self.swap)
+        return (torch.from_numpy(np.ascontiguousarray(inputs)).to(self.device),
+                torch.from_numpy(np.ascontiguousarray(targets)).to(self.device))
+
+    def states(self) -> tuple[Any, Any]:
+        """Copies of the two streams' states (``None`` for a sampler without state or no meta stream)."""
+        return (copy.deepcopy(self.sampler.state()) if hasattr(self.sampler, "state") else None,
+                copy.deepcopy(self.meta_sampler.state()) if self.meta_sampler is not None else None)
+
+    def set_states(self, states: tuple[Any, Any]) -> None:
+        """Put the streams back where :meth:`states` saw them."""
+        main, meta = states
+        if main is not None:
+            self.sampler.set_state(main)
+        if meta is not None and self.meta_sampler is not None:
+            self.meta_sampler.set_state(meta)

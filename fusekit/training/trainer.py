@@ -14,11 +14,15 @@ Training alternates meta steps, which update P so that R can rebuild the
 sources from what F fuses (:mod:`~fusekit.training.meta`), and fusion steps,
 which train F on ``L_fuse`` with P frozen and R on ``L_rec``
 (:mod:`~fusekit.training.fusion`), in the rhythm of the recipe
-(:mod:`~fusekit.training.schedule`). This module holds the :class:`Trainer`,
-which owns the networks, and its loop; the settings, checkpoints and the
-loss log live in :mod:`~fusekit.training.config`,
-:mod:`~fusekit.training.checkpoints` and :mod:`~fusekit.training.bookkeeping`,
-and their public names are re-exported here.
+(:mod:`~fusekit.training.schedule`). This module holds the :class:`Trainer`:
+it builds the networks and the parts that work on them, each with explicit
+inputs (:class:`~fusekit.training.data.Batches`,
+:class:`~fusekit.training.meta.MetaStep`,
+:class:`~fusekit.training.fusion.FusionStep`, the functions of
+:mod:`~fusekit.training.checkpoints`), and runs the loop, the log and the
+progress bar (:mod:`~fusekit.training.bookkeeping`). The settings live in
+:mod:`~fusekit.training.config`; the public names of these modules are
+re-exported here.
 
 A proposer with ``learnable = False`` (the hand-made ``fixed`` loss) skips
 meta steps. Every random draw comes from the seed, so two runs with the same
@@ -33,7 +37,6 @@ identical; each draws its own patches.
 
 from __future__ import annotations
 
-import copy
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -44,15 +47,15 @@ import torch
 from ..devices import resolve_device as _resolve_device
 from ..errors import ParameterError
 from ..interfaces import LossProposer, Reconstructor, TorchFuser
-from . import schedule
+from . import checkpoints, schedule
 from .bookkeeping import StopRequest, TrainingInterrupted, TrainResult, log_columns, open_log, progress_bar
-from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, Checkpoints, read_checkpoint, save_weights
+from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION, PARTS, read_checkpoint, save_weights
 from .config import LEARN_WEIGHTS, UNTIL_TIME_UP, TrainConfig
-from .data import PatchSampler, swap_augment
+from .data import Batches, PatchSampler
 from .distributed import Group
 from .fusion import FusionStep
 from .losses import LOSS_TERMS
-from .meta import MetaSteps
+from .meta import MetaStep
 from .recipes import EpochSchedule
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "TrainingInterrupted", "UNTIL_TIME_UP", "save_weights",
@@ -64,7 +67,7 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (2 ** 32))
 
 
-class Trainer(MetaSteps, FusionStep, Checkpoints):
+class Trainer:
     """Train a fuser with a loss proposer and a reconstructor.
 
     Parameters
@@ -95,16 +98,29 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
         single process. Only rank 0 writes the log and checkpoints; CUDA
         runs use ``cuda:LOCAL_RANK``.
 
+    Attributes
+    ----------
+    fuser_net, proposer_net, recon_net : torch.nn.Module
+        F, P and R.
+    schedule : EpochSchedule or None
+        The ``"authors"`` recipe's epochs (``None`` for ``"fusekit"``).
+    batches : Batches
+        The training batches.
+    meta : MetaStep
+        P's loss weights, meta steps and warm-up.
+    fusion : FusionStep
+        The fusion step (and F's and R's optimisers).
+    step : int
+        Steps done (0-based index of the next one).
+
     Examples
     --------
     >>> trainer = Trainer(fuser, proposer, reconstructor, sampler,     # doctest: +SKIP
     ...                   TrainConfig(task="ivif", steps=100))
     >>> result = trainer.run()                                       # doctest: +SKIP
     >>> trainer.fuser_net.state_dict()                               # doctest: +SKIP
-
-    ``schedule`` is the ``"authors"`` recipe's
-    :class:`~fusekit.training.recipes.EpochSchedule` (``None`` for ``"fusekit"``).
     """
+
     def __init__(self, fuser: TorchFuser, proposer: LossProposer, reconstructor: Reconstructor,
                  sampler: PatchSampler, config: TrainConfig, *, names: dict[str, str] | None = None,
                  checkpoint_path: str | Path | None = None, log_path: str | Path | None = None,
@@ -115,11 +131,8 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
             raise ParameterError(f"method {type(fuser).__name__} is not a TorchFuser; only network "
                                  f"methods can be trained")
         self.config = config
-        self.names = dict(names or {})
-        self.names.setdefault("method", fuser.name)
-        self.names.setdefault("loss_proposer", proposer.name)
-        self.names.setdefault("reconstructor", reconstructor.name)
-        self.sampler = sampler
+        self.names = {"method": fuser.name, "loss_proposer": proposer.name, "reconstructor": reconstructor.name,
+                      **(names or {})}
         self.checkpoint_path = Path(checkpoint_path) if checkpoint_path else None
         self.log_path = Path(log_path) if log_path and self.group.is_main else None
         self.progress = progress if self.group.is_main else False
@@ -152,42 +165,56 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
         if not self.learnable:
             for p in p_params:
                 p.requires_grad_(False)
-        self.opt_fuser = torch.optim.Adam(self.fuser_net.parameters(), lr=config.lr)
-        self.opt_recon = torch.optim.Adam(self.recon_net.parameters(), lr=config.lr)
         self.schedule: EpochSchedule | None = schedule.epoch_schedule(config, self.learnable,
                                                                       len(getattr(sampler, "images", ())) or 1)
         # the authors recipe draws meta batches from a stream of their own, so that a learned and a fixed
         # run with the same seed train F on the very same fusion batches
-        self.meta_sampler = None
-        if self.schedule is not None and self.learnable and hasattr(sampler, "rng"):
-            self.meta_sampler = copy.copy(sampler)
-            self.meta_sampler.rng = np.random.default_rng([config.seed, self.group.rank, 7919])
-        # the authors recipe moves P by normalised SGD (no optimiser state); gradients summed per window
-        self.opt_proposer = (torch.optim.Adam(p_params, lr=config.lr_proposer)
-                             if self.learnable and self.schedule is None else None)
-        self._p_window: list[torch.Tensor] | None = None
+        separate = self.schedule is not None and self.learnable
+        self.batches = Batches(sampler, config.batch_size, config.swap, self.device,
+                               meta_seed=[config.seed, self.group.rank, 7919] if separate else None)
+        self.meta = MetaStep(self.fuser_net, self.proposer_net, self.recon_net, self.batches, config, self.schedule,
+                             self.group, self.learnable)
+        self.fusion = FusionStep(self.fuser_net, self.recon_net, self.meta.loss_weights, self.batches, config,
+                                 self.group)
         self.step = 0
         self.elapsed_before = 0.0
         self.warmup_error: float | None = None
-        self._fixed_net: torch.nn.Module | None = None   # the hand-made weights, built when first needed
         self._recent: list[dict[str, float]] = []
 
-    # -- phases ---------------------------------------------------------------
+    # -- the parts at the current step (see MetaStep and FusionStep) ----------------
     def phase_of(self, step: int) -> str:
         """``"meta"`` or ``"fusion"`` for 0-based ``step``."""
         return schedule.phase_of(self.config, self.schedule, self.learnable, step)
 
-    def _batch(self, meta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        sampler = self.meta_sampler if meta and self.meta_sampler is not None else self.sampler
-        patches = sampler.sample(self.config.batch_size)
-        inputs, targets = swap_augment(patches, self.config.swap)
-        return (torch.from_numpy(np.ascontiguousarray(inputs)).to(self.device),
-                torch.from_numpy(np.ascontiguousarray(targets)).to(self.device))
+    def loss_weights(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """:meth:`MetaStep.loss_weights <fusekit.training.meta.MetaStep.loss_weights>`."""
+        return self.meta.loss_weights(x)
 
-    def _check_finite(self, value: torch.Tensor, what: str) -> None:
-        if not torch.isfinite(value):
-            raise FloatingPointError(f"{what} became {value.item()} at step {self.step + 1}; "
-                                     f"lower --lr or --lambda-grad")
+    def meta_gradients(self, lr: float, lam: float, **options: Any) -> tuple:
+        """:meth:`MetaStep.gradients <fusekit.training.meta.MetaStep.gradients>` at the current step."""
+        return self.meta.gradients(self.step, lr, lam, **options)
+
+    def meta_step(self, lr: float, lr_p: float, lam: float) -> dict[str, float]:
+        """A ``fusekit`` recipe meta step (:meth:`MetaStep.fusekit <fusekit.training.meta.MetaStep.fusekit>`)."""
+        return self.meta.fusekit(self.step, lr, lr_p, lam)
+
+    def meta_step_authors(self, lr: float, lam: float) -> dict[str, float]:
+        """An ``authors`` recipe meta step (:meth:`MetaStep.authors <fusekit.training.meta.MetaStep.authors>`)."""
+        return self.meta.authors(self.step, lr, lam)
+
+    def fusion_step(self, lr: float, lam: float) -> dict[str, float]:
+        """A fusion step (:class:`~fusekit.training.fusion.FusionStep`)."""
+        return self.fusion(self.step, lr, lam)
+
+    def warm_up_proposer(self) -> float | None:
+        """:meth:`MetaStep.warm_up <fusekit.training.meta.MetaStep.warm_up>`; its error is kept as ``warmup_error``."""
+        self.warmup_error = self.meta.warm_up()
+        return self.warmup_error
+
+    @property
+    def opt_proposer(self) -> torch.optim.Optimizer | None:
+        """P's optimiser (:attr:`MetaStep.optimizer <fusekit.training.meta.MetaStep.optimizer>`)."""
+        return self.meta.optimizer
 
     # -- the loop ---------------------------------------------------------------
     def run(self, on_step: Callable[[int, dict[str, float]], None] | None = None,
@@ -218,7 +245,7 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
         stopped = "done"
         self.group.broadcast_parameters([self.fuser_net, self.proposer_net, self.recon_net])
         stop = StopRequest()
-        snapshot = self._sampler_states()
+        snapshot = self.batches.states()
         try:
             stop.install()
             if self.step == 0:
@@ -241,7 +268,7 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
                 else:
                     losses = self.fusion_step(lr, lam)
                 self.step += 1
-                snapshot = self._sampler_states()  # the samplers as a step boundary leaves them
+                snapshot = self.batches.states()  # the samplers as a step boundary leaves them
                 elapsed = self.elapsed_before + time.monotonic() - start
                 self._recent = (self._recent + [losses])[-50:]
                 if writer is not None:
@@ -263,7 +290,7 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
             self.elapsed_before += time.monotonic() - start
             # a second Ctrl-C may have cut a step short after it drew its batches: put the samplers back
             # where the step began, so that a resumed run draws exactly what an uninterrupted one would
-            self._set_sampler_states(snapshot)
+            self.batches.set_states(snapshot)
             saved = self.save_checkpoint() if self.checkpoint_path else None
             raise TrainingInterrupted(self.step, saved) from None
         finally:
@@ -277,17 +304,6 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
         return TrainResult(step=self.step, elapsed_s=self.elapsed_before, stopped=stopped,
                            losses=self.recent_losses())
 
-    def _sampler_states(self) -> tuple[Any, Any]:
-        return (copy.deepcopy(self.sampler.state()) if hasattr(self.sampler, "state") else None,
-                copy.deepcopy(self.meta_sampler.state()) if self.meta_sampler is not None else None)
-
-    def _set_sampler_states(self, states: tuple[Any, Any]) -> None:
-        main, meta = states
-        if main is not None:
-            self.sampler.set_state(main)
-        if meta is not None and self.meta_sampler is not None:
-            self.meta_sampler.set_state(meta)
-
     def recent_losses(self) -> dict[str, float]:
         """Mean of each loss over the last (up to 50) steps that reported it."""
         out: dict[str, float] = {}
@@ -296,3 +312,36 @@ class Trainer(MetaSteps, FusionStep, Checkpoints):
             if values:
                 out[key] = float(np.mean(values))
         return out
+
+    # -- run state on disk (fusekit.training.checkpoints) -----------------------------------
+    def _parts(self) -> dict[str, Any]:
+        return dict(zip(PARTS, (self.fuser_net, self.proposer_net, self.recon_net, self.fusion.opt_fuser,
+                                self.fusion.opt_recon, self.meta.optimizer)))
+
+    def save_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Save everything needed to resume (atomic) to ``path`` (default ``checkpoint_path``); returns it."""
+        path = Path(path) if path else self.checkpoint_path
+        if path is None:
+            raise ParameterError("no checkpoint path set")
+        if self.group.is_main:  # identical networks everywhere: rank 0 writes for the group
+            checkpoints.save_checkpoint(path, self.names, self.config, self.step, self.elapsed_before, self._recent,
+                                        self.batches, self._parts(), self.meta.window)
+        return path
+
+    def load_checkpoint(self, path: str | Path) -> None:
+        """Restore a checkpoint of :meth:`save_checkpoint` (:func:`~fusekit.training.checkpoints.load_checkpoint`)."""
+        self.step, self.elapsed_before, self._recent, window = checkpoints.load_checkpoint(
+            path, self.names, self.config, self._parts(), self.batches, self.group.rank)
+        self.meta.window = [g.to(self.device) for g in window] if window else None
+
+    def init_from(self, path: str | Path) -> list[str]:
+        """Start F (and R, P where the file has them) from earlier training; ``step`` stays 0.
+
+        See :func:`~fusekit.training.checkpoints.init_from`.
+        """
+        return checkpoints.init_from(path, self.fuser, self._parts(), self.names, self.config.task)
+
+    def export(self, path: str | Path, result: TrainResult | None = None) -> Path:
+        """Write F's weights as safetensors, with :func:`~fusekit.training.checkpoints.weights_metadata`."""
+        metadata = checkpoints.weights_metadata(self.names, self.config, self.step, self.device, result)
+        return save_weights(self.fuser_net.state_dict(), path, metadata)
