@@ -427,3 +427,58 @@ def test_profiles_state_their_conventions_as_data():
         (math.e, "skimage-0.19", "script", "max-fused", "central")
     with pytest.raises(InputError, match="ssim_variant must be one of"):
         type(std)(name="x", summary="", reference="", ssim_variant="gaussian")
+
+
+# -- releasing what a metric cached for itself (memory held by a triplet's metrics) -----------
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_releasing_caches_changes_no_value(pair, profile):
+    """compute() releases each built-in metric's private cache entries as it finishes; every
+    value is the same, bit for bit, as with every entry kept (one context, nothing released)."""
+    from fusekit.metrics.compute import evaluate_metric, make_context, resolve_metrics
+
+    a, b = pair
+    fused = (a + b) / 2
+    prof = PROFILES[profile]
+    metrics = resolve_metrics(None, profile=prof)
+    ctx = make_context(fused, [a, b], prof, data_range=255)
+    kept = {m.name: float(evaluate_metric(m, ctx)) for m in metrics}
+    released = compute(fused, [a, b], profile=profile, data_range=255)
+    assert {k: float(v) for k, v in released.items()} == kept
+
+
+def test_releasing_drops_private_entries_and_shared_ones_after_their_last_reader(pair):
+    from fusekit.metrics.base import SHARED_FAMILIES, families_needed, key_family
+    from fusekit.metrics.compute import evaluate_metric, make_context, resolve_metrics
+
+    a, b = pair
+    prof = PROFILES["standard"]
+    ctx = make_context((a + b) / 2, [a, b], prof, data_range=255)
+    metrics = resolve_metrics(["qabf", "vif", "nabf", "en"], profile=prof)
+    keeps = families_needed([m.name for m in metrics])
+    assert keeps == [frozenset({"edges", "levels"}), frozenset({"edges", "levels"}), frozenset({"levels"}),
+                     frozenset()]
+    families = []
+    for metric, keep in zip(metrics, keeps):
+        with ctx.releasing(sources=True, keep=keep):
+            evaluate_metric(metric, ctx)
+        families.append({key_family(k) for k in (*ctx._cache, *ctx._source_cache)})
+    assert families[0] == {"edges"}                    # Q^AB/F's Sobel maps, for N^AB/F
+    assert families[1] == {"edges"}                    # VIF's statistics went
+    assert families[2] == set()                        # no later reader of the Sobel maps
+    assert families[3] == set()
+    assert SHARED_FAMILIES >= {"edges", "levels"}
+    # without ``sources`` the source cache keeps everything (further fused images reuse it)
+    ctx2 = make_context((a + b) / 2, [a, b], prof, data_range=255)
+    with ctx2.releasing(sources=False, keep=frozenset()):
+        evaluate_metric(metrics[1], ctx2)
+    assert ctx2._source_cache and not ctx2._cache
+
+
+def test_plugin_metrics_keep_their_cache():
+    from fusekit.metrics.compute import releases_cache
+
+    prof = PROFILES["standard"]
+    builtin = next(m for m in list_metrics() if m.name == "vif")
+    plugin = Metric("mine", "mine", "", True, False, "test", lambda ctx: 1.0)
+    assert releases_cache(builtin, prof) and not releases_cache(plugin, prof)

@@ -114,7 +114,8 @@ def run_task(state: _State, task: _Task) -> list[_Outcome]:
         One per fused image, in the order of ``task.fused``.
     """
     from ..io import read_image
-    from ..metrics.compute import evaluate_metric, make_context, reuse_sources
+    from ..metrics.base import families_needed
+    from ..metrics.compute import evaluate_metric, make_context, releases_cache, reuse_sources
 
     outcomes = [_Outcome(task.image, entry.method, {}, []) for entry in task.fused]
     sources = None
@@ -143,9 +144,14 @@ def run_task(state: _State, task: _Task) -> list[_Outcome]:
             outcome.errors.append((None, f"{entry.method}: the method called sys.exit({exc.code!r}); "
                                          "fix the plugin"))
             continue
-        for metric in state.metrics:
+        # after the scene's last fused image no other reuses the sources' statistics: what each
+        # built-in metric cached for itself is released as it finishes (same values, fewer pages)
+        last = entry is task.fused[-1]
+        for metric, keep in zip(state.metrics, families_needed([m.name for m in state.metrics])):
             try:
-                outcome.values[metric.name] = float(evaluate_metric(metric, ctx))
+                with (ctx.releasing(sources=last, keep=keep) if releases_cache(metric, state.profile)
+                      else contextlib.nullcontext()):
+                    outcome.values[metric.name] = float(evaluate_metric(metric, ctx))
             except Exception as exc:
                 outcome.errors.append((metric.name, one_line(exc)))
     return outcomes

@@ -13,8 +13,9 @@ several methods' outputs of one scene computes them once.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Hashable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Hashable, Iterator, Mapping
 
 import numpy as np
 
@@ -104,6 +105,102 @@ class MetricContext:
     def float32(self, index: int) -> np.ndarray:
         """Image ``index`` (0 = fused) as float32, for profiles that reproduce float32 scripts."""
         return self.cached_image(index, "float32", lambda: self.images[index].astype(np.float32))
+
+    @contextlib.contextmanager
+    def releasing(self, *, sources: bool, keep: frozenset | None = None) -> Iterator["MetricContext"]:
+        """Forget, on leaving, what the metric computed inside cached for itself alone.
+
+        A built-in metric caches its intermediate maps (local statistics,
+        gradients, filtered images: up to ~25 MB each for a 640x480 triplet)
+        so that other fused images of the same sources reuse the sources'
+        part; only the families in :data:`SHARED_FAMILIES` are read by other
+        metrics. On leaving, entries made inside this block whose family is
+        not shared are dropped, and so are entries of the shared families
+        not in ``keep`` (those no later metric reads): from this context's
+        own cache always, from the source cache only with ``sources`` (no
+        further fused image of these sources will be scored). A dropped
+        entry that is asked for again is recomputed, to the same value: this
+        bounds the memory a triplet's metrics hold (fewer fresh pages for
+        the kernel to fault in and zero) and changes no number.
+
+        Parameters
+        ----------
+        sources : bool
+            Also release entries of the source cache.
+        keep : frozenset of str, optional
+            Shared families to keep (default: all of them); see
+            :func:`families_needed`.
+
+        Yields
+        ------
+        MetricContext
+            This context.
+        """
+        own, shared = set(self._cache), set(self._source_cache) if sources else None
+        if keep is None:
+            keep = SHARED_FAMILIES
+        try:
+            yield self
+        finally:
+            _release(self._cache, own, keep)
+            if shared is not None:
+                _release(self._source_cache, shared, keep)
+
+
+#: Cache key families (the first string of a key) that several built-in metrics read, and the
+#: metrics that read them: the grey levels, the centred images, the Sobel maps, the images
+#: stretched to 0-255 and their levels. A metric missing here that reads one of them only
+#: recomputes what was released before it (same value).
+FAMILY_USERS: Mapping[str, frozenset] = {
+    "levels": frozenset({"en", "mi", "ce"}),
+    "centred": frozenset({"scd", "cc"}),
+    "edges": frozenset({"qabf", "nabf"}),
+    "stretch-255": frozenset({"qcb", "qcv", "nmi"}),
+    "stretched-levels": frozenset({"nmi", "te", "qncie"}),
+}
+SHARED_FAMILIES = frozenset(FAMILY_USERS)
+
+
+def families_needed(names: "list[str] | tuple[str, ...]") -> list[frozenset]:
+    """Per position in a list of metric names, the shared families a later metric still reads.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Metric names in the order they are computed.
+
+    Returns
+    -------
+    list of frozenset of str
+        ``out[i]``: the families of :data:`FAMILY_USERS` read by
+        ``names[i + 1:]`` (the ``keep`` of :meth:`MetricContext.releasing`
+        after metric ``i``).
+    """
+    out: list[frozenset] = []
+    later: set[str] = set()
+    for name in reversed(names):
+        out.append(frozenset(later))
+        later |= {family for family, users in FAMILY_USERS.items() if name in users}
+    return out[::-1]
+
+
+def key_family(key: Hashable) -> Hashable:
+    """The family of a cache key: its first element, down nested tuples (``(("edges", ...), 0)`` -> ``"edges"``)."""
+    while isinstance(key, tuple) and key:
+        key = key[0]
+    return key
+
+
+def _release(cache: dict[Hashable, Any], before: set, keep: frozenset) -> None:
+    """Remove from ``cache`` the entries not in ``before`` of an unshared family, and those of a
+    shared family not in ``keep``."""
+    for key in list(cache):
+        family = key_family(key)
+        if family in SHARED_FAMILIES:
+            if family not in keep:
+                del cache[key]
+        elif key not in before:
+            del cache[key]
 
 
 def _lookup(cache: dict[Hashable, Any], key: Hashable, factory: Callable[[], Any]) -> Any:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from ..errors import InputError, UnknownNameError
-from .base import Metric, MetricContext, Score
+from .base import Metric, MetricContext, Score, families_needed
 from .profiles import Profile, get_profile
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -217,4 +218,22 @@ def compute(fused: np.ndarray, sources: Sequence[np.ndarray] = (),
     if metrics is None and len(sources) == 0:
         chosen = [m for m in chosen if not m.needs_sources]
     ctx = make_context(fused, sources, prof, data_range)
-    return {m.name: evaluate_metric(m, ctx) for m in chosen}
+    out = {}
+    # the context goes away after this call: what a built-in metric cached for itself alone is
+    # released as soon as it is done, shared maps after their last reader (same values, less memory)
+    for m, keep in zip(chosen, families_needed([m.name for m in chosen])):
+        with ctx.releasing(sources=True, keep=keep) if releases_cache(m, prof) else contextlib.nullcontext():
+            out[m.name] = evaluate_metric(m, ctx)
+    return out
+
+
+def releases_cache(metric: Metric, profile: Profile) -> bool:
+    """Whether :meth:`MetricContext.releasing` may drop what ``metric`` caches under ``profile``.
+
+    True for fusekit's own metric code (:mod:`fusekit.metrics`), whose
+    cross-metric cache keys are the families of
+    :data:`fusekit.metrics.base.SHARED_FAMILIES`; a plugin's metric keeps
+    whatever it caches.
+    """
+    module = getattr(profile.function_for(metric), "__module__", None) or ""
+    return module.startswith("fusekit.metrics.")
