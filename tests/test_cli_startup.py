@@ -61,14 +61,17 @@ def test_eval_of_one_triplet_imports_no_tqdm_numba_or_scipy_ndimage(tmp_path, de
     # nor what only --method runs, CSV output and --list-metrics need (hashes: OpenSSL; the
     # profiles' convention tables)
     assert not {"hashlib", "csv", "fusekit.metrics.conventions"} & loaded
+    # one job and no bar: the items run in this process without the process-pool machinery
+    assert not {"multiprocessing", "fusekit.execution"} & loaded
 
 
 def test_hidden_progress_bar_needs_no_tqdm():
-    from fusekit.evaluation.worker import _Progress
+    from fusekit.evaluation.worker import _progress
 
-    with _Progress("eval", show=False).bar([1, 2]) as bar:
+    with _progress(False).bar([]) as bar:
         bar.update(2)
-    with _Progress("eval", show=True).bar([1, 2]) as bar:         # shown: a real tqdm bar
+        assert not type(bar).__module__.startswith("tqdm")
+    with _progress(True).bar([]) as bar:                            # shown: a real tqdm bar
         assert type(bar).__module__.startswith("tqdm")
         bar.update(2)
 
@@ -130,3 +133,28 @@ def test_freed_memory_is_kept_only_where_malloc_is_glibcs_and_untuned():
 
     expected = "True" if sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc" else "False"
     assert run({}) == expected
+
+
+def test_in_process_items_fail_as_execute_fails_them(monkeypatch):
+    """One job and no bar runs the items here without fusekit.execution; an item that raises fails
+    each of its images with the same message as execute() gives it."""
+    import concurrent.futures as cf
+
+    from fusekit.evaluation import worker
+    from fusekit.metrics.profiles import get_profile
+
+    def run_task(state, task):
+        if task.image == "bad":
+            raise RuntimeError("boom\nsecond line")
+        return [worker._Outcome(task.image, f.method, {"en": 1.0}, []) for f in task.fused]
+
+    monkeypatch.setattr(worker, "run_task", run_task)
+    fused = (worker._Fused("a", "a.png", None), worker._Fused("b", "b.png", None))
+    tasks = [worker._Task(name, ("x.png", "y.png"), fused) for name in ("good", "bad", "last")]
+    state = worker._State((), get_profile("standard"))
+    here = worker.run_tasks(tasks, state, jobs=1, executor=None, progress=False)
+    with cf.ThreadPoolExecutor(max_workers=1) as pool:             # through fusekit.execution.execute
+        there = worker.run_tasks(tasks, state, jobs=1, executor=pool, progress=False)
+    assert here == there
+    assert [(o.image, o.method, o.errors) for o in here if o.errors] == [
+        ("bad", "a", [(None, "RuntimeError: boom")]), ("bad", "b", [(None, "RuntimeError: boom")])]

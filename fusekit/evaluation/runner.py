@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
@@ -18,6 +17,8 @@ from .sources import FusedFolder, FusedMethod, _find_fused, _folder_specs, _meth
 from .worker import _Fused, _State, _Task, forget_fuser, load_fuser, run_tasks
 
 if TYPE_CHECKING:  # pragma: no cover
+    import concurrent.futures as cf
+
     from ..plugins import PluginHost
 
 

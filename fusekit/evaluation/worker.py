@@ -7,18 +7,19 @@ computed once for every method compared (:meth:`MetricContext.with_fused`).
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from ..errors import InputError, one_line
-from ..execution import Progress, execute
 from ..metrics.base import Metric
 from ..metrics.profiles import Profile
 from .sources import FusedMethod
+
+if TYPE_CHECKING:  # pragma: no cover
+    import concurrent.futures as cf
 
 
 @dataclass(frozen=True)
@@ -157,29 +158,11 @@ def run_task(state: _State, task: _Task) -> list[_Outcome]:
     return outcomes
 
 
-class _NoBar(contextlib.AbstractContextManager):
-    """Stands in for a hidden tqdm bar."""
+def _progress(show: bool | None) -> Any:
+    """A :class:`fusekit.execution.Progress` of images for :func:`fusekit.execution.execute`."""
+    from ..execution import Progress
 
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def update(self, n: int = 1) -> None:
-        """Nothing to show."""
-
-
-@dataclass(frozen=True)
-class _Progress(Progress):
-    """:class:`fusekit.execution.Progress` that imports tqdm only to show a bar.
-
-    Importing tqdm costs about 25 ms of CPU (it imports ``importlib.metadata``
-    for its version), a tenth of a one-image ``fusekit eval``, and scripts
-    and pipes never show the bar.
-    """
-
-    def bar(self, items: Sequence[Any]) -> Any:
-        """A tqdm bar over ``items``, or a stand-in where tqdm would show none."""
-        hidden = self.show is False or (self.show is None and not _is_terminal(sys.stderr))
-        return _NoBar() if hidden else super().bar(items)
+    return Progress("eval", unit="image", show=show, leave=False, weight=lambda task: len(task.fused))
 
 
 def _is_terminal(stream: Any) -> bool:
@@ -190,19 +173,39 @@ def _is_terminal(stream: Any) -> bool:
         return False
 
 
-def run_tasks(tasks: list[_Task], state: _State, jobs: int, executor: cf.Executor | None,
+def run_tasks(tasks: list[_Task], state: _State, jobs: int, executor: "cf.Executor | None",
               progress: bool | None) -> list[_Outcome]:
-    """Run the work items (:func:`fusekit.execution.execute`); a work item that fails fails each of its images."""
+    """Run the work items (:func:`fusekit.execution.execute`); a work item that fails fails each of its images.
+
+    One job, no executor and no bar to show (scripts, pipes): the items run
+    here, in order, as ``execute`` runs them then, without importing the
+    process-pool machinery (:mod:`fusekit.execution` pulls in
+    :mod:`multiprocessing` and :mod:`concurrent.futures`: about 23 ms of
+    CPU, a twentieth of a one-triplet ``fusekit eval``).
+    """
+    outcomes: list[_Outcome] = []
+    if executor is None and jobs == 1 and not _shows_bar(progress):
+        for task in tasks:
+            try:
+                outcomes += run_task(state, task)
+            except Exception as exc:  # as execute's attempt: the item's images fail, the others go on
+                outcomes += [_Outcome(task.image, e.method, {}, [(None, one_line(exc))]) for e in task.fused]
+        return outcomes
+    from ..execution import execute
+
     if executor is None and jobs > 1:
         from ..metrics import compiled
 
         # forked workers inherit numba and the loaded kernels instead of each loading them
         compiled.warm_up(metrics=[m.name for m in state.metrics], profile=state.profile)
-    bar = _Progress("eval", unit="image", show=progress, leave=False, weight=lambda task: len(task.fused))
-    outcomes: list[_Outcome] = []
-    for done in execute(run_task, tasks, shared=state, jobs=jobs, executor=executor, progress=bar):
+    for done in execute(run_task, tasks, shared=state, jobs=jobs, executor=executor, progress=_progress(progress)):
         if done.error is None:
             outcomes += done.value
         else:  # a worker died or could not unpickle the item
             outcomes += [_Outcome(done.item.image, e.method, {}, [(None, done.error)]) for e in done.item.fused]
     return outcomes
+
+
+def _shows_bar(progress: bool | None) -> bool:
+    """Whether a progress bar is shown: asked for, or by default on a terminal (tqdm's rule)."""
+    return progress is True or (progress is None and _is_terminal(sys.stderr))
