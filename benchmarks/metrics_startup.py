@@ -10,8 +10,9 @@ What it measures
 ----------------
 ``fusekit eval DATASET --fused DATASET/fused --profile cddfuse`` (every
 metric the profile defines) as a fresh process, on one MSRS 640x480 triplet
-and on 41 RoadScene test triplets (fused = the rounded mean of the two
-sources, written to a temporary dataset), for
+(also with ``--profile standard``, the default) and on 41 RoadScene test
+triplets (fused = the rounded mean of the two sources, written to a
+temporary dataset), for
 
 * ``--base``: the repository at that commit (a temporary ``git worktree``,
   imported instead of the working tree), and the working tree;
@@ -85,8 +86,9 @@ def _launcher(code: Path | None, then: str) -> list[str]:
     return [sys.executable, "-c", setup + then]
 
 
-def run_eval(code: Path | None, dataset: Path, cache: Path, numba: str | None) -> tuple[float, float]:
-    """Wall and CPU seconds of one ``fusekit eval`` process.
+def run_eval(code: Path | None, dataset: Path, cache: Path, numba: str | None,
+             profile: str = "cddfuse") -> tuple[float, float, int]:
+    """Wall and CPU seconds and minor page faults of one ``fusekit eval`` process.
 
     ``code`` is a checkout to run instead of this tree; ``numba`` the value of
     ``FUSEKIT_NUMBA`` (``None``: unset, the default settings).
@@ -99,13 +101,13 @@ def run_eval(code: Path | None, dataset: Path, cache: Path, numba: str | None) -
         env["FUSEKIT_NUMBA"] = numba
     env.pop("PYTHONDONTWRITEBYTECODE", None)   # .pyc files, as an installed package has them
     command = _launcher(code, "from fusekit.cli import main; sys.exit(main())") + [
-        "eval", str(dataset), "--fused", str(dataset / "fused"), "--profile", "cddfuse"]
+        "eval", str(dataset), "--fused", str(dataset / "fused"), "--profile", profile]
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    return wall, (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime), r1.ru_minflt - r0.ru_minflt
 
 
 #: (label, tree, FUSEKIT_NUMBA, cache state) of every timed run of a round, in order.
@@ -119,12 +121,12 @@ SETTINGS = (
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--base", default="6d5efbf", help="commit to compare against")
+    parser.add_argument("--base", default="65574b9", help="commit to compare against")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
     load0 = os.getloadavg()[0]
-    times: dict[tuple[str, str, str], list[tuple[float, float]]] = {}
+    times: dict[tuple[str, str, str], list[tuple[float, float, int]]] = {}
     with tempfile.TemporaryDirectory(prefix="fusekit-eval-start-") as tmp:
         work = Path(tmp)
         base = work / "base"
@@ -135,21 +137,25 @@ def main(argv: list[str] | None = None) -> None:
                                    check=True, capture_output=True, text=True).stdout.strip()
             if not where.startswith(str(base)):
                 raise SystemExit(f"the base checkout is not the one imported: {where}")
-            sets = {"1 triplet (MSRS 640x480)": make_dataset(work / "one", DATA / "ivif/msrs/test", 1),
-                    "41 triplets (RoadScene)": make_dataset(work / "many", DATA / "ivif/roadscene/test", 41)}
+            one = make_dataset(work / "one", DATA / "ivif/msrs/test", 1)
+            sets = {"1 triplet (MSRS 640x480)": (one, "cddfuse"),
+                    "1 triplet (MSRS 640x480), standard profile": (one, "standard"),
+                    "41 triplets (RoadScene)": (make_dataset(work / "many", DATA / "ivif/roadscene/test", 41),
+                                                "cddfuse")}
             codes = {"base": base, "now": None}
             for code in codes.values():            # writes both trees' .pyc files; not timed
-                run_eval(code, sets["1 triplet (MSRS 640x480)"], work / "unused", "0")
+                for profile in ("cddfuse", "standard"):
+                    run_eval(code, one, work / "unused", "0", profile)
             for r in range(args.rounds):
-                for label, dataset in sets.items():
+                for index, (label, (dataset, profile)) in enumerate(sets.items()):
                     # cold runs come first (they fill the cache the warm runs use); the trees
                     # swap places every round
                     order = SETTINGS if r % 2 == 0 else _swapped(SETTINGS)
                     for setting, which, numba, state in order:
-                        cache = work / f"cache-{which}-{numba}-{r}-{dataset.name}"
+                        cache = work / f"cache-{which}-{numba}-{r}-{index}"
                         times.setdefault((label, which, setting), []).append(
-                            run_eval(codes[which], dataset, cache, numba))
-                    for cache in work.glob(f"cache-*-{r}-{dataset.name}"):
+                            run_eval(codes[which], dataset, cache, numba, profile))
+                    for cache in work.glob(f"cache-*-{r}-{index}"):
                         shutil.rmtree(cache, ignore_errors=True)
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(base)],
@@ -172,28 +178,25 @@ def _swapped(settings: tuple) -> tuple:
 
 #: What changed between base and now, the same for every run (the numbers are in the table).
 NOTES = (
-    "What changed between base and now. (1) numba's kernels are off unless `FUSEKIT_NUMBA=1`: at "
-    "base a first run compiled them (about 4 s of CPU here) and every later run paid about 0.5 s of "
-    "CPU to import numba and load them, while they save only 15-30 ms per 640x480 triplet over the "
-    "numpy path (and a choice by cache state or image count would make a metric's last digits "
-    "depend on it). (2) `scipy.ndimage` (about 0.2 s of CPU to import, with `scipy.special`) is "
-    "no longer imported by the `standard` and `cddfuse` sets: `cddfuse` SSIM's `uniform_filter` "
-    "and Q_CB's `correlate1d` are numpy re-implementations that give scipy's values bit for bit "
-    "(`fusekit/metrics/exact_filters.py`: exact integer window sums; scipy's symmetric correlation "
-    "loop in its order), on cache-sized strips of rows, the box filter about 2x faster than "
-    "scipy's. (3) Start-up: `importlib.metadata` only when an installed distribution has a "
-    "`[fusekit]` entry-point section, the `train`/`explain`/`eval` commands imported on first use, "
-    "`fusekit.metrics` names resolved lazily, no tqdm for a hidden progress bar. (4) Reading: "
-    "`fusekit.io` decodes 8-bit PNG, JPEG and BMP files with Pillow directly and converts them "
-    "with numpy (imageio, which imports `importlib.metadata`, and scikit-image only for other "
-    "layouts; the same arrays on all 2934 files of the shared data), and "
-    "`fusekit.header.read_header` no longer decodes a PNG without an `eXIf` chunk (Pillow's "
-    "`getexif()` loads a PNG's pixels to look for one). Every metric value is unchanged, bit for "
-    "bit, on both paths (all metrics x all profiles on 4 triplets; `tests/test_metrics_golden.py`, "
-    "`tests/test_metrics_vifb.py`, `tests/test_metrics_compiled.py`, "
-    "`tests/test_metrics_exact_filters.py`), except Q_Y on images with flat 7x7 windows: their "
-    "variance and covariance are now exactly 0 instead of rounding noise, which made Q_Y differ "
-    "between the paths and leave [0, 1] (`tests/test_metrics_qy_flat.py`).")
+    "What changed between base and now (numba's kernels were already off by default at base, so "
+    "the first and later runs differ only at `FUSEKIT_NUMBA=1`). (1) Memory: a 640x480 "
+    "triplet's metrics held 136 MB of cached maps by the end (VIF's and Q_Y's local statistics, "
+    "the Sobel maps, ...), read by the metric that made them only, kept so that other fused "
+    "images of the same scene reuse the sources' part; the heap grew to about 150 MB and the "
+    "kernel faulted in and zeroed every page. Each built-in metric's private cache entries are "
+    "now released when it finishes, the maps several metrics read (grey levels, centred images, "
+    "Sobel maps, stretched images and their levels) after their last reader, and the sources' "
+    "after the scene's last fused image (`MetricContext.releasing`; the faults column). (2) "
+    "Q_CB, Q_CV and the normalised information metrics share one stretched copy of each image "
+    "(8 stretches a triplet -> 3), and Q_CB's two Gaussian windows share their first pass's pair "
+    "sums (scipy's operations in its order). (3) Start-up: `hashlib` (OpenSSL), `csv` and the "
+    "profiles' convention tables are imported only by `--method` runs, CSV output and "
+    "`--list-metrics` / the HTML report; with one job and no progress bar the scenes run in "
+    "the process without importing `fusekit.execution` (`multiprocessing`, "
+    "`concurrent.futures`: about 23 ms of CPU). Every metric value is unchanged, bit for bit: all "
+    "metrics x all profiles on one triplet each of MSRS, RoadScene, TNO and LLVIP (276 values, "
+    "compared as `repr`), `tests/test_metrics*.py` (with and without releasing under every "
+    "profile).")
 
 
 def _ratio(base: list, now: list, i: int) -> float:
@@ -210,23 +213,25 @@ def render(times, args, load, argv) -> str:
              "(`benchmarks/metrics_startup.py`)", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
              f"{platform.machine()}, {os.cpu_count()} CPUs, load average {load[0]:.1f} before and "
-             f"{load[1]:.1f} after: the 2 cores are shared with other jobs (two training runs at "
-             f"raised priority among them), so a process gets well under a core and only the "
+             f"{load[1]:.1f} after: the 2 cores are shared with other jobs (training runs at "
+             f"raised priority among them), so wall times vary with their load and only the "
              f"side-by-side ratios count; Python {platform.python_version()}, numpy {np.__version__}).",
              "",
              "`fusekit eval DATASET --fused DATASET/fused --profile cddfuse` (all 21 metrics the "
-             f"profile defines) as a fresh process; `base` is commit `{args.base}` (a git worktree), "
+             "profile defines; `standard profile`: `--profile standard`, its 21) as a fresh process; "
+             f"`base` is commit `{args.base}` (a git worktree), "
              "`now` the working tree. `first run`: default settings on an empty `NUMBA_CACHE_DIR`, "
-             "i.e. the first run after install (base compiles numba's kernels); `later run`: the "
+             "i.e. the first run after install; `later run`: the "
              "same again on that cache; `FUSEKIT_NUMBA=0`: numpy/scipy only; `FUSEKIT_NUMBA=1`: "
              "`now` with numba's kernels asked for. Median of "
              f"{args.rounds} rounds in which the settings alternate (base and now swap places every "
              "round); `.pyc` files written beforehand for both trees, as an installed package has "
-             "them. CPU = user + system seconds of the process.", "",
+             "them. CPU = user + system seconds of the process; minor page faults: the pages the "
+             "kernel mapped in (and zeroed) for it.", "",
              "| triplets | setting | base wall s | now wall s | base / now wall (per round, median) | "
-             "base CPU s | now CPU s | base / now CPU | wall runs base / now |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---|"]
-    labels = sorted({k[0] for k in times}, key=lambda s: int(s.split()[0]))
+             "base CPU s | now CPU s | base / now CPU | minor page faults base / now | wall runs base / now |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    labels = list(dict.fromkeys(k[0] for k in times))   # in the order measured
     for label in labels:
         for setting in dict.fromkeys(s[0] for s in SETTINGS):
             b, n = times.get((label, "base", setting)), times.get((label, "now", setting))
@@ -234,10 +239,11 @@ def render(times, args, load, argv) -> str:
                 lines.append(
                     f"| {label} | {setting} | {med(x[0] for x in b):.2f} | {med(x[0] for x in n):.2f} | "
                     f"**{_ratio(b, n, 0):.2f}x** | {med(x[1] for x in b):.2f} | {med(x[1] for x in n):.2f} | "
-                    f"{_ratio(b, n, 1):.2f}x | {walls(b)} / {walls(n)} |")
+                    f"{_ratio(b, n, 1):.2f}x | {med(x[2] for x in b):.0f} / {med(x[2] for x in n):.0f} | "
+                    f"{walls(b)} / {walls(n)} |")
             elif n:
                 lines.append(f"| {label} | {setting} | | {med(x[0] for x in n):.2f} | | | "
-                             f"{med(x[1] for x in n):.2f} | | {walls(n)} |")
+                             f"{med(x[1] for x in n):.2f} | | {med(x[2] for x in n):.0f} | {walls(n)} |")
     lines += ["", NOTES, f"<!-- end {MARK} -->"]
     return "\n".join(lines) + "\n"
 

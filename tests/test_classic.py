@@ -271,7 +271,8 @@ def test_exposure_reduce_and_expand_planes_are_the_pyramid_operators():
     for h, w in [(1, 1), (2, 3), (3, 2), (1, 7)]:                  # thin stacks: pyramid's small path
         stack = rng.random((2, h, w)).astype(np.float32)
         np.testing.assert_array_equal(exposure._reduce_stack(stack), pyramid.reduce(stack))
-        np.testing.assert_array_equal(exposure._expand_stack(stack, (2 * h, 2 * w)), pyramid.expand(stack, (2 * h, 2 * w)))
+        np.testing.assert_array_equal(exposure._expand_stack(stack, (2 * h, 2 * w)),
+                                      pyramid.expand(stack, (2 * h, 2 * w)))
     one = rng.random((1, 1)).astype(np.float32)
     got = exposure._expand_plane(one, (2, 2), np.empty((1, 2), np.float32), np.empty((2, 2), np.float32),
                                  np.empty(2, np.float32))
