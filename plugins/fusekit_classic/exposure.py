@@ -47,10 +47,10 @@ class Exposure(Fuser):
     ``I_r + collapse(sum_{k != r} G(W_k) L(I_k - I_r))``, the same sum with
     one source fewer (for a pair, one Gaussian pyramid of 4 planes instead
     of 8 and 2 EXPANDs per channel and level instead of 3); it equals the
-    textbook sum up to float32 rounding (below 1e-6). The pyramid goes down to 1-2 pixels
-    (``floor(log2(min(H, W)))`` levels) unless ``levels`` is given, the
-    depth OpenCV uses; see ``BENCHMARKS.md`` for the agreement with
-    ``cv2.createMergeMertens``.
+    textbook sum up to float32 rounding (below 1e-6). The pyramid goes
+    down to 1-2 pixels (``floor(log2(min(H, W)))`` levels, the depth
+    OpenCV uses) unless ``levels`` is given; see ``BENCHMARKS.md`` for the
+    agreement with ``cv2.createMergeMertens``.
 
     Parameters
     ----------
