@@ -17,8 +17,10 @@ Examples
 
 from __future__ import annotations
 
+import errno
 import os
 import re
+import stat
 import tempfile
 import warnings
 from contextlib import contextmanager
@@ -93,31 +95,93 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
     path = Path(path)
     if near_grey not in ("mean", "keep"):
         raise InputError(f"near_grey must be 'mean' or 'keep', got {near_grey!r}")
-    if not path.exists():
+    _check_file(path)
+    with header.opened(path) as found:  # one open and parse of the file, for its header and its pixels
+        head = found.header
+        if head is not None:
+            header.check_size(path, head)  # before decoding: a huge image must not exhaust memory
+            if head.frames > 1:
+                warnings.warn(f"{path}: holds {head.frames} pages; using page 1 (save the page you want "
+                              "as its own file)", FusekitWarning, stacklevel=2)
+        raw = _decode(path, found)
+    if head is not None and head.orientation != 1:
+        raw = header.orient(raw, head.orientation)  # phone photos: EXIF says how to turn them upright
+    return LoadedImage(*_normalise(raw, path, near_grey == "keep"), path=path)
+
+
+def _check_file(path: Path) -> None:
+    """Refuse a missing file, a folder or an empty file, with one ``stat`` call.
+
+    The checks and words of ``Path.exists``, ``Path.is_dir`` and
+    ``Path.stat().st_size`` in that order; an error ``Path.exists`` would
+    not hide (a folder without search permission, say) propagates as it did.
+
+    Parameters
+    ----------
+    path : Path
+
+    Raises
+    ------
+    InputError
+        The file is missing, a folder, or empty.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        if exc.errno not in _MISSING_ERRNOS and getattr(exc, "winerror", None) not in _MISSING_WINERRORS:
+            raise
+        st = None
+    except ValueError:  # a name Path.exists cannot check (a NUL byte): missing, as it says
+        st = None
+    if st is None:
         raise InputError(f"{path}: file not found; check the path")
-    if path.is_dir():
+    if stat.S_ISDIR(st.st_mode):
         raise InputError(f"{path}: is a folder, expected an image file")
-    if path.stat().st_size == 0:
+    if st.st_size == 0:
         raise InputError(f"{path}: empty file (0 bytes); was it copied completely?")
-    head = header.read_header(path)
-    if head is not None:
-        header.check_size(path, head)  # before decoding: a huge image must not exhaust memory
-        if head.frames > 1:
-            warnings.warn(f"{path}: holds {head.frames} pages; using page 1 (save the page you want "
-                          "as its own file)", FusekitWarning, stacklevel=2)
+
+
+#: The errors ``Path.exists`` reads as "does not exist" (pathlib's ``_IGNORED_ERRNOS``).
+_MISSING_ERRNOS = frozenset({errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP})
+_MISSING_WINERRORS = frozenset({21, 123, 1921})
+
+
+def _decode(path: Path, found: header.Opened) -> np.ndarray:
+    """Decode the pixels of ``path`` as the file stores them (uint8/uint16/float/bool array).
+
+    Single-page 8-bit PNG, JPEG, BMP and lossless TIFF, grey or RGB(A), are
+    decoded by Pillow from ``found.image``, the image its header was read
+    from; every other layout by its own decoder.
+
+    Parameters
+    ----------
+    path : Path
+    found : header.Opened
+        The file opened by :func:`fusekit.header.opened`.
+
+    Returns
+    -------
+    ndarray
+
+    Raises
+    ------
+    InputError
+        The decoder failed (one line naming the file and the fix).
+    """
+    head, img = found.header, found.image
     try:
         with header.pillow_unlimited():
             if head is not None and head.mode == "CMYK":
                 raw = header.decode_cmyk(path)  # imageio would give the inks as RGB + alpha
-            elif _is_48_or_64_bit_png(path):
+            elif _is_48_or_64_bit_png(path, img):
                 raw = _read_png16_colour(path)  # Pillow would truncate it to 8 bits
-            elif path.suffix.lower() in (".tif", ".tiff") and (plain := _read_plain_tiff(path, head)) is not None:
+            elif path.suffix.lower() in (".tif", ".tiff") and (plain := _read_plain_tiff(path, head, found)) is not None:
                 raw = plain
             elif path.suffix.lower() in (".tif", ".tiff") or (head is not None and head.frames > 1):
                 import imageio.v3 as iio
 
                 raw = np.asarray(iio.imread(path, index=0, plugin=_decoder(path)))
-            elif (plain := _read_plain_8bit(path, head)) is not None:
+            elif (plain := _read_plain_8bit(path, head, found)) is not None:
                 raw = plain
             else:
                 import imageio.v3 as iio
@@ -133,9 +197,7 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
         raise InputError(
             f"{path}: cannot read image ({reason}); is it a complete PNG, JPEG, BMP or TIFF file?"
         ) from None
-    if head is not None and head.orientation != 1:
-        raw = header.orient(raw, head.orientation)  # phone photos: EXIF says how to turn them upright
-    return LoadedImage(*_normalise(raw, path, near_grey == "keep"), path=path)
+    return raw
 
 
 #: TIFF compressions that Pillow decodes losslessly in C (tifffile, without the optional
@@ -143,19 +205,31 @@ def load_image(path: str | os.PathLike, *, near_grey: str = "mean") -> LoadedIma
 _PILLOW_TIFF_COMPRESSIONS = frozenset({"raw", "packbits", "tiff_lzw", "tiff_adobe_deflate", "tiff_deflate"})
 
 
-def _read_plain_tiff(path: Path, head: header.Header | None) -> np.ndarray | None:
+def _read_plain_tiff(path: Path, head: header.Header | None, found: header.Opened | None = None) -> np.ndarray | None:
     """Pixels of a single-page 8-bit grey or RGB TIFF with a lossless compression, by Pillow.
 
     The same values as tifffile gives (checked on every TIFF of the shared
     data sets), several times faster. ``None`` for any other layout, or if
     Pillow fails: tifffile then decodes the file.
+
+    Parameters
+    ----------
+    path : Path
+    head : Header or None
+        The file's header (:func:`fusekit.header.read_header`).
+    found : header.Opened, optional
+        The file as :func:`fusekit.header.opened` opened it: its image is
+        decoded instead of opening the file again.
+
+    Returns
+    -------
+    ndarray or None
+        ``H x W`` or ``H x W x 3`` uint8 (read-only: the caller converts it).
     """
     if head is None or head.frames != 1 or head.mode not in ("L", "RGB"):
         return None
-    from PIL import Image
-
     try:
-        with Image.open(path) as img:
+        with _pillow_image(path, found) as img:
             if img.mode != head.mode or img.info.get("compression") not in _PILLOW_TIFF_COMPRESSIONS:
                 return None
             bits = img.tag_v2.get(258, (8,))  # BitsPerSample: Pillow reads 48-bit RGB as 8-bit "RGB"
@@ -172,7 +246,7 @@ _PLAIN_FORMATS = frozenset({"PNG", "JPEG", "BMP"})
 _PLAIN_MODES = frozenset({"L", "RGB", "RGBA"})
 
 
-def _read_plain_8bit(path: Path, head: header.Header | None) -> np.ndarray | None:
+def _read_plain_8bit(path: Path, head: header.Header | None, found: header.Opened | None = None) -> np.ndarray | None:
     """Pixels of a single-frame 8-bit grey, RGB or RGBA PNG, JPEG or BMP, by Pillow directly.
 
     For these layouts imageio's Pillow plugin returns ``np.asarray`` of the
@@ -187,6 +261,9 @@ def _read_plain_8bit(path: Path, head: header.Header | None) -> np.ndarray | Non
     path : Path
     head : Header or None
         The file's header (:func:`fusekit.header.read_header`).
+    found : header.Opened, optional
+        The file as :func:`fusekit.header.opened` opened it: its image is
+        decoded instead of opening the file again.
 
     Returns
     -------
@@ -195,16 +272,36 @@ def _read_plain_8bit(path: Path, head: header.Header | None) -> np.ndarray | Non
     """
     if head is None or head.frames != 1 or head.mode not in _PLAIN_MODES:
         return None
-    from PIL import Image
-
     try:
-        with Image.open(path) as img:
+        with _pillow_image(path, found) as img:
             if img.mode != head.mode or img.format not in _PLAIN_FORMATS or getattr(img, "n_frames", 1) != 1:
                 return None
             img.load()
             return np.asarray(img)
     except Exception:  # noqa: BLE001 - imageio gets its turn and reports what is wrong
         return None
+
+
+@contextmanager
+def _pillow_image(path: Path, found: header.Opened | None) -> Iterator:
+    """The Pillow image of ``path``: the one ``found`` holds (once), else the file opened anew.
+
+    A held image is handed out once (its held-back warnings given again, as
+    opening anew would give them) and stays open until ``found`` closes it;
+    one opened here is closed on exit.
+    """
+    if found is not None and found.image is not None:
+        img, found.image = found.image, None
+        try:
+            found.warn_again()
+            yield img
+        finally:
+            img.close()
+        return
+    from PIL import Image
+
+    with Image.open(path) as img:
+        yield img
 
 
 def _decoder(path: Path) -> str:
@@ -245,12 +342,11 @@ def _normalise(raw: np.ndarray, path: Path, keep_near_grey: bool = False) -> tup
             raise InputError(f"{path}: floating-point image outside [0, 1]; rescale it to [0, 1]")
     else:
         raise InputError(f"{path}: unsupported sample type {raw.dtype}; save it as 8- or 16-bit")
-    if raw.dtype == np.uint8:  # scikit-image's img_as_float32 for uint8, without importing it
-        data = np.multiply(raw, 1.0 / 255, dtype=np.float32)
-    else:
-        from skimage.util import img_as_float32
+    if raw.dtype == np.uint8:
+        return _normalise_8bit(raw, keep_near_grey), bit_depth
+    from skimage.util import img_as_float32
 
-        data = img_as_float32(raw)
+    data = img_as_float32(raw)
     if data.ndim == 3:
         # element-wise over channel views: much faster than reducing along the short last axis
         c0, c1, c2 = data[..., 0], data[..., 1], data[..., 2]
@@ -261,6 +357,86 @@ def _normalise(raw: np.ndarray, path: Path, keep_near_grey: bool = False) -> tup
             if float(spread.max(initial=0.0)) <= _GREY_TOLERANCE_8BIT / 255.0 + 1e-6:
                 data = data.mean(axis=2)
     return np.ascontiguousarray(data, dtype=np.float32), bit_depth
+
+
+def _normalise_8bit(raw: np.ndarray, keep_near_grey: bool) -> np.ndarray:
+    """:func:`_normalise`'s float32 data for uint8 samples, the grey checks done on the 8-bit values.
+
+    The same arrays as converting first and comparing the floats (the map
+    ``v -> float32(v * float32(1/255))`` keeps every order and difference of
+    the 256 levels, and a spread of ``2 / 255`` in floats is one of 2 levels),
+    for one pass of conversion: the channels are compared on uint8 blocks,
+    stopping at the first block that decides (a colour image: its first
+    rows), and only the plane returned is converted.
+
+    Parameters
+    ----------
+    raw : ndarray of uint8
+        ``H x W`` or ``H x W x 3`` (any strides).
+    keep_near_grey : bool
+        Keep RGB whose channels differ by at most 2 levels (else their mean).
+
+    Returns
+    -------
+    ndarray of float32
+        C-contiguous, in [0, 1]: scikit-image's ``img_as_float32``.
+    """
+    scale = 1.0 / 255  # scikit-image's img_as_float32 for uint8, without importing it
+    if raw.ndim == 3:
+        kind = _grey_kind(raw, -1 if keep_near_grey else _GREY_TOLERANCE_8BIT)
+        if kind == _EQUAL:
+            raw = raw[..., 0]
+        elif kind == _NEAR:
+            return np.ascontiguousarray(np.multiply(raw, scale, dtype=np.float32).mean(axis=2), dtype=np.float32)
+    data = np.multiply(raw, scale, dtype=np.float32)
+    return data if data.flags.c_contiguous else np.ascontiguousarray(data)
+
+
+#: What :func:`_grey_kind` finds: three equal channels, channels within the tolerance, colour.
+_EQUAL, _NEAR, _COLOUR = 0, 1, 2
+
+#: Pixels in the first block :func:`_grey_kind` compares (the blocks then double).
+_GREY_BLOCK = 1 << 14
+
+
+def _grey_kind(rgb: np.ndarray, tolerance: int) -> int:
+    """Whether an ``H x W x 3`` uint8 image is grey: equal channels, near-equal ones, or colour.
+
+    Compares row blocks that double in size, stopping at the first block
+    with a colour pixel, so a colour image costs a look at its first rows.
+
+    Parameters
+    ----------
+    rgb : ndarray of uint8
+        ``H x W x 3``.
+    tolerance : int
+        Largest channel spread (levels) that counts as near-grey; negative:
+        only exactly equal channels count.
+
+    Returns
+    -------
+    int
+        :data:`_EQUAL`, :data:`_NEAR` or :data:`_COLOUR`.
+    """
+    height, width = rgb.shape[:2]
+    rows = max(1, _GREY_BLOCK // max(width, 1))
+    kind = _EQUAL
+    start = 0
+    while start < height:
+        block = rgb[start:start + rows]
+        c0, c1, c2 = block[..., 0], block[..., 1], block[..., 2]
+        if kind == _EQUAL and not (np.array_equal(c0, c1) and np.array_equal(c1, c2)):
+            if tolerance < 0:
+                return _COLOUR
+            kind = _NEAR  # the blocks before were equal: spread 0
+        if kind == _NEAR:
+            spread = np.maximum(np.maximum(c0, c1), c2)
+            np.subtract(spread, np.minimum(np.minimum(c0, c1), c2), out=spread)   # max >= min: no wrap
+            if int(spread.max(initial=0)) > tolerance:
+                return _COLOUR
+        start += rows
+        rows *= 2
+    return kind
 
 
 def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) -> Path:
@@ -548,10 +724,35 @@ def _encode_png(pixels: np.ndarray) -> bytes:
             + _png_chunk(b"IDAT", idat) + _png_chunk(b"IEND", b""))
 
 
-def _is_48_or_64_bit_png(path: Path) -> bool:
-    """Whether ``path`` is a PNG with 16-bit RGB or RGBA samples (read from its IHDR chunk)."""
+def _is_48_or_64_bit_png(path: Path, image=None) -> bool:
+    """Whether ``path`` is a PNG with 16-bit RGB or RGBA samples (read from its IHDR chunk).
+
+    Parameters
+    ----------
+    path : Path
+    image : PIL.Image.Image, optional
+        ``path`` opened by Pillow: a file it opened as JPEG, BMP or TIFF is
+        none (their signatures differ from PNG's), and for a PNG the chunk
+        is read from its open file.
+    """
+    if image is not None:
+        if image.format in ("JPEG", "BMP", "TIFF"):
+            return False
+        fp = getattr(image, "fp", None)
+        if image.format == "PNG" and fp is not None and hasattr(os, "pread"):
+            try:
+                head = os.pread(fp.fileno(), 26, 0)   # the file's position stays where Pillow left it
+            except (OSError, AttributeError, ValueError):
+                pass
+            else:
+                return _ihdr_is_16bit_colour(head)
     with open(path, "rb") as fh:
         head = fh.read(26)
+    return _ihdr_is_16bit_colour(head)
+
+
+def _ihdr_is_16bit_colour(head: bytes) -> bool:
+    """Whether the first 26 bytes of a file are a PNG signature and an IHDR of 16-bit RGB or RGBA."""
     return (len(head) == 26 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR"
             and head[24] == 16 and head[25] in (2, 6))
 

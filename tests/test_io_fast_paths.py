@@ -71,7 +71,7 @@ def test_pillow_path_gives_imageios_arrays_on_real_files(samples, monkeypatch):
         assert plain.dtype == old.dtype and plain.shape == old.shape, path
         np.testing.assert_array_equal(plain, old, err_msg=str(path))
         new = fio.load_image(path)
-        monkeypatch.setattr(fio, "_read_plain_8bit", lambda path, head: None)   # the old path: imageio
+        monkeypatch.setattr(fio, "_read_plain_8bit", lambda path, head, found=None: None)   # the old path: imageio
         before = fio.load_image(path)
         monkeypatch.undo()
         assert new.bit_depth == before.bit_depth == 8
@@ -163,7 +163,7 @@ def test_bad_files_give_the_same_one_line_error_as_before(tmp_path, monkeypatch,
     bad = _truncated(tmp_path, ext, keep)
     with pytest.raises(InputError) as now:
         fio.read_image(bad)
-    monkeypatch.setattr(fio, "_read_plain_8bit", lambda path, head: None)
+    monkeypatch.setattr(fio, "_read_plain_8bit", lambda path, head, found=None: None)
     with pytest.raises(InputError) as before:
         fio.read_image(bad)
     assert str(now.value) == str(before.value)
@@ -202,3 +202,71 @@ def test_fusing_pngs_imports_neither_imageio_nor_tqdm(tmp_path, demo_pair):
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
     assert (tmp_path / "out" / "x.png").exists()
     assert not {"imageio", "tqdm"} & loaded
+
+
+def _float_grey_checks(raw: np.ndarray, keep_near_grey: bool) -> np.ndarray:
+    """fusekit's grey checks as they were written before, on the converted floats."""
+    data = np.multiply(raw, 1.0 / 255, dtype=np.float32)
+    c0, c1, c2 = data[..., 0], data[..., 1], data[..., 2]
+    if np.array_equal(c0, c1) and np.array_equal(c1, c2):
+        data = c0
+    elif not keep_near_grey:
+        spread = np.maximum(np.maximum(c0, c1), c2) - np.minimum(np.minimum(c0, c1), c2)
+        if float(spread.max(initial=0.0)) <= 2 / 255.0 + 1e-6:
+            data = data.mean(axis=2)
+    return np.ascontiguousarray(data, dtype=np.float32)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (37, 53), (300, 700), (700, 31)])
+def test_8bit_grey_checks_give_the_float_checks_arrays(shape):
+    rng = np.random.default_rng(sum(shape))
+    grey = rng.integers(0, 256, shape, dtype=np.uint8)
+    cases = [np.repeat(grey[..., None], 3, axis=2), rng.integers(0, 256, shape + (3,), dtype=np.uint8)]
+    for spread in (1, 2, 3, 255):
+        for where in ((0, 0), (shape[0] - 1, shape[1] - 1), (shape[0] // 2, shape[1] // 3)):
+            for channel in (0, 1, 2):
+                image = cases[0].astype(int)
+                image[where + (channel,)] += spread if image[where + (channel,)] + spread <= 255 else -spread
+                cases.append(image.astype(np.uint8))
+    alpha = np.dstack([cases[0], grey])  # RGBA: its RGB view has strides of 4
+    for raw in cases + [alpha[..., :-1], cases[1][::-1, ::-1], cases[2].swapaxes(0, 1)]:
+        for keep in (False, True):
+            want = _float_grey_checks(raw, keep)
+            got = fio._normalise(raw, Path("x.png"), keep)[0]
+            assert got.dtype == np.float32 and got.flags.c_contiguous
+            assert got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("suffix,mode", [(".png", "RGB"), (".png", "L"), (".jpg", "RGB"), (".bmp", "RGB"),
+                                         (".tif", "RGB"), (".tif", "L")])
+def test_a_plain_file_is_opened_and_parsed_once(tmp_path, monkeypatch, suffix, mode):
+    rng = np.random.default_rng(1)
+    path = tmp_path / f"x{suffix}"
+    Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).convert(mode).save(
+        path, **({"compression": "tiff_lzw"} if suffix == ".tif" else {}))
+    want = fio.read_image(path)
+    opens = []
+    real = Image.open
+    monkeypatch.setattr(Image, "open", lambda *a, **k: opens.append(a) or real(*a, **k))
+    np.testing.assert_array_equal(fio.read_image(path), want)
+    assert len(opens) == 1
+
+
+def test_pillow_warnings_on_opening_are_given_once_when_the_pixels_are_decoded(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    path = tmp_path / "x.png"
+    Image.fromarray(np.zeros((4, 6), np.uint8)).save(path)
+    real = PngImagePlugin.PngImageFile._open
+
+    def noisy(self):
+        import warnings
+
+        warnings.warn("noted while opening", UserWarning)
+        return real(self)
+
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "_open", noisy)
+    with pytest.warns(UserWarning, match="noted while opening") as caught:
+        fio.read_image(path)
+    assert sum("noted while opening" in str(w.message) for w in caught) == 1
