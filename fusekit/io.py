@@ -477,13 +477,12 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
         warnings.warn(f"{path}: {ext} holds 8 bits only; writing 8-bit (use .png or .tif for 16-bit)",
                       FusekitWarning, stacklevel=2)
         bit_depth = 8
-    clipped = np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
     if bit_depth == 16:
         from skimage.util import img_as_uint
 
-        pixels = img_as_uint(clipped)
+        pixels = img_as_uint(np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0))
     else:
-        pixels = _to_ubyte(clipped)
+        pixels = _to_ubyte(np.asarray(image, dtype=np.float32))  # clips as it scales: one float copy
     # encode in memory, then write the bytes ourselves: a short write (full disk, quota) is an
     # error here, while Pillow's encoders could leave a truncated file and report success
     try:
@@ -501,24 +500,26 @@ def write_image(path: str | os.PathLike, image: np.ndarray, bit_depth: int = 8) 
     return path
 
 
-def _to_ubyte(clipped: np.ndarray) -> np.ndarray:
-    """scikit-image's ``img_as_ubyte`` for float32 in [0, 1], without importing it.
+def _to_ubyte(values: np.ndarray) -> np.ndarray:
+    """scikit-image's ``img_as_ubyte`` of ``values`` clipped to [0, 1], without importing it.
 
-    The same steps: the product by 255 in float32, rounded half to even,
-    clipped, cast.
+    The product by 255 in float32, clipped to [0, 255], rounded half to
+    even, cast: for values in [0, 1] the steps of ``img_as_ubyte`` (there the
+    clip comes after the rounding, which then changes nothing), and for any
+    others the bytes of clipping to [0, 1] first (``255 * clip(v, 0, 1) ==
+    clip(255 * v, 0, 255)`` in float32), without that clipped copy.
 
     Parameters
     ----------
-    clipped : ndarray of float32
-        Values in [0, 1].
+    values : ndarray of float32
 
     Returns
     -------
     ndarray of uint8
     """
-    scaled = np.multiply(clipped, 255, dtype=np.float32)
-    np.rint(scaled, out=scaled)
+    scaled = np.multiply(values, 255, dtype=np.float32)
     np.clip(scaled, 0, 255, out=scaled)
+    np.rint(scaled, out=scaled)
     return scaled.astype(np.uint8)
 
 
