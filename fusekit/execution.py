@@ -13,7 +13,7 @@ backend keeps the same promises:
 * results are :class:`Done` records, in completion (or input) order;
 * an ``Exception`` of one item, or a worker that dies, becomes that item's
   one-line :attr:`Done.error`, and the other items go on;
-* progress is one tqdm bar on stderr (:class:`Progress`);
+* progress is one tqdm bar on stderr (:class:`Progress`, from :mod:`fusekit.progress`);
 * on Ctrl-C (or SIGTERM under :func:`fusekit.workers.sigterm_as_interrupt`)
   nothing more is submitted, queued items are cancelled and worker processes
   terminated at once (a worker unwinds through its atomic write, removing the
@@ -34,10 +34,11 @@ import multiprocessing
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator
 
 from . import workers
 from .errors import InputError, one_line
+from .progress import Progress
 
 __all__ = ["Done", "Progress", "execute", "dask_executor"]
 
@@ -56,60 +57,6 @@ class Done:
     item: Any
     value: Any = None
     error: str | None = None
-
-
-@dataclass(frozen=True)
-class Progress:
-    """A progress bar (tqdm, on stderr): its label, unit, whether shown, and units per item.
-
-    ``show=None`` shows it only on a terminal; ``weight(item)`` is how many
-    units an item counts for (default 1).
-    """
-
-    desc: str
-    unit: str = "item"
-    show: bool | None = None
-    leave: bool = True
-    weight: Callable[[Any], int] | None = None
-
-    def bar(self, items: Sequence[Any]) -> Any:
-        """A tqdm bar over ``items`` (a context manager), or a stand-in where tqdm would show none.
-
-        A hidden bar does not import tqdm (about 25 ms of CPU: it imports
-        ``importlib.metadata`` for its version); scripts and pipes never see one.
-        """
-        if self.show is False or (self.show is None and not _is_terminal(sys.stderr)):
-            return _NoBar()
-        from tqdm import tqdm
-
-        total = sum(map(self.weight, items)) if self.weight else len(items)
-        return tqdm(total=total, desc=self.desc, unit=self.unit, file=sys.stderr, leave=self.leave,
-                    disable=None if self.show is None else not self.show)
-
-    def units(self, item: Any) -> int:
-        """How many units ``item`` counts for."""
-        return self.weight(item) if self.weight else 1
-
-
-class _NoBar:
-    """Stands in for a hidden tqdm bar: a context manager whose ``update`` does nothing."""
-
-    def __enter__(self) -> "_NoBar":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
-
-    def update(self, n: int = 1) -> None:
-        """Nothing to show."""
-
-
-def _is_terminal(stream: Any) -> bool:
-    """tqdm's rule for ``disable=None``: a bar only on a terminal (not on a pipe, file or closed stream)."""
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):  # None, no isatty, or a closed stream
-        return False
 
 
 #: No bar.

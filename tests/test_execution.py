@@ -64,3 +64,32 @@ def test_an_interrupt_stops_the_workers_and_leaves_only_complete_files(tmp_path,
     assert 1 <= len(written) < 30
     for path in written:
         assert read_image(path).shape == (16, 16)
+
+
+class _Stream:
+    def __init__(self, tty):
+        self.tty = tty
+
+    def isatty(self):
+        if self.tty is None:
+            raise ValueError("I/O operation on closed file")
+        return self.tty
+
+
+@pytest.mark.parametrize("tty", [True, False, None])
+@pytest.mark.parametrize("show", [True, False, None])
+def test_one_progress_rule_for_execute_and_evals_in_process_path(monkeypatch, tty, show):
+    import sys
+
+    from fusekit import execution, progress
+    from fusekit.evaluation import worker
+
+    assert execution.Progress is progress.Progress                 # one class, re-exported
+    assert not hasattr(execution, "_is_terminal") and not hasattr(worker, "_is_terminal")
+    monkeypatch.setattr(sys, "stderr", _Stream(tty))
+    bar = worker._progress(show)
+    shown = show is True or (show is None and tty is True)          # tqdm's rule for disable=None
+    assert bar.shown() == shown
+    if not shown:
+        with bar.bar([]) as hidden:
+            assert not type(hidden).__module__.startswith("tqdm")

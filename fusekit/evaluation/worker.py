@@ -8,10 +8,9 @@ computed once for every method compared (:meth:`MetricContext.with_fused`).
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from ..errors import InputError, one_line
 from ..metrics.base import Metric
@@ -159,18 +158,10 @@ def run_task(state: _State, task: _Task) -> list[_Outcome]:
 
 
 def _progress(show: bool | None) -> Any:
-    """A :class:`fusekit.execution.Progress` of images for :func:`fusekit.execution.execute`."""
-    from ..execution import Progress
+    """A :class:`fusekit.progress.Progress` of images for :func:`fusekit.execution.execute`."""
+    from ..progress import Progress
 
     return Progress("eval", unit="image", show=show, leave=False, weight=lambda task: len(task.fused))
-
-
-def _is_terminal(stream: Any) -> bool:
-    """tqdm's own rule for ``disable=None``: show the bar only on a terminal."""
-    try:
-        return bool(stream.isatty())
-    except (AttributeError, ValueError):  # no isatty, or a closed stream
-        return False
 
 
 def run_tasks(tasks: list[_Task], state: _State, jobs: int, executor: "cf.Executor | None",
@@ -184,7 +175,8 @@ def run_tasks(tasks: list[_Task], state: _State, jobs: int, executor: "cf.Execut
     CPU, a twentieth of a one-triplet ``fusekit eval``).
     """
     outcomes: list[_Outcome] = []
-    if executor is None and jobs == 1 and not _shows_bar(progress):
+    bar = _progress(progress)
+    if executor is None and jobs == 1 and not bar.shown():
         for task in tasks:
             try:
                 outcomes += run_task(state, task)
@@ -198,14 +190,9 @@ def run_tasks(tasks: list[_Task], state: _State, jobs: int, executor: "cf.Execut
 
         # forked workers inherit numba and the loaded kernels instead of each loading them
         compiled.warm_up(metrics=[m.name for m in state.metrics], profile=state.profile)
-    for done in execute(run_task, tasks, shared=state, jobs=jobs, executor=executor, progress=_progress(progress)):
+    for done in execute(run_task, tasks, shared=state, jobs=jobs, executor=executor, progress=bar):
         if done.error is None:
             outcomes += done.value
         else:  # a worker died or could not unpickle the item
             outcomes += [_Outcome(done.item.image, e.method, {}, [(None, done.error)]) for e in done.item.fused]
     return outcomes
-
-
-def _shows_bar(progress: bool | None) -> bool:
-    """Whether a progress bar is shown: asked for, or by default on a terminal (tqdm's rule)."""
-    return progress is True or (progress is None and _is_terminal(sys.stderr))
