@@ -116,3 +116,17 @@ def test_16bit_colour_png_roundtrip(tmp_path):
     with pytest.warns(FusekitWarning, match="alpha"):
         again = load_image(tmp_path / "d.png")
     np.testing.assert_allclose(again.data, data, atol=1e-6)
+
+
+def test_one_file_hash_helper_for_the_cache_and_the_weights(tmp_path):
+    import hashlib
+
+    from fusekit.evaluation import cache
+    from fusekit.hashing import file_sha256
+    from fusekit_refusion import weights
+
+    path = tmp_path / "blob.bin"
+    data = bytes(range(256)) * 8193                                 # more than one 1 MiB block
+    path.write_bytes(data)
+    assert file_sha256(path) == file_sha256(str(path)) == hashlib.sha256(data).hexdigest()
+    assert cache.file_sha256 is file_sha256 and weights.sha256_of is file_sha256

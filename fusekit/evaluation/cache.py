@@ -27,34 +27,11 @@ import warnings
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
+from ..hashing import file_sha256  # noqa: F401 - also this module's name for it (runner, experiments)
 from ..io import FusekitWarning, write_bytes_atomic
 
 #: Version of the record format; a change invalidates every entry.
 RECORD_FORMAT = 1
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes.
-
-    Not remembered between calls: a file edited in place within the file
-    system's timestamp resolution keeps its size and mtime.
-
-    Parameters
-    ----------
-    path : path-like
-
-    Returns
-    -------
-    str
-        Hex digest.
-    """
-    import hashlib  # here: loading OpenSSL's hashes costs ~7 ms, and only --method runs need them
-
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _option_material(options: Iterable[tuple[str, Any]]) -> list[list[str]]:

@@ -48,12 +48,12 @@ True
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fusekit.errors import WeightsError
+from fusekit.hashing import file_sha256
 from fusekit.interfaces import TASKS
 
 __all__ = ["WEIGHTS_DIR", "REGISTRY", "WeightsEntry", "read_registry", "entry_for", "installed_tasks",
@@ -99,13 +99,9 @@ class WeightsEntry:
     proposer_sha256: str | None = None
 
 
-def sha256_of(path: Path) -> str:
-    """SHA-256 of a file, lowercase hex."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+#: SHA-256 of a file, lowercase hex: fusekit's one helper (:func:`fusekit.hashing.file_sha256`),
+#: under the name this plugin's registry code and scripts use.
+sha256_of = file_sha256
 
 
 def read_registry(registry: Path | None = None) -> list[WeightsEntry]:
