@@ -30,7 +30,6 @@ Examples
 from __future__ import annotations
 
 import concurrent.futures as cf
-import multiprocessing
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -111,6 +110,8 @@ def execute(function: Callable[[Any, Any], Any], items: Iterable[Any], *, shared
     elif executor is not None:
         yield from _run_on(executor, lambda item: (_attempt, function, shared, item), items, ordered, progress)
     elif jobs > 1 and len(items) > 1 and (jobs := workers.cap_jobs(jobs, len(items))) > 1:
+        import multiprocessing  # here: ~4 ms of imports (sockets, selectors) that one job never needs
+
         context = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
         pool = cf.ProcessPoolExecutor(max_workers=jobs, mp_context=context, initializer=_init_worker,
                                       initargs=(function, shared, max(1, workers.usable_cores() // jobs)))
