@@ -124,6 +124,12 @@ ARMS = {
     # over-exposed one); here P follows only the reconstruction meta-gradient (SNR 0.3-0.8, i.e. consistent)
     "learned-int-meta": ["--loss-proposer", "refusion", "--symmetric-proposer", "--learn-weights", "intensity",
                          "--no-direct-term", "--proposer-step-scale", "25"],
+    # design change: as learned-int-meta, with the orders averaged in log space (--symmetric-mean
+    # geometric). learned-int-meta's P saturated on an input slot within the first epoch on MFIF, which
+    # the arithmetic average turns into an exact even split with no gradient left (its loss was then the
+    # fixed one); in log space a slot preference cancels and gets no gradient, so only content can move P
+    "learned-int-geo": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean", "geometric",
+                        "--learn-weights", "intensity", "--no-direct-term", "--proposer-step-scale", "25"],
 }
 TRAIN_DIRS = {
     "ivif": [DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
@@ -173,13 +179,15 @@ def export_proposer(checkpoint: Path, out: Path) -> None:
         return
     config = json.loads(state["config"])
     symmetric = bool(config.get("symmetric_proposer"))
+    mean = config.get("symmetric_mean", "arithmetic")
     temperature = float(config.get("proposer_temperature", 1.0))
     learn = config.get("learn_weights", "both")  # "intensity": gradient weights by rule
     wrappers = int(symmetric) + int(temperature != 1.0)  # each wrapper module prefixes the keys with "inner."
     weights = {k[len("inner.") * wrappers:]: v for k, v in state["proposer"].items()}
     save_weights(weights, out, {"format": "fusekit-proposer", "task": state["task"],
                                 "loss_proposer": state["loss_proposer"], "steps": state["step"],
-                                "symmetric": "1" if symmetric else "0", "temperature": f"{temperature:g}",
+                                "symmetric": "1" if symmetric else "0", "symmetric_mean": mean,
+                                "temperature": f"{temperature:g}",
                                 "learn_weights": learn})
 
 

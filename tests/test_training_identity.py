@@ -220,7 +220,8 @@ DEFAULTS = dict(task="ivif", steps=1500, batch_size=4, patch_size=48, lr=1e-3, l
                 checkpoint_every=500, max_minutes=None, time_schedule=False, proposer_warmup=0,
                 warmup_smoothing=0.1, warmup_lr=1e-3, learn_weights="both", rec_reduction="max", recipe="fusekit",
                 epochs=50, meta_batches=600, fusion_batches=0, decay_every=10, accumulate=2, direct_term=True,
-                proposer_step_scale=1.0, proposer_decay=True, symmetric_proposer=False, proposer_temperature=1.0)
+                proposer_step_scale=1.0, proposer_decay=True, symmetric_proposer=False, symmetric_mean="arithmetic",
+                proposer_temperature=1.0)
 COMMAND_LINES = {
     "meta_recipe learned-int": (META_RECIPE, {
         **DEFAULTS, "task": "mfif", "steps": 1, "batch_size": 2, "patch_size": 32, "lr": 1e-3, "lambda_grad": 1.0,

@@ -20,7 +20,7 @@ LEARN_WEIGHTS = ("both", "intensity")
 
 #: Settings that change the loss being optimised: a resumed run must keep them.
 OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "recipe", "direct_term", "proposer_decay",
-                      "symmetric_proposer", "proposer_temperature")
+                      "symmetric_proposer", "symmetric_mean", "proposer_temperature")
 
 #: ``steps`` of a run that only its time budget ends (``fusekit train --time-schedule --max-minutes M``
 #: without ``--steps``); its progress bar counts steps without a total.
@@ -130,6 +130,11 @@ class TrainConfig:
         Make the learned loss proposer's weights independent of the sources' order
         (:class:`~fusekit.training.symmetric.OrderEquivariant`; it then cannot collapse to 'intensity
         from the first input, gradient from the second').
+    symmetric_mean : {"arithmetic", "geometric"}
+        How ``--symmetric-proposer`` averages the weights over the sources' orders: arithmetic (the
+        weights themselves), or geometric (their logarithms, i.e. the softmax logits, renormalised: a
+        preference for an input *slot* then cancels exactly and gets no gradient, so P can only learn
+        from content; a design change).
     proposer_temperature : float
         Divide a learnable proposer's log-weights by this before renormalising over the sources
         (:class:`~fusekit.training.sharpen.Sharpened`; below 1 a small preference becomes a near-selection,
@@ -173,11 +178,13 @@ class TrainConfig:
     proposer_step_scale: float = 1.0
     proposer_decay: bool = True
     symmetric_proposer: bool = False
+    symmetric_mean: str = "arithmetic"
     proposer_temperature: float = 1.0
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
         from .losses import REC_REDUCTIONS
+        from .symmetric import SYMMETRIC_MEANS
         from .recipes import RECIPES
 
         positive = {"steps": self.steps, "batch_size": self.batch_size, "lr": self.lr,
@@ -203,6 +210,9 @@ class TrainConfig:
         if self.learn_weights not in LEARN_WEIGHTS:
             raise ParameterError(f"learn-weights must be one of {', '.join(LEARN_WEIGHTS)}, "
                                  f"got {self.learn_weights!r}")
+        if self.symmetric_mean not in SYMMETRIC_MEANS:
+            raise ParameterError(f"symmetric-mean must be one of {', '.join(SYMMETRIC_MEANS)}, "
+                                 f"got {self.symmetric_mean!r}")
         if self.rec_reduction not in REC_REDUCTIONS:
             raise ParameterError(f"rec-reduction must be one of {', '.join(REC_REDUCTIONS)}, "
                                  f"got {self.rec_reduction!r}")

@@ -12,6 +12,14 @@ sources, each reordered back (for two sources: as given and swapped), so
 swapping two sources swaps their weights and nothing else. The weights still
 sum to 1 over the sources. ``S`` sources cost ``S!`` calls of P; more than
 :data:`MAX_SOURCES` are refused.
+
+The average is arithmetic by default. That hides a slot rule rather than
+removing it: a P saturated on "everything from the first input" averages to an
+exact even split, with no gradient left to move it (what the MFIF runs of
+``learned-int-meta`` ended in). The *geometric* mean (``mean="geometric"``:
+average the log-weights, i.e. P's softmax logits up to a per-pixel constant,
+then renormalise) cancels any preference for a slot exactly and gives it no
+gradient, so P can only learn weights that depend on the sources' content.
 """
 
 from __future__ import annotations
@@ -25,11 +33,17 @@ from torch import nn
 from ..errors import InputError
 from .proposals import Proposal, in_form_of, proposal_terms
 
-__all__ = ["OrderEquivariant", "MAX_SOURCES"]
+__all__ = ["OrderEquivariant", "MAX_SOURCES", "SYMMETRIC_MEANS"]
 
 
 #: The most sources :class:`OrderEquivariant` averages over (``5! = 120`` calls of P).
 MAX_SOURCES = 5
+
+#: How :class:`OrderEquivariant` averages over the orders.
+SYMMETRIC_MEANS = ("arithmetic", "geometric")
+
+#: Weights are clamped to this before their logarithm (geometric mean); well above float32's tiny.
+_LOG_FLOOR = 1e-30
 
 
 class OrderEquivariant(nn.Module):
@@ -44,6 +58,9 @@ class OrderEquivariant(nn.Module):
         proposal (:mod:`~fusekit.training.proposals`: term name -> weights, or
         ``(w_int, w_grad)``), each ``N x S x H x W`` summing to 1 over ``S``;
         the answer has the same form.
+    mean : {"arithmetic", "geometric"}
+        Average the weights (default), or their logarithms and renormalise over the sources (a
+        preference for an input slot then cancels exactly).
 
     Examples
     --------
@@ -56,9 +73,15 @@ class OrderEquivariant(nn.Module):
     (0.3333, 0.3333)
     """
 
-    def __init__(self, inner: nn.Module) -> None:
+    def __init__(self, inner: nn.Module, mean: str = "arithmetic") -> None:
         super().__init__()
+        if mean not in SYMMETRIC_MEANS:
+            raise ValueError(f"mean must be one of {SYMMETRIC_MEANS}, got {mean!r}")
         self.inner = inner
+        self.mean = mean
+
+    def _prepare(self, w: torch.Tensor) -> torch.Tensor:
+        return torch.log(w.clamp_min(_LOG_FLOOR)) if self.mean == "geometric" else w
 
     def forward(self, x: torch.Tensor) -> Proposal:
         n = x.shape[1]
@@ -66,11 +89,13 @@ class OrderEquivariant(nn.Module):
             raise InputError(f"an order-equivariant loss proposer averages over all {n}! orders of the sources; "
                              f"at most {MAX_SOURCES} sources are supported, got {n}")
         first = self.inner(x)
-        total = proposal_terms(first)
+        total = {name: self._prepare(w) for name, w in proposal_terms(first).items()}
         for order in list(itertools.permutations(range(n)))[1:]:
             index = torch.tensor(order, device=x.device)
             back = torch.argsort(index)
             other = proposal_terms(self.inner(x.index_select(1, index)))
-            total = {name: w + other[name].index_select(1, back) for name, w in total.items()}
+            total = {name: w + self._prepare(other[name]).index_select(1, back) for name, w in total.items()}
         scale = 1.0 / math.factorial(n)
+        if self.mean == "geometric":
+            return in_form_of(first, {name: torch.softmax(scale * w, dim=1) for name, w in total.items()})
         return in_form_of(first, {name: scale * w for name, w in total.items()})

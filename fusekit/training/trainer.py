@@ -152,7 +152,7 @@ class Trainer:
         if config.symmetric_proposer and proposer.learnable:
             from .symmetric import OrderEquivariant
 
-            self.proposer_net = OrderEquivariant(self.proposer_net).to(self.device).train()
+            self.proposer_net = OrderEquivariant(self.proposer_net, config.symmetric_mean).to(self.device).train()
         if config.proposer_temperature != 1.0 and proposer.learnable:
             from .sharpen import Sharpened
 

@@ -265,13 +265,16 @@ def load_proposer(path: str | os.PathLike) -> "torch.nn.Module":
         temperature = float(meta.get("temperature", "1"))  # trained with --proposer-temperature
         if not temperature > 0:
             raise ValueError(f"temperature {temperature}")
+        mean = meta.get("symmetric_mean", "arithmetic")  # trained with --symmetric-mean
+        if mean not in ("arithmetic", "geometric"):
+            raise ValueError(f"symmetric_mean {mean!r}")
     except Exception as exc:
         raise WeightsError(f"{path}: cannot load the loss proposer ({type(exc).__name__}); "
                            f"reinstall fusekit or pass a proposer written by fusekit") from exc
     if meta.get("symmetric") == "1":
         from fusekit.training.symmetric import OrderEquivariant
 
-        net = OrderEquivariant(net)
+        net = OrderEquivariant(net, mean)
     if temperature != 1.0:
         from fusekit.training.sharpen import Sharpened
 
