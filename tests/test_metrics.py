@@ -482,3 +482,17 @@ def test_plugin_metrics_keep_their_cache():
     builtin = next(m for m in list_metrics() if m.name == "vif")
     plugin = Metric("mine", "mine", "", True, False, "test", lambda ctx: 1.0)
     assert releases_cache(builtin, prof) and not releases_cache(plugin, prof)
+
+
+def test_compute_is_the_function_whatever_was_imported_first():
+    """``from fusekit.metrics import compute`` after the submodule was imported gives the function."""
+    import subprocess
+    import sys
+
+    code = ("from fusekit.metrics.compute import resolve_metrics\n"
+            "import numpy as np\n"
+            "from fusekit.metrics import compute\n"
+            "a = np.zeros((8, 8))\n"
+            "print(round(float(compute(a + 0.5, [a, a + 1], metrics='sd')['sd']), 3))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0.0"

@@ -34,6 +34,8 @@ Examples
 
 from __future__ import annotations
 
+import sys
+import types
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,25 @@ _HOMES = {"Metric": "base", "MetricContext": "base", "Score": "base",
           "BUILTIN_METRICS": "catalog", "BUILTIN_ORDER": "catalog",
           "compute": "compute", "list_metrics": "compute", "resolve_metrics": "compute",
           "PROFILES": "profiles", "Profile": "profiles", "get_profile": "profiles"}
+
+
+class _Package(types.ModuleType):
+    """This package, whose attribute ``compute`` is always the function, never its submodule.
+
+    ``compute`` names both the function and the submodule that defines it. Importing the submodule
+    (``from fusekit.metrics.compute import ...``, which the evaluation code does) makes Python bind the
+    package attribute to the *module*, so ``from fusekit.metrics import compute`` afterwards returned a
+    module ("'module' object is not callable"), depending on import order. The binding is redirected to
+    the function here, which keeps the package's imports lazy.
+    """
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "compute" and isinstance(value, types.ModuleType):
+            value = value.compute
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:
