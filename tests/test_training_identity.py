@@ -162,6 +162,20 @@ PINNED: dict[str, dict] = {
 }
 
 
+#: The same runs' digests on other machines (name -> digests in the order losses, fuser, proposer,
+#: reconstructor). The logs agree to about their 6 digits everywhere, but the last bits of the weights depend on
+#: the CPU the kernels were chosen for (so may the log's last digit): a refactor must reproduce the digests
+#: of the machine it runs on.
+#: Recorded at commit 2b2fe42 (code unchanged since 9c61ee7's numerics) on an AMD EPYC (KVM, AVX2), torch
+#: 2.13.0+cpu, one thread: the machine CI ran on from 2026-12-07.
+OTHER_MACHINES: dict[str, list[tuple[str, str, str, str]]] = {
+    "fusekit-learned": [("4e8756d87349f5bc", "77358d1bc4665c04", "ae96af36cd98f395", "7b77a59b63287318")],
+    "authors-learned": [("784cfb714a81dfc6", "1ed0733825e3ff12", "bde6f2fe60a09b25", "a40806763eef0d8b")],
+    "authors-sym-int": [("de83a07030a82f82", "8ae9104bb176e90b", "525bd35088fc84c6", "65e4ae37a0c4f0c5")],
+    "authors-fixed": [("12f7722b70e4f1c0", "c60e12c4b45861b7", "e3b0c44298fc1c14", "11245d8bcd6facdd")],
+}
+
+
 def _numbers(row: str) -> list[float]:
     return [float(v) for v in row.split() if v not in ("-", "meta", "fusion")]
 
@@ -176,9 +190,13 @@ def test_training_is_bit_identical_to_the_recorded_runs(name, tmp_path):
     if torch.__version__ != PINNED_TORCH:  # another torch may round differently in the last bit
         assert [_numbers(row) for row in got["log"]] == [pytest.approx(_numbers(row), rel=1e-4) for row in want["log"]]
         pytest.skip(f"exact digests were recorded with torch {PINNED_TORCH}, this is {torch.__version__}")
-    assert got["log"] == want["log"]
-    assert (got["losses"], got["fuser"], got["proposer"], got["reconstructor"]) == \
-        (want["losses"], want["fuser"], want["proposer"], want["reconstructor"])
+    digests = (got["losses"], got["fuser"], got["proposer"], got["reconstructor"])
+    recorded = [(want["losses"], want["fuser"], want["proposer"], want["reconstructor"]), *OTHER_MACHINES[name]]
+    assert digests in recorded, f"{name}: digests {digests} match none recorded ({recorded})"
+    if digests == recorded[0]:  # the machine the log was recorded on: every printed digit too
+        assert got["log"] == want["log"]
+    else:  # another machine's kernels: the same run to the log's last digit or so
+        assert [_numbers(row) for row in got["log"]] == [pytest.approx(_numbers(row), rel=1e-4) for row in want["log"]]
 
 
 # -- the TrainConfig the command line builds ------------------------------------------------------------
@@ -218,7 +236,8 @@ DEFAULTS = dict(task="ivif", steps=1500, batch_size=4, patch_size=48, lr=1e-3, l
                 lr_min_ratio=0.02, warmup_steps=50, lambda_grad=1.0, lambda_grad_start=0.1, ramp_fraction=0.3,
                 meta_steps=5, fusion_steps=20, swap=True, augment=True, min_std=0.02, seed=0, device="cpu",
                 checkpoint_every=500, max_minutes=None, time_schedule=False, proposer_warmup=0,
-                warmup_smoothing=0.1, warmup_lr=1e-3, learn_weights="both", rec_reduction="max", recipe="fusekit",
+                warmup_smoothing=0.1, warmup_lr=1e-3, learn_weights="both", rec_reduction="max", rec_error="squared",
+                recipe="fusekit",
                 epochs=50, meta_batches=600, fusion_batches=0, decay_every=10, accumulate=2, direct_term=True,
                 proposer_step_scale=1.0, proposer_decay=True, symmetric_proposer=False, symmetric_mean="arithmetic",
                 proposer_temperature=1.0)
