@@ -130,6 +130,15 @@ ARMS = {
     # fixed one); in log space a slot preference cancels and gets no gradient, so only content can move P
     "learned-int-geo": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean", "geometric",
                         "--learn-weights", "intensity", "--no-direct-term", "--proposer-step-scale", "25"],
+    # design change of the meta-objective: as learned-int-geo, with the reconstruction loss measured by
+    # absolute errors averaged over the sources (--rec-error absolute --rec-reduction mean). ReFusion's
+    # squared, worst-source loss makes an even blend of two sources that differ by d cost d^2/4 where
+    # a selection costs d^2, whatever the content; absolute errors averaged over the sources cost both
+    # d/2, so P can move only towards what the reconstructor can predict (a defocused source from the
+    # sharp one, say)
+    "learned-int-abs": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean", "geometric",
+                        "--learn-weights", "intensity", "--no-direct-term", "--proposer-step-scale", "25",
+                        "--rec-error", "absolute", "--rec-reduction", "mean"],
 }
 TRAIN_DIRS = {
     "ivif": [DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],

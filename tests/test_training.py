@@ -107,6 +107,23 @@ def test_reconstruction_loss_counts_the_worse_source():
         reconstruction_loss(t, t, "sum")
 
 
+def test_absolute_reconstruction_error_does_not_favour_blends_over_selections():
+    # two flat sources 0.4 apart; a reconstructor that rebuilds the blend's sources to the blend itself
+    # (off by d/2 each) against one that rebuilds a selection's kept source exactly and the other not at all
+    sources = torch.cat([torch.full((1, 1, 6, 6), 0.3), torch.full((1, 1, 6, 6), 0.7)], 1)
+    from_blend = torch.full_like(sources, 0.5)
+    from_selection = torch.full_like(sources, 0.3)
+    squared = [reconstruction_loss(sources, r, "mean").item() for r in (from_blend, from_selection)]
+    absolute = [reconstruction_loss(sources, r, "mean", "absolute").item() for r in (from_blend, from_selection)]
+    assert squared[0] < squared[1] / 1.5  # squared errors: the blend is cheaper to rebuild from
+    assert absolute[0] == pytest.approx(absolute[1], rel=1e-5)  # absolute: the same cost
+    assert reconstruction_loss(sources, sources.clone(), "max", "absolute").item() == 0.0
+    with pytest.raises(InputError, match="error"):
+        reconstruction_loss(sources, sources, "mean", "cubed")
+    with pytest.raises(ParameterError, match="rec-error"):
+        TrainConfig(task="mfif", rec_error="cubed").validate()
+
+
 # -- fixed loss proposer -----------------------------------------------------------
 def test_fixed_proposer_selects_max_intensity_and_max_gradient():
     flat = torch.full((1, 1, 8, 8), 0.9)

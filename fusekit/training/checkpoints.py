@@ -121,7 +121,7 @@ def load_checkpoint(path: str | Path, names: dict[str, str], config: TrainConfig
     WeightsError
         The file is not a fusekit checkpoint, comes from another layout
         version, method, loss proposer, reconstructor or task, was
-        trained with another ``learn_weights`` or ``rec_reduction``, or
+        trained with another objective setting (``OBJECTIVE_SETTINGS``), or
         does not fit the networks.
     ParameterError
         Its step is beyond ``config.steps``.

@@ -19,7 +19,7 @@ __all__ = ["TrainConfig", "LEARN_WEIGHTS", "UNTIL_TIME_UP", "RECIPE_DEFAULTS", "
 LEARN_WEIGHTS = ("both", "intensity")
 
 #: Settings that change the loss being optimised: a resumed run must keep them.
-OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "recipe", "direct_term", "proposer_decay",
+OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "rec_error", "recipe", "direct_term", "proposer_decay",
                       "symmetric_proposer", "symmetric_mean", "proposer_temperature")
 
 #: ``steps`` of a run that only its time budget ends (``fusekit train --time-schedule --max-minutes M``
@@ -101,6 +101,9 @@ class TrainConfig:
     rec_reduction : {"max", "mean"}
         How the reconstruction loss (the proposer's meta-objective) combines the sources' errors at a
         pixel: the worse one (ReFusion) or their mean (an ablation).
+    rec_error : {"squared", "absolute"}
+        How the reconstruction loss measures one error: squared (ReFusion) or absolute (an ablation:
+        squared errors alone make an even blend cheaper to rebuild from than a selection).
     recipe : {"fusekit", "authors"}
         Update rhythm: 'fusekit' (short meta/fusion cycles, Adam on P,
         cosine decay) or 'authors' (ReFusion's released recipe: epochs of a meta phase then a fusion
@@ -168,6 +171,7 @@ class TrainConfig:
     warmup_lr: float = 1e-3
     learn_weights: str = "both"
     rec_reduction: str = "max"
+    rec_error: str = "squared"
     recipe: str = "fusekit"
     epochs: int = 50
     meta_batches: int = 600
@@ -183,7 +187,7 @@ class TrainConfig:
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
-        from .losses import REC_REDUCTIONS
+        from .losses import REC_ERRORS, REC_REDUCTIONS
         from .symmetric import SYMMETRIC_MEANS
         from .recipes import RECIPES
 
@@ -216,6 +220,8 @@ class TrainConfig:
         if self.rec_reduction not in REC_REDUCTIONS:
             raise ParameterError(f"rec-reduction must be one of {', '.join(REC_REDUCTIONS)}, "
                                  f"got {self.rec_reduction!r}")
+        if self.rec_error not in REC_ERRORS:
+            raise ParameterError(f"rec-error must be one of {', '.join(REC_ERRORS)}, got {self.rec_error!r}")
         if self.max_minutes is not None and self.max_minutes <= 0:
             raise ParameterError(f"max-minutes must be positive, got {self.max_minutes}")
         if self.recipe not in RECIPES:

@@ -28,7 +28,7 @@ class FusionStep:
         of ``L_fuse`` (:meth:`~fusekit.training.meta.MetaStep.loss_weights`).
     batches, config, group : Batches, TrainConfig, Group
         Draws inputs and targets; ``lr`` (the optimisers' first rate) and
-        ``rec_reduction``; averages gradients over a data-parallel run.
+        ``rec_reduction`` and ``rec_error``; averages gradients over a data-parallel run.
 
     Attributes
     ----------
@@ -40,7 +40,8 @@ class FusionStep:
                  loss_weights: Callable[[torch.Tensor], dict[str, torch.Tensor]], batches: Batches,
                  config: TrainConfig, group: Group) -> None:
         self.fuser_net, self.recon_net, self.loss_weights = fuser_net, recon_net, loss_weights
-        self.batches, self.rec_reduction, self.group = batches, config.rec_reduction, group
+        self.batches, self.group = batches, group
+        self.rec_reduction, self.rec_error = config.rec_reduction, config.rec_error
         self.opt_fuser = torch.optim.Adam(fuser_net.parameters(), lr=config.lr)
         self.opt_recon = torch.optim.Adam(recon_net.parameters(), lr=config.lr)
 
@@ -64,7 +65,7 @@ class FusionStep:
         set_lr(self.opt_fuser, lr)
         self.opt_fuser.step()
         rec = self.recon_net(fused.detach())
-        loss_r = reconstruction_loss(t, rec, self.rec_reduction)
+        loss_r = reconstruction_loss(t, rec, self.rec_reduction, self.rec_error)
         check_finite(loss_r, "the reconstruction loss", step)
         self.opt_recon.zero_grad(set_to_none=True)
         loss_r.backward()

@@ -26,11 +26,14 @@ import torch.nn.functional as F
 from ..errors import InputError, ParameterError
 from .proposals import Proposal, proposal_terms
 
-__all__ = ["sobel_gradient", "fusion_loss", "reconstruction_loss", "REC_REDUCTIONS", "LOSS_TERMS", "LossTerm",
+__all__ = ["sobel_gradient", "fusion_loss", "reconstruction_loss", "REC_REDUCTIONS", "REC_ERRORS", "LOSS_TERMS", "LossTerm",
            "register_loss_term", "intensity_term", "gradient_term"]
 
 #: Ways :func:`reconstruction_loss` combines the sources' errors at a pixel.
 REC_REDUCTIONS = ("max", "mean")
+
+#: How :func:`reconstruction_loss` measures one error: squared (ReFusion) or absolute.
+REC_ERRORS = ("squared", "absolute")
 
 _SOBEL_X = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 _SOBEL_Y = _SOBEL_X.t().contiguous()
@@ -210,14 +213,20 @@ def fusion_loss(sources: torch.Tensor, fused: torch.Tensor, weights: Proposal,
 
 
 def reconstruction_loss(targets: torch.Tensor, reconstructed: torch.Tensor,
-                        reduction: str = "max") -> torch.Tensor:
+                        reduction: str = "max", error: str = "squared") -> torch.Tensor:
     """The reconstruction loss ``L_rec`` (trains the reconstructor; meta-objective).
 
     ``L_rec = mean(max_s |I_s - R_s|^2) + mean(max_s |grad I_s - grad R_s|^2)``:
     at each pixel only the worse-rebuilt source counts, so a fused image scores
     well only if *every* source can be recovered from it. With
     ``reduction="mean"`` the sources' squared errors are averaged instead of
-    taking the worse one (an ablation of the meta-objective).
+    taking the worse one (an ablation of the meta-objective). With
+    ``error="absolute"`` every ``|.|^2`` becomes ``|.|``: with squared errors
+    an even blend of two sources that differ by ``d`` costs ``d^2/4`` per
+    source while selecting one costs ``d^2`` on the other, so the
+    meta-objective favours blends for that reason alone; absolute errors with
+    ``reduction="mean"`` cost both ``d/2`` and leave the choice to what the
+    reconstructor can predict (e.g. a defocused source from the sharp one).
 
     Parameters
     ----------
@@ -228,6 +237,8 @@ def reconstruction_loss(targets: torch.Tensor, reconstructed: torch.Tensor,
         ``N x S x H x W`` estimates from a reconstructor, same order.
     reduction : {"max", "mean"}
         How the ``S`` sources' errors at a pixel are combined.
+    error : {"squared", "absolute"}
+        How one error is measured.
 
     Returns
     -------
@@ -237,8 +248,11 @@ def reconstruction_loss(targets: torch.Tensor, reconstructed: torch.Tensor,
     _check_same("reconstruction_loss", targets, reconstructed)
     if reduction not in REC_REDUCTIONS:
         raise InputError(f"reconstruction_loss: reduction must be one of {REC_REDUCTIONS}, got {reduction!r}")
-    err_int = (targets - reconstructed) ** 2
-    err_grad = (sobel_gradient(targets) - sobel_gradient(reconstructed)) ** 2
+    if error not in REC_ERRORS:
+        raise InputError(f"reconstruction_loss: error must be one of {REC_ERRORS}, got {error!r}")
+    err_int = targets - reconstructed
+    err_grad = sobel_gradient(targets) - sobel_gradient(reconstructed)
+    err_int, err_grad = (err_int ** 2, err_grad ** 2) if error == "squared" else (err_int.abs(), err_grad.abs())
     if reduction == "max":
         return err_int.amax(dim=1).mean() + err_grad.amax(dim=1).mean()
     return err_int.mean() + err_grad.mean()

@@ -37,7 +37,7 @@ class MetaStep:
     batches : Batches
         Draws the inner, outer and warm-up batches.
     config : TrainConfig
-        Read when used (``learn_weights``, ``rec_reduction``, ``direct_term``,
+        Read when used (``learn_weights``, ``rec_reduction``, ``rec_error``, ``direct_term``,
         ``accumulate``, the proposer's rates and warm-up settings, ...).
     schedule : EpochSchedule or None
         The ``"authors"`` recipe's epochs (where its windows end), or ``None``.
@@ -140,14 +140,14 @@ class MetaStep:
                         if direct else [None] * len(p_params))
         f_virtual = {k: (v - lr * g if g is not None else v) for (k, v), g in zip(f_params.items(), grads)}
         rec = functional_call(self.recon_net, r_params, (fused.detach(),))
-        loss_r = reconstruction_loss(t, rec, self.config.rec_reduction)
+        loss_r = reconstruction_loss(t, rec, self.config.rec_reduction, self.config.rec_error)
         r_grads = torch.autograd.grad(loss_r, list(r_params.values()), allow_unused=True)
         r_virtual = {k: (v.detach() - lr * g if g is not None else v.detach())
                      for (k, v), g in zip(r_params.items(), r_grads)}
         x2, t2 = self.batches.draw(meta=True)
         fused2 = functional_call(self.fuser_net, f_virtual, (x2,))
         rec2 = functional_call(self.recon_net, r_virtual, (fused2,))
-        meta = reconstruction_loss(t2, rec2, self.config.rec_reduction)
+        meta = reconstruction_loss(t2, rec2, self.config.rec_reduction, self.config.rec_error)
         check_finite(meta, "the meta reconstruction loss", step)
         meta_grads = torch.autograd.grad(meta * outer_weight, p_params, allow_unused=True)
         losses = {"fuse": loss_f.item(), **term_losses(parts), "rec": loss_r.item(), "meta_rec": meta.item()}
