@@ -98,7 +98,9 @@ def test_time_schedule_without_steps_trains_until_the_budget_is_spent(run_cli, h
     result = run_cli(["train", "--task", "ivif", ivif_dir, "-o", out, *budget, *unbounded], host=host)
     assert result.exit_code == 0, result.output
     card = json.loads(out.with_suffix(".json").read_text())
-    assert card["stopped"] == "time" and card["steps"] > 3
+    # how many steps fit in 3 s depends on the machine's load (3 on a busy CI machine): what matters is
+    # that the budget, not a step count, ended the run
+    assert card["stopped"] == "time" and card["steps"] >= 1
     from fusekit.training.trainer import UNTIL_TIME_UP
 
     assert card["config"]["steps"] == UNTIL_TIME_UP  # not cut at the 1500-step default
