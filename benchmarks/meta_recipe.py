@@ -242,6 +242,9 @@ def runs_in(task: str) -> dict[str, Path]:
 def stage_score(args: argparse.Namespace) -> None:
     """Fuse and score every run; write the section with per-arm mean ± half-range over seeds."""
     runs = runs_in(args.task)
+    if args.only:  # a quick look at some arms: printed, never written over the full table
+        runs = {label: w for label, w in runs.items() if label.rsplit("-seed", 1)[0] in args.only}
+        args.no_write = True
     if not runs:
         raise SystemExit(f"no runs in {RESULTS / args.task}; run the train stage first")
     labels = list(runs)
@@ -456,6 +459,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sheet-seed", type=int, default=1)
     parser.add_argument("--pairs", type=int, default=6, help="mapstats stage: test pairs per split")
     parser.add_argument("--no-write", action="store_true")
+    parser.add_argument("--only", nargs="+", choices=list(ARMS), default=None,
+                        help="score stage: these arms only, printed (not written)")
     parser.add_argument("--ship-run", default="learned-seed1", help="ship stage: run to install")
     parser.add_argument("--variant", default="learned", help="ship stage: variant name to install as")
     parser.add_argument("--make-default", action="store_true", help="ship stage: make it the task's default")
