@@ -139,6 +139,14 @@ ARMS = {
     "learned-int-abs": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean", "geometric",
                         "--learn-weights", "intensity", "--no-direct-term", "--proposer-step-scale", "25",
                         "--rec-error", "absolute", "--rec-reduction", "mean"],
+    # design change: as learned-int-abs, with the geometric mean taken from P's log-softmax
+    # (--symmetric-mean logit). In learned-int-geo and -abs the inner P's slot preference drifted past the
+    # floor of the logarithm (a logit gap of 69, within 1-2 epochs) and from then on P got no gradient
+    # at all, content included: its loss was frozen at an even split. Here the cancelled slot preference
+    # can drift without freezing what P learns about content
+    "learned-int-logit": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean", "logit",
+                          "--learn-weights", "intensity", "--no-direct-term", "--proposer-step-scale", "25",
+                          "--rec-error", "absolute", "--rec-reduction", "mean"],
 }
 TRAIN_DIRS = {
     "ivif": [DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],

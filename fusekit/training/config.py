@@ -133,11 +133,12 @@ class TrainConfig:
         Make the learned loss proposer's weights independent of the sources' order
         (:class:`~fusekit.training.symmetric.OrderEquivariant`; it then cannot collapse to 'intensity
         from the first input, gradient from the second').
-    symmetric_mean : {"arithmetic", "geometric"}
+    symmetric_mean : {"arithmetic", "geometric", "logit"}
         How ``--symmetric-proposer`` averages the weights over the sources' orders: arithmetic (the
         weights themselves), or geometric (their logarithms, i.e. the softmax logits, renormalised: a
         preference for an input *slot* then cancels exactly and gets no gradient, so P can only learn
-        from content; a design change).
+        from content; a design change). ``logit`` is the geometric mean taken from P's unfloored
+        log-weights, so a slot preference that drifts past float32's range cannot freeze P.
     proposer_temperature : float
         Divide a learnable proposer's log-weights by this before renormalising over the sources
         (:class:`~fusekit.training.sharpen.Sharpened`; below 1 a small preference becomes a near-selection,

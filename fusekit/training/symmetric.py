@@ -20,6 +20,17 @@ exact even split, with no gradient left to move it (what the MFIF runs of
 average the log-weights, i.e. P's softmax logits up to a per-pixel constant,
 then renormalise) cancels any preference for a slot exactly and gives it no
 gradient, so P can only learn weights that depend on the sources' content.
+
+``mean="geometric"`` takes the logarithm of P's weights, floored at
+``1e-30``. A P whose slot preference has drifted past that floor (a softmax
+logit gap of ~69, reached within 1-2 epochs in the MFIF and MEIF runs of
+``learned-int-geo`` and ``learned-int-abs``) then gets no gradient at all,
+content included, and its loss is frozen at an even split. ``mean="logit"``
+is the same geometric mean computed from P's log-weights directly (the
+proposer network's ``log_proposal`` method, a log-softmax with no floor), so
+the content part of P keeps its gradient however far the cancelled slot
+preference drifts. A proposer without ``log_proposal`` falls back to the
+floored logarithm.
 """
 
 from __future__ import annotations
@@ -40,7 +51,7 @@ __all__ = ["OrderEquivariant", "MAX_SOURCES", "SYMMETRIC_MEANS"]
 MAX_SOURCES = 5
 
 #: How :class:`OrderEquivariant` averages over the orders.
-SYMMETRIC_MEANS = ("arithmetic", "geometric")
+SYMMETRIC_MEANS = ("arithmetic", "geometric", "logit")
 
 #: Weights are clamped to this before their logarithm (geometric mean); well above float32's tiny.
 _LOG_FLOOR = 1e-30
@@ -58,9 +69,10 @@ class OrderEquivariant(nn.Module):
         proposal (:mod:`~fusekit.training.proposals`: term name -> weights, or
         ``(w_int, w_grad)``), each ``N x S x H x W`` summing to 1 over ``S``;
         the answer has the same form.
-    mean : {"arithmetic", "geometric"}
+    mean : {"arithmetic", "geometric", "logit"}
         Average the weights (default), or their logarithms and renormalise over the sources (a
-        preference for an input slot then cancels exactly).
+        preference for an input slot then cancels exactly); ``"logit"`` takes those logarithms from
+        ``inner.log_proposal`` (unfloored log-weights) where the inner network has that method.
 
     Examples
     --------
@@ -80,22 +92,29 @@ class OrderEquivariant(nn.Module):
         self.inner = inner
         self.mean = mean
 
-    def _prepare(self, w: torch.Tensor) -> torch.Tensor:
-        return torch.log(w.clamp_min(_LOG_FLOOR)) if self.mean == "geometric" else w
+    def _terms(self, x: torch.Tensor) -> tuple[Proposal, dict[str, torch.Tensor]]:
+        """The inner proposal for ``x`` and what is averaged: weights, or log-weights."""
+        if self.mean == "logit" and hasattr(self.inner, "log_proposal"):
+            proposal = self.inner.log_proposal(x)
+            return proposal, proposal_terms(proposal)
+        proposal = self.inner(x)
+        terms = proposal_terms(proposal)
+        if self.mean == "arithmetic":
+            return proposal, terms
+        return proposal, {name: torch.log(w.clamp_min(_LOG_FLOOR)) for name, w in terms.items()}
 
     def forward(self, x: torch.Tensor) -> Proposal:
         n = x.shape[1]
         if n > MAX_SOURCES:
             raise InputError(f"an order-equivariant loss proposer averages over all {n}! orders of the sources; "
                              f"at most {MAX_SOURCES} sources are supported, got {n}")
-        first = self.inner(x)
-        total = {name: self._prepare(w) for name, w in proposal_terms(first).items()}
+        first, total = self._terms(x)
         for order in list(itertools.permutations(range(n)))[1:]:
             index = torch.tensor(order, device=x.device)
             back = torch.argsort(index)
-            other = proposal_terms(self.inner(x.index_select(1, index)))
-            total = {name: w + self._prepare(other[name]).index_select(1, back) for name, w in total.items()}
+            other = self._terms(x.index_select(1, index))[1]
+            total = {name: w + other[name].index_select(1, back) for name, w in total.items()}
         scale = 1.0 / math.factorial(n)
-        if self.mean == "geometric":
+        if self.mean != "arithmetic":
             return in_form_of(first, {name: torch.softmax(scale * w, dim=1) for name, w in total.items()})
         return in_form_of(first, {name: scale * w for name, w in total.items()})

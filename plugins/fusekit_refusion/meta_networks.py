@@ -61,13 +61,34 @@ class LossProposalNet(nn.Module):
         self.act = nn.PReLU()
         self.head1 = head_conv(dim, 4)
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != 2:
             raise ValueError(f"expected sources of shape N x 2 x H x W, got {tuple(x.shape)}")
         f1 = self.encoder1(self.stem1(x[:, :1]))
         f2 = self.encoder2(self.stem2(x[:, 1:]))
-        logits = self.head1(self.act(self.head0(self.merged(torch.cat([f1, f2], dim=1)))))
+        return self.head1(self.act(self.head0(self.merged(torch.cat([f1, f2], dim=1)))))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = self._logits(x)
         return F.softmax(logits[:, :2], dim=1), F.softmax(logits[:, 2:], dim=1)
+
+    def log_proposal(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The logarithms of :meth:`forward`'s weights, computed without underflow (log-softmax).
+
+        Parameters
+        ----------
+        x : Tensor
+            Sources, ``N x 2 x H x W``.
+
+        Returns
+        -------
+        log_w_int, log_w_grad : Tensor
+            ``N x 2 x H x W`` each, ``logsumexp`` over dim 1 equal to 0. Used by the
+            order-equivariant wrapper's ``"logit"`` mean, where a saturated softmax would have no
+            gradient.
+        """
+        logits = self._logits(x)
+        return F.log_softmax(logits[:, :2], dim=1), F.log_softmax(logits[:, 2:], dim=1)
 
 
 class ReconstructionNet(nn.Module):
