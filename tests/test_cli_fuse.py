@@ -272,14 +272,15 @@ def test_declared_options_build_flags_parsing_and_info(run_cli, host, tmp_path):
     b = write(tmp_path / "b.png", np.full((8, 8), 60, np.uint8))
     out = tmp_path / "f.png"
     for args, value in ((["--gain", "2"], 160), (["-p", "gain=0.5", "-p", "mode=max"], 50),
-                        (["-p", "gain=0.5", "--gain", "1.5"], 120)):  # the flag wins over -p
+                        (["-p", "gain=1.5", "--gain", "1.5"], 120)):  # a flag and -p may agree
         result = run_cli(["fuse", "-m", "gain", *args, a, b, "-o", out], host=host)
         assert result.exit_code == 0, result.output
         assert iio.imread(out)[0, 0] == value, args
     for args, needle in ((["-p", "gain=much"], "option gain takes a number (float), got 'much'"),
                          (["-p", "mode=min"], "option mode must be one of mean, max, got 'min'"),
                          (["-p", "gian=2"], "has no option gian; its options are: gain=1.0, mode='mean'"),
-                         (["--weights", "w.pth"], "has no option weights (--weights)")):
+                         (["--weights", "w.pth"], "has no option weights (--weights)"),
+                         (["-p", "gain=0.5", "--gain", "1.5"], "-p gain=0.5 and --gain 1.5 disagree")):
         one_line_error(run_cli(["fuse", "-m", "gain", *args, a, b, "-o", tmp_path / "g.png"], host=host), needle)
     help_text = " ".join(run_cli(["fuse", "--help"], host=host).output.split())
     assert "--gain" in help_text and "a gain option (default: 1.0)" in help_text

@@ -4,7 +4,8 @@ The click group is built by :func:`make_cli` from a plugin host, so tests can
 build one with their own plugins and plugins can add sub-commands through the
 ``register_commands`` hook. Errors fusekit raises on purpose become one line
 on stderr and exit status 1 (2 for usage errors, click's included);
-``--traceback`` shows the full trace instead.
+``--traceback`` shows the full trace instead. A closed pipe on stdout
+(``fusekit eval ... | head``) ends the command quietly with status 141.
 """
 
 from __future__ import annotations
@@ -65,8 +66,14 @@ class FusekitGroup(click.Group):
             if ctx.params.get("traceback"):
                 raise
             path = (exc.ctx or ctx).command_path.split()[1:]  # the program's own name may differ
-            echo_error(f"{exc.format_message()} (see '{' '.join(['fusekit', *path])} --help')")
+            if not path and ctx.invoked_subcommand:  # click left the sub-command's context out
+                path = [ctx.invoked_subcommand]
+            message = " ".join(exc.format_message().split())  # click lists choices on several lines
+            echo_error(f"{message} (see '{' '.join(['fusekit', *path])} --help')")
             ctx.exit(exc.exit_code)
+        except BrokenPipeError:  # the reader went away (fusekit ... | head): stop quietly, as shell tools do
+            _silence_stdout()
+            ctx.exit(141)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
         except KeyboardInterrupt:  # Ctrl-C: outputs are atomic, so say so and stop
@@ -84,6 +91,17 @@ class FusekitGroup(click.Group):
                 raise
             echo_error(f"{type(exc).__name__}: {exc} (rerun with --traceback for details)")
             ctx.exit(2)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail a second time."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass
 
 
 def _show_warning(message: Any, category: type, filename: str, lineno: int,

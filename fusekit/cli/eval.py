@@ -110,9 +110,10 @@ def _print_metric_list(ctx: click.Context) -> None:
               help="Metric conventions: standard (textbook), cddfuse (CDDFuse's Evaluator.py), vifb "
                    "(VIFB's MATLAB metrics) or ivif_zoo (IVIF_ZOO's Python SSIM, PSNR, VIF, Nabf); "
                    "see --list-metrics --profile P.")
-@click.option("--weights", type=click.Path(path_type=Path, dir_okay=False), default=None,
-              help="Weights file for the learned methods given with --method "
-                   "(e.g. your own 'fusekit train' output; default: each method's shipped weights).")
+@click.option("--weights", default=None, metavar="VARIANT|FILE",
+              help="Weights for the learned methods given with --method: a shipped variant name "
+                   "('fusekit info refusion' lists them, e.g. learned) or a file (e.g. your own "
+                   "'fusekit train' output; default: each method's default shipped weights).")
 @click.option("-p", "--param", "params", multiple=True, metavar="KEY=VALUE",
               help="Option for the methods given with --method that accept it; repeatable "
                    "(default: each method's own values).")
@@ -150,7 +151,7 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
                  methods: tuple[str, ...], task: str | None, sources: str | None,
                  metrics: str | None, profile: str, fmt: str | None, output: Path | None,
                  jobs: int, cache_dir: Path | None, progress: bool | None,
-                 weights: Path | None = None, params: tuple[str, ...] = (),
+                 weights: str | None = None, params: tuple[str, ...] = (),
                  dask_address: str | None = None, html_report: Path | None = None,
                  report_scenes: int = 12) -> None:
     """Score fused images of DATASET with fusion metrics.
@@ -203,6 +204,8 @@ def eval_command(state: CliState, dataset: Path, fused_dirs: tuple[Path, ...],
 
     data = find_dataset(dataset, _split(sources))  # a bad dataset fails at once, before any fusing
     _note_unsuited_methods(state, methods, task or data.task, dataset if task is None else None)
+    if isinstance(method_arg, dict):  # a bad --weights or -p value fails now, not once per image
+        _check_method_options(state, method_arg, task or data.task)
 
     def run(executor=None):
         return evaluate(dataset, fused=list(fused_dirs) or None, methods=method_arg,
@@ -254,8 +257,18 @@ def _note_unsuited_methods(state: CliState, methods: tuple[str, ...], task: str 
             click.echo(f"note: {name}: {where}, but {suits}", err=True)
 
 
+def _check_method_options(state: CliState, chosen: dict[str, dict], task: str | None) -> None:
+    """Build and prepare each method with its options once, so that an unknown weights variant, a
+    missing weights file or a bad option value is one error before any image is fused."""
+    for name, options in chosen.items():
+        cls = state.host.fusers.get(name)
+        if task is not None and "task" in cls.option_names():
+            options = {"task": task, **options}
+        cls.create(**options).prepare()
+
+
 def _methods_with_options(state: CliState, methods: tuple[str, ...], params: tuple[str, ...],
-                          weights: Path | None):
+                          weights: str | None):
     """``methods`` as evaluate() takes them: names, or name -> options when options were given.
 
     Each option goes to the methods that accept it; one that no method accepts
@@ -281,6 +294,7 @@ def _methods_with_options(state: CliState, methods: tuple[str, ...], params: tup
         used |= set(chosen[name])
     unused = sorted(set(options) - used)
     if unused:
-        raise ParameterError(f"no method given with --method takes option {', '.join(unused)}; "
-                             "see each method's options in its documentation")
+        offered = "; ".join(f"{name}: {state.host.fusers.get(name).options_text()}" for name in dict.fromkeys(methods))
+        raise ParameterError(f"no method given with --method takes option {', '.join(unused)}; their options are "
+                             f"{offered} ('fusekit info METHOD' describes them)")
     return chosen

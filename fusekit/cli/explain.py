@@ -15,14 +15,15 @@ from . import CliState
 @click.argument("sources", nargs=2, type=click.Path(path_type=Path))
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path), help="Picture to write (.png).")
 @click.option("-m", "--method", default="refusion", show_default=True, help="Network method with a loss proposer.")
-@click.option("--task", type=click.Choice(TASKS), required=True, help="Task of the weights.")
+@click.option("--task", type=click.Choice(TASKS), default=None,
+              help="Task of the weights (default: from the source folders' names, e.g. under/ over/).")
 @click.option("--weights", default=None,
               help="Shipped weights variant with a learned proposer, e.g. 'learned' ('fusekit info refusion' "
                    "lists them; default: the task's default variant, which may have none).")
 @click.option("--height", type=click.IntRange(min=64, max=2048), default=256, show_default=True,
               help="Height of each panel in pixels.")
 @click.pass_obj
-def explain_command(state: CliState, sources: tuple[Path, Path], output: Path, method: str, task: str,
+def explain_command(state: CliState, sources: tuple[Path, Path], output: Path, method: str, task: str | None,
                     weights: str | None, height: int) -> None:
     """Draw SOURCES, their fused image and the learned loss's weight maps into OUTPUT.
 
@@ -45,6 +46,14 @@ def explain_command(state: CliState, sources: tuple[Path, Path], output: Path, m
 
     if output.suffix.lower() != ".png":
         raise ParameterError(f"{output}: the picture is written as PNG; give a name ending in .png")
+    if task is None:
+        from ..datasets import detect_task
+
+        task = detect_task(p.resolve().parent.name for p in sources)
+        if task is None:
+            raise ParameterError("give --task (" + ", ".join(TASKS) + "): the source folders' names do not "
+                                 "say which task the images are")
+        click.echo(f"note: task {task}, from the source folders' names", err=True)
     fuser_cls = state.host.fusers.get(method)
     options = {"task": task} if "task" in fuser_cls.option_names() else {}
     if weights is not None:

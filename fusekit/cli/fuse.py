@@ -239,10 +239,16 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
 
     if output.exists() and not output.is_dir():
         raise UsageError(f"{output}: exists and is not a folder; in folder mode -o names a folder")
+    if not output.exists() and output.suffix.lower() in IMAGE_SUFFIXES:
+        raise UsageError(f"{output}: looks like an image file, but folder sources give one fused image per set "
+                         f"into a folder; give a folder such as {output.with_suffix('')}/")
     refuse_output_over_inputs(output, folders, what="source folder")
     sets, problems = match_folders(folders)
     if not sets and not problems:
         raise InputError(f"no images in {', '.join(map(str, folders))}; expected files with matching names")
+    if not sets:
+        raise InputError(f"{', '.join(map(str, folders))}: no file name is in every folder, so no set can be "
+                         f"fused; sets are matched by name (a/12.png with b/12.png, any extension)")
     outputs = {name: output / f"{name}.{ext}" for name in sets}
     refuse_outputs_in_folder_over_inputs(outputs.values(), [p for paths in sets.values() for p in paths])
     check_writable_folder(output)

@@ -163,7 +163,8 @@ def method_options(cls: type[Fuser], params: Sequence[str], flags: dict[str, Any
         ``KEY=VALUE`` texts of ``-p``.
     flags : dict
         Option name -> flag value (``None``: not given): ``task`` and the
-        flags of :func:`method_flags`; they win over ``-p``.
+        flags of :func:`method_flags`. A flag and a ``-p`` value for the same
+        option must agree.
     sources : sequence of Path
         The command's sources, for task inference.
     note : callable
@@ -177,8 +178,8 @@ def method_options(cls: type[Fuser], params: Sequence[str], flags: dict[str, Any
     Raises
     ------
     ParameterError
-        An option the method lacks (the message lists its options), or a
-        value its declaration refuses.
+        An option the method lacks (the message lists its options), a
+        value its declaration refuses, or a flag and ``-p`` that disagree.
     """
     declared = {o.name: o for o in cls.declared_options()}
     options: dict[str, Any] = {}
@@ -197,7 +198,11 @@ def method_options(cls: type[Fuser], params: Sequence[str], flags: dict[str, Any
                 continue
             raise _no_option(cls, key, f" ({flag_name(key)})")
         opt = declared[key]
-        options[key] = opt.parse(value) if isinstance(value, str) else opt.check(value)
+        parsed = opt.parse(value) if isinstance(value, str) else opt.check(value)
+        if key in options and options[key] != parsed:
+            raise ParameterError(f"-p {key}={options[key]} and {flag_name(key)} {value} disagree; give only one "
+                                 f"of them")
+        options[key] = parsed
     if "task" in declared and "task" not in options:
         task = infer_task(cls, sources, note)
         if task is not None:

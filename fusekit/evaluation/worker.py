@@ -113,7 +113,9 @@ def run_task(state: _State, task: _Task) -> list[_Outcome]:
     list of _Outcome
         One per fused image, in the order of ``task.fused``.
     """
-    from ..io import read_image
+    import warnings
+
+    from ..io import FusekitWarning, read_image
     from ..metrics.base import families_needed
     from ..metrics.compute import evaluate_metric, make_context, releases_cache, reuse_sources
 
@@ -127,8 +129,12 @@ def run_task(state: _State, task: _Task) -> list[_Outcome]:
                 fused_path = _produce(task.image, task.sources, entry.produce, entry.key)
                 outcome.produced = True
             if sources is None:
-                # RGB kept as stored: each profile converts colour to grey its own way
-                sources = [read_image(p, near_grey="keep") for p in task.sources]
+                # RGB kept as stored: each profile converts colour to grey its own way. Where the method
+                # has just read the sources, it has already given their warnings (alpha dropped, ...)
+                with warnings.catch_warnings():
+                    if outcome.produced:
+                        warnings.simplefilter("ignore", FusekitWarning)
+                    sources = [read_image(p, near_grey="keep") for p in task.sources]
             fused = read_image(fused_path, near_grey="keep")
             try:
                 if base is None:
@@ -136,7 +142,8 @@ def run_task(state: _State, task: _Task) -> list[_Outcome]:
                 else:
                     ctx = reuse_sources(base, fused, data_range=1.0)
             except InputError as exc:
-                raise InputError(f"{Path(fused_path).name}: {exc}") from None
+                where = fused_path if entry.path is not None else Path(fused_path).name  # --fused: the path
+                raise InputError(f"{where}: {exc}") from None
         except Exception as exc:  # any failure of this image is reported, the run goes on
             outcome.errors.append((None, one_line(exc)))
             continue
