@@ -147,6 +147,13 @@ ARMS = {
     "learned-int-logit": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean", "logit",
                           "--learn-weights", "intensity", "--no-direct-term", "--proposer-step-scale", "25",
                           "--rec-error", "absolute", "--rec-reduction", "mean"],
+    # design change: learned-int-fast (the authors' update with its direct term, ReFusion's own
+    # reconstruction loss) with the logit mean. learned-int-fast's P froze at an even split (its
+    # arithmetic mean hid a saturated slot rule); with the freeze removed the direct term can act: on
+    # MFIF, where F follows the sharper source's gradients, it pulls the intensity weights towards the
+    # source F already matches, i.e. the sharper one
+    "learned-int-logit-direct": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean",
+                                 "logit", "--learn-weights", "intensity", "--proposer-step-scale", "25"],
 }
 TRAIN_DIRS = {
     "ivif": [DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
