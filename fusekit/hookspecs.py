@@ -14,8 +14,13 @@ inside them.
 
 Every ``register_*`` hook receives a ``register`` callable. Call it once per
 object: ``register(MyFuser)``. The object's ``name`` attribute is its key;
-registering a name that another plugin already registered raises
-:class:`~fusekit.errors.PluginError` naming both plugins.
+registering a name that another plugin already registered, a misspelt hook
+name, a hook function without ``@hookimpl`` or a declared option that does
+not match ``__init__`` marks the plugin as failed: it contributes nothing,
+``fusekit plugins`` says why, every command warns in one line, and the rest
+of fusekit works. ``FUSEKIT_STRICT_PLUGINS=1`` makes such a failure raise
+:class:`~fusekit.errors.PluginError` instead (with ``fusekit --traceback``:
+the full trace, file and line of a plugin that fails to import).
 """
 
 from __future__ import annotations

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Sequence
 
 import numpy as np
 
-from .errors import ParameterError, PluginError
+from .errors import FusekitError, ParameterError, PluginError
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     import torch
@@ -370,7 +370,12 @@ class Fuser(abc.ABC):
                 declared[key].check(value)
             except ParameterError as exc:
                 raise ParameterError(f"method {cls.name!r}: {exc}") from None
-        return cls(**options)
+        try:
+            return cls(**options)
+        except ValueError as exc:  # a method's own check of a value (a range, say): name the method
+            if isinstance(exc, FusekitError) or str(exc).startswith(f"method {cls.name!r}"):
+                raise
+            raise ParameterError(f"method {cls.name!r}: {exc}") from exc
 
     @classmethod
     def inputs_text(cls) -> str:

@@ -100,8 +100,13 @@ class PluginHost:
         self.plugins.append(info)
         try:
             self.pm.register(module, name=name)
-        except Exception as exc:  # pluggy validation errors, name clashes
-            return self._fail(info, f"cannot register: {exc}")
+        except Exception as exc:  # pluggy validation errors (e.g. an argument not named as in the hook), clashes
+            return self._fail(info, "cannot register: " + "; ".join(
+                line.strip() for line in str(exc).splitlines() if line.strip()))
+        unknown = _unknown_hooks(module)
+        if unknown:
+            self.pm.unregister(module)
+            return self._fail(info, unknown)
         staged: list[tuple[Registry, Entry]] = []
         for hook_name, (attr, noun) in _REGISTER_HOOKS.items():
             registry: Registry = getattr(self, attr)
@@ -121,6 +126,8 @@ class PluginHost:
                     )
                 if key in _names:
                     raise PluginError(f"plugin {name!r} registers {_noun} {key!r} twice")
+                if _noun == "method" and hasattr(obj, "declared_options"):
+                    obj.declared_options()  # a declared Option that __init__ does not match fails now
                 _names.append(key)
                 staged.append((_reg, Entry(key, obj, name)))
 
@@ -197,6 +204,31 @@ class PluginHost:
             except Exception as exc:
                 info = next(p for p in self.plugins if p.name == impl.plugin_name)
                 self._fail(info, f"register_commands raised {type(exc).__name__}: {exc}")
+
+
+def _hook_names() -> list[str]:
+    return sorted(n for n in dir(hookspecs) if n.startswith("register_") and callable(getattr(hookspecs, n)))
+
+
+def _unknown_hooks(module: Any) -> str | None:
+    """Why ``module`` cannot be a plugin as written, or ``None``: a function marked ``@hookimpl``
+    whose name is no hook (a misspelling pluggy accepts silently), or a function named like a hook
+    but not marked (a forgotten ``@hookimpl``)."""
+    import difflib
+
+    known = _hook_names()
+    for attr in sorted(vars(module) if hasattr(module, "__dict__") else ()):
+        value = getattr(module, attr, None)
+        if not callable(value) or isinstance(value, type):
+            continue
+        marked = hasattr(value, "fusekit_impl")
+        if marked and attr not in known:
+            close = difflib.get_close_matches(attr, known, n=1)
+            hint = f"did you mean {close[0]}?" if close else "known hooks: " + ", ".join(known)
+            return f"{attr} is not a fusekit hook ({hint})"
+        if not marked and attr in known and getattr(value, "__module__", None) == getattr(module, "__name__", None):
+            return f"{attr} is not marked as a hook implementation; decorate it with @fusekit.hookimpl"
+    return None
 
 
 def may_advertise(group: str) -> bool:

@@ -135,3 +135,82 @@ def test_import_and_help_do_not_import_torch():
     """)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _module(name: str, source: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    exec(textwrap.dedent(source), module.__dict__)
+    return module
+
+
+def test_a_misspelt_or_unmarked_hook_fails_the_plugin_with_the_fix():
+    misspelt = _module("misspelt", """
+        from fusekit import hookimpl
+        @hookimpl
+        def register_fuser(register):
+            pass
+    """)
+    unmarked = _module("unmarked", """
+        def register_fusers(register):
+            pass
+    """)
+    host = build_host(builtins=(), entry_points=False, extra=[(misspelt, "misspelt"), (unmarked, "unmarked")])
+    errors = {p.name: p.error for p in host.failures}
+    assert "register_fuser is not a fusekit hook (did you mean register_fusers?)" in errors["misspelt"]
+    assert "decorate it with @fusekit.hookimpl" in errors["unmarked"]
+
+
+def test_a_wrong_hook_argument_name_is_explained_in_one_line():
+    module = _module("wrongarg", """
+        from fusekit import hookimpl
+        @hookimpl
+        def register_fusers(reg):
+            pass
+    """)
+    host = build_host(builtins=(), entry_points=False, extra=[(module, "wrongarg")])
+    (info,) = host.failures
+    assert "\n" not in info.error and "reg" in info.error and "hookspec" in info.error
+
+
+def test_a_declared_option_that_init_does_not_match_fails_the_plugin_at_load():
+    class Mismatch(Fuser):
+        name = "mismatch"
+        tasks = ("ivif",)
+        summary = "declares k=0.5, takes k=0.4"
+        options = (fusekit.Option("k", float, 0.5, "a weight"),)
+
+        def __init__(self, *, k: float = 0.4) -> None:
+            super().__init__()
+            self.k = k
+
+        def fuse(self, sources):
+            return sources[0]
+
+    @hookimpl
+    def register_fusers(register):
+        register(Mismatch)
+
+    plugin = types.SimpleNamespace(register_fusers=register_fusers, __name__="mismatch")
+    host = build_host(builtins=(), entry_points=False, extra=[(plugin, "mismatch")])
+    (info,) = host.failures
+    assert "0.5" in info.error and "0.4" in info.error
+    assert "mismatch" not in host.fusers
+
+
+def test_a_methods_own_value_check_is_named_after_the_method():
+    class Checked(Fuser):
+        name = "checked"
+        summary = "weight in 0..1"
+        options = (fusekit.Option("weight", float, 0.5, "share of the first source"),)
+
+        def __init__(self, *, weight: float = 0.5) -> None:
+            super().__init__()
+            if not 0 <= weight <= 1:
+                raise ValueError(f"weight must be in 0..1, got {weight}")
+            self.weight = weight
+
+        def fuse(self, sources):
+            return sources[0]
+
+    with pytest.raises(fusekit.errors.ParameterError, match=r"^method 'checked': weight must be in 0\.\.1"):
+        Checked.create(weight=1.5)

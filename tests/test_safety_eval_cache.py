@@ -153,3 +153,23 @@ def test_the_cli_shows_the_corrupt_entry_warning_on_one_line(run_cli, dataset, h
     assert result.exit_code == 0, result.output
     lines = [line for line in result.stderr.splitlines() if "b.png" in line]
     assert len(lines) == 1 and lines[0].startswith("warning:") and "again" in lines[0]
+
+
+def test_an_edited_third_party_method_is_not_served_from_the_cache(tmp_path, monkeypatch):
+    """The fusekit version does not change when a plugin is upgraded; the file defining it does."""
+    import importlib
+
+    from fusekit.evaluation.cache import method_key
+
+    plugin = tmp_path / "my_fusion_plugin.py"
+    source = ("from fusekit import Fuser\n\nclass Mine(Fuser):\n    name = 'mine'\n"
+              "    def fuse(self, sources):\n        return sources[{}]\n")
+    plugin.write_text(source.format(0))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = importlib.import_module("my_fusion_plugin")
+    before = method_key(module.Mine, [])
+    plugin.write_text(source.format(1))   # the plugin's code changes, its name and options do not
+    assert method_key(module.Mine, []) != before
+    from fusekit_classic.simple import Average  # fusekit's own methods: keyed by the fusekit version
+
+    assert "code" not in method_key(Average, [])

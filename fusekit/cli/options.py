@@ -187,7 +187,10 @@ def method_options(cls: type[Fuser], params: Sequence[str], flags: dict[str, Any
         key, raw = split_param(text)
         if key not in declared:
             raise _no_option(cls, key)
-        options[key] = declared[key].parse(raw)
+        try:
+            options[key] = declared[key].parse(raw)
+        except ParameterError as exc:
+            raise ParameterError(f"method {cls.name!r}: {exc}") from None
     for key, value in flags.items():
         if value is None:
             continue

@@ -7,9 +7,11 @@ its source sub-folders in order, the method and its options) has a record
 beside it, ``<name>.json``, holding
 
 * ``key``: a SHA-256 of everything the fused image depends on: the fusekit
-  version, the method's class, its options (and the content of any option
-  that names a file, such as ``weights``), the source sub-folders in order,
-  and the content of every source file;
+  version, the method's class (for a third-party plugin's method also the
+  content of the file that defines it, so an upgraded or edited plugin fuses
+  again), its options (and the content of any option that names a file, such
+  as ``weights``), the source sub-folders in order, and the content of every
+  source file;
 * ``sha256``: the SHA-256 of the cached PNG itself.
 
 An entry is used only when both match. A different key (a source edited in
@@ -45,12 +47,31 @@ def _option_material(options: Iterable[tuple[str, Any]]) -> list[list[str]]:
     return out
 
 
+#: Packages released with fusekit: the fusekit version in the key stands for their code.
+SHIPPED_PACKAGES = ("fusekit", "fusekit_classic", "fusekit_refusion")
+
+
+def _code_material(fuser: type) -> dict[str, str]:
+    """For a third-party method, the SHA-256 of the file that defines it (``{}`` for fusekit's own).
+
+    The fusekit version does not change when a plugin is upgraded or edited; the defining file does.
+    """
+    if fuser.__module__.split(".")[0] in SHIPPED_PACKAGES:
+        return {}
+    import sys
+
+    path = getattr(sys.modules.get(fuser.__module__), "__file__", None)
+    return {"code": file_sha256(path)} if path and os.path.isfile(path) else {}
+
+
 def method_key(fuser: type, options: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """What a method contributes to the key: its class, options, and files its options name.
+    """What a method contributes to the key: its class, options, and files its options name; for a
+    third-party method also the content of the file that defines it.
 
     Computed once per method and run (it may hash a weights file).
     """
-    return {"method": f"{fuser.__module__}.{fuser.__qualname__}", "options": _option_material(options)}
+    return {"method": f"{fuser.__module__}.{fuser.__qualname__}", "options": _option_material(options),
+            **_code_material(fuser)}
 
 
 def entry_key(method: dict[str, Any], modalities: Sequence[str], source_hashes: Sequence[str]) -> str:
