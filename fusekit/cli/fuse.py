@@ -260,6 +260,9 @@ def _fuse_folders(fuser: Fuser, folders: list[Path], output: Path, depth: int | 
         failed = fuse_sets(fuser, sets, outputs, bit_depth=depth, jobs=jobs, dask=dask_address, progress=progress,
                            on_done=finished.__setitem__)
     except KeyboardInterrupt:
+        # the workers are stopped by now; one killed after the grace period (a loaded machine) may have
+        # left its temporary file: remove what dead processes left
+        remove_stale_temps(output)
         done = sum(error is None for error in finished.values())
         echo_error(f"interrupted after fusing {done} of {total} sets into {output}; each written file is "
                    "complete and no temporary file is left")
