@@ -84,7 +84,7 @@ def check_sources(fuser: Fuser, sources: Sequence[np.ndarray], labels: Sequence[
         if src.shape[:2] != (h, w):
             raise InputError(
                 f"{label}: size {src.shape[1]}x{src.shape[0]} differs from {labels[0]} ({w}x{h}); "
-                f"sources must be registered images of one size: resize or crop one of them to match"
+                "sources must be registered images of one size: resize or crop one of them to match"
             )
 
 

@@ -138,7 +138,7 @@ class TrainConfig:
         weights themselves), or geometric (their logarithms, i.e. the softmax logits, renormalised: a
         preference for an input *slot* then cancels exactly and gets no gradient, so P can only learn
         from content; a design change). ``logit`` is the geometric mean taken from P's unfloored
-        log-weights, so a slot preference that drifts past float32's range cannot freeze P.
+        log-weights, so a slot preference that drifts past the 1e-30 floor of the logarithm cannot freeze P.
     proposer_temperature : float
         Divide a learnable proposer's log-weights by this before renormalising over the sources
         (:class:`~fusekit.training.sharpen.Sharpened`; below 1 a small preference becomes a near-selection,

@@ -255,6 +255,8 @@ def load_proposer(path: str | os.PathLike) -> "torch.nn.Module":
 
     from fusekit.errors import WeightsError
 
+    from fusekit.training.symmetric import SYMMETRIC_MEANS
+
     from .meta_networks import LossProposalNet
 
     net = LossProposalNet()
@@ -266,7 +268,7 @@ def load_proposer(path: str | os.PathLike) -> "torch.nn.Module":
         if not temperature > 0:
             raise ValueError(f"temperature {temperature}")
         mean = meta.get("symmetric_mean", "arithmetic")  # trained with --symmetric-mean
-        if mean not in ("arithmetic", "geometric", "logit"):
+        if mean not in SYMMETRIC_MEANS:
             raise ValueError(f"symmetric_mean {mean!r}")
     except Exception as exc:
         raise WeightsError(f"{path}: cannot load the loss proposer ({type(exc).__name__}); "
