@@ -154,6 +154,15 @@ ARMS = {
     # source F already matches, i.e. the sharper one
     "learned-int-logit-direct": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean",
                                  "logit", "--learn-weights", "intensity", "--proposer-step-scale", "25"],
+    # design change of the meta-objective: as learned-int-logit (no direct term, logit mean, absolute
+    # errors averaged over the sources), with the hand-made max-gradient term added to the outer loss
+    # (--meta-detail 1). With the reconstruction objective alone P learned a content rule unrelated to
+    # focus (MFIF) or gave all intensity to the darker input (MEIF); here P is rewarded for intensity
+    # targets after which F keeps the sharper source's detail, which a blend (the fixed MFIF/MEIF
+    # intensity target) cannot give
+    "learned-int-detail": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean", "logit",
+                           "--learn-weights", "intensity", "--no-direct-term", "--proposer-step-scale", "25",
+                           "--rec-error", "absolute", "--rec-reduction", "mean", "--meta-detail", "1"],
 }
 TRAIN_DIRS = {
     "ivif": [DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],

@@ -91,8 +91,8 @@ CHECKPOINT_KEYS = sorted(["config", "elapsed_s", "format", "format_version", "fu
                           "proposer", "proposer_window", "reconstructor", "reconstructor_net", "recent_losses",
                           "sampler_state", "step", "task"])
 
-LOG_COLUMNS = ["step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec", "meta_gnorm",
-               "direct_gnorm", "elapsed_s"]
+LOG_COLUMNS = ["step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec", "meta_detail",
+               "meta_gnorm", "direct_gnorm", "elapsed_s"]
 
 # Recorded at commit 9c61ee7 (before the trainer split), torch 2.13.0+cpu, x86_64, one thread.
 PINNED_TORCH = "2.13.0+cpu"
@@ -240,7 +240,7 @@ DEFAULTS = dict(task="ivif", steps=1500, batch_size=4, patch_size=48, lr=1e-3, l
                 recipe="fusekit",
                 epochs=50, meta_batches=600, fusion_batches=0, decay_every=10, accumulate=2, direct_term=True,
                 proposer_step_scale=1.0, proposer_decay=True, symmetric_proposer=False, symmetric_mean="arithmetic",
-                proposer_temperature=1.0)
+                proposer_temperature=1.0, meta_detail=0.0)
 COMMAND_LINES = {
     "meta_recipe learned-int": (META_RECIPE, {
         **DEFAULTS, "task": "mfif", "steps": 1, "batch_size": 2, "patch_size": 32, "lr": 1e-3, "lambda_grad": 1.0,

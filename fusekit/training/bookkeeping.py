@@ -10,7 +10,7 @@ from typing import Any, Sequence
 __all__ = ["TrainResult", "TrainingInterrupted", "LOG_COLUMNS", "log_columns", "open_log", "StopRequest",
            "progress_bar"]
 
-LOG_COLUMNS = ("step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec",
+LOG_COLUMNS = ("step", "phase", "lr", "lambda_grad", "fuse", "fuse_int", "fuse_grad", "rec", "meta_rec", "meta_detail",
                "meta_gnorm", "direct_gnorm", "elapsed_s")
 
 

@@ -20,7 +20,7 @@ LEARN_WEIGHTS = ("both", "intensity")
 
 #: Settings that change the loss being optimised: a resumed run must keep them.
 OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "rec_error", "recipe", "direct_term", "proposer_decay",
-                      "symmetric_proposer", "symmetric_mean", "proposer_temperature")
+                      "symmetric_proposer", "symmetric_mean", "proposer_temperature", "meta_detail")
 
 #: ``steps`` of a run that only its time budget ends (``fusekit train --time-schedule --max-minutes M``
 #: without ``--steps``); its progress bar counts steps without a total.
@@ -143,6 +143,12 @@ class TrainConfig:
         Divide a learnable proposer's log-weights by this before renormalising over the sources
         (:class:`~fusekit.training.sharpen.Sharpened`; below 1 a small preference becomes a near-selection,
         a design change). 1 leaves the weights as the proposer makes them.
+    meta_detail : float
+        Weight of a detail term added to the proposer's meta-objective: the outer batch's fused image,
+        made by F after its virtual step, is also scored by the hand-made max-gradient term (at each
+        pixel the larger Sobel magnitude of the sources). P is then rewarded for loss weights that let F
+        keep the sharper or better-exposed detail, which the reconstruction objective alone does not ask
+        for (a design change). 0 leaves ReFusion's reconstruction objective alone.
     """
 
     task: str
@@ -185,6 +191,7 @@ class TrainConfig:
     symmetric_proposer: bool = False
     symmetric_mean: str = "arithmetic"
     proposer_temperature: float = 1.0
+    meta_detail: float = 0.0
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
@@ -212,6 +219,8 @@ class TrainConfig:
             raise ParameterError("lambda-grad values must be >= 0")
         if self.proposer_warmup < 0 or not 0 <= self.warmup_smoothing < 0.5 or not self.warmup_lr > 0:
             raise ParameterError("proposer-warmup must be >= 0, warmup smoothing in [0, 0.5) and warmup lr > 0")
+        if not (self.meta_detail >= 0 and math.isfinite(self.meta_detail)):
+            raise ParameterError(f"meta-detail must be a finite number >= 0, got {self.meta_detail}")
         if self.learn_weights not in LEARN_WEIGHTS:
             raise ParameterError(f"learn-weights must be one of {', '.join(LEARN_WEIGHTS)}, "
                                  f"got {self.learn_weights!r}")

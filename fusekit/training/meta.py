@@ -12,7 +12,7 @@ from torch.func import functional_call
 from ..errors import ParameterError
 from .fixed import FixedLossProposer
 from .fusion import check_finite, set_lr, term_losses
-from .losses import fusion_loss, reconstruction_loss
+from .losses import fusion_loss, gradient_term, reconstruction_loss
 from .proposals import proposal_terms
 from .recipes import normalised_sgd_step
 
@@ -148,11 +148,39 @@ class MetaStep:
         fused2 = functional_call(self.fuser_net, f_virtual, (x2,))
         rec2 = functional_call(self.recon_net, r_virtual, (fused2,))
         meta = reconstruction_loss(t2, rec2, self.config.rec_reduction, self.config.rec_error)
-        check_finite(meta, "the meta reconstruction loss", step)
+        meta_rec = meta.item()
+        detail = None
+        if self.config.meta_detail > 0:
+            detail = self.detail_loss(x2, fused2)
+            meta = meta + self.config.meta_detail * detail
+        check_finite(meta, "the meta-objective", step)
         meta_grads = torch.autograd.grad(meta * outer_weight, p_params, allow_unused=True)
-        losses = {"fuse": loss_f.item(), **term_losses(parts), "rec": loss_r.item(), "meta_rec": meta.item()}
+        losses = {"fuse": loss_f.item(), **term_losses(parts), "rec": loss_r.item(), "meta_rec": meta_rec}
+        if detail is not None:
+            losses["meta_detail"] = detail.item()
         inner = {"x": x.detach(), "weights": {name: w.detach() for name, w in weights.items()}}
         return [None if g is None else g.detach() for g in meta_grads], direct_grads, losses, inner
+
+    def detail_loss(self, x: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
+        """The meta-objective's detail term (``config.meta_detail``): the hand-made max-gradient term.
+
+        Parameters
+        ----------
+        x : Tensor
+            Sources, ``N x S x H x W`` in [0, 1].
+        fused : Tensor
+            F's output on them, ``N x 1 x H x W``; differentiable.
+
+        Returns
+        -------
+        Tensor
+            Scalar: mean squared difference between the fused image's Sobel magnitude and, at each
+            pixel, that of the source with the larger one (:func:`~fusekit.training.losses.gradient_term`
+            with the fixed loss's one-hot gradient weights).
+        """
+        with torch.no_grad():
+            weights = proposal_terms(self.hand_made(x))["gradient"]
+        return gradient_term(x, fused, weights)
 
     def fusekit(self, step: int, lr: float, lr_p: float, lam: float) -> dict[str, float]:
         """Meta step ``step`` of the ``fusekit`` recipe: Adam at ``lr_p`` on P's normalised meta-gradient.

@@ -307,7 +307,7 @@ class Trainer:
     def recent_losses(self) -> dict[str, float]:
         """Mean of each loss over the last (up to 50) steps that reported it."""
         out: dict[str, float] = {}
-        for key in ("fuse", *(t.log for t in LOSS_TERMS.values()), "rec", "meta_rec"):
+        for key in ("fuse", *(t.log for t in LOSS_TERMS.values()), "rec", "meta_rec", "meta_detail"):
             values = [r[key] for r in self._recent if key in r]
             if values:
                 out[key] = float(np.mean(values))
