@@ -325,6 +325,11 @@ def report(task: str, arms: list[str], labels: list[str], per_run: dict, splits:
                 f"{sum(a > b for a, b in zip(mean, fixed_mean))}/9"
             cells = [f"{fmt(m)} ± {fmt(s)}" for m, s in zip(mean, spread)]
             lines.append(f"| {arm} (n={len(values)}) | " + " | ".join(cells) + f" | {wins} |")
+            if len(values) > 2 and fixed_mean is not None:  # a replicated arm: each seed on its own
+                for label in (label for label in labels if label.rsplit("-seed", 1)[0] == arm):
+                    one = per_run[profile][label]
+                    lines.append(f"| *{arm}, seed {label.rsplit('-seed', 1)[1]}* | " + " | ".join(fmt(v) for v in one)
+                                 + f" | {sum(a > b for a, b in zip(one, fixed_mean))}/9 |")
         lines.append("")
     lines.append(f"<!-- end {mark} -->")
     return "\n".join(lines)
