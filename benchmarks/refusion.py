@@ -55,7 +55,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fusekit.experiments import write_section
+from fusekit.experiments import cpu_description, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -537,15 +537,14 @@ def render_processes(res: dict, load: str) -> str:
     lines = ["<!-- begin refusion-processes -->",
              "## ReFusion inference, whole processes, against the engine before issue 24 (`benchmarks/refusion.py --processes`)",
              "",
-             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores (AMD EPYC, AVX-512), "
+             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores ({cpu_description()}), "
              f"torch {torch.__version__}. Command: `{res.get('command', 'python benchmarks/refusion.py --processes')}`. "
              f"Baseline: `plugins/fusekit_refusion/engine.py` at `{res['rev']}`, loaded in place of the current "
              "engine; everything else identical. Each run is a fresh process fusing one pair through "
              "`fusekit.fuse(method='refusion', task='ivif')` (shipped weights, mirrored border); baseline and "
              f"current alternate. Load during the run: {_load_text(load, res.get('loads', (float('nan'),) * 2))}. "
-             "Two training jobs held both cores at raised priority, so absolute times are inflated (wall about "
-             "2x CPU) and need re-measuring on an idle machine; only the ratios of interleaved runs (CPU time "
-             "above all) count.",
+             "Only the ratios of interleaved runs (CPU time above all) count: absolute times vary with the "
+             "load and with the host the machine runs on.",
              "",
              "| pair | torch threads | runs | process wall, baseline / current (s) | fuse call wall (s) | "
              "fuse call CPU (s) | CPU ratio | peak RSS, fuse call (MiB) | max diff (grey levels) |",

@@ -57,7 +57,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fusekit.experiments import write_section
+from fusekit.experiments import cpu_description, write_section
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -296,7 +296,7 @@ def render(results: dict, command: str, load: tuple, sizes: list[float], max_sec
            limit: dict | None = None, notes: list[str] | None = None) -> str:
     lines = [f"<!-- begin {MARK} -->", "## Scaling with image size, whole processes (`benchmarks/scaling.py`)", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "
-             f"{os.cpu_count()} CPUs (AMD EPYC, 2 MiB L2, AVX-512), load average {load[0]:.1f} to {load[1]:.1f}: "
+             f"{os.cpu_count()} CPUs ({cpu_description()}), load average {load[0]:.1f} to {load[1]:.1f}: "
              "two `fusekit train` jobs (raised priority) and other engineers' tests shared the two cores, so "
              "absolute times are inflated, by up to ~2x, and the 1- and 2-thread curves differ less than on an "
              "idle machine; compare series measured side by side (same size, same thread count, alternating), "

@@ -162,3 +162,13 @@ def test_suite_splits_follow_the_data_root(tmp_path, monkeypatch):
     assert tno == ex.Split("ivif", "tno", tmp_path / "ivif" / "tno" / "test", ("ir", "vi"))
     assert [s.dataset for s in suite.splits("ivif", check=True)] == ["msrs", "tno", "roadscene", "vifb", "llvip"]
     assert suite.classics("lytro")[-1] == "focus"
+
+
+def test_cpu_description_names_the_model_and_its_vector_extensions(tmp_path):
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f\n\n"
+                    "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu sse2 avx2 fma avx512f\n")
+    assert ex.cpu_description(info) == "AMD EPYC, AVX-512, AVX2, FMA"
+    info.write_text("model name\t: Some CPU\nflags\t\t: fpu sse2\n")
+    assert ex.cpu_description(info) == "Some CPU"
+    assert ex.cpu_description(tmp_path / "missing") == "CPU not known"

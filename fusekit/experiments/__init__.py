@@ -37,12 +37,12 @@ from __future__ import annotations
 
 from .runs import Run, Split, fuse, run_folder, run_side_by_side
 from .scores import Scores, compare, read_scores, score
-from .sections import replace_section, write_section
+from .sections import cpu_description, replace_section, write_section
 from .sheets import runs_sheet, scene_rows, sheet_titles, to_palette, write_sheet
 from .tables import fmt, markdown_table, mean_spread, task_mean, within
 
 __all__ = [
     "Split", "Run", "fuse", "run_folder", "run_side_by_side", "Scores", "score", "compare", "read_scores",
-    "replace_section", "write_section", "runs_sheet", "scene_rows", "sheet_titles", "to_palette", "write_sheet",
+    "cpu_description", "replace_section", "write_section", "runs_sheet", "scene_rows", "sheet_titles", "to_palette", "write_sheet",
     "fmt", "markdown_table", "mean_spread", "task_mean", "within",
 ]

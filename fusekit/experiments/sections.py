@@ -83,3 +83,21 @@ def _folder_lock(folder: Path):
         yield
     finally:
         os.close(fd)  # closing releases the lock
+
+
+def cpu_description(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> str:
+    """The CPU model and its vector extensions, for a benchmark section (``"AMD EPYC, AVX2, FMA"``).
+
+    Read from ``cpuinfo`` (Linux's ``/proc/cpuinfo``); ``"CPU not known"`` where it cannot be read. The
+    same machine kind can land on hosts with or without AVX-512, which changes absolute times by up to
+    2x, so a section names it.
+    """
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return "CPU not known"
+    model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")),
+                 "CPU not known")
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    named = [label for flag, label in (("avx512f", "AVX-512"), ("avx2", "AVX2"), ("fma", "FMA")) if flag in flags]
+    return ", ".join([model, *named]) if named else model
