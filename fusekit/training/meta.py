@@ -98,8 +98,9 @@ class MetaStep:
         graph back to P (:func:`torch.func.functional_call`, no copy of F);
         R takes a virtual step on ``L_rec`` of the detached fused image.
         Outer batch: F with ``theta'`` fuses, R with its virtual weights
-        rebuilds, and ``outer_weight * L_rec`` is differentiated with respect
-        to P.
+        rebuilds, and ``outer_weight * L_rec`` (plus ``meta_detail`` times
+        :meth:`detail_loss` of the outer fused image) is differentiated with
+        respect to P.
 
         Parameters
         ----------
@@ -120,7 +121,7 @@ class MetaStep:
             Per parameter of P (``requires_grad`` ones, in order); detached.
         losses : dict of str to float
             ``fuse``, each term's log name (``fuse_int``, ``fuse_grad``, ...),
-            ``rec``, ``meta_rec``.
+            ``rec``, ``meta_rec`` (and ``meta_detail`` when ``config.meta_detail > 0``).
         inner : dict
             ``x``: the inner batch (``N x S x H x W``); ``weights``: P's
             weights on it by term name (detached), for diagnostics.
