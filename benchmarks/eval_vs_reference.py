@@ -58,9 +58,9 @@ print(len(rows))
 
 
 def timed(command: list[str], env: dict[str, str]) -> float:
-    """Wall seconds of one process (its output discarded; a failure stops the benchmark)."""
+    """Wall seconds of one process (its output discarded, its errors shown; a failure stops the benchmark)."""
     t0 = time.perf_counter()
-    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL)
     return time.perf_counter() - t0
 
 
@@ -85,8 +85,8 @@ def main(argv: list[str] | None = None) -> None:
         }
         times: dict[str, list[float]] = {label: [] for label in settings}
         for round_ in range(args.rounds):
-            for label, command in settings.items():
-                cache = Path(tmp) / f"numba-{round_}-{len(times[label])}-{abs(hash(label))}"
+            for i, (label, command) in enumerate(settings.items()):
+                cache = Path(tmp) / f"numba-{round_}-{i}"
                 env = dict(os.environ, NUMBA_CACHE_DIR=str(cache))  # empty: the first run after install
                 times[label].append(timed(command, env))
                 print(f"round {round_ + 1}: {label}: {times[label][-1]:.2f} s", flush=True)

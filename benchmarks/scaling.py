@@ -296,11 +296,10 @@ def render(results: dict, command: str, load: tuple, sizes: list[float], max_sec
            limit: dict | None = None, notes: list[str] | None = None) -> str:
     lines = [f"<!-- begin {MARK} -->", "## Scaling with image size, whole processes (`benchmarks/scaling.py`)", "",
              f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {platform.machine()}, "
-             f"{os.cpu_count()} CPUs ({cpu_description()}), load average {load[0]:.1f} to {load[1]:.1f}: "
-             "two `fusekit train` jobs (raised priority) and other engineers' tests shared the two cores, so "
-             "absolute times are inflated, by up to ~2x, and the 1- and 2-thread curves differ less than on an "
-             "idle machine; compare series measured side by side (same size, same thread count, alternating), "
-             f"and re-measure absolute numbers on an idle machine; Python {platform.python_version()}, "
+             f"{os.cpu_count()} CPUs ({cpu_description()}), load average {load[0]:.1f} to {load[1]:.1f} "
+             "(what else ran, where it matters, is in the notes below); absolute times vary with the load and "
+             "with the host, so compare series measured side by side (same size, same thread count, "
+             f"alternating); Python {platform.python_version()}, "
              f"numpy {np.__version__}).",
              "", "![scaling](docs/scaling.png)", "",
              f"Each point is the median of {_runs_text(results)} fresh processes (after one warm-up where 3 or more "

@@ -43,6 +43,7 @@ from .tables import fmt, markdown_table, mean_spread, task_mean, within
 
 __all__ = [
     "Split", "Run", "fuse", "run_folder", "run_side_by_side", "Scores", "score", "compare", "read_scores",
-    "cpu_description", "replace_section", "write_section", "runs_sheet", "scene_rows", "sheet_titles", "to_palette", "write_sheet",
+    "cpu_description", "replace_section", "write_section", "runs_sheet", "scene_rows", "sheet_titles",
+    "to_palette", "write_sheet",
     "fmt", "markdown_table", "mean_spread", "task_mean", "within",
 ]
