@@ -240,7 +240,7 @@ DEFAULTS = dict(task="ivif", steps=1500, batch_size=4, patch_size=48, lr=1e-3, l
                 recipe="fusekit",
                 epochs=50, meta_batches=600, fusion_batches=0, decay_every=10, accumulate=2, direct_term=True,
                 proposer_step_scale=1.0, proposer_decay=True, symmetric_proposer=False, symmetric_mean="arithmetic",
-                proposer_temperature=1.0, meta_detail=0.0)
+                proposer_temperature=1.0, meta_detail=0.0, meta_detail_target="max")
 COMMAND_LINES = {
     "meta_recipe learned-int": (META_RECIPE, {
         **DEFAULTS, "task": "mfif", "steps": 1, "batch_size": 2, "patch_size": 32, "lr": 1e-3, "lambda_grad": 1.0,

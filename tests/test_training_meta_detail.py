@@ -10,6 +10,7 @@ from torch import nn  # noqa: E402
 
 from fusekit.errors import ParameterError  # noqa: E402
 from fusekit.training.config import TrainConfig  # noqa: E402
+from fusekit.training.detail import focus_target  # noqa: E402
 from fusekit.training.distributed import Group  # noqa: E402
 from fusekit.training.losses import sobel_gradient  # noqa: E402
 from fusekit.training.meta import MetaStep  # noqa: E402
@@ -78,3 +79,66 @@ def test_detail_loss_is_zero_when_the_fused_image_is_the_sharper_source():
 def test_meta_detail_must_be_finite_and_not_negative(value):
     with pytest.raises(ParameterError, match="meta-detail"):
         TrainConfig(task="mfif", meta_detail=value).validate()
+
+
+def focus_scene(seed: int = 2) -> torch.Tensor:
+    """``1 x 2 x 32 x 32``: one texture, left half blurred in source 0 and right half blurred in source 1."""
+    sharp = torch.rand(1, 1, 32, 32, generator=torch.Generator().manual_seed(seed))
+    blurred = nn.functional.avg_pool2d(nn.functional.pad(sharp, (2, 2, 2, 2), mode="replicate"), 5, stride=1)
+    left = torch.zeros(1, 1, 32, 32)
+    left[..., :16] = 1.0
+    return torch.cat([left * blurred + (1 - left) * sharp, left * sharp + (1 - left) * blurred], dim=1)
+
+
+def test_focus_target_takes_each_half_from_the_source_that_is_sharp_there():
+    x = focus_scene()
+    target = focus_target(x)
+    sharp = x[:, 1:, :, :16], x[:, :1, :, 16:]
+    # away from the seam (the 7x7 window straddles it) each half is the sharp source, exactly
+    assert torch.equal(target[..., 2:-2, :12], sharp[0][..., 2:-2, :12])
+    assert torch.equal(target[..., 2:-2, 20:], sharp[1][..., 2:-2, 4:])
+
+
+def test_focus_detail_loss_prefers_the_reachable_selection_to_either_source_or_a_blend():
+    x = focus_scene()
+    config = TrainConfig(task="mfif", meta_detail=1.0, meta_detail_target="focus")
+    step = MetaStep(nn.Identity(), SharpnessProposer(), nn.Identity(), FixedBatches(x), config, None, Group(),
+                    learnable=True)
+    selected = focus_target(x)
+    at_selection = float(step.detail_loss(x, selected))
+    assert at_selection == 0.0
+    for other in (x[:, :1], x[:, 1:], x.mean(dim=1, keepdim=True)):
+        assert float(step.detail_loss(x, other)) > 0.01
+    # the max-gradient target, by contrast, is not reached by the selection either
+    max_step = MetaStep(nn.Identity(), SharpnessProposer(), nn.Identity(), FixedBatches(x),
+                        TrainConfig(task="mfif", meta_detail=1.0), None, Group(), learnable=True)
+    assert float(max_step.detail_loss(x, selected)) > 0
+
+
+class FreeImage(nn.Module):
+    """A fuser whose output is its own parameter (one grey image), so a virtual step can select per pixel."""
+
+    def __init__(self, size: int = 32) -> None:
+        super().__init__()
+        self.image = nn.Parameter(torch.full((1, 1, size, size), 0.5))
+
+    def forward(self, x):
+        return self.image.expand(x.shape[0], 1, -1, -1)
+
+
+def test_focus_detail_term_pushes_the_intensity_weights_towards_the_sharper_source():
+    def gain_gradient(meta_detail: float) -> float:
+        torch.manual_seed(0)
+        config = TrainConfig(task="mfif", learn_weights="intensity", meta_detail=meta_detail,
+                             meta_detail_target="focus")
+        config.validate()
+        step = MetaStep(FreeImage(), SharpnessProposer(), nn.Conv2d(1, 2, 3, padding=1),
+                        FixedBatches(focus_scene()), config, None, Group(), learnable=True)
+        return float(step.gradients(0, lr=0.5, lam=0.0)[0][0])
+
+    assert gain_gradient(1.0) - gain_gradient(0.0) < 0
+
+
+def test_meta_detail_target_must_be_known():
+    with pytest.raises(ParameterError, match="meta-detail-target"):
+        TrainConfig(task="mfif", meta_detail_target="sharpest").validate()

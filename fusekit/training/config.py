@@ -20,7 +20,8 @@ LEARN_WEIGHTS = ("both", "intensity")
 
 #: Settings that change the loss being optimised: a resumed run must keep them.
 OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "rec_error", "recipe", "direct_term", "proposer_decay",
-                      "symmetric_proposer", "symmetric_mean", "proposer_temperature", "meta_detail")
+                      "symmetric_proposer", "symmetric_mean", "proposer_temperature", "meta_detail",
+                      "meta_detail_target")
 
 #: ``steps`` of a run that only its time budget ends (``fusekit train --time-schedule --max-minutes M``
 #: without ``--steps``); its progress bar counts steps without a total.
@@ -149,6 +150,11 @@ class TrainConfig:
         pixel the larger Sobel magnitude of the sources). P is then rewarded for loss weights that let F
         keep the sharper or better-exposed detail, which the reconstruction objective alone does not ask
         for (a design change). 0 leaves ReFusion's reconstruction objective alone.
+    meta_detail_target : {"max", "focus"}
+        What ``--meta-detail`` scores against: 'max', the hand-made max-gradient term (no image reaches
+        it where the sources differ, so it rewards switching between them); or 'focus', an image the
+        fused one can equal: at each pixel the source with the larger gradient energy over a 7x7
+        neighbourhood, compared by signed Sobel gradients (a design change).
     """
 
     task: str
@@ -192,9 +198,11 @@ class TrainConfig:
     symmetric_mean: str = "arithmetic"
     proposer_temperature: float = 1.0
     meta_detail: float = 0.0
+    meta_detail_target: str = "max"
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""
+        from .detail import DETAIL_TARGETS
         from .losses import REC_ERRORS, REC_REDUCTIONS
         from .symmetric import SYMMETRIC_MEANS
         from .recipes import RECIPES
@@ -221,6 +229,9 @@ class TrainConfig:
             raise ParameterError("proposer-warmup must be >= 0, warmup smoothing in [0, 0.5) and warmup lr > 0")
         if not (self.meta_detail >= 0 and math.isfinite(self.meta_detail)):
             raise ParameterError(f"meta-detail must be a finite number >= 0, got {self.meta_detail}")
+        if self.meta_detail_target not in DETAIL_TARGETS:
+            raise ParameterError(f"meta-detail-target must be one of {', '.join(DETAIL_TARGETS)}, "
+                                 f"got {self.meta_detail_target!r}")
         if self.learn_weights not in LEARN_WEIGHTS:
             raise ParameterError(f"learn-weights must be one of {', '.join(LEARN_WEIGHTS)}, "
                                  f"got {self.learn_weights!r}")

@@ -11,6 +11,7 @@ from torch.func import functional_call
 
 from ..errors import ParameterError
 from .fixed import FixedLossProposer
+from .detail import focus_target, signed_gradient_loss
 from .fusion import check_finite, set_lr, term_losses
 from .losses import fusion_loss, gradient_term, reconstruction_loss
 from .proposals import proposal_terms
@@ -163,7 +164,7 @@ class MetaStep:
         return [None if g is None else g.detach() for g in meta_grads], direct_grads, losses, inner
 
     def detail_loss(self, x: torch.Tensor, fused: torch.Tensor) -> torch.Tensor:
-        """The meta-objective's detail term (``config.meta_detail``): the hand-made max-gradient term.
+        """The meta-objective's detail term (``config.meta_detail``, ``config.meta_detail_target``).
 
         Parameters
         ----------
@@ -175,10 +176,14 @@ class MetaStep:
         Returns
         -------
         Tensor
-            Scalar: mean squared difference between the fused image's Sobel magnitude and, at each
-            pixel, that of the source with the larger one (:func:`~fusekit.training.losses.gradient_term`
-            with the fixed loss's one-hot gradient weights).
+            Scalar. ``config.meta_detail_target == "max"``: mean squared difference between the fused
+            image's Sobel magnitude and, at each pixel, that of the source with the larger one
+            (:func:`~fusekit.training.losses.gradient_term` with the fixed loss's one-hot gradient
+            weights). ``"focus"``: :func:`~fusekit.training.detail.signed_gradient_loss` against
+            :func:`~fusekit.training.detail.focus_target`, an image the fused one can equal.
         """
+        if self.config.meta_detail_target == "focus":
+            return signed_gradient_loss(fused, focus_target(x))
         with torch.no_grad():
             weights = proposal_terms(self.hand_made(x))["gradient"]
         return gradient_term(x, fused, weights)
