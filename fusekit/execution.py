@@ -13,6 +13,10 @@ backend keeps the same promises:
 * results are :class:`Done` records, in completion (or input) order;
 * an ``Exception`` of one item, or a worker that dies, becomes that item's
   one-line :attr:`Done.error`, and the other items go on;
+* warnings an item raises in a local worker process are raised again here as
+  it returns, so that "alpha channel dropped" reaches the user as in a serial
+  run (not from an executor: recording warnings is not thread-safe, and an
+  executor may run items on threads);
 * progress is one tqdm bar on stderr (:class:`Progress`, from :mod:`fusekit.progress`);
 * on Ctrl-C (or SIGTERM under :func:`fusekit.workers.sigterm_as_interrupt`)
   nothing more is submitted, queued items are cancelled and worker processes
@@ -31,6 +35,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import sys
+import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
@@ -136,6 +141,15 @@ def _attempt(function: Callable[[Any, Any], Any], shared: Any, item: Any) -> tup
         return None, one_line(exc)
 
 
+def _attempt_relaying(function: Callable[[Any, Any], Any], shared: Any,
+                      item: Any) -> tuple[Any, str | None, list[tuple[str, type[Warning]]]]:
+    """:func:`_attempt` in a worker process, with the warnings it raised as ``(text, category)`` pairs."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        value, error = _attempt(function, shared, item)
+    return value, error, [(str(w.message), w.category) for w in caught]
+
+
 def _init_worker(function: Callable[[Any, Any], Any], shared: Any, threads: int) -> None:
     global _WORKER
     workers.init_worker_signals()  # Ctrl-C is the main process's to handle; SIGTERM removes a half-written temp
@@ -147,7 +161,7 @@ def _init_worker(function: Callable[[Any, Any], Any], shared: Any, threads: int)
 def _in_worker(item: Any) -> tuple[Any, str | None]:
     if _WORKER is None:
         raise RuntimeError("worker process started without its function")
-    return workers.run_item(_attempt, *_WORKER, item)
+    return workers.run_item(_attempt_relaying, *_WORKER, item)
 
 
 def _run_on(executor: cf.Executor, call: Callable[[Any], tuple], items: list[Any], ordered: bool,
@@ -161,9 +175,12 @@ def _run_on(executor: cf.Executor, call: Callable[[Any], tuple], items: list[Any
             for future in futures if ordered else cf.as_completed(futures):
                 item = items[futures[future]]
                 try:
-                    value, error = future.result()
+                    value, error, *relayed = future.result()
                 except Exception as exc:  # the worker died, or the item could not be sent to it
-                    value, error = None, one_line(exc)
+                    value, error, relayed = None, one_line(exc), []
+                raised = relayed[0] if relayed else []
+                for text, category in raised:  # the parent's filters decide, as for a serial run
+                    warnings.warn(text, category, stacklevel=2)
                 yield Done(futures[future], item, value, error)
                 bar.update(progress.units(item))
     except BaseException:

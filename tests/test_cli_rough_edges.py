@@ -7,22 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from fusekit.io import read_image, write_image
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "data"
-
-
-@pytest.fixture()
-def mif_dataset(tmp_path: Path) -> Path:
-    """Two crops of the real demo CT/MRI pair as scenes 1 and 2 in ct/ and mri/."""
-    root = tmp_path / "mif"
-    for name, (top, left) in (("1", (40, 40)), ("2", (100, 90))):
-        for mod in ("ct", "mri"):
-            image = read_image(EXAMPLES / "mif" / mod / "11.png")
-            write_image(root / mod / f"{name}.png", image[top:top + 64, left:left + 64])
-    return root
 
 
 def _one_error_line(result) -> str:

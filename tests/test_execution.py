@@ -93,3 +93,23 @@ def test_one_progress_rule_for_execute_and_evals_in_process_path(monkeypatch, tt
     if not shown:
         with bar.bar([]) as hidden:
             assert not type(hidden).__module__.startswith("tqdm")
+
+
+def _warn_on_even(_, x):
+    import warnings
+
+    from fusekit.io import FusekitWarning
+
+    if x % 2 == 0:
+        warnings.warn(f"item {x} is even", FusekitWarning)
+    return x
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_workers_warnings_reach_the_caller_as_in_a_serial_run(backend):
+    from fusekit.io import FusekitWarning
+
+    with pytest.warns(FusekitWarning) as caught:
+        done = list(execute(_warn_on_even, [1, 2, 3, 4], **BACKENDS[backend]))
+    assert sorted(d.value for d in done) == [1, 2, 3, 4]
+    assert sorted(str(w.message) for w in caught) == ["item 2 is even", "item 4 is even"]

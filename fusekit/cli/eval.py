@@ -8,6 +8,7 @@ import click
 from ..interfaces import TASKS
 from ..text import count
 from . import CliState, echo_error
+from .jobs import jobs_option
 from .limits import max_pixels_option
 
 _FORMATS = ("table", "csv", "json", "markdown", "latex")
@@ -132,8 +133,7 @@ def _print_metric_list(ctx: click.Context) -> None:
 @click.option("--report-scenes", type=click.IntRange(min=0), default=12, show_default=True,
               help="Most scenes drawn as contact sheets in --report (spread evenly over the sorted "
                    "names; 0: none), so that large datasets keep the file small.")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Parallel worker processes.")
+@jobs_option("auto", "scenes")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
               help="Run the work on a Dask cluster: a scheduler address (tcp://host:8786; workers "
                    "must see the same paths), or 'local' for -j worker processes on this machine. "

@@ -20,6 +20,7 @@ from ..interfaces import TASKS, Fuser
 from ..io import remove_stale_temps
 from ..plugins import PluginHost
 from . import CliState, echo_error
+from .jobs import jobs_option
 from .limits import max_pixels_option
 from .memory import keep_freed_memory
 from .options import method_flags, method_options, parse_param
@@ -41,8 +42,7 @@ __all__ = ["make_fuse_command", "fuse_command", "match_folders", "parse_param"] 
                    "'fusekit info METHOD' lists them).")
 @click.option("--bit-depth", type=click.Choice(["8", "16"]), default=None,
               help="Output bit depth (default: 16 if any source is 16-bit, else 8).")
-@click.option("-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Folder mode: worker processes fusing sets in parallel.")
+@jobs_option(1, "image sets; folder mode")
 @click.option("--ext", default="png", show_default=True,
               help="Output file extension in folder mode.")
 @click.option("--dask", "dask_address", default=None, metavar="ADDRESS",
