@@ -141,6 +141,23 @@ def test_resume_from_another_method_is_rejected(run_cli, host, ivif_dir, tmp_pat
     assert not out.exists()
 
 
+def test_proposer_settings_with_the_fixed_loss_warn_once_and_name_the_flags(run_cli, host, ivif_dir, tmp_path):
+    plain = run_cli(["train", "--task", "ivif", ivif_dir, "-o", tmp_path / "a.safetensors", "--loss-proposer",
+                     "fixed", *FAST], host=host)
+    assert plain.exit_code == 0 and "proposer 'fixed' ignores" not in plain.stderr
+    result = run_cli(["train", "--task", "ivif", ivif_dir, "-o", tmp_path / "b.safetensors", "--loss-proposer",
+                      "fixed", "--meta-detail", "1", "--symmetric-proposer", *FAST], host=host)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if "proposer 'fixed' ignores" in line]
+    assert len(lines) == 1
+    assert "--symmetric-proposer, --meta-detail" in lines[0] and "'fixed'" in lines[0]
+    assert "--loss-proposer refusion" in lines[0]
+    # a learnable proposer uses them: no warning
+    learned = run_cli(["train", "--task", "ivif", ivif_dir, "-o", tmp_path / "c.safetensors", "--meta-detail", "1",
+                       *FAST], host=host)
+    assert learned.exit_code == 0 and "proposer 'fixed' ignores" not in learned.stderr
+
+
 def test_fine_tune_with_init_and_proposer_warmup(run_cli, host, ivif_dir, tmp_path):
     base = tmp_path / "base.safetensors"
     assert run_cli(["train", "--task", "ivif", ivif_dir, "-o", base, "--loss-proposer", "fixed", *FAST],

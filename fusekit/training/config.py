@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..errors import ParameterError
 
-__all__ = ["TrainConfig", "LEARN_WEIGHTS", "UNTIL_TIME_UP", "RECIPE_DEFAULTS", "OBJECTIVE_SETTINGS", "field_help"]
+__all__ = ["TrainConfig", "LEARN_WEIGHTS", "UNTIL_TIME_UP", "RECIPE_DEFAULTS", "OBJECTIVE_SETTINGS", "PROPOSER_SETTINGS",
+           "field_help"]
 
 #: What a learnable loss proposer may set (``TrainConfig.learn_weights``).
 LEARN_WEIGHTS = ("both", "intensity")
@@ -22,6 +23,12 @@ LEARN_WEIGHTS = ("both", "intensity")
 OBJECTIVE_SETTINGS = ("learn_weights", "rec_reduction", "rec_error", "recipe", "direct_term", "proposer_decay",
                       "symmetric_proposer", "symmetric_mean", "proposer_temperature", "meta_detail",
                       "meta_detail_target")
+
+#: Settings of how a learnable loss proposer learns; a hand-made one (``--loss-proposer fixed``) has no use
+#: for them, and the trainer warns when one is set away from its default (:meth:`TrainConfig.proposer_only_changes`).
+PROPOSER_SETTINGS = ("lr_proposer", "proposer_warmup", "warmup_smoothing", "warmup_lr", "learn_weights", "direct_term",
+                     "proposer_step_scale", "proposer_decay", "symmetric_proposer", "symmetric_mean",
+                     "proposer_temperature", "meta_detail", "meta_detail_target")
 
 #: ``steps`` of a run that only its time budget ends (``fusekit train --time-schedule --max-minutes M``
 #: without ``--steps``); its progress bar counts steps without a total.
@@ -199,6 +206,17 @@ class TrainConfig:
     proposer_temperature: float = 1.0
     meta_detail: float = 0.0
     meta_detail_target: str = "max"
+
+    def proposer_only_changes(self) -> list[str]:
+        """Names of the :data:`PROPOSER_SETTINGS` set away from their defaults, in that order.
+
+        Returns
+        -------
+        list of str
+            Field names (``meta_detail``, ...); empty when a hand-made proposer loses nothing.
+        """
+        defaults = {f.name: f.default for f in fields(self)}
+        return [name for name in PROPOSER_SETTINGS if getattr(self, name) != defaults[name]]
 
     def validate(self) -> None:
         """Raise :class:`ParameterError` for values out of range."""

@@ -140,6 +140,15 @@ class Trainer:
         if self.group.active and self.device.type == "cuda" and self.device.index is None:
             self.device = torch.device("cuda", self.group.local_rank)
         self.learnable = bool(proposer.learnable)
+        if not self.learnable and self.group.is_main and (unused := config.proposer_only_changes()):
+            import warnings
+
+            from ..io import FusekitWarning
+
+            flags = ", ".join("--" + name.replace("_", "-") for name in unused)
+            warnings.warn(f"the hand-made loss proposer {self.names['loss_proposer']!r} ignores {flags} (they set "
+                          f"how a learnable proposer learns): drop them, or train with --loss-proposer refusion",
+                          FusekitWarning, stacklevel=2)
         if self.device.type == "cuda":  # TF32 and tuned convolutions (patch shapes never change)
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
