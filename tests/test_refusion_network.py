@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -247,6 +248,44 @@ def test_allocator_settings_are_restored(seeded, monkeypatch):
     monkeypatch.setattr(engine, "MALLOPT", False)
     infer(ours, real_pair(24, 32))
     assert calls == []
+
+
+@pytest.mark.parametrize("free_mib, trimmed", [(100, False), (2048, True)])
+def test_a_small_calls_freed_memory_is_kept_for_the_next_call(seeded, monkeypatch, free_mib, trimmed):
+    """Up to KEEP_FREE_BYTES of free heap stay after a call (the next one would fault them in again)."""
+    from types import SimpleNamespace
+
+    from fusekit_refusion import engine
+
+    _, ours = seeded
+    calls = []
+
+    class Libc:
+        def mallopt(self, what, value):
+            calls.append((what, value))
+
+        def malloc_trim(self, pad):
+            calls.append(("trim", pad))
+
+        def mallinfo2(self):
+            return SimpleNamespace(fordblks=free_mib << 20)
+
+    monkeypatch.setattr(engine, "_libc", lambda: Libc())
+    torch.set_num_threads(1)
+    infer(ours, real_pair(24, 32))
+    assert (("trim", 0) in calls) is trimmed
+    assert engine.KEEP_FREE_BYTES == 512 << 20
+
+
+def test_onednn_primitive_cache_is_sized_unless_the_user_chose(tmp_path):
+    """Unset, oneDNN recompiled ~290 convolution kernels on every warm call; the engine sets its size."""
+    code = "import os, fusekit_refusion.engine; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "1024"
+    env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = "64"
+    assert subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip() == "64"
 
 
 @pytest.mark.parametrize("threads", [1, 2])

@@ -86,8 +86,16 @@ import tempfile
 import threading
 from dataclasses import dataclass
 
-import torch
-import torch.nn.functional as F
+#: oneDNN's primitive cache, sized before torch builds its first convolution
+#: (oneDNN reads the variable once). Left unset, torch 2.13's oneDNN 3.12
+#: JIT-compiled ~290 convolution kernels again on every call after the
+#: first (seen with strace: 256 KiB Xbyak code mappings, one per kernel, in
+#: each warm 640 x 480 call); set to oneDNN's documented default of 1024,
+#: a warm call compiles none. A value the user sets is kept.
+os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "1024")
+
+import torch  # noqa: E402  (after the variable above)
+import torch.nn.functional as F  # noqa: E402
 
 from fusekit.errors import InputError, ParameterError
 from fusekit.interfaces import report_progress
@@ -1553,14 +1561,22 @@ def _infer_one(p: _Prepared, src: torch.Tensor, plan: _Plan, run: _Runner, borde
 #: grow to), the arena limit back to glibc's default (:func:`_arena_limit`:
 #: ``MALLOC_ARENA_MAX`` where set, else 8 per core; ``mallopt(M_ARENA_MAX,
 #: 0)`` is ignored by glibc, so it cannot be "unset"), and ``malloc_trim(0)``
-#: gives the free memory back. glibc fixes its arena limit the first time a
-#: thread needs a new arena: when that happens during a call with workers,
+#: gives the free memory back when more than :data:`KEEP_FREE_BYTES` are
+#: free. glibc fixes its arena limit the first time a thread needs a new arena: when that happens during a call with workers,
 #: threads share the main arena for the rest of the process (fine for
 #: fusekit's own processes; many-threaded allocation-heavy code in the same
 #: process may prefer ``FUSEKIT_REFUSION_MALLOPT=0``).
 #: ``FUSEKIT_REFUSION_MALLOPT=0`` leaves the allocator alone.
 MALLOPT = os.environ.get("FUSEKIT_REFUSION_MALLOPT", "1") != "0"
 TRIM_BYTES = 64 << 20
+#: After a call, free heap memory up to this many bytes is kept for the next
+#: call instead of being given back with ``malloc_trim(0)``: giving back the
+#: ~260 MiB a 640 x 480 pair frees made the next call fault every page in
+#: again (~60 thousand minor faults, a fifth of its wall time on 2 cores).
+#: Larger images free more than this and are trimmed as before, so a 4K
+#: pair does not leave a gigabyte behind. Needs glibc's ``mallinfo2`` (2.33+);
+#: without it every call trims.
+KEEP_FREE_BYTES = 512 << 20
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8
 _MALLOC = {"libc": None, "depth": 0, "shared": False, "lock": threading.Lock()}
 
@@ -1583,6 +1599,23 @@ def _arena_limit() -> int:
     import ctypes
 
     return max(1, cores) * (8 if ctypes.sizeof(ctypes.c_long) == 8 else 2)
+
+
+def _free_heap_bytes(libc) -> float:
+    """Bytes free in glibc's heaps (``mallinfo2().fordblks``); infinite where ``mallinfo2`` is missing."""
+    info = getattr(libc, "mallinfo2", None)
+    if info is None:
+        return math.inf
+    if hasattr(info, "argtypes"):  # glibc's own (not a stand-in): its result is ``struct mallinfo2``
+        import ctypes
+
+        class MallInfo2(ctypes.Structure):
+            _fields_ = [(name, ctypes.c_size_t) for name in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                             "usmblks", "fsmblks", "uordblks", "fordblks",
+                                                             "keepcost")]
+
+        info.restype = MallInfo2
+    return float(info().fordblks)
 
 
 def _libc():
@@ -1630,7 +1663,8 @@ class _malloc_kept:
                     if _MALLOC["shared"]:  # (glibc latches the limit its first new thread saw)
                         self.libc.mallopt(_M_ARENA_MAX, _arena_limit())
                         _MALLOC["shared"] = False
-                    self.libc.malloc_trim(0)
+                    if _free_heap_bytes(self.libc) > KEEP_FREE_BYTES:
+                        self.libc.malloc_trim(0)
 
 
 def infer(net: ReFusionNet, x: torch.Tensor, *, chunk_pixels: int = DEFAULT_CHUNK_PIXELS,
