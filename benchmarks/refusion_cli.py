@@ -14,6 +14,10 @@ only): >= 6x". Per round:
   images), everything counted: interpreter start, imports, weights, reading,
   fusing, writing.
 
+* with ``--baseline REV``: the same command in a fresh process whose
+  ``fusekit_refusion.engine`` is the file at git revision ``REV`` (everything
+  else current), so an engine change is measured through the CLI side by side.
+
 Median of ``--rounds`` alternating rounds; writes section ``refusion-cli`` of
 ``BENCHMARKS.md``.
 """
@@ -36,7 +40,19 @@ import torch
 from fusekit.experiments import cpu_description, write_section
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from refusion import DATA, REPO, seeded_plain  # noqa: E402
+from refusion import DATA, REPO, _baseline_engine, seeded_plain  # noqa: E402
+
+#: ``python -c`` program: ``fusekit`` with ``fusekit_refusion.engine`` loaded from the file in argv[1].
+WITH_ENGINE = r"""
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("fusekit_refusion.engine", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["fusekit_refusion.engine"] = module
+spec.loader.exec_module(module)
+sys.argv = ["fusekit", *sys.argv[2:]]
+from fusekit.cli import main
+main()
+"""
 
 MARK = "refusion-cli"
 
@@ -64,6 +80,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pairs", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the reference")
+    parser.add_argument("--baseline", default=None, metavar="REV",
+                        help="also time the CLI with the engine file of this git revision, alternating")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args(argv)
 
@@ -80,23 +98,31 @@ def main(argv: list[str] | None = None) -> None:
     net = seeded_plain()
     reference_seconds(net, inputs[:1])  # warm-up
     load_before = os.getloadavg()[0]
-    ref_t, cli_t = [], []
+    ref_t, cli_t, base_t = [], [], []
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}  # as a user's shell
     with tempfile.TemporaryDirectory() as tmp:
+        base_engine = _baseline_engine(args.baseline, Path(tmp)) if args.baseline else None
         for sub in ("ir", "vi"):
             (Path(tmp) / sub).mkdir()
         for ir, vi in chosen:
             (Path(tmp) / "ir" / ir.name).symlink_to(ir)
             (Path(tmp) / "vi" / vi.name).symlink_to(vi)
         for round_ in range(args.rounds):
-            out = Path(tmp) / f"out{round_}"
-            t0 = time.perf_counter()
-            subprocess.run([sys.executable, "-m", "fusekit", "fuse", "-m", "refusion", "--task", "ivif",
-                            str(Path(tmp) / "ir"), str(Path(tmp) / "vi"), "-o", str(out)],
-                           check=True, stdout=subprocess.DEVNULL)  # errors reach the terminal
-            cli_t.append(time.perf_counter() - t0)
-            assert len(list(out.iterdir())) == len(chosen)
+            command = ["fuse", "-m", "refusion", "--task", "ivif", str(Path(tmp) / "ir"), str(Path(tmp) / "vi")]
+            runs = [("current", [sys.executable, "-m", "fusekit"], cli_t)]
+            if base_engine is not None:
+                runs.append(("baseline", [sys.executable, "-c", WITH_ENGINE, str(base_engine)], base_t))
+            for which, start, times in runs:
+                out = Path(tmp) / f"out-{which}{round_}"
+                t0 = time.perf_counter()
+                subprocess.run([*start, *command, "-o", str(out)], check=True, stdout=subprocess.DEVNULL,
+                               env=env)  # errors reach the terminal
+                times.append(time.perf_counter() - t0)
+                assert len(list(out.iterdir())) == len(chosen)
             ref_t.append(reference_seconds(net, inputs))
-            print(f"round {round_ + 1}: fusekit CLI {cli_t[-1]:.2f} s, reference compute {ref_t[-1]:.2f} s", flush=True)
+            print(f"round {round_ + 1}: fusekit CLI {cli_t[-1]:.2f} s"
+                  + (f", with the engine at {args.baseline} {base_t[-1]:.2f} s" if base_t else "")
+                  + f", reference compute {ref_t[-1]:.2f} s", flush=True)
     load_after = os.getloadavg()[0]
     ratios = [r / c for r, c in zip(ref_t, cli_t)]
     text = "\n".join([
@@ -104,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
         "## ReFusion through the command line against the plain network's compute (`benchmarks/refusion_cli.py`)",
         "",
         f"Command: `python benchmarks/refusion_cli.py --pairs {args.pairs} --rounds {args.rounds} --threads "
-        f"{args.threads}` ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; {platform.machine()}, "
+        f"{args.threads}{f' --baseline {args.baseline}' if args.baseline else ''}` ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC; {platform.machine()}, "
         f"{os.cpu_count()} cores ({cpu_description()}), torch {torch.__version__}; load average {load_before:.1f} "
         f"before and {load_after:.1f} after). The first {args.pairs} MSRS test pairs (640x480). fusekit: one "
         "fresh `fusekit fuse -m refusion --task ivif IR/ VI/ -o OUT/` process, everything counted (start-up, "
@@ -117,6 +143,11 @@ def main(argv: list[str] | None = None) -> None:
         f"| fusekit CLI, whole process, {args.pairs} pairs | {statistics.median(cli_t):.2f} | "
         f"{', '.join(f'{v:.2f}' for v in cli_t)} |",
         f"| **speed-up** | **{statistics.median(ratios):.1f}x** | {', '.join(f'{v:.1f}x' for v in ratios)} |",
+        *([f"| fusekit CLI with the engine at `{args.baseline}`, {args.pairs} pairs | "
+           f"{statistics.median(base_t):.2f} | {', '.join(f'{v:.2f}' for v in base_t)} |",
+           f"| current CLI against the `{args.baseline}` engine (median of per-round ratios) | "
+           f"**{statistics.median(b / c for b, c in zip(base_t, cli_t)):.2f}x** | "
+           f"{', '.join(f'{b / c:.2f}x' for b, c in zip(base_t, cli_t))} |"] if base_t else []),
         "", f"<!-- end {MARK} -->"])
     print(text)
     if not args.no_write:
