@@ -11,9 +11,9 @@ fused image; :func:`metrics_startup.make_dataset`):
   the other;
 * ``fusekit eval --profile cddfuse --metrics <the same 11>``, on an empty
   ``NUMBA_CACHE_DIR`` (the first run after install), with ``--jobs 1`` and
-  ``--jobs 2``;
+  with the default (``-j auto``: one worker per usable core);
 * ``fusekit eval --profile cddfuse`` with every metric the profile computes by
-  default, ``--jobs 2``.
+  default, default ``-j``.
 
 The settings alternate within each of ``--rounds`` rounds; medians are
 reported, with the ratio of medians against the reference. Writes section
@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 from fusekit.experiments import cpu_description, write_section
+from fusekit.workers import usable_cores
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics import NAMES  # noqa: E402  (the reference's 11 metrics)
@@ -80,8 +81,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = {
             "reference (11 metrics, one process)": reference,
             "fusekit eval, same 11 metrics, --jobs 1": eval_cmd + ["--metrics", ",".join(NAMES), "--jobs", "1"],
-            "fusekit eval, same 11 metrics, --jobs 2": eval_cmd + ["--metrics", ",".join(NAMES), "--jobs", "2"],
-            "fusekit eval, all the profile's metrics, --jobs 2": eval_cmd + ["--jobs", "2"],
+            f"fusekit eval, same 11 metrics, default -j (auto: {usable_cores()} here)":
+                eval_cmd + ["--metrics", ",".join(NAMES)],
+            f"fusekit eval, all the profile's metrics, default -j (auto: {usable_cores()} here)": eval_cmd,
         }
         times: dict[str, list[float]] = {label: [] for label in settings}
         for round_ in range(args.rounds):
