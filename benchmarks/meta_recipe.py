@@ -172,6 +172,14 @@ ARMS = {
                           "--learn-weights", "intensity", "--no-direct-term", "--proposer-step-scale", "25",
                           "--rec-error", "absolute", "--rec-reduction", "mean", "--meta-detail", "1",
                           "--meta-detail-target", "focus"],
+    # learned-int-focus with the focus term weighted 10: with weight 1 the term started at about half of
+    # the reconstruction part of the outer loss, yet both proposers saturated within the first epochs on
+    # a brightness rule (to brighter 0.22 / 0.91, to sharper at chance) and their meta-gradients vanished;
+    # here the focus term dominates P's signal from the start
+    "learned-int-focus10": ["--loss-proposer", "refusion", "--symmetric-proposer", "--symmetric-mean", "logit",
+                            "--learn-weights", "intensity", "--no-direct-term", "--proposer-step-scale", "25",
+                            "--rec-error", "absolute", "--rec-reduction", "mean", "--meta-detail", "10",
+                            "--meta-detail-target", "focus"],
 }
 TRAIN_DIRS = {
     "ivif": [DATA / "ivif" / d / "train" for d in ("roadscene", "tno", "llvip", "msrs")],
