@@ -175,7 +175,7 @@ def _run_on(executor: cf.Executor, call: Callable[[Any], tuple], items: list[Any
             for future in futures if ordered else cf.as_completed(futures):
                 item = items[futures[future]]
                 try:
-                    value, error, *relayed = future.result()
+                    value, error, *relayed = future.result()  # workers add their warnings; executors do not
                 except Exception as exc:  # the worker died, or the item could not be sent to it
                     value, error, relayed = None, one_line(exc), []
                 raised = relayed[0] if relayed else []

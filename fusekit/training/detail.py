@@ -12,8 +12,9 @@ itself (a design change, issue 21). Two targets:
 ``focus``
     A target image the fused image *can* equal: at each pixel the source
     whose local gradient energy (mean squared Sobel magnitude over a
-    ``window x window`` neighbourhood) is larger, the classic spatial-domain
-    focus rule (Li, Kwok & Wang, Information Fusion 2001). The fused image's
+    ``window x window`` neighbourhood) is larger: a spatial-domain focus rule
+    in the manner of Li, Kwok & Wang (Information Fusion 2001), with gradient
+    energy per pixel in place of their blocks' spatial frequency. The fused image's
     signed Sobel components are compared with the target's, so pixel-wise
     switching is penalised rather than rewarded.
 """
