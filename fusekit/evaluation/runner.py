@@ -135,7 +135,8 @@ def evaluate(dataset: str | os.PathLike, *,
                 hit = key is not None and cache.lookup(cached, key)
                 by_scene[name].append(_Fused(spec.label, str(cached) if hit else None, spec, key))
 
-    jobs = min(jobs, max(1, len(by_scene)))  # one scene needs no worker processes (nor their imports)
+    if len(by_scene) <= 1:  # one scene needs no worker processes (nor their imports)
+        jobs = 1
     broken = _check_methods([f for entries in by_scene.values() for f in entries], report,
                             in_process=executor is None and jobs == 1)
     tasks: list[_Task] = []
