@@ -178,8 +178,7 @@ def _run_on(executor: cf.Executor, call: Callable[[Any], tuple], items: list[Any
                     value, error, *relayed = future.result()  # workers add their warnings; executors do not
                 except Exception as exc:  # the worker died, or the item could not be sent to it
                     value, error, relayed = None, one_line(exc), []
-                raised = relayed[0] if relayed else []
-                for text, category in raised:  # the parent's filters decide, as for a serial run
+                for text, category in (relayed[0] if relayed else []):  # the parent's filters decide, as serially
                     warnings.warn(text, category, stacklevel=2)
                 yield Done(futures[future], item, value, error)
                 bar.update(progress.units(item))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -215,21 +216,30 @@ def test_ring_strips_are_narrowed_but_exact():
     assert _narrowed(layout[0], 2, 5)[:3] == layout[0][:3]
 
 
+class RecordingLibc:
+    """Stands in for glibc: records ``mallopt`` and ``malloc_trim`` calls in ``calls``; without
+    ``free_bytes`` it has no ``mallinfo2`` (glibc before 2.33)."""
+
+    def __init__(self, free_bytes: int | None = None) -> None:
+        self.calls: list = []
+        if free_bytes is not None:
+            self.mallinfo2 = lambda: types.SimpleNamespace(fordblks=free_bytes)
+
+    def mallopt(self, what, value):
+        self.calls.append((what, value))
+
+    def malloc_trim(self, pad):
+        self.calls.append(("trim", pad))
+
+
 def test_allocator_settings_are_restored(seeded, monkeypatch):
     """glibc's thresholds are raised only during a call (nested calls count), the pool is emptied."""
     from fusekit_refusion import engine
 
     _, ours = seeded
-    calls = []
-
-    class Libc:
-        def mallopt(self, what, value):
-            calls.append((what, value))
-
-        def malloc_trim(self, pad):
-            calls.append(("trim", pad))
-
-    monkeypatch.setattr(engine, "_libc", lambda: Libc())
+    libc = RecordingLibc()
+    calls = libc.calls
+    monkeypatch.setattr(engine, "_libc", lambda: libc)
     torch.set_num_threads(2)  # worker threads: they share the main arena during the call
     infer(ours, real_pair(24, 32))
     assert calls[:3] == [(engine._M_MMAP_THRESHOLD, 32 << 20), (engine._M_TRIM_THRESHOLD, engine.TRIM_BYTES),
@@ -253,24 +263,12 @@ def test_allocator_settings_are_restored(seeded, monkeypatch):
 @pytest.mark.parametrize("free_mib, trimmed", [(100, False), (2048, True)])
 def test_a_small_calls_freed_memory_is_kept_for_the_next_call(seeded, monkeypatch, free_mib, trimmed):
     """Up to KEEP_FREE_BYTES of free heap stay after a call (the next one would fault them in again)."""
-    from types import SimpleNamespace
-
     from fusekit_refusion import engine
 
     _, ours = seeded
-    calls = []
-
-    class Libc:
-        def mallopt(self, what, value):
-            calls.append((what, value))
-
-        def malloc_trim(self, pad):
-            calls.append(("trim", pad))
-
-        def mallinfo2(self):
-            return SimpleNamespace(fordblks=free_mib << 20)
-
-    monkeypatch.setattr(engine, "_libc", lambda: Libc())
+    libc = RecordingLibc(free_bytes=free_mib << 20)
+    calls = libc.calls
+    monkeypatch.setattr(engine, "_libc", lambda: libc)
     torch.set_num_threads(1)
     infer(ours, real_pair(24, 32))
     assert (("trim", 0) in calls) is trimmed

@@ -1562,7 +1562,8 @@ def _infer_one(p: _Prepared, src: torch.Tensor, plan: _Plan, run: _Runner, borde
 #: ``MALLOC_ARENA_MAX`` where set, else 8 per core; ``mallopt(M_ARENA_MAX,
 #: 0)`` is ignored by glibc, so it cannot be "unset"), and ``malloc_trim(0)``
 #: gives the free memory back when more than :data:`KEEP_FREE_BYTES` are
-#: free. glibc fixes its arena limit the first time a thread needs a new arena: when that happens during a call with workers,
+#: free. glibc fixes its arena limit the first time a thread needs a new
+#: arena: when that happens during a call with workers,
 #: threads share the main arena for the rest of the process (fine for
 #: fusekit's own processes; many-threaded allocation-heavy code in the same
 #: process may prefer ``FUSEKIT_REFUSION_MALLOPT=0``).
@@ -1572,7 +1573,8 @@ TRIM_BYTES = 64 << 20
 #: After a call, free heap memory up to this many bytes is kept for the next
 #: call instead of being given back with ``malloc_trim(0)``: giving back the
 #: ~260 MiB a 640 x 480 pair frees made the next call fault every page in
-#: again (~60 thousand minor faults, a fifth of its wall time on 2 cores).
+#: again (~60 thousand minor faults; with the oneDNN cache above, the warm
+#: call went from 1.58 s to 1.35 s, ``benchmarks/refusion_warm.py``).
 #: Larger images free more than this and are trimmed as before, so a 4K
 #: pair does not leave a gigabyte behind. Needs glibc's ``mallinfo2`` (2.33+);
 #: without it every call trims.
@@ -1606,7 +1608,14 @@ def _free_heap_bytes(libc) -> float:
     info = getattr(libc, "mallinfo2", None)
     if info is None:
         return math.inf
-    if hasattr(info, "argtypes"):  # glibc's own (not a stand-in): its result is ``struct mallinfo2``
+    if hasattr(info, "argtypes") and info.restype is not _mallinfo2_struct():  # glibc's own, not yet typed
+        info.restype = _mallinfo2_struct()
+    return float(info().fordblks)
+
+
+def _mallinfo2_struct():
+    """ctypes' ``struct mallinfo2`` (glibc's malloc.h), made once."""
+    if "mallinfo2" not in _MALLOC:
         import ctypes
 
         class MallInfo2(ctypes.Structure):
@@ -1614,8 +1623,8 @@ def _free_heap_bytes(libc) -> float:
                                                              "usmblks", "fsmblks", "uordblks", "fordblks",
                                                              "keepcost")]
 
-        info.restype = MallInfo2
-    return float(info().fordblks)
+        _MALLOC["mallinfo2"] = MallInfo2
+    return _MALLOC["mallinfo2"]
 
 
 def _libc():
